@@ -1,0 +1,1 @@
+"""The pressure-labelled structure database (ASE db: SQLite file or PostgreSQL URL)."""

@@ -1,0 +1,53 @@
+"""Lattice geometry shared by data, model and sampling code (NumPy and torch).
+
+Convention everywhere: a lattice ``L`` is a 3×3 matrix whose **rows** are the lattice
+vectors in Å (ASE ``cell`` convention); Cartesian positions are ``x = f @ L`` for
+fractional coordinates ``f`` (row vectors). A rotation ``R`` of the Cartesian frame
+maps ``L -> L @ R.T``. The metric ``G = L @ L.T`` is rotation invariant, and so is the
+symmetric polar factor ``S = G^(1/2)`` that MatterGen diffuses: ``L = S @ Q`` with
+``Q`` orthogonal, so replacing ``L`` by ``S`` only rotates the crystal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def polar_symmetric_np(lattice: np.ndarray) -> np.ndarray:
+    """Symmetric polar factor ``S = (L Lᵀ)^(1/2)`` of one (3, 3) or a batch (..., 3, 3)."""
+    u, s, _vt = np.linalg.svd(lattice)
+    return (u * s[..., None, :]) @ np.swapaxes(u, -1, -2)
+
+
+def polar_symmetric(lattice: torch.Tensor) -> torch.Tensor:
+    """Torch version of :func:`polar_symmetric_np`, batched over leading dimensions."""
+    u, s, _vh = torch.linalg.svd(lattice)
+    return (u * s.unsqueeze(-2)) @ u.transpose(-1, -2)
+
+
+def symmetrize(matrix: torch.Tensor) -> torch.Tensor:
+    """``(M + Mᵀ) / 2`` over the last two dimensions."""
+    return 0.5 * (matrix + matrix.transpose(-1, -2))
+
+
+def frac_to_cart(frac: torch.Tensor, lattice: torch.Tensor) -> torch.Tensor:
+    """Cartesian positions (Å) from fractional coordinates: ``x = f @ L`` (batched)."""
+    return frac @ lattice
+
+
+def cart_to_frac(cart: torch.Tensor, lattice: torch.Tensor) -> torch.Tensor:
+    """Fractional coordinates from Cartesian positions: ``f = x @ L⁻¹``."""
+    return cart @ torch.linalg.inv(lattice)
+
+
+def lattice_volume(lattice: torch.Tensor) -> torch.Tensor:
+    """Cell volume |det L| in Å³ (batched)."""
+    return torch.linalg.det(lattice).abs()
+
+
+def lattice_from_params_np(a: float, b: float, c: float, alpha: float, beta: float, gamma: float) -> np.ndarray:
+    """Lattice matrix (rows = vectors, Å) from lengths (Å) and angles (degrees)."""
+    from ase.geometry import cellpar_to_cell
+
+    return np.asarray(cellpar_to_cell([a, b, c, alpha, beta, gamma]))

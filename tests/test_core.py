@@ -1,0 +1,51 @@
+"""Shared core: units, composition parsing, Z enumeration, geometry."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gencrystal.composition import enumerate_formula_units, parse_composition, parse_int_range
+from gencrystal.errors import GencrystalError
+from gencrystal.geometry import polar_symmetric, polar_symmetric_np
+from gencrystal.units import check_pressure, enthalpy, ev_per_a3_to_gpa, gpa_to_ev_per_a3
+
+
+def test_pressure_round_trip_and_value():
+    assert gpa_to_ev_per_a3(160.21766) == pytest.approx(1.0, rel=1e-6)
+    assert ev_per_a3_to_gpa(gpa_to_ev_per_a3(50.0)) == pytest.approx(50.0)
+    assert enthalpy(-10.0, 100.0, 160.21766) == pytest.approx(90.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1.0, "abc", math.inf])
+def test_bad_pressures_name_the_value(bad):
+    with pytest.raises(GencrystalError, match="pressure"):
+        check_pressure(bad)
+
+
+def test_composition_parsing():
+    assert parse_composition("SiO2").as_dict() == {"Si": 1.0, "O": 2.0}
+    assert parse_composition("Li16").num_atoms == 16
+    for bad, msg in [("Xx2", "unknown element 'Xx'"), ("Si0O2", "positive"), ("Li-2", "negative"), ("", "empty")]:
+        with pytest.raises(GencrystalError, match=msg):
+            parse_composition(bad)
+
+
+def test_formula_unit_enumeration():
+    comps = enumerate_formula_units("Si2O4", "1-3")
+    assert [c.num_atoms for c in comps] == [3, 6, 9]
+    assert parse_int_range("2") == [2]
+
+
+def test_polar_factor_is_symmetric_rotation_invariant_and_idempotent():
+    rng = np.random.default_rng(0)
+    lat = rng.normal(size=(3, 3)) + 4 * np.eye(3)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    s = polar_symmetric_np(lat)
+    np.testing.assert_allclose(s, s.T, atol=1e-12)
+    np.testing.assert_allclose(polar_symmetric_np(lat @ q.T), s, atol=1e-10)
+    np.testing.assert_allclose(polar_symmetric_np(s), s, atol=1e-10)
+    np.testing.assert_allclose(s @ s.T, lat @ lat.T, atol=1e-10)
+    t = polar_symmetric(torch.tensor(lat)[None])
+    np.testing.assert_allclose(t[0].numpy(), s, atol=1e-10)

@@ -26,5 +26,5 @@ mpi = False
 fftw = True
 libraries += ['fftw3', 'blas']
 PYEOF
-GPAW_CONFIG="$(pwd)/$VENV/etc/gpaw-siteconfig.py" $VENV/bin/python -m pip install -q --no-build-isolation -r requirements-dft.txt 2>&1 | grep -v "^WARNING: Location" || true
+GPAW_CONFIG="$(pwd)/$VENV/etc/gpaw-siteconfig.py" $VENV/bin/python -m pip install -q -r requirements-dft.txt 2>&1 | grep -v "^WARNING: Location" | tail -30 || true
 $VENV/bin/python -c "import gpaw, gpaw_data; print('[install] gpaw', gpaw.__version__)"

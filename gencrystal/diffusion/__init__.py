@@ -1,0 +1,80 @@
+"""Domain-agnostic diffusion core: corruption processes, per-field losses, samplers.
+
+Tensors in, tensors out. Nothing here imports materials code (no pymatgen, ASE or
+other ``gencrystal`` modules): a "crystal" is just a *segment* (sample) and the atoms
+of segment ``b`` are the rows ``i`` with ``index[i] == b``. A model is a set of named
+**fields** (``"frac_coords"``, ``"lattice"``, ``"atom_types"``), each with a process, a
+loss weight and a reduction; the sampler walks all fields together.
+
+Conventions
+-----------
+* Time is continuous, ``t`` in ``(0, 1]``, one value per sample: ``t: Tensor[B]``.
+  ``t = 1`` is the prior, ``t -> 0`` the data. D3PM derives its discrete step
+  ``k = ceil(t * T)`` (``T = num_steps``) from ``t`` (:meth:`MaskedD3PM.discrete_time`).
+* Per-element fields (one row per atom) take ``index: LongTensor[N]`` mapping rows to
+  samples; per-sample fields (the lattice, ``[B, 3, 3]``) take ``index=None``.
+* Per-sample *context* tensors are supplied by the caller (the model), never computed
+  here: ``std_scale: Tensor[B]`` for the torus (the model passes ``n**(-1/3)``),
+  ``limit_mean: Tensor[B, 3, 3]`` and ``limit_std: Tensor[B]`` for the VP lattice
+  (``mu(n) I`` or ``c(P)``-based, and ``sqrt(v) n**(1/3)``), ``allowed: BoolTensor[K]``
+  or ``[B, K]`` for D3PM sampling restricted to a chemical system.
+* Continuous fields: the *score* is ``grad_x log p_t(x)``. Networks regress the
+  process's training ``target`` (see each process); ``process.score_from_prediction``
+  turns a prediction back into a score. ``score_fn`` of the sampler returns **scores**
+  for continuous fields and **x0 logits** (``[N, K]`` or ``[N, K+1]``) for D3PM fields.
+* float32 and float64 are both supported; every random draw takes an optional
+  ``torch.Generator`` (on the tensors' device) for determinism.
+
+Processes (``wrapped_normal.py``, ``vp.py``, ``d3pm.py``)
+---------------------------------------------------------
+All three share the methods used by training and sampling::
+
+    corrupt(x0, t, *, generator=None, **ctx) -> Corrupted   # x_t, target, index, aux
+    loss(pred, corrupted) -> Tensor[n_rows]                 # per-row loss, unreduced
+    prior_sample(like, t_shape=B, *, generator=None, **ctx) -> Tensor
+
+* ``WrappedVE(sigma_min=0.01, sigma_max=5.0, num_images=10, weighting="score_times_std"
+  | "sigma_norm", prior="uniform" | "wrapped_normal", remove_mean=False)`` on the torus
+  ``[0, 1)^d``; ``sigma(t) = sigma_min (sigma_max/sigma_min)^t`` times ``std_scale``.
+  Also ``sigma(t)``, ``score(x_t, x0, sigma)``, ``score_from_prediction(pred, t, ...)``.
+  Free functions: ``wrapped_normal_log_prob``, ``wrapped_normal_score``,
+  ``wrap_displacement``.
+* ``VPProcess(beta_min=0.1, beta_max=20.0, symmetric=True, target="score_times_std" |
+  "eps")`` for a matrix field: ``mean = a(t) x0 + (1 - a(t)) limit_mean``,
+  ``std = sqrt(1 - a(t)^2) limit_std``; ``a(t) = exp(-t^2 (b_max-b_min)/4 - t b_min/2)``.
+  ``symmetric_noise(shape, ...)`` gives ``(e_ij + e_ji)/sqrt(2)`` off-diagonal.
+* ``MaskedD3PM(num_classes=K, num_steps=1000, hybrid_lambda=0.01)``: states
+  ``0..K-1`` plus the mask state ``K``; keep probability ``1 - k/T``; x0
+  parameterisation; ``loss`` = reverse KL + ``hybrid_lambda`` * CE.
+  Also ``marginal_probs``, ``step_probs``, ``posterior_probs``, ``model_probs``.
+
+Fields and losses (``losses.py``)
+---------------------------------
+* ``DiffusionField(process, loss_weight=1.0, reduce="sum" | "mean")``: ``corrupt`` as
+  the process; ``loss(pred, corrupted) -> Tensor[B]`` reduced per sample.
+* ``FieldSet(fields: dict[str, DiffusionField])`` (an ``nn.ModuleDict``):
+  ``corrupt(x0: dict, t, context: dict[str, dict], generator=None) -> dict[str, Corrupted]``
+  and ``loss(preds: dict, corrupted: dict) -> (total, {name: mean loss})`` where
+  ``total = sum_f weight_f * mean_b loss_f[b]``. Hydra: ``conf/diffusion/{csp,dng}.yaml``.
+
+Segments (``segments.py``)
+--------------------------
+``segment_sum(x, index, B)``, ``segment_mean``, ``remove_segment_mean`` (translation
+invariance of a displacement/score), ``segment_sq_norm``.
+
+Sampling (``sampler.py``, ``predictors.py``, ``correctors.py``, ``guidance.py``)
+-------------------------------------------------------------------------------
+``sample(processes, score_fn, init_state, num_steps, *, predictors, correctors=None,
+context=None, generator=None, spacing="linear", corrector_steps=1, progress=False,
+post_step=None) -> SamplerOutput(state, nfe)``, where
+``score_fn(state: dict[str, Tensor], t: Tensor[B]) -> dict[str, Tensor]``.
+Fields in ``init_state`` without a process are *fixed* (e.g. atom types in CSP mode)
+and passed through untouched. ``PCSampler`` holds the configuration
+(``conf/sampler/pc.yaml``: 1000 steps + 1 Langevin corrector, 2000 NFE;
+``conf/sampler/fast.yaml``: re-spaced, <= 200 NFE) and is called as
+``sampler(processes, score_fn, init_state, context=..., generator=...)``.
+Predictors: ``WrappedVEAncestral(eta)``, ``VPAncestral(eta)``, ``D3PMAncestral()``.
+Corrector: ``LangevinCorrector(snr, max_step_size)``.
+Guidance: ``cfg_combine(cond, uncond, scale)``, ``cfg_combine_logits(...)``,
+``cfg_combine_multi(uncond, conds, scales)``.
+"""

@@ -1,0 +1,166 @@
+"""One-by-one variable-cell relaxation under pressure with ASE.
+
+Minimises the enthalpy H = E + P·V with ``FrechetCellFilter(atoms,
+scalar_pressure=P·GPa)`` and ASE's FIRE or BFGS. A :class:`RelaxGuard` aborts a
+structure whose volume per atom leaves a sane range or jumps in one step; non-finite
+energies, forces or stresses abort it too. Every failure is recorded on the returned
+:class:`~gencrystal.relax.result.RelaxResult`, never raised.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+
+from gencrystal.relax.analysis import rmsd_same_order, space_group
+from gencrystal.relax.result import RelaxResult
+from gencrystal.units import enthalpy, ev_per_a3_to_gpa, gpa_to_ev_per_a3
+
+OPTIMIZERS = ("FIRE", "BFGS")
+
+
+class RelaxAbort(Exception):
+    """Raised inside a relaxation loop to stop one structure (guard tripped, NaN)."""
+
+
+@dataclass
+class RelaxGuard:
+    """Sanity limits for a relaxation; a structure outside them is stopped and recorded as failed.
+
+    Attributes:
+        min_volume_per_atom: Å³/atom below which the cell is considered collapsed.
+        max_volume_per_atom: Å³/atom above which the cell is considered exploded.
+        max_volume_ratio: largest allowed V/V₀ (and V₀/V) relative to the input.
+        max_step_volume_change: largest relative volume change in one optimiser step.
+    """
+
+    min_volume_per_atom: float = 1.0
+    max_volume_per_atom: float = 200.0
+    max_volume_ratio: float = 5.0
+    max_step_volume_change: float = 0.5
+
+    def check(self, v0: float, v_prev: float, v: float) -> str | None:
+        """A one-line reason when the volume per atom ``v`` (Å³) breaks a limit, else None."""
+        if not math.isfinite(v):
+            return "volume became non-finite"
+        if v < self.min_volume_per_atom or v > self.max_volume_per_atom:
+            return (f"volume guard: {v:.3g} Å³/atom left [{self.min_volume_per_atom:g}, "
+                    f"{self.max_volume_per_atom:g}]")
+        if v / v0 > self.max_volume_ratio or v0 / v > self.max_volume_ratio:
+            return f"volume guard: V/V0 = {v / v0:.3g} beyond a factor {self.max_volume_ratio:g}"
+        if abs(v - v_prev) / v_prev > self.max_step_volume_change:
+            return (f"volume guard: volume jumped {100 * (v - v_prev) / v_prev:+.0f}% in one step "
+                    f"(limit {100 * self.max_step_volume_change:.0f}%)")
+        return None
+
+
+def check_finite(energy: float, forces: np.ndarray, stress: np.ndarray) -> str | None:
+    """A one-line reason when the potential returned NaN/inf, else None."""
+    if not np.isfinite(energy):
+        return f"potential returned a non-finite energy ({energy})"
+    if not np.all(np.isfinite(forces)):
+        return "potential returned non-finite forces"
+    if not np.all(np.isfinite(stress)):
+        return "potential returned a non-finite stress"
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def finish_result(initial: Atoms, atoms: Atoms, pressure_gpa: float, level: str, *, energy: float,
+                  stress: np.ndarray | None, converged: bool, steps: int, error: str | None,
+                  fmax: float, max_steps: int, sid: str, t0: float, symprec: float = 0.1) -> RelaxResult:
+    """Assemble a :class:`RelaxResult` from a finished (or stopped) relaxation."""
+    n = len(atoms)
+    vol = atoms.get_volume()
+    if error is None and not converged:
+        error = f"not converged in {max_steps} steps (fmax {fmax:g} eV/Å)"
+    e = float(energy) if energy is not None else math.nan
+    p_stress = math.nan
+    if stress is not None and np.all(np.isfinite(stress)):
+        p_stress = -ev_per_a3_to_gpa(float(np.mean(np.asarray(stress)[:3])))
+    res = RelaxResult(
+        atoms=atoms,
+        energy=e,
+        energy_per_atom=e / n,
+        enthalpy_per_atom=enthalpy(e, vol, pressure_gpa) / n,
+        volume_per_atom=vol / n,
+        pressure_gpa=float(pressure_gpa),
+        converged=bool(converged and error is None),
+        steps=int(steps),
+        error=error,
+        level_of_theory=level,
+        rmsd_from_input=rmsd_same_order(initial, atoms),
+        stress_pressure_gpa=p_stress,
+        id=sid,
+        space_group=space_group(atoms, symprec) if math.isfinite(vol) and error is None else "",
+        wall_s=time.perf_counter() - t0,
+    )
+    atoms.calc = None
+    atoms.info.update(res.info())
+    return res
+
+
+def relax_one(atoms: Atoms, calc, pressure_gpa: float, level_of_theory: str, *, optimizer: str = "FIRE",
+              fmax: float = 0.05, steps: int = 300, guard: RelaxGuard | None = None, sid: str = "",
+              exp_cell_factor: float | None = None, symprec: float = 0.1) -> RelaxResult:
+    """Relax one structure at ``pressure_gpa`` (GPa) with an ASE calculator; never raises.
+
+    Args:
+        atoms: the input structure (not modified).
+        calc: an ASE calculator (energy eV, forces eV/Å, stress eV/Å³).
+        pressure_gpa: target hydrostatic pressure, GPa.
+        level_of_theory: label recorded on the result.
+        optimizer: ``FIRE`` or ``BFGS`` (ASE's).
+        fmax: convergence threshold on the FrechetCellFilter generalised forces, eV/Å
+            (the cell part is virial/N, so the stress residual is ≈ fmax/(V/N)).
+        steps: maximum optimiser steps.
+        guard: volume limits (default :class:`RelaxGuard`).
+        exp_cell_factor: FrechetCellFilter's cell scaling (default: number of atoms).
+    """
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS, FIRE
+
+    t0 = time.perf_counter()
+    guard = guard or RelaxGuard()
+    initial = atoms.copy()
+    work = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
+    work.calc = calc
+    n = len(work)
+    v0 = v_prev = work.get_volume() / n
+    energy, stress, error, converged, nsteps = math.nan, None, None, False, 0
+    opt_cls = {"FIRE": FIRE, "BFGS": BFGS}[optimizer.upper()]
+    try:
+        filt = FrechetCellFilter(work, scalar_pressure=gpa_to_ev_per_a3(pressure_gpa), exp_cell_factor=exp_cell_factor)
+        opt = opt_cls(filt, logfile=None)
+        for converged in opt.irun(fmax=fmax, steps=steps):
+            nsteps = opt.nsteps
+            energy = float(work.get_potential_energy())
+            stress = np.array(work.get_stress(voigt=True))
+            bad = check_finite(energy, work.get_forces(), stress)
+            if bad:
+                raise RelaxAbort(bad)
+            v = work.get_volume() / n
+            bad = guard.check(v0, v_prev, v)
+            if bad:
+                raise RelaxAbort(bad)
+            v_prev = v
+    except RelaxAbort as exc:
+        error, converged = str(exc), False
+    except Exception as exc:  # any calculator / filter failure stays on this structure
+        error, converged = _one_line(exc), False
+    return finish_result(initial, _detached(work), pressure_gpa, level_of_theory, energy=energy, stress=stress,
+                         converged=converged, steps=nsteps, error=error, fmax=fmax, max_steps=steps, sid=sid,
+                         t0=t0, symprec=symprec)
+
+
+def _detached(atoms: Atoms) -> Atoms:
+    out = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
+    return out

@@ -1,0 +1,232 @@
+"""``relax_structures``: the one call that relaxes many structures under pressure.
+
+Three ways to run, same results:
+
+- in-process, one by one (ASE ``FrechetCellFilter`` + FIRE/BFGS): ``workers=0`` or ``1``;
+- in-process, batched (:func:`gencrystal.relax.batched.relax_batched`): ``batched=True``;
+- fanned out over Dask workers (``workers=N`` single-threaded processes on a
+  ``LocalCluster``, or ``scheduler="tcp://host:8786"`` for an existing cluster, e.g. one
+  started with dask-jobqueue on SLURM). Each worker loads the potential once from its
+  spec and relaxes chunks of structures (one by one, or batched when ``batched=True``).
+
+One structure's failure is recorded on its :class:`RelaxResult` and never stops the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterable, Sequence
+
+from ase import Atoms
+
+from gencrystal.errors import GencrystalError
+from gencrystal.relax.ase_relax import OPTIMIZERS, RelaxGuard, relax_one
+from gencrystal.relax.potentials import Potential, load_potential
+from gencrystal.relax.result import RelaxResult
+from gencrystal.units import check_pressure
+
+
+@contextlib.contextmanager
+def single_threaded(torch_threads: int = 1):
+    """Limit BLAS/OpenMP pools (threadpoolctl) and torch to ``torch_threads`` threads.
+
+    On 2 shared cores, the cell filter's BLAS threads fighting torch's made
+    relaxations 2–5× slower (../shared/STACK.md).
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(torch_threads)))
+    try:
+        with threadpool_limits(limits=max(1, int(torch_threads))):
+            yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def as_potential(potential: Any, device: str | None = "auto") -> Potential:
+    """A :class:`Potential` from a name, a checkpoint path, a config mapping
+    (``{name, path, device}``) or a :class:`Potential` (returned as is)."""
+    if isinstance(potential, Potential):
+        return potential
+    if isinstance(potential, (str, os.PathLike)):
+        return load_potential(str(potential), device=device)
+    if hasattr(potential, "get"):  # dict or DictConfig of conf/potential/*.yaml
+        name = potential.get("name")
+        if not name:
+            raise GencrystalError("potential config needs a name (chgnet, sevenn)")
+        return load_potential(name, path=potential.get("path"), device=potential.get("device", device),
+                              modal=potential.get("modal"))
+    raise GencrystalError(f"potential={potential!r} is not a name, a checkpoint path or a Potential")
+
+
+def _normalise_inputs(structures: Iterable, ids: Sequence[str] | None) -> tuple[list[Atoms], list[str]]:
+    from gencrystal.structures import to_atoms
+
+    atoms_list, names = [], []
+    for i, s in enumerate(structures):
+        if isinstance(s, tuple) and len(s) == 2 and isinstance(s[0], str):
+            names.append(s[0])
+            s = s[1]
+        else:
+            names.append(str(s.info.get("id", i)) if isinstance(s, Atoms) else str(i))
+        atoms_list.append(to_atoms(s))
+    if ids is not None:
+        if len(ids) != len(atoms_list):
+            raise GencrystalError(f"{len(ids)} ids given for {len(atoms_list)} structures")
+        names = [str(x) for x in ids]
+    return atoms_list, names
+
+
+def _relax_chunk(atoms_list: list[Atoms], ids: list[str], potential: Potential, pressure_gpa: float, opts: dict,
+                 progress=None) -> list[RelaxResult]:
+    """Relax a list of structures in this process (batched or one by one)."""
+    from gencrystal.relax.batched import relax_batched
+
+    with single_threaded(opts.get("torch_threads", 1)):
+        if opts["batched"]:
+            return relax_batched(atoms_list, potential, pressure_gpa, fmax=opts["fmax"], steps=opts["steps"],
+                                 guard=opts["guard"], batch_size=opts["batch_size"], ids=ids,
+                                 exp_cell_factor=opts.get("exp_cell_factor"), symprec=opts["symprec"],
+                                 progress=progress)
+        out = []
+        calc = potential.calculator()
+        for a, sid in zip(atoms_list, ids):
+            out.append(relax_one(a, calc, pressure_gpa, potential.level_of_theory, optimizer=opts["optimizer"],
+                                 fmax=opts["fmax"], steps=opts["steps"], guard=opts["guard"], sid=sid,
+                                 exp_cell_factor=opts.get("exp_cell_factor"), symprec=opts["symprec"]))
+            if progress is not None:
+                progress(1)
+        return out
+
+
+def _worker_task(atoms_list, ids, spec, pressure_gpa, opts):
+    """Dask task: load the potential from its spec (cached per worker process) and relax."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    potential = load_potential(*spec)
+    return _relax_chunk(atoms_list, ids, potential, pressure_gpa, opts)
+
+
+def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential: Any = "chgnet", *,
+                     optimizer: str = "FIRE", fmax: float = 0.05, steps: int = 300, guard: RelaxGuard | None = None,
+                     batched: bool = False, batch_size: int = 32, workers: int = 1, scheduler: str | None = None,
+                     chunk_size: int | None = None, ids: Sequence[str] | None = None, device: str | None = "auto",
+                     torch_threads: int = 1, exp_cell_factor: float | None = None, symprec: float = 0.1,
+                     progress: bool = True) -> list[RelaxResult]:
+    """Relax structures at ``pressure_gpa`` (GPa), minimising H = E + P·V; one result per input, same order.
+
+    Args:
+        structures: ASE ``Atoms``, pymatgen ``Structure`` or ``(id, Atoms)`` pairs.
+        pressure_gpa: target pressure, GPa (>= 0).
+        potential: ``"chgnet"``, ``"sevenn"``, a checkpoint path, a ``{name, path, device}``
+            mapping or a loaded :class:`Potential`.
+        optimizer: ``FIRE`` or ``BFGS`` (batched relaxation is FIRE only).
+        fmax: generalised-force threshold, eV/Å (FrechetCellFilter's; cell part = virial/N).
+        steps: maximum optimiser steps per structure.
+        guard: :class:`RelaxGuard` volume limits (default limits when None).
+        batched: evaluate many structures per model call with the batched FIRE.
+        batch_size: structures per model call when batched.
+        workers: 0/1 run in this process; N > 1 fans out over a Dask LocalCluster of N
+            single-threaded worker processes.
+        scheduler: address of an existing Dask scheduler (overrides ``workers``).
+        chunk_size: structures per Dask task (default: spread evenly, >= 1 per worker).
+        ids: names for the structures (default: given ids, ``atoms.info['id']`` or index).
+        device: ``auto``/``cpu``/``cuda`` for a potential given by name.
+        torch_threads: torch/BLAS threads per process (1 recommended on shared CPUs).
+        progress: show a tqdm progress bar.
+
+    Raises:
+        GencrystalError: bad pressure, unknown potential or optimiser (nothing is relaxed).
+    """
+    pressure_gpa = check_pressure(pressure_gpa)
+    if optimizer.upper() not in OPTIMIZERS:
+        raise GencrystalError(f"optimizer={optimizer!r} is unknown; choose {' or '.join(OPTIMIZERS)}")
+    if batched and optimizer.upper() != "FIRE":
+        raise GencrystalError(f"batched relaxation uses FIRE; optimizer={optimizer!r} needs batched=false")
+    if fmax <= 0 or steps < 0:
+        raise GencrystalError(f"fmax={fmax} must be > 0 and steps={steps} >= 0")
+    atoms_list, names = _normalise_inputs(structures, ids)
+    if not atoms_list:
+        return []
+    opts = {"optimizer": optimizer.upper(), "fmax": float(fmax), "steps": int(steps), "guard": guard or RelaxGuard(),
+            "batched": bool(batched), "batch_size": int(batch_size), "torch_threads": int(torch_threads),
+            "exp_cell_factor": exp_cell_factor, "symprec": float(symprec)}
+    use_dask = scheduler is not None or int(workers) > 1
+    if not use_dask:
+        pot = as_potential(potential, device)
+        with _progress(len(atoms_list), progress, pot.level_of_theory) as bar:
+            return _relax_chunk(atoms_list, names, pot, pressure_gpa, opts, progress=bar)
+    if isinstance(potential, Potential) and potential.spec is None:
+        raise GencrystalError(f"potential {potential.level_of_theory!r} was built in-process; Dask workers need a name or checkpoint path")
+    spec = potential.spec if isinstance(potential, Potential) else as_potential_spec(potential, device)
+    return _relax_dask(atoms_list, names, spec, pressure_gpa, opts, workers=int(workers), scheduler=scheduler,
+                       chunk_size=chunk_size, progress=progress)
+
+
+def as_potential_spec(potential: Any, device: str | None) -> tuple:
+    """The ``(name, path, device, modal)`` tuple a worker re-loads a potential from (validated here)."""
+    pot = as_potential(potential, device)  # validates the name/path before any worker starts
+    return pot.spec
+
+
+@contextlib.contextmanager
+def _progress(total: int, enabled: bool, label: str):
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=f"relax [{label}]", unit="struct", leave=False) as bar:
+        yield bar.update
+
+
+def _relax_dask(atoms_list, names, spec, pressure_gpa, opts, *, workers, scheduler, chunk_size, progress):
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    cluster = None
+    try:
+        if scheduler:
+            client = Client(scheduler, timeout="20s")
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=40)
+            client = Client(cluster)
+    except Exception as exc:
+        raise GencrystalError(f"cannot start/reach the Dask cluster ({scheduler or f'LocalCluster x{workers}'}): {exc}") from exc
+    n = len(atoms_list)
+    nworkers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
+    size = chunk_size or max(1, min(opts["batch_size"] if opts["batched"] else 4, -(-n // nworkers)))
+    chunks = [(i, min(i + size, n)) for i in range(0, n, size)]
+    results: list[RelaxResult | None] = [None] * n
+    try:
+        futures = {}
+        for lo, hi in chunks:
+            fut = client.submit(_worker_task, atoms_list[lo:hi], names[lo:hi], spec, pressure_gpa, opts, pure=False)
+            futures[fut] = (lo, hi)
+        with _progress(n, progress, str(spec[0])) as bar:
+            for fut in as_completed(list(futures)):
+                lo, hi = futures[fut]
+                try:
+                    chunk = fut.result()
+                except Exception as exc:  # worker died: record on this chunk's structures only
+                    chunk = [_failed(atoms_list[j], names[j], pressure_gpa, f"worker failed: {type(exc).__name__}: {exc}")
+                             for j in range(lo, hi)]
+                results[lo:hi] = chunk
+                if bar:
+                    bar(hi - lo)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return results  # type: ignore[return-value]
+
+
+def _failed(atoms: Atoms, sid: str, pressure_gpa: float, error: str) -> RelaxResult:
+    res = RelaxResult(atoms=atoms.copy(), pressure_gpa=pressure_gpa, error=error, id=sid)
+    res.atoms.info.update(res.info())
+    return res

@@ -1,0 +1,24 @@
+"""Sampling crystal structures conditioned on composition and pressure (GPa).
+
+Public API::
+
+    from gencrystal.sampling import Generator
+    gen = Generator("model.ckpt", device="cpu", sampler="fast", batch_size=64)
+    frames = gen.sample("SiO2", pressure=50, n=16, seed=0, formula_units="1-4")
+
+``gencrystal sample`` (see ``docs/sampling.md``) wraps the same code.
+"""
+
+from gencrystal.sampling.checks import SampleChecks
+from gencrystal.sampling.generator import Generator, PressureRangeWarning, SampleRun
+from gencrystal.sampling.requests import SampleRequest, expand_request, read_request_table
+
+__all__ = [
+    "Generator",
+    "PressureRangeWarning",
+    "SampleChecks",
+    "SampleRequest",
+    "SampleRun",
+    "expand_request",
+    "read_request_table",
+]

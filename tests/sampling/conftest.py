@@ -1,0 +1,72 @@
+"""Fixtures for the sampling tests.
+
+``fake_module``: a stand-in with the CrystalDiffusionModule sampling interface, used
+only for the unit tests of request handling, batching, seeding, flagging and writing
+(it draws random cells with torch's generator, so it has real randomness to seed).
+``tiny_ckpt``: a real checkpoint trained for a few steps inside the test session.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from gencrystal.data.stats import DatasetStats
+
+
+class FakeModule:
+    """Random cells with the model's output layout; records every call."""
+
+    def __init__(self, csp: bool = True, max_atoms: int = 20, pressure_range=(0.0, 100.0), volume_per_atom: float = 12.0):
+        self.csp = csp
+        self.max_atoms = max_atoms
+        self.pressure_range = pressure_range
+        self.volume_per_atom = volume_per_atom
+        self.data_stats = DatasetStats(num_atoms_hist={2: 3, 4: 1, 40: 5}, max_atoms=40)
+        self.calls: list[dict] = []
+
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
+
+    def sample(self, num_atoms, atom_types, conditions, sampler="fast", guidance_scale=1.0, generator=None, progress=False):
+        self.calls.append({"num_atoms": num_atoms.tolist(), "atom_types": None if atom_types is None else atom_types.tolist(),
+                           "conditions": {k: v.clone() for k, v in conditions.items()}, "sampler": sampler,
+                           "guidance_scale": guidance_scale})
+        n = int(num_atoms.sum())
+        frac = torch.rand(n, 3, generator=generator)
+        a = torch.tensor([(self.volume_per_atom * int(k)) ** (1 / 3) for k in num_atoms.tolist()])
+        lattice = torch.diag_embed(a[:, None].expand(-1, 3)) * (1 + 0.05 * torch.rand(len(a), 3, 3, generator=generator))
+        if atom_types is None:
+            atom_types = torch.randint(3, 6, (n,), generator=generator)
+        return {"frac_coords": frac, "lattice": lattice, "atom_types": atom_types.clone(), "num_atoms": num_atoms.clone(),
+                "nfe": 10 if sampler == "fast" else 100}
+
+
+@pytest.fixture
+def fake_module():
+    return FakeModule()
+
+
+@pytest.fixture
+def fake_ckpt(tmp_path, monkeypatch):
+    """A checkpoint path whose loading is replaced by the fake module (CLI unit tests)."""
+    import gencrystal.sampling.generator as g
+
+    module = FakeModule()
+    path = tmp_path / "fake.ckpt"
+    path.write_bytes(b"fake")
+
+    def _load(ckpt, device):
+        if str(ckpt) != str(path):
+            return _real(ckpt, device)
+        return module
+
+    _real = g.load_module
+    monkeypatch.setattr(g, "load_module", _load)
+    return SimpleNamespace(path=path, module=module)

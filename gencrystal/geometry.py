@@ -51,3 +51,11 @@ def lattice_from_params_np(a: float, b: float, c: float, alpha: float, beta: flo
     from ase.geometry import cellpar_to_cell
 
     return np.asarray(cellpar_to_cell([a, b, c, alpha, beta, gamma]))
+
+
+def polar_decomposition(lattice: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left polar decomposition ``L = S @ Q`` (batched): ``S = (L Lᵀ)^(1/2)`` symmetric
+    (Å) and ``Q`` orthogonal. Rotating the frame, ``L -> L @ R.T``, leaves ``S`` unchanged
+    and maps ``Q -> Q @ R.T``; for a symmetric positive-definite ``L``, ``Q = I``."""
+    u, s, vh = torch.linalg.svd(lattice)
+    return (u * s.unsqueeze(-2)) @ u.transpose(-1, -2), u @ vh

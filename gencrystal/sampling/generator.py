@@ -337,7 +337,9 @@ class Generator:
                 counts = self._draw_num_atoms(r.num_samples, rng)
                 items.extend({"request": ri, "numbers": None, "num_atoms": int(c)} for c in counts)
         for it in items:
-            it["pressure"] = requests[it["request"]].pressure_gpa
+            r = requests[it["request"]]
+            it["pressure"] = r.pressure_gpa
+            it["system"] = None if (r.chemical_system is None or self.csp) else [_z(s) for s in r.chemical_system]
         return items
 
     def _batches(self, items: list[dict]) -> list[list[dict]]:
@@ -370,6 +372,15 @@ class Generator:
         else:
             # de novo without a composition: the condition is absent (the model's null embedding)
             atom_types = None
+        systems = [it["system"] for it in batch]
+        if any(sys_ is not None for sys_ in systems):
+            # de novo restricted to a chemical system: the model masks all other element logits
+            allowed = torch.ones(len(batch), NUM_ELEMENTS, dtype=torch.bool, device=dev)
+            for row, sys_ in enumerate(systems):
+                if sys_ is not None:
+                    allowed[row] = False
+                    allowed[row, [z - 1 for z in sys_]] = True
+            conditions["allowed_elements"] = allowed
         out = self.module.sample(
             num_atoms,
             atom_types,

@@ -27,6 +27,7 @@ class FakeModule:
         self.volume_per_atom = volume_per_atom
         self.data_stats = DatasetStats(num_atoms_hist={2: 3, 4: 1, 40: 5}, max_atoms=40)
         self.calls: list[dict] = []
+        self.honour_allowed = True
 
     def to(self, device):
         return self
@@ -42,8 +43,14 @@ class FakeModule:
         frac = torch.rand(n, 3, generator=generator)
         a = torch.tensor([(self.volume_per_atom * int(k)) ** (1 / 3) for k in num_atoms.tolist()])
         lattice = torch.diag_embed(a[:, None].expand(-1, 3)) * (1 + 0.05 * torch.rand(len(a), 3, 3, generator=generator))
-        if atom_types is None:
-            atom_types = torch.randint(3, 6, (n,), generator=generator)
+        conditions = dict(conditions)
+        allowed = conditions.pop("allowed_elements", None)
+        if atom_types is None or not self.csp:  # a de-novo model ignores given types
+            atom_types = torch.randint(3, 6, (n,), generator=generator)  # Li, Be, B
+            if allowed is not None and self.honour_allowed:
+                rows = torch.repeat_interleave(torch.arange(len(num_atoms)), num_atoms)
+                choices = [torch.nonzero(allowed[r]).flatten() + 1 for r in rows.tolist()]
+                atom_types = torch.stack([c[torch.randint(len(c), (1,), generator=generator)[0]] for c in choices])
         return {"frac_coords": frac, "lattice": lattice, "atom_types": atom_types.clone(), "num_atoms": num_atoms.clone(),
                 "nfe": 10 if sampler == "fast" else 100}
 

@@ -103,12 +103,33 @@ def test_denovo_draws_atom_counts_from_training_histogram(fake_module):
     assert call["atom_types"] is None and "composition" not in call["conditions"]
 
 
+def test_denovo_chemical_system_is_passed_as_allowed_elements(fake_module):
+    fake_module.csp = False
+    reqs = expand_request(None, 10, 6, chemical_system="Li-B") + expand_request(None, 20, 2)
+    run = Generator(fake_module, batch_size=8).run(reqs, seed=0)
+    allowed = fake_module.calls[0]["conditions"]["allowed_elements"]
+    assert allowed.shape == (8, 100)
+    assert torch.nonzero(allowed[0]).flatten().tolist() == [2, 4]  # Li (Z=3), B (Z=5)
+    assert bool(allowed[6:].all())  # the unrestricted request
+    assert all(set(a.get_chemical_symbols()) <= {"Li", "B"} for a in run.frames[:6])
+    assert not any("outside_chemical_system" in a.info["flags"] for a in run.frames)
+
+
 def test_denovo_chemical_system_flags_foreign_elements(fake_module):
-    fake_module.csp = False  # the fake draws Z in {3, 4, 5}: Li, Be, B
+    fake_module.csp = False
+    fake_module.honour_allowed = False  # a model that ignores the mask draws Li, Be, B
     run = Generator(fake_module).run(expand_request(None, 10, 20, chemical_system="Li-B"), seed=0)
+    assert any("Be" in a.get_chemical_symbols() for a in run.frames)
     for a in run.frames:
         outside = not set(a.get_chemical_symbols()) <= {"Li", "B"}
         assert ("outside_chemical_system" in a.info["flags"]) == outside
+
+
+def test_denovo_model_with_a_composition_flags_mismatches(fake_module):
+    fake_module.csp = False  # exact formulas are a CSP-mode promise only
+    run = Generator(fake_module).run(expand_request("Li4", 10, 10), seed=0)
+    for a in run.frames:
+        assert ("composition_mismatch" in a.info["flags"]) == (a.get_chemical_formula() != "Li4")
 
 
 def test_flags_short_distances_and_absurd_volumes(fake_module):

@@ -77,3 +77,13 @@ def fake_ckpt(tmp_path, monkeypatch):
     _real = g.load_module
     monkeypatch.setattr(g, "load_module", _load)
     return SimpleNamespace(path=path, module=module)
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """A real CSP checkpoint: the tiny model trained for 30 steps on the toy database
+    (textbook crystals at 0-100 GPa, at most 16 atoms per cell; no downloaded data)."""
+    from gencrystal.sampling.toy import train_toy_checkpoint
+
+    torch.set_num_threads(1)
+    return train_toy_checkpoint(tmp_path_factory.mktemp("tiny_model"), max_steps=30)

@@ -38,9 +38,9 @@ class RelaxGuard:
         max_step_volume_change: largest relative volume change in one optimiser step.
     """
 
-    min_volume_per_atom: float = 1.0
+    min_volume_per_atom: float = 0.5
     max_volume_per_atom: float = 200.0
-    max_volume_ratio: float = 5.0
+    max_volume_ratio: float = 8.0
     max_step_volume_change: float = 0.5
 
     def check(self, v0: float, v_prev: float, v: float) -> str | None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
 
 from ase import Atoms
 
@@ -81,22 +82,28 @@ def _normalise_inputs(structures: Iterable, ids: Sequence[str] | None) -> tuple[
 
 
 def _relax_chunk(atoms_list: list[Atoms], ids: list[str], potential: Potential, pressure_gpa: float, opts: dict,
-                 progress=None) -> list[RelaxResult]:
+                 progress=None, on_result=None) -> list[RelaxResult]:
     """Relax a list of structures in this process (batched or one by one)."""
     from gencrystal.relax.batched import relax_batched
 
     with single_threaded(opts.get("torch_threads", 1)):
         if opts["batched"]:
-            return relax_batched(atoms_list, potential, pressure_gpa, fmax=opts["fmax"], steps=opts["steps"],
-                                 guard=opts["guard"], batch_size=opts["batch_size"], ids=ids,
-                                 exp_cell_factor=opts.get("exp_cell_factor"), symprec=opts["symprec"],
-                                 progress=progress)
+            out = relax_batched(atoms_list, potential, pressure_gpa, fmax=opts["fmax"], steps=opts["steps"],
+                                guard=opts["guard"], batch_size=opts["batch_size"], ids=ids,
+                                exp_cell_factor=opts.get("exp_cell_factor"), symprec=opts["symprec"],
+                                progress=progress)
+            if on_result is not None:
+                for i, r in enumerate(out):
+                    on_result(i, r)
+            return out
         out = []
         calc = potential.calculator()
         for a, sid in zip(atoms_list, ids):
             out.append(relax_one(a, calc, pressure_gpa, potential.level_of_theory, optimizer=opts["optimizer"],
                                  fmax=opts["fmax"], steps=opts["steps"], guard=opts["guard"], sid=sid,
                                  exp_cell_factor=opts.get("exp_cell_factor"), symprec=opts["symprec"]))
+            if on_result is not None:
+                on_result(len(out) - 1, out[-1])
             if progress is not None:
                 progress(1)
         return out
@@ -115,7 +122,8 @@ def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential:
                      batched: bool = False, batch_size: int = 32, workers: int = 1, scheduler: str | None = None,
                      chunk_size: int | None = None, ids: Sequence[str] | None = None, device: str | None = "auto",
                      torch_threads: int = 1, exp_cell_factor: float | None = None, symprec: float = 0.1,
-                     progress: bool = True) -> list[RelaxResult]:
+                     progress: bool = True,
+                     on_result: Callable[[int, RelaxResult], None] | None = None) -> list[RelaxResult]:
     """Relax structures at ``pressure_gpa`` (GPa), minimising H = E + P·V; one result per input, same order.
 
     Args:
@@ -137,6 +145,8 @@ def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential:
         device: ``auto``/``cpu``/``cuda`` for a potential given by name.
         torch_threads: torch/BLAS threads per process (1 recommended on shared CPUs).
         progress: show a tqdm progress bar.
+        on_result: called as ``on_result(index, result)`` as soon as a structure is done
+            (per structure one by one, per chunk with Dask/batched) — used to checkpoint.
 
     Raises:
         GencrystalError: bad pressure, unknown potential or optimiser (nothing is relaxed).
@@ -158,12 +168,12 @@ def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential:
     if not use_dask:
         pot = as_potential(potential, device)
         with _progress(len(atoms_list), progress, pot.level_of_theory) as bar:
-            return _relax_chunk(atoms_list, names, pot, pressure_gpa, opts, progress=bar)
+            return _relax_chunk(atoms_list, names, pot, pressure_gpa, opts, progress=bar, on_result=on_result)
     if isinstance(potential, Potential) and potential.spec is None:
         raise GencrystalError(f"potential {potential.level_of_theory!r} was built in-process; Dask workers need a name or checkpoint path")
     spec = potential.spec if isinstance(potential, Potential) else as_potential_spec(potential, device)
     return _relax_dask(atoms_list, names, spec, pressure_gpa, opts, workers=int(workers), scheduler=scheduler,
-                       chunk_size=chunk_size, progress=progress)
+                       chunk_size=chunk_size, progress=progress, on_result=on_result)
 
 
 def as_potential_spec(potential: Any, device: str | None) -> tuple:
@@ -183,7 +193,7 @@ def _progress(total: int, enabled: bool, label: str):
         yield bar.update
 
 
-def _relax_dask(atoms_list, names, spec, pressure_gpa, opts, *, workers, scheduler, chunk_size, progress):
+def _relax_dask(atoms_list, names, spec, pressure_gpa, opts, *, workers, scheduler, chunk_size, progress, on_result):
     from dask.distributed import Client, LocalCluster, as_completed
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -217,6 +227,9 @@ def _relax_dask(atoms_list, names, spec, pressure_gpa, opts, *, workers, schedul
                     chunk = [_failed(atoms_list[j], names[j], pressure_gpa, f"worker failed: {type(exc).__name__}: {exc}")
                              for j in range(lo, hi)]
                 results[lo:hi] = chunk
+                if on_result is not None:
+                    for j, r in enumerate(chunk):
+                        on_result(lo + j, r)
                 if bar:
                     bar(hi - lo)
     finally:
@@ -230,3 +243,22 @@ def _failed(atoms: Atoms, sid: str, pressure_gpa: float, error: str) -> RelaxRes
     res = RelaxResult(atoms=atoms.copy(), pressure_gpa=pressure_gpa, error=error, id=sid)
     res.atoms.info.update(res.info())
     return res
+
+
+@dataclass
+class FanOut:
+    """Where relaxations run (``conf/cluster/*.yaml``).
+
+    Attributes:
+        workers: 0 or 1 run in this process; N > 1 starts a Dask ``LocalCluster`` of N
+            single-threaded worker processes.
+        scheduler: address of an existing Dask scheduler (``tcp://host:8786``, e.g. from
+            dask-jobqueue on SLURM); overrides ``workers``.
+        chunk_size: structures per Dask task (None: spread evenly).
+        torch_threads: torch/BLAS threads per process.
+    """
+
+    workers: int = 1
+    scheduler: str | None = None
+    chunk_size: int | None = None
+    torch_threads: int = 1

@@ -78,3 +78,26 @@ Corrector: ``LangevinCorrector(snr, max_step_size)``.
 Guidance: ``cfg_combine(cond, uncond, scale)``, ``cfg_combine_logits(...)``,
 ``cfg_combine_multi(uncond, conds, scales)``.
 """
+
+from gencrystal.diffusion.base import Corrupted
+from gencrystal.diffusion.correctors import LangevinCorrector
+from gencrystal.diffusion.d3pm import MaskedD3PM
+from gencrystal.diffusion.guidance import cfg_combine, cfg_combine_fields, cfg_combine_logits, cfg_combine_multi
+from gencrystal.diffusion.losses import DiffusionField, FieldSet, reduce_rows
+from gencrystal.diffusion.predictors import D3PMAncestral, VPAncestral, WrappedVEAncestral, default_predictor
+from gencrystal.diffusion.sampler import PCSampler, SamplerOutput, draw_prior, sample
+from gencrystal.diffusion.schedules import geometric_sigma, linear_beta, sample_time, time_grid, vp_mean_coeff
+from gencrystal.diffusion.segments import (remove_segment_mean, rows_of, segment_mean, segment_sq_norm,
+                                           segment_sum)
+from gencrystal.diffusion.vp import VPProcess, symmetric_noise, symmetrize
+from gencrystal.diffusion.wrapped_normal import (WrappedVE, wrap01, wrap_displacement, wrapped_normal_log_prob,
+                                                 wrapped_normal_score)
+
+__all__ = [
+    "Corrupted", "D3PMAncestral", "DiffusionField", "FieldSet", "LangevinCorrector", "MaskedD3PM", "PCSampler",
+    "SamplerOutput", "VPAncestral", "VPProcess", "WrappedVE", "WrappedVEAncestral", "cfg_combine",
+    "cfg_combine_fields", "cfg_combine_logits", "cfg_combine_multi", "default_predictor", "draw_prior",
+    "geometric_sigma", "linear_beta", "reduce_rows", "remove_segment_mean", "rows_of", "sample", "sample_time",
+    "segment_mean", "segment_sq_norm", "segment_sum", "symmetric_noise", "symmetrize", "time_grid",
+    "vp_mean_coeff", "wrap01", "wrap_displacement", "wrapped_normal_log_prob", "wrapped_normal_score",
+]

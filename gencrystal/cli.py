@@ -41,6 +41,8 @@ COMMANDS: list[Command] = [
     Command(("data", "download"), "data_download", "gencrystal.data.commands:download",
             "Download the standard CDVAE splits (mp20, perov5, carbon24, mpts52).",
             positional=("dataset",)),
+    Command(("relax",), "relax", "gencrystal.relax.commands:run",
+            "Relax structures with an ML potential at a pressure (H = E + PV); rank, dedupe, write extxyz/summary."),
 ]
 
 

@@ -1,0 +1,88 @@
+"""CLI entry points: ``gencrystal db build | export | stats`` (configs conf/db_*.yaml)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from gencrystal.errors import GencrystalError
+
+
+def relax_setup(cfg: DictConfig) -> tuple:
+    """``(potential, relax options)`` from a config with ``potential`` (conf/potential),
+    ``cluster`` (conf/cluster, a FanOut) and ``relax`` (conf/search/relax.yaml) nodes:
+    the loaded :class:`gencrystal.relax.Potential` and the keyword arguments of
+    :func:`gencrystal.relax.relax_structures`."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        potential = instantiate(cfg.potential)
+        fan = instantiate(cfg.cluster)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, GencrystalError):
+            raise cause from None
+        raise GencrystalError(f"bad potential/cluster configuration: {str(exc).splitlines()[0]}") from exc
+    opts = OmegaConf.to_container(cfg.relax, resolve=True)
+    opts = {k: v for k, v in opts.items() if not str(k).startswith("_")}
+    opts.update(workers=int(fan.workers), scheduler=fan.scheduler, chunk_size=fan.chunk_size,
+                torch_threads=int(fan.torch_threads))
+    return potential, opts
+
+
+def build(cfg: DictConfig) -> int:
+    """``gencrystal db build``: relax a source at several pressures into the database."""
+    from hydra.utils import instantiate
+
+    from gencrystal.db.build import build_database, load_source
+
+    pressures = list(cfg.pressures) if not isinstance(cfg.pressures, (int, float)) else [cfg.pressures]
+    structures, label = load_source(str(cfg.source), split=str(cfg.split), selection=cfg.selection,
+                                    limit=cfg.limit, data_root=cfg.data_root)
+    potential, opts = relax_setup(cfg)
+    summary = build_database(structures, pressures, str(cfg.db), potential,
+                             relax_options=opts, source_label=label,
+                             chunk_size=int(cfg.chunk_size), keep=instantiate(cfg.keep),
+                             merge_matcher=str(cfg.merge_matcher), progress=bool(cfg.progress))
+    s = summary
+    print(f"db build: {s.total} tasks ({len(structures)} structures × {len(pressures)} pressures, {s.level_of_theory}); "
+          f"{s.skipped_done} already done, {s.relaxed} relaxed now: {s.kept} kept, {s.merged} merged as duplicates, "
+          f"{s.rejected} rejected{(' ' + json.dumps(s.rejected_reasons)) if s.rejected_reasons else ''}; "
+          f"{s.rows} rows in {cfg.db}")
+    return 0
+
+
+def export(cfg: DictConfig) -> int:
+    """``gencrystal db export``: train/val/test splits grouped by composition."""
+    from gencrystal.db.export import export_splits
+
+    counts = export_splits(str(cfg.db), str(cfg.out), fractions=list(cfg.fractions), seed=int(cfg.seed),
+                           selection=cfg.selection, set_split_key=bool(cfg.set_split_key))
+    print(f"db export: {counts['train']} train / {counts['val']} val / {counts['test']} test rows "
+          f"(grouped by composition) -> {cfg.out}/{{train,val,test}}.{{db,csv}}")
+    return 0
+
+
+def stats(cfg: DictConfig) -> int:
+    """``gencrystal db stats``: counts per pressure / element and a volume-vs-pressure plot."""
+    from gencrystal.db.stats import collect_stats, format_stats, plot_volume_vs_pressure
+    from gencrystal.io import write_json
+
+    st = collect_stats(str(cfg.db), selection=cfg.selection)
+    print(format_stats(st))
+    db = str(cfg.db)
+    if cfg.plot:
+        plot = Path(str(cfg.plot))
+    elif db.startswith("postgres"):
+        raise GencrystalError("give plot=PATH for a PostgreSQL database")
+    else:
+        plot = Path(db).with_name(Path(db).stem + "_volume_vs_pressure.png")
+    plot_volume_vs_pressure(st["points"], plot, title=f"{Path(db).name}: {st['rows']} rows")
+    print(f"plot: {plot}")
+    if cfg.json:
+        write_json({k: v for k, v in st.items() if k != "points"}, str(cfg.json))
+        print(f"json: {cfg.json}")
+    return 0

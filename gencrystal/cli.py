@@ -43,6 +43,8 @@ COMMANDS: list[Command] = [
             positional=("dataset",)),
     Command(("relax",), "relax", "gencrystal.relax.commands:run",
             "Relax structures with an ML potential at a pressure (H = E + PV); rank, dedupe, write extxyz/summary."),
+    Command(("sample",), "sample", "gencrystal.sampling.commands:run",
+            "Sample structures for a composition at a pressure (GPa) from a checkpoint; Z enumeration, input=FILE."),
 ]
 
 

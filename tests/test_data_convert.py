@@ -78,10 +78,20 @@ def test_round_trip_through_a_batch_reproduces_the_canonical_crystal(seed):
         assert make_matcher("strict").fit(s, to_structure(atoms))
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_niggli_and_polar_transforms_are_idempotent(seed):
+def _symmetric_crystals() -> list[Structure]:
+    """High-symmetry cells, where Niggli's basis choice is ambiguous (ties in lengths/angles)."""
+    si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]])
+    mgo = Structure(Lattice.hexagonal(3.2, 5.1), ["Mg", "O"], [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5]])
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return [si, mgo, nacl, si.get_primitive_structure(), nacl.get_primitive_structure()]
+
+
+@pytest.mark.parametrize("which", [f"random-{k}" for k in range(6)] + [f"symmetric-{k}" for k in range(5)])
+def test_niggli_and_polar_transforms_are_idempotent(which):
+    kind, k = which.split("-")
+    s = _random_crystal(int(k)) if kind == "random" else _symmetric_crystals()[int(k)]
     transform = CrystalTransform()
-    lat1, frac1, z1 = transform.arrays(_random_crystal(seed))
+    lat1, frac1, z1 = transform.arrays(s)
     again = Structure(lat1, z1.tolist(), frac1)
     lat2, frac2, z2 = transform.arrays(again)
     np.testing.assert_allclose(lat2, lat1, atol=1e-8)

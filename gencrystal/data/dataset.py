@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
+from gencrystal.data.paths import resolve_data_root
 from gencrystal.data.readers import ParsedSource, default_cache_dir, load_table_source
 from gencrystal.data.stats import DEFAULT_PRESSURE_BINS, DatasetStats
 from gencrystal.data.transforms import MAX_Z, CrystalTransform, wrap_frac
@@ -58,16 +59,6 @@ def make_transform(cfg: Mapping | None) -> CrystalTransform:
             raise GencrystalError(f"data.transform._target_ {cfg['_target_']!r} is not a CrystalTransform")
         return obj
     return CrystalTransform(**cfg)
-
-
-def resolve_data_root(data_root: str | os.PathLike | None = None, data_cfg: Mapping | None = None) -> Path:
-    """``data_root`` > ``data_cfg['root']`` > ``$GENCRYSTAL_DATA`` > ``data/``, as an absolute path."""
-    root = data_root
-    if root in (None, "") and data_cfg is not None:
-        root = dict(data_cfg).get("root")
-    if root in (None, ""):
-        root = os.environ.get("GENCRYSTAL_DATA") or "data"
-    return Path(str(root)).expanduser().resolve()
 
 
 class CrystalDataset(Dataset):
@@ -110,7 +101,7 @@ class CrystalDataset(Dataset):
         comp = torch.zeros(len(idx), MAX_Z, dtype=torch.float32)
         comp.index_put_((graph, self.atom_types - 1), torch.ones(len(graph)), accumulate=True)
         self.compositions = comp / self.num_atoms.clamp(min=1).unsqueeze(1).to(torch.float32)
-        self.material_ids = self.table["material_id"].astype(str).tolist()
+        self.material_ids = self.table["material_id"].astype(str).tolist() if "material_id" in self.table else []
         volumes = np.abs(np.linalg.det(parsed.lattices[idx])) if len(idx) else np.zeros(0)
         self.stats = DatasetStats.compute(num_atoms, volumes, parsed.pressure[idx], parsed.atom_types[atom_idx],
                                           name=name, split=split, pressure_bins=pressure_bins)

@@ -30,7 +30,7 @@ from gencrystal.errors import GencrystalError
 log = logging.getLogger("gencrystal.data")
 
 #: Bump when the cached layout or the parsing changes (invalidates every cache).
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 REPO_DATA = REPO_ROOT / "data"
 
@@ -239,19 +239,31 @@ def load_table_source(
     }
     key = config_hash(settings)[:16]
     cache_file = (cache_dir / path.parent.name / f"{path.stem}-{path.suffix.lstrip('.')}-{key}.pkl") if cache_dir else None
+
+    def build() -> ParsedSource:
+        df = read_table(path)
+        return parse_table(df, transform, id_column=id_column, cif_column=cif_column,
+                           pressure_column=pressure_column, workers=workers, source=str(path), progress=progress)
+
+    return cached_parse(cache_file, build, str(path)), key
+
+
+def cached_parse(cache_file: Path | None, build, source: str) -> ParsedSource:
+    """Unpickle ``cache_file`` if it is there and readable, else ``build()`` and pickle it atomically.
+
+    Skipped rows are logged either way (so a cached load still names them).
+    """
     if cache_file is not None and cache_file.exists():
         try:
             with open(cache_file, "rb") as fh:
                 parsed = pickle.load(fh)
-            parsed.source = str(path)
-            log.info("loaded %d structures of %s from cache %s", len(parsed.num_atoms), path, cache_file)
+            parsed.source = source
+            log.info("loaded %d structures of %s from cache %s", len(parsed.num_atoms), source, cache_file)
             report_skipped(parsed)
-            return parsed, key
+            return parsed
         except Exception as exc:  # a truncated or foreign cache file is rebuilt, not trusted
-            log.warning("ignoring unreadable cache %s (%s); re-parsing %s", cache_file, type(exc).__name__, path)
-    df = read_table(path)
-    parsed = parse_table(df, transform, id_column=id_column, cif_column=cif_column,
-                         pressure_column=pressure_column, workers=workers, source=str(path), progress=progress)
+            log.warning("ignoring unreadable cache %s (%s); re-parsing %s", cache_file, type(exc).__name__, source)
+    parsed = build()
     report_skipped(parsed)
     if cache_file is not None:
         from gencrystal.io import atomic_write
@@ -259,7 +271,7 @@ def load_table_source(
         try:
             with atomic_write(cache_file, "wb") as fh:
                 pickle.dump(parsed, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            log.info("cached %s -> %s", path, cache_file)
+            log.info("cached %s -> %s", source, cache_file)
         except OSError as exc:
             log.warning("could not write cache %s: %s", cache_file, exc)
-    return parsed, key
+    return parsed

@@ -36,6 +36,12 @@ def wrap_frac(frac: np.ndarray, dtype=np.float32) -> np.ndarray:
     return out
 
 
+def _same_metric(a: np.ndarray, b: np.ndarray, rtol: float = 1e-6) -> bool:
+    """True when two lattices have the same metric ``L Lᵀ`` (to ``rtol`` of its largest entry)."""
+    ga, gb = a @ a.T, b @ b.T
+    return bool(np.abs(ga - gb).max() <= rtol * max(np.abs(ga).max(), 1.0))
+
+
 @dataclass(frozen=True)
 class CrystalTransform:
     """Canonicalise a crystal (Hydra: ``data.transform._target_``).
@@ -74,7 +80,13 @@ class CrystalTransform:
         if self.primitive:
             s = s.get_primitive_structure()
         if self.niggli:
-            s = s.get_reduced_structure(reduction_algo="niggli")
+            reduced = s.get_reduced_structure(reduction_algo="niggli")
+            # The Niggli metric is unique, the basis is not: for a cell that is already
+            # reduced (same metric) pymatgen may still return e.g. (-a, -b, c), which the
+            # polar factor cannot tell apart from (a, b, c) but which moves every atom.
+            # Keeping the input basis then makes the transform idempotent.
+            if not _same_metric(s.lattice.matrix, reduced.lattice.matrix):
+                s = reduced
         lattice = np.array(s.lattice.matrix, dtype=np.float64)
         frac = np.array(s.frac_coords, dtype=np.float64)
         if self.polar:

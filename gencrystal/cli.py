@@ -43,6 +43,10 @@ COMMANDS: list[Command] = [
             positional=("dataset",)),
     Command(("relax",), "relax", "gencrystal.relax.commands:run",
             "Relax structures with an ML potential at a pressure (H = E + PV); rank, dedupe, write extxyz/summary."),
+    Command(("evaluate", "csp"), "evaluate_csp", "gencrystal.metrics.commands:evaluate_csp",
+            "CSP match rate and RMSE of predictions against references (1- or k-sample; metrics.json, CSV, plots)."),
+    Command(("evaluate", "dng"), "evaluate_dng", "gencrystal.metrics.commands:evaluate_dng",
+            "Generation metrics: validity, COV-R/P, Wasserstein, unique/novel, hull stability, S.U.N."),
     Command(("sample",), "sample", "gencrystal.sampling.commands:run",
             "Sample structures for a composition at a pressure (GPa) from a checkpoint; Z enumeration, input=FILE."),
 ]

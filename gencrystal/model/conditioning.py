@@ -143,15 +143,18 @@ class ConditionEmbedder(nn.Module):
         return {name: c.column for name, c in self.conditions.items()}
 
     def forward(self, values: Mapping[str, torch.Tensor | None], batch_size: int,
-                uncond: bool | torch.Tensor = False, generator: torch.Generator | None = None) -> torch.Tensor | None:
+                uncond: bool | torch.Tensor = False, generator: torch.Generator | None = None,
+                drop: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor | None:
         """``values`` maps condition *column* -> tensor ([B] or [B, k]); missing = absent.
 
-        ``uncond``: True drops all; a bool tensor [B] drops those rows. In training mode,
-        random dropping with ``p_uncond`` is added on top.
+        ``uncond``: True drops all; a bool tensor [B] drops those rows. ``drop`` maps a
+        column to a bool tensor [B] dropping that condition only (per-condition guidance).
+        In training mode, random dropping with ``p_uncond`` is added on top.
         """
         if not len(self.conditions):
             return None
         device = self.mix[0].weight.device
+        drop_cols = drop
         if isinstance(uncond, torch.Tensor):
             base = uncond.to(device=device, dtype=torch.bool).reshape(batch_size)
         else:
@@ -162,6 +165,8 @@ class ConditionEmbedder(nn.Module):
         parts = []
         for c in self.conditions.values():
             drop = base
+            if drop_cols is not None and c.column in drop_cols:
+                drop = drop | drop_cols[c.column].to(device=device, dtype=torch.bool).reshape(batch_size)
             if shared is not None:
                 rnd = (torch.rand(batch_size, device=device, generator=generator) < self.p_uncond) if self.dropout_iid else shared
                 drop = drop | rnd

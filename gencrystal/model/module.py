@@ -1,0 +1,391 @@
+"""The Lightning module: joint diffusion of fractional coordinates, lattice and atom types.
+
+:class:`CrystalDiffusionModule` composes
+
+* the domain-agnostic diffusion fields of :mod:`gencrystal.diffusion` (built from the
+  ``diffusion`` config group: ``csp`` has ``frac_coords`` + ``lattice``, ``dng`` adds
+  ``atom_types``), fed with the materials context computed here — ``std_scale =
+  n^(-1/3)`` for the wrapped-normal coordinates (``model.coord_std_scaling``), and the
+  lattice prior ``μ(n, P)·I`` / ``sqrt(v)·n^(1/3)`` of :class:`LatticePrior`;
+* a :class:`~gencrystal.model.denoiser.Denoiser` (``model.denoiser``) and a
+  :class:`~gencrystal.model.conditioning.ConditionEmbedder` (``model.conditions``),
+  wrapped together in :class:`CrystalNet` whose exponential moving average (EMA) is
+  used for validation and sampling and stored in the checkpoint.
+
+Translation handling: the denoiser sees only fractional *differences*, so a common
+translation of all atoms changes neither its outputs nor the loss (the network is
+invariant; the mean is not removed).
+
+Units: lattices in Å (rows = vectors), pressure in GPa, fractional coordinates in [0, 1).
+Atom types enter the diffusion as ``Z − 1`` (0..99) with the mask state 100.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from gencrystal.errors import GencrystalError
+from gencrystal.geometry import polar_symmetric
+from gencrystal.model.conditioning import ConditionEmbedder
+from gencrystal.model.denoiser import MASK_TOKEN, NUM_ELEMENTS, Denoiser
+from gencrystal.model.lattice_prior import LatticePrior, LatticePriorParams
+
+
+def _instantiate(node: Any, **kwargs):
+    from hydra.utils import instantiate
+
+    return instantiate(node, **kwargs)
+
+
+def _plain(cfg: Any) -> dict:
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return copy.deepcopy(dict(cfg))
+
+
+class CrystalNet(nn.Module):
+    """Condition embedder + denoiser: ``(noisy crystal, t, conditions) -> field outputs``."""
+
+    def __init__(self, denoiser: Denoiser, conditions: ConditionEmbedder):
+        super().__init__()
+        self.denoiser = denoiser
+        self.conditions = conditions
+
+    def forward(self, frac_coords, lattice, atom_tokens, num_atoms, batch, t, cond_values: Mapping[str, torch.Tensor | None],
+                uncond: bool | torch.Tensor = False, drop: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        cond = self.conditions(cond_values, len(num_atoms), uncond=uncond, drop=drop)
+        return self.denoiser(frac_coords, lattice, atom_tokens, num_atoms, batch, t, cond)
+
+
+class CrystalDiffusionModule(pl.LightningModule):
+    """Conditional joint crystal diffusion (see the module docstring).
+
+    Args:
+        cfg: the full composed config (``model``, ``diffusion``, ``optim``, ``data``, ...).
+        data_stats: :meth:`DatasetStats.to_dict` of the training split.
+        lattice_prior: fitted :class:`LatticePriorParams` as a dict.
+        condition_scalers: ``{condition name: [mean, std]}`` for scalar conditions
+            (units of their column, e.g. GPa).
+    """
+
+    def __init__(self, cfg: Mapping | DictConfig, data_stats: Mapping | None = None,
+                 lattice_prior: Mapping | None = None, condition_scalers: Mapping | None = None):
+        super().__init__()
+        cfg = _plain(cfg)
+        self.save_hyperparameters({"cfg": cfg, "data_stats": dict(data_stats or {}),
+                                   "lattice_prior": dict(lattice_prior or LatticePriorParams().to_dict()),
+                                   "condition_scalers": {k: list(v) for k, v in (condition_scalers or {}).items()}})
+        mcfg = cfg["model"]
+        self.fields = _instantiate(cfg["diffusion"])
+        self.csp = "atom_types" not in self.fields
+        self.coord_std_scaling = bool(mcfg.get("coord_std_scaling", True))
+        self.time_eps = float(mcfg.get("time_eps", 1e-5))
+        self.prior = LatticePrior(self.hparams["lattice_prior"])
+        conditions = {}
+        for name, node in (mcfg.get("conditions") or {}).items():
+            if not isinstance(node, Mapping) or "_target_" not in node:
+                raise GencrystalError(f"model.conditions.{name} has no _target_ (see conf/model/conditions/)")
+            conditions[name] = _instantiate(node)
+        for name, (mean, std) in self.hparams["condition_scalers"].items():
+            if name in conditions and hasattr(conditions[name], "set_scaler"):
+                conditions[name].set_scaler(float(mean), float(std))
+        embedder = ConditionEmbedder(conditions, p_uncond=float(mcfg.get("p_uncond", 0.2)),
+                                     dropout_iid=bool(mcfg.get("dropout_iid", False)), out_dim=int(mcfg.get("cond_dim", 128)))
+        denoiser = _instantiate(mcfg["denoiser"], cond_dim=embedder.out_dim,
+                                num_type_logits=0 if self.csp else NUM_ELEMENTS)
+        self.net = CrystalNet(denoiser, embedder)
+        self.ema_decay = float(mcfg.get("ema_decay", 0.999))
+        self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay), use_buffers=True)
+        self.ema.requires_grad_(False)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def cfg(self) -> DictConfig:
+        """The full training config (DictConfig)."""
+        return OmegaConf.create(self.hparams["cfg"])
+
+    @property
+    def data_stats(self):
+        """Training-split :class:`~gencrystal.data.stats.DatasetStats`."""
+        from gencrystal.data.stats import DatasetStats
+
+        return DatasetStats.from_dict(self.hparams["data_stats"])
+
+    @property
+    def max_atoms(self) -> int:
+        """Largest cell (atoms) seen in training."""
+        return int(self.hparams["data_stats"].get("max_atoms", 0))
+
+    @property
+    def pressure_range(self) -> tuple[float, float]:
+        """(min, max) training pressure in GPa."""
+        s = self.hparams["data_stats"]
+        return float(s.get("pressure_min", 0.0)), float(s.get("pressure_max", 0.0))
+
+    @property
+    def condition_columns(self) -> list[str]:
+        """Batch columns the model is conditioned on (e.g. ``composition``, ``pressure``)."""
+        return list(self.net.conditions.columns.values())
+
+    # ------------------------------------------------------------------ context
+    def field_context(self, num_atoms: torch.Tensor, batch: torch.Tensor, pressure: torch.Tensor | None,
+                      dtype: torch.dtype, allowed: torch.Tensor | None = None) -> dict[str, dict[str, Any]]:
+        """Per-field keyword context for the diffusion processes (see gencrystal.diffusion)."""
+        ctx: dict[str, dict[str, Any]] = {}
+        n = num_atoms.to(dtype)
+        if "frac_coords" in self.fields:
+            ctx["frac_coords"] = {"index": batch,
+                                  "std_scale": n ** (-1.0 / 3.0) if self.coord_std_scaling else torch.ones_like(n)}
+        if "lattice" in self.fields:
+            ctx["lattice"] = {"index": None,
+                              "limit_mean": self.prior.mean_matrix(num_atoms, pressure, dtype=dtype).to(n.device),
+                              "limit_std": self.prior.std(num_atoms, dtype=dtype).to(n.device)}
+        if "atom_types" in self.fields:
+            ctx["atom_types"] = {"index": batch}
+            if allowed is not None:
+                ctx["atom_types"]["allowed"] = allowed
+        return ctx
+
+    @staticmethod
+    def _cond_values(batch, columns) -> dict[str, torch.Tensor]:
+        out = {}
+        for col in columns:
+            value = getattr(batch, col, None) if not isinstance(batch, Mapping) else batch.get(col)
+            if value is None:
+                raise GencrystalError(f"the batch has no column {col!r} that the model is conditioned on")
+            out[col] = value
+        return out
+
+    # ------------------------------------------------------------------ training
+    def compute_loss(self, batch, net: nn.Module | None = None, generator: torch.Generator | None = None):
+        """Total loss and per-field losses of one batch (noise drawn here)."""
+        net = net or self.net
+        num_atoms = batch.num_atoms
+        b = int(num_atoms.shape[0])
+        index = batch.batch
+        dtype = batch.frac_coords.dtype
+        x0 = {"frac_coords": batch.frac_coords, "lattice": batch.lattice}
+        types0 = batch.atom_types.long() - 1
+        if not self.csp:
+            x0["atom_types"] = types0
+        t = self.time_eps + (1.0 - self.time_eps) * torch.rand(b, device=num_atoms.device, dtype=dtype, generator=generator)
+        pressure = getattr(batch, "pressure", None)
+        ctx = self.field_context(num_atoms, index, pressure, dtype)
+        corrupted = self.fields.corrupt({k: v for k, v in x0.items() if k in self.fields}, t, ctx, generator=generator)
+        tokens = corrupted["atom_types"].x_t if "atom_types" in corrupted else types0
+        preds = net(corrupted["frac_coords"].x_t, corrupted["lattice"].x_t, tokens, num_atoms, index, t,
+                    self._cond_values(batch, self.condition_columns))
+        preds = {k: v.float() if v.dtype == torch.bfloat16 else v for k, v in preds.items() if k in corrupted}
+        total, parts = self.fields.loss(preds, corrupted)
+        return total, parts
+
+    def training_step(self, batch, batch_idx):
+        loss, parts = self.compute_loss(batch)
+        bs = int(batch.num_atoms.shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        for k, v in parts.items():
+            self.log(f"train/loss_{k}", v, batch_size=bs)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.ema.update_parameters(self.net)
+
+    def validation_step(self, batch, batch_idx):
+        loss, parts = self.compute_loss(batch, net=self.ema.module)
+        bs = int(batch.num_atoms.shape[0])
+        self.log("val/loss", loss, prog_bar=True, batch_size=bs, sync_dist=True)
+        for k, v in parts.items():
+            self.log(f"val/loss_{k}", v, batch_size=bs, sync_dist=True)
+        return loss
+
+    def configure_optimizers(self):
+        ocfg = self.hparams["cfg"].get("optim") or {}
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        opt_node = ocfg.get("optimizer") or {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3}
+        optimizer = _instantiate(opt_node)(params)
+        sched_node = ocfg.get("scheduler")
+        if not sched_node:
+            return optimizer
+        scheduler = _instantiate(sched_node)(optimizer)
+        config = {"scheduler": scheduler, "interval": ocfg.get("interval", "epoch"), "frequency": 1}
+        if ocfg.get("monitor"):
+            config["monitor"] = ocfg["monitor"]
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    # ------------------------------------------------------------------ checkpoints
+    @classmethod
+    def load_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "CrystalDiffusionModule":
+        """Load a trained module from ``path`` (EMA weights inside; config and statistics too).
+
+        Raises :class:`GencrystalError` for a missing, unreadable or foreign file."""
+        path = Path(path)
+        if not path.is_file():
+            raise GencrystalError(f"checkpoint {str(path)!r} does not exist")
+        try:
+            module = cls.load_from_checkpoint(str(path), map_location=map_location, weights_only=False)
+        except GencrystalError:
+            raise
+        except Exception as exc:  # corrupt pickle, truncated zip, missing keys, foreign model
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise GencrystalError(f"checkpoint {str(path)!r} is corrupt or not a gencrystal model: {msg[:200]}") from None
+        module.eval()
+        return module
+
+    # ------------------------------------------------------------------ sampling
+    def _sampler(self, sampler: str | Mapping | DictConfig):
+        if isinstance(sampler, str):
+            from gencrystal.cli import conf_dir
+
+            path = conf_dir() / "sampler" / f"{sampler}.yaml"
+            if not path.is_file():
+                raise GencrystalError(f"unknown sampler {sampler!r}: no {path}")
+            sampler = OmegaConf.load(path)
+        return _instantiate(sampler)
+
+    @torch.no_grad()
+    def sample(self, num_atoms: torch.Tensor, atom_types: torch.Tensor | None = None,
+               conditions: Mapping[str, torch.Tensor] | None = None, sampler: str | Mapping | DictConfig = "pc",
+               guidance_scale: float | Mapping[str, float] = 1.0, generator: torch.Generator | None = None,
+               progress: bool = False) -> dict[str, Any]:
+        """Generate crystals with the EMA weights.
+
+        Args:
+            num_atoms: LongTensor [B], atoms per cell.
+            atom_types: LongTensor [N] atomic numbers (N = Σ num_atoms); required in CSP
+                mode (types fixed), ignored by de-novo models.
+            conditions: ``{"pressure": [B] GPa, "composition": [B, 100] fractions, ...}``;
+                a missing condition is treated as absent (null embedding). The special key
+                ``"allowed_elements"`` (bool [100] or [B, 100], index Z−1) restricts
+                de-novo types to a chemical system.
+            sampler: ``"pc"``/``"fast"`` (``conf/sampler/<name>.yaml``) or a sampler config.
+            guidance_scale: classifier-free guidance γ (1 = plain conditional; a dict
+                ``{column: γ}`` guides each condition separately).
+            generator: torch.Generator for reproducible draws (on the model's device).
+        Returns:
+            ``frac_coords`` [N, 3] in [0, 1), ``lattice`` [B, 3, 3] Å (symmetric polar
+            factor), ``atom_types`` [N] Z, ``num_atoms`` [B], ``nfe`` (network calls).
+        """
+        from gencrystal.diffusion import guidance
+
+        device = self.device
+        num_atoms = torch.as_tensor(num_atoms, dtype=torch.long, device=device).reshape(-1)
+        if len(num_atoms) == 0 or bool((num_atoms < 1).any()):
+            raise GencrystalError(f"num_atoms must be positive atom counts, got {num_atoms.tolist()[:8]}")
+        b, n_total = len(num_atoms), int(num_atoms.sum())
+        batch = torch.repeat_interleave(torch.arange(b, device=device), num_atoms)
+        conditions = dict(conditions or {})
+        allowed = conditions.pop("allowed_elements", None)
+        if self.csp:
+            if atom_types is None:
+                raise GencrystalError("this model does crystal structure prediction: atom_types (Z per atom) are required")
+            atom_types = torch.as_tensor(atom_types, dtype=torch.long, device=device).reshape(-1)
+            if len(atom_types) != n_total:
+                raise GencrystalError(f"atom_types has {len(atom_types)} entries but num_atoms sums to {n_total}")
+            if bool(((atom_types < 1) | (atom_types > NUM_ELEMENTS)).any()):
+                raise GencrystalError(f"atomic numbers must lie in 1..{NUM_ELEMENTS}")
+        cond_values = {}
+        for col in self.condition_columns:
+            if conditions.get(col) is not None:
+                v = torch.as_tensor(conditions[col], device=device, dtype=torch.float32)
+                if col == "pressure":
+                    v = v.reshape(-1).expand(b) if v.numel() == 1 else v.reshape(b)
+                    if bool((~torch.isfinite(v)).any() | (v < 0).any()):
+                        raise GencrystalError(f"pressure must be finite and >= 0 GPa, got {v.tolist()[:8]}")
+                cond_values[col] = v
+        pressure = cond_values.get("pressure")
+        if pressure is None and "pressure" in conditions and conditions["pressure"] is not None:
+            pressure = torch.as_tensor(conditions["pressure"], device=device, dtype=torch.float32).reshape(-1).expand(b)
+        if allowed is not None:
+            allowed = torch.as_tensor(allowed, dtype=torch.bool, device=device)
+        dtype = torch.float32
+        ctx = self.field_context(num_atoms, batch, pressure, dtype, allowed=allowed)
+        procs = {name: self.fields[name].process for name in self.fields}
+        like = {"frac_coords": torch.zeros(n_total, 3, device=device, dtype=dtype),
+                "lattice": torch.zeros(b, 3, 3, device=device, dtype=dtype)}
+        state: dict[str, torch.Tensor] = {}
+        for name, proc in procs.items():
+            kw = {k: v for k, v in ctx[name].items() if k != "allowed"}
+            if name == "atom_types":
+                state[name] = proc.prior_sample(torch.zeros(n_total, dtype=torch.long, device=device), generator=generator, **kw)
+            else:
+                state[name] = proc.prior_sample(like[name], generator=generator, **kw)
+        if self.csp:
+            state["atom_types"] = atom_types - 1
+        net = self.ema.module
+        net.eval()
+        scales = guidance_scale if isinstance(guidance_scale, Mapping) else None
+        gamma = float(guidance_scale) if scales is None else None
+        use_bf16 = bool(self.hparams["cfg"]["model"].get("bf16_sampling", False)) and device.type == "cuda"
+
+        cols = list(cond_values)
+        if not cols or (gamma is not None and gamma == 1.0):
+            variants: list[set[str]] = [set(cols)]
+        elif gamma is not None:
+            variants = [set(cols), set()] if gamma != 0.0 else [set()]
+        else:
+            unknown = sorted(set(scales) - set(self.condition_columns))
+            if unknown:
+                raise GencrystalError(f"guidance_scale names condition(s) {unknown} the model does not have "
+                                      f"(it has {self.condition_columns})")
+            guided = [c for c in scales if c in cond_values]
+            variants = [set()] + [{c} for c in guided]
+        k = len(variants)
+        num_atoms_k = num_atoms.repeat(k)
+        batch_k = torch.cat([batch + i * b for i in range(k)])
+        values_k = {c: torch.cat([v] * k) for c, v in cond_values.items()}
+        drop_k = {c: torch.cat([torch.full((b,), c not in kept, dtype=torch.bool, device=device) for kept in variants])
+                  for c in cols}
+
+        def run(st, t):
+            """One network call on the k-fold batch -> k score dicts (one per variant)."""
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                out = net(torch.cat([st["frac_coords"]] * k), torch.cat([st["lattice"]] * k),
+                          torch.cat([st["atom_types"]] * k), num_atoms_k, batch_k, t.repeat(k), values_k,
+                          drop=drop_k)
+            results = []
+            for i in range(k):
+                scores = {}
+                for name, proc in procs.items():
+                    rows = n_total if name != "lattice" else b
+                    o = out[name][i * rows:(i + 1) * rows].float()
+                    if name == "atom_types":
+                        scores[name] = o
+                    else:
+                        kw = {kk: vv for kk, vv in ctx[name].items() if kk != "allowed"}
+                        scores[name] = proc.score_from_prediction(o, t, **kw)
+                results.append(scores)
+            return results
+
+        def score_fn(st, t):
+            res = run(st, t)
+            if k == 1:
+                return res[0]
+            if gamma is not None:
+                cond, uncond = res
+                return {name: (guidance.cfg_combine_logits(cond[name], uncond[name], gamma) if name == "atom_types"
+                               else guidance.cfg_combine(cond[name], uncond[name], gamma)) for name in cond}
+            uncond = res[0]
+            return {name: guidance.cfg_combine_multi(uncond[name], {c: r[name] for c, r in zip(guided, res[1:])},
+                                                     {c: float(scales[c]) for c in guided}, logits=name == "atom_types")
+                    for name in uncond}
+
+        smp = self._sampler(sampler)
+        result = smp(procs, score_fn, state, context={k: {kk: vv for kk, vv in v.items()} for k, v in ctx.items()},
+                     generator=generator, progress=progress)
+        final = result.state
+        lattice = polar_symmetric(final["lattice"])
+        types = final["atom_types"] if "atom_types" in final else state["atom_types"]
+        types = types.long()
+        if bool((types >= MASK_TOKEN).any()):
+            raise GencrystalError("sampling ended with masked atom types; the sampler did not reach t = 0")
+        return {"frac_coords": torch.remainder(final["frac_coords"], 1.0), "lattice": lattice,
+                "atom_types": types + 1, "num_atoms": num_atoms, "nfe": int(result.nfe)}

@@ -1,0 +1,217 @@
+"""``gencrystal train experiment=NAME``: Lightning training driven by the Hydra config.
+
+The run directory (``out=``) holds ``checkpoints/{last,best}.ckpt``, the CSV log
+(``csv/``), the offline W&B run (``wandb/``) and ``config.yaml``. ``resume=true``
+continues from ``checkpoints/last.ckpt`` — global step, optimizer, scheduler, EMA and
+loop state included (Lightning restores them). Checkpoints are written atomically
+(temporary file + rename), so a kill during a save leaves the previous one intact.
+
+Multi-GPU / multi-node: ``trainer=ddp`` (Lightning's DDP strategy). The CLI composes
+the config with Hydra's compose API (no ``@hydra.main``), so Lightning's launcher,
+``torchrun`` and SLURM ``srun`` can re-run the same command line on every rank. The
+global batch ``batch_size`` stays fixed: each device gets
+``batch_size // (devices · num_nodes · accumulate_grad_batches)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from gencrystal.errors import GencrystalError
+
+log = logging.getLogger(__name__)
+
+
+def _int_or(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def resolve_device_count(trainer_cfg: DictConfig | dict) -> tuple[int, int]:
+    """(devices per node, nodes) the trainer will use, for the global-batch division.
+
+    ``devices`` may be an int, a list of ids or ``auto``/``-1`` (then ``LOCAL_WORLD_SIZE``
+    from torchrun, ``SLURM_NTASKS_PER_NODE`` or the visible GPU count is used)."""
+    devices = trainer_cfg.get("devices", 1)
+    nodes = _int_or(trainer_cfg.get("num_nodes", 1), 1)
+    accel = str(trainer_cfg.get("accelerator", "cpu"))
+    if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices):
+        return len(devices), nodes
+    if isinstance(devices, str) and "," in devices:
+        return len([d for d in devices.split(",") if d.strip()]), nodes
+    n = _int_or(devices, -1)
+    if n > 0:
+        return n, nodes
+    for key in ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+        if os.environ.get(key, "").split("(")[0].isdigit():
+            return int(os.environ[key].split("(")[0]), nodes
+    if accel in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return max(1, torch.cuda.device_count()), nodes
+    return 1, nodes
+
+
+def per_device_batch_size(global_batch: int, devices: int, nodes: int, accumulate: int) -> int:
+    """``global // (devices · nodes · accumulate)``; error when that is below 1."""
+    denom = max(1, devices) * max(1, nodes) * max(1, accumulate)
+    per = global_batch // denom
+    if per < 1:
+        raise GencrystalError(f"batch_size={global_batch} is smaller than devices·nodes·accumulate = {denom}")
+    if per * denom != global_batch:
+        log.warning("global batch %d is not divisible by %d: using %d per device (%d in all)",
+                    global_batch, denom, per, per * denom)
+    return per
+
+
+def fit_priors(train_ds, cfg: DictConfig) -> tuple[dict, dict]:
+    """Fit the lattice prior and the scalar-condition scalers on the training split.
+
+    Returns ``(lattice_prior params dict, {condition name: [mean, std]})``."""
+    from gencrystal.model.lattice_prior import fit_lattice_prior
+
+    pcfg = cfg.model.get("lattice_prior") or {}
+    params = fit_lattice_prior(
+        train_ds.lattices.double().numpy(), train_ds.num_atoms.numpy(), train_ds.pressure.double().numpy(),
+        volume_model=str(pcfg.get("volume_model", "murnaghan")), v=pcfg.get("v"),
+        bin_width_gpa=float(pcfg.get("bin_width_gpa", 5.0)),
+        min_pressure_span_gpa=float(pcfg.get("min_pressure_span_gpa", 1.0)),
+    )
+    scalers: dict[str, list[float]] = {}
+    for name, node in (cfg.model.get("conditions") or {}).items():
+        if "ScalarCondition" not in str(node.get("_target_", "")):
+            continue
+        column = str(node.get("column", name))
+        if node.get("mean") is not None and node.get("std") is not None:
+            scalers[name] = [float(node.mean), float(node.std)]
+            continue
+        if column == "pressure":
+            values = train_ds.pressure.double()
+        elif column in train_ds.table.columns:
+            values = torch.as_tensor(train_ds.table[column].to_numpy(dtype=float))
+        else:
+            raise GencrystalError(f"condition {name!r}: the training data has no column {column!r}")
+        scalers[name] = [float(values.mean()), float(values.std(unbiased=False))]
+    return params.to_dict(), scalers
+
+
+class _AtomicCheckpointIO:
+    """Factory for a Lightning CheckpointIO that writes through a temporary file + rename."""
+
+    @staticmethod
+    def make():
+        from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+        class AtomicCheckpointIO(TorchCheckpointIO):
+            def save_checkpoint(self, checkpoint, path, storage_options=None):
+                path = Path(path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+                try:
+                    torch.save(checkpoint, tmp)
+                    os.replace(tmp, path)
+                finally:
+                    if tmp.exists():
+                        tmp.unlink()
+
+        return AtomicCheckpointIO()
+
+
+def _loggers(cfg: DictConfig, run_dir: Path) -> list:
+    from hydra.utils import instantiate
+    from pytorch_lightning.loggers import CSVLogger
+
+    os.environ.setdefault("WANDB_MODE", "offline")
+    loggers = []
+    for name, node in (cfg.get("logger") or {}).items():
+        if node is None or not node.get("_target_"):
+            continue
+        if "Wandb" in str(node._target_):
+            os.environ.setdefault("WANDB_DIR", str(run_dir))
+            os.environ.setdefault("WANDB_SILENT", "true")
+        loggers.append(instantiate(node))
+    if not any(isinstance(lg, CSVLogger) for lg in loggers):
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="csv"))
+    return loggers
+
+
+def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
+    """Train the model described by ``cfg`` (composed ``conf/train.yaml``).
+
+    Returns the best checkpoint (lowest ``val/loss``) when validation ran, else the last.
+    ``callbacks`` adds Lightning callbacks (tests use it)."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    from gencrystal.data.datamodule import CrystalDataModule
+    from gencrystal.model.module import CrystalDiffusionModule
+
+    run_dir = Path(str(cfg.out)).expanduser().resolve()
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path = None
+    if bool(cfg.get("resume", False)):
+        if last.is_file():
+            ckpt_path = str(last)
+        else:
+            log.warning("resume=true but %s does not exist: starting a fresh run", last)
+    elif last.is_file():
+        raise GencrystalError(f"run directory {str(run_dir)!r} already holds a checkpoint; "
+                              "pass resume=true to continue it or out=<new dir> for a new run")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
+
+    tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    devices, nodes = resolve_device_count(tcfg)
+    accumulate = int(tcfg.get("accumulate_grad_batches", 1))
+    per_device = per_device_batch_size(int(cfg.batch_size), devices, nodes, accumulate)
+    tcfg["num_nodes"] = nodes
+
+    dm = CrystalDataModule(cfg.data, batch_size=per_device, num_workers=int(cfg.get("num_workers", 0)),
+                           data_root=cfg.get("data_root"), eval_batch_size=int(cfg.get("eval_batch_size") or per_device))
+    train_ds = dm.dataset("train")
+    if ckpt_path is not None:
+        hp = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+        stats, prior, scalers = hp.get("data_stats"), hp.get("lattice_prior"), hp.get("condition_scalers")
+    else:
+        stats = train_ds.stats.to_dict()
+        prior, scalers = fit_priors(train_ds, cfg)
+    module = CrystalDiffusionModule(cfg, data_stats=stats, lattice_prior=prior, condition_scalers=scalers)
+    if ckpt_path is None and int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
+        from gencrystal.io import atomic_write
+
+        with atomic_write(run_dir / "config.yaml") as fh:
+            fh.write(OmegaConf.to_yaml(cfg, resolve=True))
+
+    ck = cfg.get("checkpoint") or {}
+    has_val = float(tcfg.get("limit_val_batches", 1.0) or 0) > 0
+    cbs = [ModelCheckpoint(dirpath=str(ckpt_dir), filename="step{step}", save_last=True, save_top_k=0,
+                           every_n_train_steps=int(ck.get("every_n_steps", 500)), auto_insert_metric_name=False)]
+    if has_val:
+        cbs.append(ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor="val/loss", mode="min",
+                                   save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False))
+    loggers = _loggers(cfg, run_dir)
+    if cfg.get("optim", {}).get("scheduler"):
+        cbs.append(LearningRateMonitor(logging_interval="step"))
+    cbs.extend(callbacks or [])
+    if not has_val:
+        tcfg["limit_val_batches"] = 0
+    trainer = pl.Trainer(**tcfg, callbacks=cbs, logger=loggers, default_root_dir=str(run_dir),
+                         plugins=[_AtomicCheckpointIO.make()])
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    trainer.save_checkpoint(str(last))
+    best = ckpt_dir / "best.ckpt"
+    return best if has_val and best.is_file() else last
+
+
+def run(cfg: DictConfig) -> int:
+    """CLI entry point of ``gencrystal train``: train, then print the checkpoint path."""
+    path = train(cfg)
+    print(f"checkpoint: {path}")
+    return 0

@@ -111,3 +111,20 @@ def test_missing_field_and_bad_config():
         sample(toy.fields, toy.score_fn, init, 3, context=toy.context)
     with pytest.raises(ValueError, match="spacing"):
         PCSampler(spacing="cosine")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_sampling_is_seeded_and_recovers_target():
+    toy = ToyProblem(device="cuda")
+
+    def run(seed):
+        g = torch.Generator(device="cuda").manual_seed(seed)
+        init = toy.init_state(g)
+        return init, _sampler("fast")(toy.fields, toy.score_fn, init, context=toy.context, generator=g).state
+
+    init, a = run(3)
+    _, b = run(3)
+    assert all(v.device.type == "cuda" for v in a.values())
+    for key in ("frac_coords", "lattice", "atom_types"):
+        assert torch.equal(a[key], b[key])
+    _check_recovers_target({k: v.cpu() for k, v in a.items()}, toy, {k: v.cpu() for k, v in init.items()})

@@ -23,14 +23,18 @@ PI = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=F64)
 
 
 class ToyProblem:
-    def __init__(self, num_samples: int = 300, atoms_per_sample: int = 3, dtype: torch.dtype = F64):
+    def __init__(self, num_samples: int = 300, atoms_per_sample: int = 3, dtype: torch.dtype = F64,
+                 device: torch.device | str = "cpu"):
         self.B, self.n = num_samples, atoms_per_sample
         self.N = self.B * self.n
         self.dtype = dtype
-        self.index = torch.arange(self.B).repeat_interleave(self.n)
-        self.std_scale = torch.full((self.B,), self.n ** (-1 / 3), dtype=dtype)
-        self.limit_mean = (3.0 * torch.eye(3, dtype=dtype)).expand(self.B, 3, 3)
-        self.limit_std = torch.full((self.B,), 0.8, dtype=dtype)
+        self.device = torch.device(device)
+        kw = {"dtype": dtype, "device": self.device}
+        self.index = torch.arange(self.B, device=self.device).repeat_interleave(self.n)
+        self.std_scale = torch.full((self.B,), self.n ** (-1 / 3), **kw)
+        self.limit_mean = (3.0 * torch.eye(3, **kw)).expand(self.B, 3, 3)
+        self.limit_std = torch.full((self.B,), 0.8, **kw)
+        self.mu, self.m0, self.pi = MU.to(**kw), M0.to(**kw), PI.to(**kw)
         self.fields = {"frac_coords": WrappedVE(sigma_min=0.01, sigma_max=1.0),
                        "lattice": VPProcess(beta_min=0.1, beta_max=20.0),
                        "atom_types": MaskedD3PM(num_classes=4, num_steps=1000)}
@@ -44,17 +48,18 @@ class ToyProblem:
         frac, vp = self.fields["frac_coords"], self.fields["lattice"]
         sig = frac.sigma(t, self.std_scale)[self.index]
         width = torch.sqrt(sig**2 + TAU**2)[:, None]
-        s_x = wrapped_normal_score(state["frac_coords"], MU.to(self.dtype), width, frac.num_images)
+        s_x = wrapped_normal_score(state["frac_coords"], self.mu, width, frac.num_images)
         a = vp.mean_coeff(t)[:, None, None]
-        mean = a * M0.to(self.dtype) + (1 - a) * self.limit_mean
+        mean = a * self.m0 + (1 - a) * self.limit_mean
         var = a**2 * TAU_L**2 + (1 - a**2) * self.limit_std[:, None, None] ** 2
         s_l = -(state["lattice"] - mean) / var
-        logits = PI.log().to(self.dtype).expand(self.N, 4)
+        logits = self.pi.log().expand(self.N, 4)
         return {"frac_coords": s_x, "lattice": s_l, "atom_types": logits}
 
     def init_state(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        like = {"frac_coords": torch.zeros(self.N, 3, dtype=self.dtype),
-                "lattice": torch.zeros(self.B, 3, 3, dtype=self.dtype),
-                "atom_types": torch.zeros(self.N, dtype=torch.long),
-                "fixed": torch.arange(self.N)}
+        kw = {"dtype": self.dtype, "device": self.device}
+        like = {"frac_coords": torch.zeros(self.N, 3, **kw),
+                "lattice": torch.zeros(self.B, 3, 3, **kw),
+                "atom_types": torch.zeros(self.N, dtype=torch.long, device=self.device),
+                "fixed": torch.arange(self.N, device=self.device)}
         return draw_prior(self.fields, like, self.context, generator)

@@ -51,6 +51,8 @@ class SampleRun:
         num_batches: number of batched model calls.
         wall_time_s: sampling wall time in seconds (model calls + conversion + checks).
         warnings: warning lines (pressure outside the trained range, ...).
+        passes_per_nfe: network forward passes per evaluation (2 under classifier-free
+            guidance, whose conditional and unconditional passes count as one NFE).
     """
 
     frames: list[Atoms]
@@ -61,6 +63,7 @@ class SampleRun:
     num_batches: int
     wall_time_s: float
     warnings: list[str] = field(default_factory=list)
+    passes_per_nfe: int = 1
 
     @property
     def flagged(self) -> list[Atoms]:
@@ -158,8 +161,8 @@ class Generator:
         if not math.isfinite(gs) or gs < 0:
             raise GencrystalError(f"guidance_scale={guidance_scale!r} must be a finite number >= 0")
         self.guidance_scale = gs
-        if isinstance(sampler, str) and sampler not in ("fast", "pc"):
-            raise GencrystalError(f"sampler={sampler!r} is unknown (use fast or pc)")
+        if isinstance(sampler, str) and sampler not in available_samplers():
+            raise GencrystalError(f"sampler={sampler!r} is unknown (use one of {', '.join(available_samplers())})")
         self.sampler = sampler
         self.checks = checks if checks is not None else SampleChecks()
         self.progress = bool(progress)
@@ -193,10 +196,14 @@ class Generator:
 
     @property
     def sampler_name(self) -> str:
-        """The sampler as a short string for reports."""
-        if isinstance(self.sampler, str):
-            return self.sampler
-        return str(getattr(self.sampler, "name", None) or type(self.sampler).__name__)
+        """The sampler as a short string for reports (``fast``, ``pc``, or ``custom``)."""
+        return describe_sampler(self.sampler)
+
+    @property
+    def network_passes_per_step(self) -> int:
+        """Network forward passes per sampler evaluation: 2 under classifier-free guidance
+        (conditional + unconditional), else 1."""
+        return 1 if self.guidance_scale in (0.0, 1.0) else 2
 
     # ------------------------------------------------------------------ validation
     def validate(self, requests: Sequence[SampleRequest]) -> list[str]:
@@ -323,7 +330,8 @@ class Generator:
                         frames.append(self._annotate(atoms, item, len(frames), seed, requests))
                     bar.update(len(batch))
         wall = time.perf_counter() - t0
-        return SampleRun(frames, requests, seed, nfe_per_sample, nfe_total, num_batches, wall, warn_lines)
+        return SampleRun(frames, requests, seed, nfe_per_sample, nfe_total, num_batches, wall, warn_lines,
+                         self.network_passes_per_step)
 
     # ------------------------------------------------------------------ internals
     def _plan(self, requests: Sequence[SampleRequest], rng: np.random.Generator) -> list[dict]:
@@ -417,6 +425,31 @@ class Generator:
             "volume_per_atom": float(check["volume_per_atom"]),
         })
         return atoms
+
+
+def available_samplers() -> list[str]:
+    """Sampler names with a config in ``conf/sampler/`` (e.g. ``fast``, ``pc``)."""
+    from gencrystal.cli import conf_dir
+
+    return sorted(p.stem for p in (conf_dir() / "sampler").glob("*.yaml"))
+
+
+def describe_sampler(sampler: Any) -> str:
+    """A name for a sampler given as a name or a config: the matching ``conf/sampler/<name>.yaml``
+    when the config equals one of them, else ``custom``."""
+    if isinstance(sampler, str):
+        return sampler
+    from omegaconf import DictConfig, OmegaConf
+
+    from gencrystal.cli import conf_dir
+
+    if isinstance(sampler, (dict, DictConfig)):
+        mine = OmegaConf.to_container(OmegaConf.create(sampler), resolve=True)
+        for path in sorted((conf_dir() / "sampler").glob("*.yaml")):
+            if OmegaConf.to_container(OmegaConf.load(path), resolve=True) == mine:
+                return path.stem
+        return "custom"
+    return type(sampler).__name__
 
 
 def num_atoms_distribution(module: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -68,7 +68,7 @@ def train_toy_checkpoint(out: str | Path, max_steps: int = 30, extra_overrides: 
     cfg = compose("train", [
         "data=asedb", f"data.url={db}", "data.cache_dir=false", "data.progress=false",
         "model=tiny", "trainer=cpu", f"trainer.max_steps={int(max_steps)}", "trainer.enable_progress_bar=false",
-        "trainer.log_every_n_steps=5", "logger=csv", "batch_size=16", f"out={out / 'run'}", "name=toy",
+        "trainer.log_every_n_steps=1", "logger=csv", "batch_size=16", f"out={out / 'run'}", "name=toy",
         *extra_overrides,
     ])
     return train(cfg)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from gencrystal.data.stats import DatasetStats
+from gencrystal.sampling.generator import describe_sampler
 
 
 class FakeModule:
@@ -52,7 +53,7 @@ class FakeModule:
                 choices = [torch.nonzero(allowed[r]).flatten() + 1 for r in rows.tolist()]
                 atom_types = torch.stack([c[torch.randint(len(c), (1,), generator=generator)[0]] for c in choices])
         return {"frac_coords": frac, "lattice": lattice, "atom_types": atom_types.clone(), "num_atoms": num_atoms.clone(),
-                "nfe": 10 if sampler == "fast" else 100}
+                "nfe": 10 if describe_sampler(sampler) == "fast" else 100}
 
 
 @pytest.fixture

@@ -167,7 +167,7 @@ def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential:
     use_dask = scheduler is not None or int(workers) > 1
     if not use_dask:
         pot = as_potential(potential, device)
-        with _progress(len(atoms_list), progress, pot.level_of_theory) as bar:
+        with _progress(len(atoms_list), progress, f"relax [{pot.level_of_theory}]") as bar:
             return _relax_chunk(atoms_list, names, pot, pressure_gpa, opts, progress=bar, on_result=on_result)
     if isinstance(potential, Potential) and potential.spec is None:
         raise GencrystalError(f"potential {potential.level_of_theory!r} was built in-process; Dask workers need a name or checkpoint path")
@@ -189,7 +189,7 @@ def _progress(total: int, enabled: bool, label: str):
         return
     from tqdm.auto import tqdm
 
-    with tqdm(total=total, desc=f"relax [{label}]", unit="struct", leave=False) as bar:
+    with tqdm(total=total, desc=label, unit="struct", leave=False) as bar:
         yield bar.update
 
 
@@ -218,7 +218,7 @@ def _relax_dask(atoms_list, names, spec, pressure_gpa, opts, *, workers, schedul
         for lo, hi in chunks:
             fut = client.submit(_worker_task, atoms_list[lo:hi], names[lo:hi], spec, pressure_gpa, opts, pure=False)
             futures[fut] = (lo, hi)
-        with _progress(n, progress, str(spec[0])) as bar:
+        with _progress(n, progress, f"relax [{spec[0]}]") as bar:
             for fut in as_completed(list(futures)):
                 lo, hi = futures[fut]
                 try:
@@ -262,3 +262,72 @@ class FanOut:
     scheduler: str | None = None
     chunk_size: int | None = None
     torch_threads: int = 1
+
+
+def _call_limited(fn, args, torch_threads):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    with single_threaded(torch_threads):
+        return fn(*args)
+
+
+def run_tasks(fn: Callable, args_list: Sequence[tuple], fan: FanOut | None = None, *, label: str = "tasks",
+              progress: bool = True, on_result: Callable[[int, Any], None] | None = None,
+              on_error: Callable[[int, BaseException], Any] | None = None) -> list:
+    """Run ``fn(*args)`` for every ``args`` in this process or over Dask (``fan``), in order.
+
+    Used for DFT jobs (one structure per task). ``fn`` must be importable (module level)
+    for Dask. A task that raises gets ``on_error(i, exc)`` as its result (re-raised when
+    ``on_error`` is None).
+    """
+    fan = fan or FanOut()
+    results: list = [None] * len(args_list)
+    use_dask = fan.scheduler is not None or int(fan.workers) > 1
+    with _progress(len(args_list), progress, label) as bar:
+        if not use_dask:
+            for i, args in enumerate(args_list):
+                try:
+                    results[i] = _call_limited(fn, args, fan.torch_threads)
+                except Exception as exc:
+                    if on_error is None:
+                        raise
+                    results[i] = on_error(i, exc)
+                if on_result is not None:
+                    on_result(i, results[i])
+                if bar:
+                    bar(1)
+            return results
+        from dask.distributed import Client, LocalCluster, as_completed
+
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        cluster = None
+        try:
+            if fan.scheduler:
+                client = Client(fan.scheduler, timeout="20s")
+            else:
+                cluster = LocalCluster(n_workers=int(fan.workers), threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=40)
+                client = Client(cluster)
+        except Exception as exc:
+            raise GencrystalError(f"cannot start/reach the Dask cluster ({fan.scheduler or f'LocalCluster x{fan.workers}'}): {exc}") from exc
+        try:
+            futures = {client.submit(_call_limited, fn, args, fan.torch_threads, pure=False): i
+                       for i, args in enumerate(args_list)}
+            for fut in as_completed(list(futures)):
+                i = futures[fut]
+                try:
+                    results[i] = fut.result()
+                except Exception as exc:
+                    if on_error is None:
+                        raise
+                    results[i] = on_error(i, exc)
+                if on_result is not None:
+                    on_result(i, results[i])
+                if bar:
+                    bar(1)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    return results

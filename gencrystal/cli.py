@@ -49,6 +49,8 @@ COMMANDS: list[Command] = [
             "Generation metrics: validity, COV-R/P, Wasserstein, unique/novel, hull stability, S.U.N."),
     Command(("sample",), "sample", "gencrystal.sampling.commands:run",
             "Sample structures for a composition at a pressure (GPa) from a checkpoint; Z enumeration, input=FILE."),
+    Command(("validate",), "validate", "gencrystal.dft.validate:run",
+            "DFT (GPAW; VASP inputs) re-relaxation of the top-k MLP structures at the same pressure; ranking agreement."),
 ]
 
 

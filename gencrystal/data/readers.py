@@ -123,9 +123,9 @@ def _parse_cif(args: tuple[str, str, CrystalTransform]) -> tuple:
         if not isinstance(cif, str) or not cif.strip():
             raise ValueError("empty CIF")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # pymatgen warns on CIF quirks and missing element data
             s = Structure.from_str(cif, fmt="cif")
-        lattice, frac, numbers = transform.arrays(s)
+            lattice, frac, numbers = transform.arrays(s)
         return True, sid, (lattice, frac, numbers, s.composition.formula)
     except Exception as exc:  # pymatgen raises many types on malformed CIFs
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

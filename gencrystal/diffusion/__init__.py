@@ -31,7 +31,9 @@ All three share the methods used by training and sampling::
 
     corrupt(x0, t, *, generator=None, **ctx) -> Corrupted   # x_t, target, index, aux
     loss(pred, corrupted) -> Tensor[n_rows]                 # per-row loss, unreduced
-    prior_sample(like, t_shape=B, *, generator=None, **ctx) -> Tensor
+    prior_sample(like, *, generator=None, **ctx) -> Tensor  # shape/dtype/device of like
+    score_from_prediction(pred, t, **ctx) -> score          # continuous processes
+    noise_like, project, langevin_alpha, ode_drift          # used by samplers
 
 * ``WrappedVE(sigma_min=0.01, sigma_max=5.0, num_images=10, weighting="score_times_std"
   | "sigma_norm", prior="uniform" | "wrapped_normal", remove_mean=False)`` on the torus
@@ -62,21 +64,28 @@ Segments (``segments.py``)
 ``segment_sum(x, index, B)``, ``segment_mean``, ``remove_segment_mean`` (translation
 invariance of a displacement/score), ``segment_sq_norm``.
 
-Sampling (``sampler.py``, ``predictors.py``, ``correctors.py``, ``guidance.py``)
--------------------------------------------------------------------------------
-``sample(processes, score_fn, init_state, num_steps, *, predictors, correctors=None,
-context=None, generator=None, spacing="linear", corrector_steps=1, progress=False,
-post_step=None) -> SamplerOutput(state, nfe)``, where
+Sampling (``sampler.py``, ``ode.py``, ``predictors.py``, ``correctors.py``, ``guidance.py``)
+-----------------------------------------------------------------------------------------
+``sample(fields, score_fn, init_state, num_steps, *, predictors=None, correctors=None,
+context=None, generator=None, spacing="linear", power=2.0, corrector_steps=1,
+batch_size=None, progress=False, post_step=None) -> SamplerOutput(state, nfe)``, where
+``fields`` maps names to processes (or ``DiffusionField``s / a ``FieldSet``) and
 ``score_fn(state: dict[str, Tensor], t: Tensor[B]) -> dict[str, Tensor]``.
 Fields in ``init_state`` without a process are *fixed* (e.g. atom types in CSP mode)
-and passed through untouched. ``PCSampler`` holds the configuration
+and passed through untouched; ``draw_prior(fields, like, context, generator)`` builds an
+initial state from each process's prior. ``PCSampler`` holds the configuration
 (``conf/sampler/pc.yaml``: 1000 steps + 1 Langevin corrector, 2000 NFE;
-``conf/sampler/fast.yaml``: re-spaced, <= 200 NFE) and is called as
+``conf/sampler/fast.yaml``: 100 steps on a power-2 grid + corrector, 200 NFE; ``.nfe``) and is called as
 ``sampler(processes, score_fn, init_state, context=..., generator=...)``.
+``ODESampler`` (``conf/sampler/ode.yaml``: 50 Heun steps of the probability-flow ODE
+for the continuous fields, D3PM ancestral jumps for types, 99 NFE) is called the same
+way; it uses ``process.ode_drift(x, score, t, **ctx)``.
 Predictors: ``WrappedVEAncestral(eta)``, ``VPAncestral(eta)``, ``D3PMAncestral()``.
-Corrector: ``LangevinCorrector(snr, max_step_size)``.
-Guidance: ``cfg_combine(cond, uncond, scale)``, ``cfg_combine_logits(...)``,
-``cfg_combine_multi(uncond, conds, scales)``.
+Missing predictors default to the ancestral one of the process (``default_predictor``).
+Corrector: ``LangevinCorrector(snr, max_step_size=1e6, norm="batch" | "sample")``.
+Guidance: ``cfg_combine(cond, uncond, scale)``, ``cfg_combine_logits(cond, uncond, scale)``,
+``cfg_combine_multi(uncond, conds, scales, logits=False)``,
+``cfg_combine_fields(cond, uncond, scale, discrete=("atom_types",))``.
 """
 
 from gencrystal.diffusion.base import Corrupted
@@ -84,6 +93,7 @@ from gencrystal.diffusion.correctors import LangevinCorrector
 from gencrystal.diffusion.d3pm import MaskedD3PM
 from gencrystal.diffusion.guidance import cfg_combine, cfg_combine_fields, cfg_combine_logits, cfg_combine_multi
 from gencrystal.diffusion.losses import DiffusionField, FieldSet, reduce_rows
+from gencrystal.diffusion.ode import ODESampler, sample_ode
 from gencrystal.diffusion.predictors import D3PMAncestral, VPAncestral, WrappedVEAncestral, default_predictor
 from gencrystal.diffusion.sampler import PCSampler, SamplerOutput, draw_prior, sample
 from gencrystal.diffusion.schedules import geometric_sigma, linear_beta, sample_time, time_grid, vp_mean_coeff
@@ -94,7 +104,8 @@ from gencrystal.diffusion.wrapped_normal import (WrappedVE, wrap01, wrap_displac
                                                  wrapped_normal_score)
 
 __all__ = [
-    "Corrupted", "D3PMAncestral", "DiffusionField", "FieldSet", "LangevinCorrector", "MaskedD3PM", "PCSampler",
+    "Corrupted", "D3PMAncestral", "DiffusionField", "FieldSet", "LangevinCorrector", "MaskedD3PM", "ODESampler",
+    "PCSampler", "sample_ode",
     "SamplerOutput", "VPAncestral", "VPProcess", "WrappedVE", "WrappedVEAncestral", "cfg_combine",
     "cfg_combine_fields", "cfg_combine_logits", "cfg_combine_multi", "default_predictor", "draw_prior",
     "geometric_sigma", "linear_beta", "reduce_rows", "remove_segment_mean", "rows_of", "sample", "sample_time",

@@ -121,6 +121,13 @@ class VPProcess(nn.Module):
         return pred / std if self.target == "score_times_std" else -pred / std
 
     # ------------------------------------------------------------------ sampling
+    def ode_drift(self, x: Tensor, score: Tensor, t: Tensor, *, limit_mean: Tensor, limit_std: Tensor,
+                  index: Tensor | None = None, **_: object) -> Tensor:
+        """Probability-flow ODE velocity ``dx/dt = -beta(t)/2 (x - limit_mean + limit_std^2 score)``."""
+        beta = expand_like(self.beta(t).to(x.dtype), x)
+        var = expand_like(limit_std.to(x.dtype) ** 2, x)
+        return -0.5 * beta * (x - limit_mean.to(x.dtype) + var * score)
+
     def prior_sample(self, like: Tensor, *, limit_mean: Tensor, limit_std: Tensor, index: Tensor | None = None,
                      generator: torch.Generator | None = None) -> Tensor:
         """Draw from the limit ``limit_mean + limit_std * noise`` (shape of ``like`` [B, ...])."""

@@ -214,6 +214,12 @@ class WrappedVE(nn.Module):
             sig = sig * rows_of(std_scale.to(like.dtype), index)
         return wrap01(expand_like(sig, like) * randn_like(like, generator))
 
+    def ode_drift(self, x: Tensor, score: Tensor, t: Tensor, *, index: Tensor | None = None,
+                  std_scale: Tensor | None = None, **_: object) -> Tensor:
+        """Probability-flow ODE velocity ``dx/dt = -1/2 g^2 score = -sigma_n^2 ln(sigma_max/sigma_min) score``."""
+        sig = expand_like(self._row_sigma(t, index, std_scale).to(x.dtype), x)
+        return -sig * sig * math.log(self.sigma_max / self.sigma_min) * score
+
     def noise_like(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Langevin noise for this field (i.i.d. standard normal)."""
         return randn_like(x, generator)

@@ -66,3 +66,23 @@ def test_langevin_on_vp_uses_alpha_and_stays_symmetric():
     x = x + x.transpose(-1, -2)
     out = LangevinCorrector(snr=0.2).step(proc, x, -x, t, s, generator=torch.Generator().manual_seed(2))
     assert torch.equal(out, out.transpose(-1, -2)) and not torch.equal(out, x)
+
+
+def test_ode_drifts_match_the_probability_flow():
+    # VE: dx/dt = -1/2 d(sigma^2)/dt score; VP: dx/dt = -beta/2 (x - mu) - beta/2 L^2 score.
+    ve = WrappedVE(sigma_min=0.01, sigma_max=5.0)
+    t = torch.tensor([0.3, 0.7], dtype=F64)
+    scale = torch.tensor([0.5, 1.0], dtype=F64)
+    score = torch.randn(2, 3, dtype=F64)
+    tt = t.clone().requires_grad_(True)
+    (dvar,) = torch.autograd.grad((ve.sigma(tt, scale) ** 2).sum(), tt)
+    torch.testing.assert_close(ve.ode_drift(torch.zeros(2, 3, dtype=F64), score, t, std_scale=scale),
+                               -0.5 * dvar[:, None] * score)
+    vp = VPProcess()
+    x = torch.randn(2, 3, 3, dtype=F64)
+    mu = torch.randn(2, 3, 3, dtype=F64)
+    ls = torch.tensor([0.5, 2.0], dtype=F64)
+    s3 = torch.randn(2, 3, 3, dtype=F64)
+    beta = vp.beta(t)[:, None, None]
+    torch.testing.assert_close(vp.ode_drift(x, s3, t, limit_mean=mu, limit_std=ls),
+                               -0.5 * beta * (x - mu) - 0.5 * beta * ls[:, None, None] ** 2 * s3)

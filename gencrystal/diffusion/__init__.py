@@ -35,12 +35,13 @@ All three share the methods used by training and sampling::
     score_from_prediction(pred, t, **ctx) -> score          # continuous processes
     noise_like, project, langevin_alpha, ode_drift          # used by samplers
 
-* ``WrappedVE(sigma_min=0.01, sigma_max=5.0, num_images=10, weighting="score_times_std"
+* ``WrappedVE(sigma_min=0.01, sigma_max=5.0, num_images=None, weighting="score_times_std"
   | "sigma_norm", prior="uniform" | "wrapped_normal", remove_mean=False)`` on the torus
-  ``[0, 1)^d``; ``sigma(t) = sigma_min (sigma_max/sigma_min)^t`` times ``std_scale``.
+  ``[0, 1)^d``; ``sigma(t) = sigma_min (sigma_max/sigma_min)^t`` times ``std_scale``;
+  ``num_images=None`` picks ``max(10, ceil(6 sigma_max))`` images per side.
   Also ``sigma(t)``, ``score(x_t, x0, sigma)``, ``score_from_prediction(pred, t, ...)``.
-  Free functions: ``wrapped_normal_log_prob``, ``wrapped_normal_score``,
-  ``wrap_displacement``.
+  Free functions: ``wrapped_normal_log_prob(x, mean, sigma, num_images)``,
+  ``wrapped_normal_score(...)`` (per coordinate), ``wrap_displacement``, ``wrap01``.
 * ``VPProcess(beta_min=0.1, beta_max=20.0, symmetric=True, target="score_times_std" |
   "eps")`` for a matrix field: ``mean = a(t) x0 + (1 - a(t)) limit_mean``,
   ``std = sqrt(1 - a(t)^2) limit_std``; ``a(t) = exp(-t^2 (b_max-b_min)/4 - t b_min/2)``.
@@ -48,7 +49,8 @@ All three share the methods used by training and sampling::
 * ``MaskedD3PM(num_classes=K, num_steps=1000, hybrid_lambda=0.01)``: states
   ``0..K-1`` plus the mask state ``K``; keep probability ``1 - k/T``; x0
   parameterisation; ``loss`` = reverse KL + ``hybrid_lambda`` * CE.
-  Also ``marginal_probs``, ``step_probs``, ``posterior_probs``, ``model_probs``.
+  Also ``discrete_time``, ``keep_prob``, ``marginal_probs``, ``step_probs``,
+  ``posterior_log_probs``, ``model_log_probs``, ``x0_log_probs(logits, allowed=, index=)``.
 
 Fields and losses (``losses.py``)
 ---------------------------------
@@ -57,12 +59,14 @@ Fields and losses (``losses.py``)
 * ``FieldSet(fields: dict[str, DiffusionField])`` (an ``nn.ModuleDict``):
   ``corrupt(x0: dict, t, context: dict[str, dict], generator=None) -> dict[str, Corrupted]``
   and ``loss(preds: dict, corrupted: dict) -> (total, {name: mean loss})`` where
-  ``total = sum_f weight_f * mean_b loss_f[b]``. Hydra: ``conf/diffusion/{csp,dng}.yaml``.
+  ``total = sum_f weight_f * mean_b loss_f[b]``; ``processes`` gives ``{name: process}``.
+  Hydra: ``conf/diffusion/{csp,dng}.yaml`` (``_target_: gencrystal.diffusion.FieldSet``).
 
 Segments (``segments.py``)
 --------------------------
 ``segment_sum(x, index, B)``, ``segment_mean``, ``remove_segment_mean`` (translation
-invariance of a displacement/score), ``segment_sq_norm``.
+invariance of a displacement/score), ``segment_sq_norm``, ``rows_of(values, index)``.
+Schedules: ``sample_time(B, t_min=1e-5, generator=)``, ``time_grid(N, spacing, power)``.
 
 Sampling (``sampler.py``, ``ode.py``, ``predictors.py``, ``correctors.py``, ``guidance.py``)
 -----------------------------------------------------------------------------------------

@@ -203,3 +203,16 @@ def test_parallel_equals_serial(mp20_slice):
     b = rms_distances(pairs, workers=2, progress=False)
     assert [x[2] for x in a] == [x[2] for x in b]
     assert np.allclose([x[0] or 0 for x in a], [x[0] or 0 for x in b])
+
+
+@pytest.mark.slow
+def test_full_mp20_test_set_against_itself(mp20_test_csv):
+    """All 9,046 MP-20 test crystals scored against themselves (~1-2 min on 2 cores)."""
+    from gencrystal.metrics.io import read_entries
+
+    refs = read_entries(mp20_test_csv)
+    assert len(refs) == 9046
+    m, rows = _score(refs, refs, workers=2, timeout_s=60)
+    assert m["without_validity_filter"]["match_rate"] == 1.0
+    assert m["without_validity_filter"]["rmse"] < 1e-6
+    assert m["match_rate"] == pytest.approx(m["n_ref_valid"] / 9046)

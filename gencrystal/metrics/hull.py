@@ -94,26 +94,27 @@ def e_above_hull_many(hull: ReferenceHull, entries: Sequence[EnergyEntry]) -> li
     return [hull.e_above_hull(e) for e in entries]
 
 
-def relax_energies(structures, pressure_gpa: float, potential: str, relax_kwargs: dict | None = None,
-                   use_enthalpy: bool = True) -> list[float]:
+def relax_energies(structures, pressure_gpa: float, potential: str = "chgnet", relax_kwargs: dict | None = None,
+                   use_enthalpy: bool = True) -> tuple[list[float], str]:
     """Per-atom enthalpies (or energies) in eV of structures relaxed with a potential at ``pressure_gpa``.
 
-    Uses ``gencrystal.relax`` (``load_potential``, ``relax_structures``); failed or
-    unconverged relaxations give NaN.
+    Uses :func:`gencrystal.relax.relax_structures` (``potential``: ``"chgnet"``,
+    ``"sevenn"``, a checkpoint path, ...); failed or unconverged relaxations give NaN.
+    Returns ``(values, level_of_theory)`` so that the hull can refuse mixed potentials.
     """
     try:
-        from gencrystal.relax import load_potential, relax_structures
+        from gencrystal.relax import relax_structures
     except ImportError as exc:
         raise GencrystalError(f"gencrystal.relax is not available ({exc}); pass energies via an info key instead") from exc
     from gencrystal.units import check_pressure
 
     p = check_pressure(pressure_gpa)
-    calc = load_potential(potential)
-    results = relax_structures(list(structures), calc, pressure_gpa=p, **(relax_kwargs or {}))
+    results = relax_structures(list(structures), pressure_gpa=p, potential=potential, **(relax_kwargs or {}))
     out = []
     for r in results:
         if getattr(r, "error", None) or not getattr(r, "converged", True):
             out.append(float("nan"))
         else:
             out.append(float(r.enthalpy_per_atom if use_enthalpy else r.energy_per_atom))
-    return out
+    levels = {r.level_of_theory for r in results}
+    return out, (levels.pop() if len(levels) == 1 else str(potential))

@@ -51,6 +51,8 @@ COMMANDS: list[Command] = [
             "Sample structures for a composition at a pressure (GPa) from a checkpoint; Z enumeration, input=FILE."),
     Command(("validate",), "validate", "gencrystal.dft.validate:run",
             "DFT (GPAW; VASP inputs) re-relaxation of the top-k MLP structures at the same pressure; ranking agreement."),
+    Command(("relax", "eos"), "relax_eos", "gencrystal.relax.eos:run",
+            "Trust check: MLP vs DFT volumes and enthalpy differences of a structure over a pressure list (table + plot)."),
 ]
 
 

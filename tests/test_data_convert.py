@@ -150,3 +150,30 @@ def test_bad_inputs_raise_one_line_errors():
     disordered = Structure(Lattice.cubic(3.0), [{"Fe": 0.5, "Ni": 0.5}], [[0, 0, 0]])
     with pytest.raises(GencrystalError, match="disordered"):
         structure_to_data(disordered)
+
+
+def test_dataset_stats_closed_form_values_and_json_round_trip():
+    from gencrystal.data.stats import DatasetStats
+
+    num_atoms = np.array([2, 2, 4, 8])
+    volumes = np.array([20.0, 24.0, 40.0, 40.0])  # 10, 12, 10, 5 Å³/atom
+    pressures = np.array([0.0, 0.0, 30.0, 600.0])
+    types = np.array([3, 3, 8, 8, 14, 14, 14, 8] + [1] * 8)
+    st = DatasetStats.compute(num_atoms, volumes, pressures, types, name="t", split="train",
+                              pressure_bins=[0.0, 10.0, 100.0])
+    assert st.num_atoms_hist == {2: 2, 4: 1, 8: 1} and st.max_atoms == 8 and st.n_atoms_total == 16
+    assert st.volume_per_atom_mean == pytest.approx(37.0 / 4) and st.volume_per_atom_std == pytest.approx(np.std([10, 12, 10, 5]))
+    bins = st.volume_per_atom_by_pressure
+    assert [b["count"] for b in bins] == [2, 1, 1] and bins[2]["hi"] is None
+    assert bins[0]["mean"] == pytest.approx(11.0) and bins[1]["mean"] == pytest.approx(10.0) and bins[2]["mean"] == pytest.approx(5.0)
+    assert st.volume_per_atom_at(5.0) == pytest.approx(11.0) and st.volume_per_atom_at(1000.0) == pytest.approx(5.0)
+    assert st.pressure_min == 0.0 and st.pressure_max == 600.0 and st.pressure_mean == pytest.approx(157.5)
+    assert st.element_counts == {1: 8, 3: 2, 8: 3, 14: 3}
+    assert st.element_frequencies[1] == pytest.approx(0.5)
+    n, p = st.num_atoms_distribution()
+    assert n.tolist() == [2, 4, 8] and p.tolist() == pytest.approx([0.5, 0.25, 0.25])
+    import json
+
+    assert DatasetStats.from_dict(json.loads(json.dumps(st.to_dict()))) == st
+    empty = DatasetStats.compute([], [], [], [], pressure_bins=[0.0, 10.0])
+    assert empty.n_structures == 0 and empty.num_atoms_hist == {}

@@ -88,3 +88,12 @@ def tiny_ckpt(tmp_path_factory):
 
     torch.set_num_threads(1)
     return train_toy_checkpoint(tmp_path_factory.mktemp("tiny_model"), max_steps=30)
+
+
+@pytest.fixture(scope="session")
+def tiny_dng_ckpt(tmp_path_factory):
+    """A real de-novo checkpoint (atom types diffuse): the tiny model, 30 steps, toy database."""
+    from gencrystal.sampling.toy import train_toy_checkpoint
+
+    torch.set_num_threads(1)
+    return train_toy_checkpoint(tmp_path_factory.mktemp("tiny_dng"), max_steps=30, extra_overrides=("diffusion=dng",))

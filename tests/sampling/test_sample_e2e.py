@@ -124,3 +124,23 @@ def test_pc_sampler_costs_more_network_evaluations(tiny_ckpt):
         expand_request("Li2", 10, 1), seed=0)
     assert pc.nfe_per_sample > fast.nfe_per_sample > 0
     assert pc.frames[0].get_chemical_formula() == "Li2"
+
+
+@pytest.mark.slow
+def test_denovo_chemical_system_and_histogram_counts(tiny_dng_ckpt, tmp_path, capsys):
+    gen = Generator(tiny_dng_ckpt)
+    assert not gen.csp
+    out = tmp_path / "dng"
+    code, _, err = _sample(capsys, f"ckpt={tiny_dng_ckpt}", "chemical_system=Mg-O", "pressure=50", "num_samples=6",
+                           "seed=0", f"out={out}", "progress=false")
+    assert code == 0, err
+    frames = read(out / "samples.extxyz", index=":")
+    trained_counts = set(gen.module.data_stats.num_atoms_hist)  # {1, 2, 3, 4, 8, 12, 16}
+    assert len(frames) == 6
+    for f in frames:
+        assert set(f.get_chemical_symbols()) <= {"Mg", "O"}
+        assert len(f) in trained_counts
+        assert "outside_chemical_system" not in f.info["flags"]
+    # without a restriction and without a composition the model may use any element
+    unrestricted = gen.sample(None, 50, 4, seed=0)
+    assert all(len(a) in trained_counts for a in unrestricted)

@@ -108,3 +108,19 @@ def test_relax_bad_input_is_one_line_exit_2_and_writes_nothing(si_inputs, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and needle in err[0]
     assert not out.exists()
+
+
+def test_relax_reads_an_ase_db_with_selection(tmp_path):
+    """input= an ASE db; selection= picks rows; the relaxed row keeps its material_id as id."""
+    import ase.db
+
+    src = tmp_path / "src.db"
+    db = ase.db.connect(str(src))
+    si = bulk("Si", "diamond", a=5.5)
+    si.rattle(0.02, seed=3)
+    db.write(si, material_id="si-a", pressure_gpa=0.0)
+    db.write(bulk("Li", "bcc", a=3.4, cubic=True), material_id="li-b", pressure_gpa=50.0)
+    out = tmp_path / "out"
+    assert main(["relax", f"input={src}", "selection='pressure_gpa<1'", "pressure=0", f"out={out}"]) == 0
+    frames = read(out / "relaxed.extxyz", index=":")
+    assert [f.info["id"] for f in frames] == ["si-a"] and frames[0].info["converged"]

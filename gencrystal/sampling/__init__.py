@@ -10,7 +10,7 @@ Public API::
 """
 
 from gencrystal.sampling.checks import SampleChecks
-from gencrystal.sampling.generator import Generator, PressureRangeWarning, SampleRun
+from gencrystal.sampling.generator import Generator, PressureRangeWarning, SampleRun, SamplingWarning
 from gencrystal.sampling.requests import SampleRequest, expand_request, read_request_table
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "SampleChecks",
     "SampleRequest",
     "SampleRun",
+    "SamplingWarning",
     "expand_request",
     "read_request_table",
 ]

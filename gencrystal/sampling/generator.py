@@ -31,7 +31,11 @@ from gencrystal.sampling.requests import SampleRequest, check_num_samples, expan
 NUM_ELEMENTS = MAX_Z
 
 
-class PressureRangeWarning(UserWarning):
+class SamplingWarning(UserWarning):
+    """A request the model can answer only by extrapolation (unseen element, pressure, ...)."""
+
+
+class PressureRangeWarning(SamplingWarning):
     """A requested pressure lies outside the pressures the model saw in training."""
 
 
@@ -220,6 +224,7 @@ class Generator:
         out: list[str] = []
         lo, hi = self.pressure_range
         seen: set[float] = set()
+        seen_el: set[tuple] = set()
         for r in requests:
             if r.composition is None:
                 if self.csp:
@@ -237,6 +242,11 @@ class Generator:
                         f"{self.max_atoms} (checkpoint {self.ckpt!r})"
                     )
                 self._check_elements(composition_to_atomic_numbers(r.composition), f"composition {r.label}")
+                unseen = self._unseen_elements(r.composition)
+                if unseen and (r.label, tuple(unseen)) not in seen_el:
+                    seen_el.add((r.label, tuple(unseen)))
+                    out.append(f"composition {r.label}: element(s) {', '.join(unseen)} never occur in the training data "
+                               f"of {self.ckpt!r}; samples are an extrapolation")
             if not (lo - 1e-9 <= r.pressure_gpa <= hi + 1e-9) and r.pressure_gpa not in seen:
                 seen.add(r.pressure_gpa)
                 out.append(
@@ -244,6 +254,14 @@ class Generator:
                     f"of {self.ckpt!r}; samples are an extrapolation"
                 )
         return out
+
+    def _unseen_elements(self, composition) -> list[str]:
+        """Elements of ``composition`` absent from the training set (empty when unknown)."""
+        stats = getattr(self.module, "data_stats", None)
+        counts = getattr(stats, "element_counts", None)
+        if not counts:
+            return []
+        return [str(el) for el in composition.elements if int(el.Z) not in counts]
 
     def _check_elements(self, numbers: Sequence[int], what: str) -> None:
         bad = sorted({z for z in numbers if z > NUM_ELEMENTS})
@@ -283,7 +301,8 @@ class Generator:
         requests = expand_request(composition, pressure, n, formula_units, chemical_system)
         run = self.run(requests, seed=seed)
         for line in run.warnings:
-            warnings.warn(line, PressureRangeWarning, stacklevel=2)
+            category = PressureRangeWarning if line.startswith("pressure=") else SamplingWarning
+            warnings.warn(line, category, stacklevel=2)
         if output == "atoms":
             return run.frames
         from gencrystal.structures import to_structure

@@ -26,7 +26,8 @@ class FakeModule:
         self.max_atoms = max_atoms
         self.pressure_range = pressure_range
         self.volume_per_atom = volume_per_atom
-        self.data_stats = DatasetStats(num_atoms_hist={2: 3, 4: 1, 40: 5}, max_atoms=40)
+        self.data_stats = DatasetStats(num_atoms_hist={2: 3, 4: 1, 40: 5}, max_atoms=40,
+                                       element_counts={z: 10 for z in range(1, 60)})  # H..Nd seen in training
         self.calls: list[dict] = []
         self.honour_allowed = True
 

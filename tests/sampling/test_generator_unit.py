@@ -14,7 +14,7 @@ from ase import Atoms
 from pymatgen.core import Composition, Structure
 
 from gencrystal.errors import GencrystalError
-from gencrystal.sampling import Generator, PressureRangeWarning, SampleChecks
+from gencrystal.sampling import Generator, PressureRangeWarning, SampleChecks, SamplingWarning
 from gencrystal.sampling.requests import expand_request
 
 
@@ -86,6 +86,12 @@ def test_pressure_outside_trained_range_warns(fake_module):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gen.sample("Li2", 100, 1, seed=0)
+
+
+def test_elements_unseen_in_training_warn(fake_module):
+    with pytest.warns(SamplingWarning, match="element\\(s\\) U never occur in the training data"):
+        out = Generator(fake_module).sample("UO2", 10, 1, seed=0)
+    assert out[0].get_chemical_formula() == "O2U"
 
 
 def test_csp_model_requires_a_composition(fake_module):

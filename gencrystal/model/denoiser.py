@@ -3,7 +3,8 @@
 The interface is one class wide, :class:`Denoiser`: ``forward(frac_coords [N,3],
 lattice [B,3,3] (Å, rows = vectors), atom_tokens [N] long, num_atoms [B], batch [N],
 t [B] in [0, 1], cond [B, C] or None) -> {"frac_coords": [N,3], "lattice": [B,3,3],
-"atom_types": [N, K]}``. ``atom_tokens`` are ``Z − 1`` (0..99) with ``mask_token``
+"atom_types": [N, K]}``; optional ``lattice_mean``/``lattice_std`` [B] (Å) are the lattice
+prior's scale per cell, for input normalisation. ``atom_tokens`` are ``Z − 1`` (0..99) with ``mask_token``
 (100) for the absorbing state. The raw outputs are interpreted by the diffusion fields
 (scores, noise predictions or logits).
 
@@ -12,9 +13,11 @@ t [B] in [0, 1], cond [B, C] or None) -> {"frac_coords": [N,3], "lattice": [B,3,
 * fully connected over all atom pairs (i, j) of each cell, self-pairs included, built
   from index tensors (:func:`fully_connected_edges`, no Python loop over structures);
 * edge inputs: Fourier features ``sin/cos(2πk·Δf)`` (k = 1..num_freqs) of the
-  fractional difference ``Δf = f_j − f_i`` and the lattice metric ``G = L·Lᵀ``
-  (divided by ``n^(2/3)·metric_scale²``), both invariant to rotations of the frame and
-  to common translations;
+  fractional difference ``Δf = f_j − f_i`` and the lattice metric ``G = L·Lᵀ``, both
+  invariant to rotations of the frame and to common translations. ``G`` enters as its
+  deviation from the lattice prior, ``(G − μ²I)/(2μσ)`` (≈ ``(S − μI)/σ``, order one),
+  when the caller passes the prior's per-cell ``lattice_mean`` μ and ``lattice_std`` σ
+  (Å); otherwise as ``G/(n^(2/3)·metric_scale²)``;
 * node inputs: atom-type embedding, sinusoidal time embedding and the condition vector;
 * residual pre-LayerNorm message-passing layers (mean aggregation);
 * heads: a per-atom fractional coordinate output (invariant), per-atom type logits
@@ -104,8 +107,9 @@ class Denoiser(nn.Module):
     num_type_logits: int = NUM_ELEMENTS
 
     def forward(self, frac_coords: torch.Tensor, lattice: torch.Tensor, atom_tokens: torch.Tensor,
-                num_atoms: torch.Tensor, batch: torch.Tensor, t: torch.Tensor,
-                cond: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # pragma: no cover - interface
+                num_atoms: torch.Tensor, batch: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None,
+                lattice_mean: torch.Tensor | None = None,
+                lattice_std: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
 
 
@@ -152,13 +156,20 @@ class CSPNet(Denoiser):
         self.lattice_head = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, 6))
         self.type_head = nn.Linear(hidden_dim, num_type_logits) if num_type_logits > 0 else None
 
-    def forward(self, frac_coords, lattice, atom_tokens, num_atoms, batch, t, cond=None):
+    def forward(self, frac_coords, lattice, atom_tokens, num_atoms, batch, t, cond=None, lattice_mean=None,
+                lattice_std=None):
         dtype = self.node_in.weight.dtype
         frac_coords, lattice, t = frac_coords.to(dtype), lattice.to(dtype), t.to(dtype)
         num_atoms = num_atoms.long()
         src, dst, edge_batch = fully_connected_edges(num_atoms)
-        n13 = num_atoms.to(dtype) ** (2.0 / 3.0)
-        metric = lattice @ lattice.transpose(-1, -2) / (n13 * self.metric_scale ** 2)[:, None, None]
+        gram = lattice @ lattice.transpose(-1, -2)
+        if lattice_mean is not None and lattice_std is not None:
+            # (G − μ²I)/(2μσ) ≈ (S − μI)/σ: the metric's deviation from the prior, O(1)
+            mu, sd = lattice_mean.to(dtype)[:, None, None], lattice_std.to(dtype)[:, None, None]
+            metric = (gram - mu ** 2 * torch.eye(3, dtype=dtype, device=gram.device)) / (2 * mu * sd)
+        else:
+            n23 = num_atoms.to(dtype) ** (2.0 / 3.0)
+            metric = gram / (n23 * self.metric_scale ** 2)[:, None, None]
         edge_feat = torch.cat([metric.flatten(1)[edge_batch],
                                fourier_features(frac_coords[dst] - frac_coords[src], self.num_freqs)], dim=-1)
         parts = [self.atom_embedding(atom_tokens), sinusoidal_embedding(t, self.time_dim)[batch]]

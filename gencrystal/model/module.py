@@ -61,9 +61,11 @@ class CrystalNet(nn.Module):
         self.conditions = conditions
 
     def forward(self, frac_coords, lattice, atom_tokens, num_atoms, batch, t, cond_values: Mapping[str, torch.Tensor | None],
-                uncond: bool | torch.Tensor = False, drop: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                uncond: bool | torch.Tensor = False, drop: Mapping[str, torch.Tensor] | None = None,
+                lattice_mean: torch.Tensor | None = None, lattice_std: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         cond = self.conditions(cond_values, len(num_atoms), uncond=uncond, drop=drop)
-        return self.denoiser(frac_coords, lattice, atom_tokens, num_atoms, batch, t, cond)
+        return self.denoiser(frac_coords, lattice, atom_tokens, num_atoms, batch, t, cond,
+                             lattice_mean=lattice_mean, lattice_std=lattice_std)
 
 
 class CrystalDiffusionModule(pl.LightningModule):
@@ -89,6 +91,7 @@ class CrystalDiffusionModule(pl.LightningModule):
         self.csp = "atom_types" not in self.fields
         self.coord_std_scaling = bool(mcfg.get("coord_std_scaling", True))
         self.time_eps = float(mcfg.get("time_eps", 1e-5))
+        self.lattice_skip_enabled = bool(mcfg.get("lattice_skip", True))
         self.prior = LatticePrior(self.hparams["lattice_prior"])
         conditions = {}
         for name, node in (mcfg.get("conditions") or {}).items():
@@ -155,6 +158,30 @@ class CrystalDiffusionModule(pl.LightningModule):
                 ctx["atom_types"]["allowed"] = allowed
         return ctx
 
+    def lattice_skip(self, x_t: torch.Tensor, t: torch.Tensor, ctx: Mapping[str, Mapping[str, Any]]) -> torch.Tensor | None:
+        """Gaussian preconditioning of the lattice output (``model.lattice_skip``).
+
+        For the VP field in standard units ``y_t = (x_t − μ)/σ∞ = a_t·y_0 + sqrt(1 − a_t²)·ε``,
+        ``E[ε | y_t] = sqrt(1 − a_t²)·y_t`` when ``y_0 ~ N(0, I)``; the network adds a residual to
+        this closed-form guess (sign following the process's target). Near t = 1 (``a_t ≈ 0``),
+        where the reverse process multiplies any error in ε by ``1/a_t``, the guess is exact."""
+        proc = self.fields["lattice"].process if "lattice" in self.fields else None
+        if not self.lattice_skip_enabled or proc is None or not hasattr(proc, "mean_coeff"):
+            return None
+        lat = ctx["lattice"]
+        a = proc.mean_coeff(t).to(x_t.dtype)
+        sq = torch.sqrt((1.0 - a ** 2).clamp(min=0.0))[:, None, None]
+        y = (x_t - lat["limit_mean"].to(x_t.dtype)) / lat["limit_std"].to(x_t.dtype)[:, None, None]
+        return -sq * y if getattr(proc, "target", "score_times_std") == "score_times_std" else sq * y
+
+    @staticmethod
+    def _lattice_ref(ctx: Mapping[str, Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        """Prior mean μ(n, P) and std (Å, [B]) for the denoiser's input normalisation."""
+        lat = ctx.get("lattice") or {}
+        if "limit_mean" not in lat:
+            return {}
+        return {"lattice_mean": lat["limit_mean"][:, 0, 0], "lattice_std": lat["limit_std"]}
+
     @staticmethod
     def _cond_values(batch, columns) -> dict[str, torch.Tensor]:
         out = {}
@@ -183,8 +210,11 @@ class CrystalDiffusionModule(pl.LightningModule):
         corrupted = self.fields.corrupt({k: v for k, v in x0.items() if k in self.fields}, t, ctx, generator=generator)
         tokens = corrupted["atom_types"].x_t if "atom_types" in corrupted else types0
         preds = net(corrupted["frac_coords"].x_t, corrupted["lattice"].x_t, tokens, num_atoms, index, t,
-                    self._cond_values(batch, self.condition_columns))
+                    self._cond_values(batch, self.condition_columns), **self._lattice_ref(ctx))
         preds = {k: v.float() if v.dtype == torch.bfloat16 else v for k, v in preds.items() if k in corrupted}
+        skip = self.lattice_skip(corrupted["lattice"].x_t, t, ctx)
+        if skip is not None:
+            preds["lattice"] = preds["lattice"] + skip
         total, parts = self.fields.loss(preds, corrupted)
         return total, parts
 
@@ -345,18 +375,23 @@ class CrystalDiffusionModule(pl.LightningModule):
         drop_k = {c: torch.cat([torch.full((b,), c not in kept, dtype=torch.bool, device=device) for kept in variants])
                   for c in cols}
 
+        ref = {key: torch.cat([v] * k) for key, v in self._lattice_ref(ctx).items()}
+
         def run(st, t):
             """One network call on the k-fold batch -> k score dicts (one per variant)."""
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = net(torch.cat([st["frac_coords"]] * k), torch.cat([st["lattice"]] * k),
                           torch.cat([st["atom_types"]] * k), num_atoms_k, batch_k, t.repeat(k), values_k,
-                          drop=drop_k)
+                          drop=drop_k, **ref)
+            skip = self.lattice_skip(st["lattice"], t, ctx) if "lattice" in procs else None
             results = []
             for i in range(k):
                 scores = {}
                 for name, proc in procs.items():
                     rows = n_total if name != "lattice" else b
                     o = out[name][i * rows:(i + 1) * rows].float()
+                    if name == "lattice" and skip is not None:
+                        o = o + skip
                     if name == "atom_types":
                         scores[name] = o
                     else:

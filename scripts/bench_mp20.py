@@ -339,10 +339,13 @@ def markdown(res: dict) -> str:
           f"- a perfect model scores {_pct(res.get('ceiling'))} % with the filter on this selection "
           "(SMACT-invalid references cannot match)", ""]
     if res.get("training"):
-        L += ["## Training", "", "| variant (lattice prior) | epochs | steps | parameters | wall time (s) | checkpoint |",
-              "|---|---|---|---|---|---|"]
+        L += ["## Training", "", f"`experiment=mp20_csp model={a['model']}`, {a['epochs']} epochs"
+              + (f" of {a['train_batches']} batches" if a.get("train_batches") else "") + "; the checkpoint scored is the "
+              "one with the lowest validation loss.", "",
+              "| variant (lattice prior) | epochs run | checkpoint epoch (0-based) | optimiser steps | parameters | "
+              "training wall time (s) | checkpoint |", "|---|---|---|---|---|---|---|"]
         for t in res["training"]:
-            L.append(f"| {t['variant']} | {t.get('epochs')} | {t.get('global_step')} | {t.get('parameters')} | "
+            L.append(f"| {t['variant']} | {a['epochs']} | {t.get('epochs')} | {t.get('global_step')} | {t.get('parameters')} | "
                      f"{t.get('wall_s')} | `{t['ckpt']}` |")
         L.append("")
     elif res.get("ckpt"):
@@ -464,6 +467,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     t_start = time.time()
     data_root = Path(args.data_root) if args.data_root else data_root_default()
+    args.data_root = str(data_root)
     test_csv = data_root / "mp_20" / "test.csv"
     if not test_csv.is_file():
         raise GencrystalError(f"MP-20 test split not found at {str(test_csv)!r} (set --data-root or GENCRYSTAL_DATA)")
@@ -500,9 +504,8 @@ def main(argv=None) -> int:
                 ck, info = train_variant(variant, args, run_root)
                 ckpts[variant] = ck
                 res["training"].append(info)
-            t0 = res["training"][0]
-            if (t0.get("epochs") or 0) + 1 < 1000:
-                reasons.append(f"{(t0.get('epochs') or 0) + 1} training epochs instead of 1000")
+            if args.epochs < 1000:
+                reasons.append(f"{args.epochs} training epochs instead of 1000")
             if args.model != "cspnet":
                 reasons.append(f"model `{args.model}` instead of the DiffCSP-size cspnet")
             if args.train_batches:

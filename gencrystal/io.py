@@ -116,6 +116,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator:
     try:
         with open(tmp, mode) as fh:
             yield fh
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -127,3 +127,93 @@ def test_evaluate_dng_end_to_end(tmp_path, mp20_slice, data_root):
     assert 0 < m["cov_recall"] <= 1 and 0 < m["cov_precision"] <= 1
     assert m["wdist_num_elems"] is not None
     assert (out / "per_structure.csv").exists() and (out / "density.png").exists()
+
+
+def _rocksalt(a, x="Na", y="Cl"):
+    from pymatgen.core import Lattice, Structure
+
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [x, y], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_evaluate_dng_hull_from_given_energies(tmp_path, mp20_test_csv):
+    """Stability and S.U.N. from energies stored on the structures (no potential involved)."""
+    from ase.build import bulk
+
+    lot = "test-potential"
+    train = []
+    for atoms, e in [(bulk("Na", "bcc", a=4.23), 0.0), (to_atoms(_rocksalt(5.64)), -2.0)]:
+        a = atoms.copy()
+        a.info.update(enthalpy_per_atom=e, level_of_theory=lot)
+        train.append(a)
+    cl = to_atoms(_rocksalt(5.64, "Cl", "Cl").get_primitive_structure())  # elemental Cl reference, 0 eV/atom
+    cl.info.update(enthalpy_per_atom=0.0, level_of_theory=lot)
+    elements = tmp_path / "elements.extxyz"
+    write_extxyz([cl], elements)
+    samples = []
+    from pymatgen.core import Lattice, Structure
+
+    cscl = Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.4), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    zincblende = Structure.from_spacegroup("F-43m", Lattice.cubic(6.0), ["Na", "Cl"], [[0, 0, 0], [0.25, 0.25, 0.25]])
+    for struct, e, sid in [(_rocksalt(5.5), -1.95, "same-as-train"),   # the training rock salt (scaled): not novel
+                           (cscl, -1.95, "novel-stable"),              # new structure type, 0.05 eV/atom above hull
+                           (zincblende, -1.5, "novel-unstable")]:      # new structure type, 0.5 eV/atom above
+        a = to_atoms(struct)
+        a.info.update(id=sid, enthalpy_per_atom=e, level_of_theory=lot)
+        samples.append(a)
+    pred, tr = tmp_path / "pred.extxyz", tmp_path / "train.extxyz"
+    write_extxyz(samples, pred)
+    write_extxyz(train, tr)
+    out = tmp_path / "dng"
+    rc = main(["evaluate", "dng", f"pred={pred}", f"ref={tr}", f"train={tr}", f"out={out}", "coverage=false",
+               "energies.key=enthalpy_per_atom", f"energies.elements={elements}", "workers=1", "progress=false"])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["hull"]["level_of_theory"] == lot
+    assert m["novel_rate"] == pytest.approx(2 / 3)
+    assert m["stable_rate"] == pytest.approx(2 / 3)
+    assert m["unique_rate"] == 1.0
+    assert m["sun_rate"] == pytest.approx(1 / 3) and m["n_sun"] == 1
+    rows = (out / "per_structure.csv").read_text().splitlines()
+    ehull = {r.split(",")[0]: r.split(",")[-1] for r in rows[1:]}
+    assert float(ehull["novel-stable"]) == pytest.approx(0.05, abs=1e-6)
+    assert float(ehull["novel-unstable"]) == pytest.approx(0.5, abs=1e-6)
+
+
+def test_evaluate_dng_refuses_mixed_potentials(tmp_path, capsys):
+    a = to_atoms(_rocksalt(5.64))
+    a.info.update(enthalpy_per_atom=-2.0, level_of_theory="chgnet-0.3.0")
+    b = to_atoms(_rocksalt(5.0))
+    b.info.update(enthalpy_per_atom=-2.0, level_of_theory="sevenn-0")
+    pred, tr = tmp_path / "pred.extxyz", tmp_path / "train.extxyz"
+    write_extxyz([b], pred)
+    write_extxyz([a], tr)
+    out = tmp_path / "dng"
+    rc = main(["evaluate", "dng", f"pred={pred}", f"ref={tr}", f"train={tr}", f"out={out}", "coverage=false",
+               "energies.key=enthalpy_per_atom", "workers=1", "progress=false"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "different levels of theory" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_bench_script_scores_existing_samples(tmp_path, mp20_slice, data_root):
+    """scripts/bench_mp20.py --pred: the report path without a model (the model path needs training)."""
+    import importlib.util
+
+    from gencrystal.reporting import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_mp20", REPO_ROOT / "scripts" / "bench_mp20.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    pred = tmp_path / "pred.extxyz"
+    write_extxyz(_frames(mp20_slice[:10]), pred)
+    rc = mod.main(["--pred", str(pred), "--pred-label", "test set itself", "--n-test", "10", "--subset", "first",
+                   "--workers", "1", "--reports-dir", str(tmp_path / "rep"), "--run-dir", str(tmp_path / "run"),
+                   "--data-root", str(data_root)])
+    assert rc == 0
+    md = (tmp_path / "rep" / "mp20_csp.md").read_text()
+    assert "REDUCED RUN" in md and "10 of 9,046" in md
+    assert "| DiffCSP (published) | 2000 | 9046 | 51.49 | 0.0631 |" in md
+    res = json.loads((tmp_path / "rep" / "mp20_csp.json").read_text())
+    row = res["main"][0]
+    assert row["match_rate_unfiltered"] == 1.0 and row["n_ref"] == 10
+    assert "commit" in res["metadata"]

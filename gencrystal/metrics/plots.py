@@ -31,6 +31,8 @@ def rmse_histogram(rmse_filtered: Sequence[float], rmse_all: Sequence[float], pa
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     bins = np.linspace(0.0, 0.5, 26)
+    rmse_all = np.clip(np.asarray(list(rmse_all), dtype=float), 0.0, 0.5)  # matches stay below stol = 0.5
+    rmse_filtered = np.clip(np.asarray(list(rmse_filtered), dtype=float), 0.0, 0.5)
     ax.hist(list(rmse_all), bins=bins, alpha=0.5, label=f"without validity filter (n={len(rmse_all)})")
     ax.hist(list(rmse_filtered), bins=bins, histtype="step", lw=2, label=f"with validity filter (n={len(rmse_filtered)})")
     ax.set_xlabel("RMSE (normalised by (V/N)$^{1/3}$)")

@@ -55,7 +55,10 @@ def run(cfg: DictConfig) -> int:
                      enthalpy_tol=float(cfg.enthalpy_tol), n_best=int(cfg.n_best), progress=bool(cfg.progress))
     best = (f"best {res.best.enthalpy_per_atom:.4f} eV/atom (candidate {res.best.index})" if res.best
             else "no successful relaxation")
+    from pathlib import Path
+
+    written = ", ".join(Path(p).name for p in res.files.values())
     print(f"search {method.name} {formula} Z={','.join(map(str, zs))} at {float(cfg.pressure):g} GPa "
           f"[{res.level_of_theory}]: {res.n_done}/{cfg.budget} candidates ({res.n_new} new); {best}; "
-          f"-> {cfg.out}/ranking.csv, best.extxyz, convergence.png; candidates in {cfg.db}")
+          f"-> {cfg.out}/ {written}; candidates in {cfg.db}")
     return 0

@@ -47,20 +47,14 @@ COMMANDS: list[Command] = [
             "CSP match rate and RMSE of predictions against references (1- or k-sample; metrics.json, CSV, plots)."),
     Command(("evaluate", "dng"), "evaluate_dng", "gencrystal.metrics.commands:evaluate_dng",
             "Generation metrics: validity, COV-R/P, Wasserstein, unique/novel, hull stability, S.U.N."),
-    Command(("db", "build"), "db_build", "gencrystal.db.commands:build",
-            "Relax a dataset/structures at several pressures into the ASE database (resumable)."),
-    Command(("db", "export"), "db_export", "gencrystal.db.commands:export",
-            "Write train/val/test splits of the database grouped by composition (.db + CSV)."),
-    Command(("db", "stats"), "db_stats", "gencrystal.db.commands:stats",
-            "Print database counts per pressure/element; plot volume per atom vs pressure."),
-    Command(("search",), "search", "gencrystal.search.commands:run",
-            "Search low-enthalpy structures at a pressure: method=random|pso|generative (resumable; ranking, plot)."),
     Command(("sample",), "sample", "gencrystal.sampling.commands:run",
             "Sample structures for a composition at a pressure (GPa) from a checkpoint; Z enumeration, input=FILE."),
     Command(("validate",), "validate", "gencrystal.dft.validate:run",
             "DFT (GPAW; VASP inputs) re-relaxation of the top-k MLP structures at the same pressure; ranking agreement."),
     Command(("relax", "eos"), "relax_eos", "gencrystal.relax.eos:run",
             "Trust check: MLP vs DFT volumes and enthalpy differences of a structure over a pressure list (table + plot)."),
+    Command(("learn",), "learn", "gencrystal.learn.loop:run",
+            "Active learning from DFT: committee-uncertain frames -> GPAW labels -> fine-tuned CHGNet committee (resumable)."),
 ]
 
 

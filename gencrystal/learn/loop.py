@@ -10,7 +10,9 @@ Iteration k (0-based) in ``out/iter_{k:03d}/``:
    iteration 0 selects by diversity alone);
 3. ``selected.extxyz`` — the uncertain, diverse frames to label (k-means on fingerprints);
 4. DFT single points, appended one by one to ``out/labels.extxyz`` and to the database
-   (``level_of_theory`` of the DFT backend, ``source = learn:<k>``);
+   (``level_of_theory`` of the DFT backend, ``source = learn:<k>``); a calculation that
+   fails (SCF not converged, ...) is recorded in ``out/failed_labels.json`` with its
+   message and never retried;
 5. ``committee/`` — every member fine-tuned from the shipped CHGNet on all labels so far.
 
 The loop stops after ``iterations`` or when the uncertain fraction of an iteration's
@@ -35,6 +37,7 @@ from gencrystal.io import write_extxyz, write_json
 STAGES = ("start", "sampled", "relaxed", "selected", "labelled", "trained")
 STATE_FILE = "state.json"
 LABELS_FILE = "labels.extxyz"
+FAILED_FILE = "failed_labels.json"
 
 
 def _read_frames(path: Path) -> list[Atoms]:
@@ -94,6 +97,8 @@ class ActiveLearningLoop:
             from gencrystal.db.schema import connect
 
             self.db = connect(str(cfg.db))
+        failed = self.out / FAILED_FILE
+        self.failed: dict[str, dict] = json.loads(failed.read_text()) if failed.is_file() else {}
         self.state = self._load_state() if bool(cfg.get("resume", True)) else None
         if self.state is None:
             self.state = {"iteration": 0, "stage": "start", "history": [], "done": False, "stop_reason": ""}
@@ -236,7 +241,8 @@ class ActiveLearningLoop:
                 score = self.policy.score(fs, ss)
             else:
                 score = 1.0  # no committee yet: every frame is a candidate, diversity decides
-            if structure_hash(a, level) in store:
+            key = structure_hash(a, level)
+            if key in store or key in self.failed:
                 continue
             pool.append(a)
             scores.append(score)
@@ -256,7 +262,7 @@ class ActiveLearningLoop:
         from gencrystal.relax.engine import single_threaded
 
         level = self.backend.level_of_theory
-        n_new, n_skipped, wall = 0, 0, 0.0
+        n_new, n_skipped, n_failed, wall = 0, 0, 0, 0.0
         if not self._done(k, "labelled"):
             with single_threaded(1):
                 for a in tqdm(selected, desc=f"iter {k}: DFT labels", disable=not self.progress, leave=False):
@@ -268,8 +274,18 @@ class ActiveLearningLoop:
                     if key in recovered:
                         lab = recovered[key]
                         n_skipped += 1
+                    elif key in self.failed:
+                        n_skipped += 1
+                        continue
                     else:
-                        lab = dft_single_point(self.backend, a)
+                        try:
+                            lab = dft_single_point(self.backend, a)
+                        except GencrystalError as exc:  # SCF failure etc.: recorded, never retried
+                            self.failed[key] = {"iteration": int(k), "error": str(exc),
+                                                "volume_per_atom": a.get_volume() / len(a)}
+                            write_json(self.failed, self.out / FAILED_FILE)
+                            n_failed += 1
+                            continue
                         lab.info.update({"label_hash": key, "level_of_theory": level, "iteration": int(k),
                                          "pressure_gpa": float(a.info.get("pressure_gpa", 0.0))})
                         wall += float(lab.info.get("dft_wall_s", 0.0))
@@ -278,7 +294,8 @@ class ActiveLearningLoop:
                             add_label_to_db(self.db, lab, source=f"learn:{k}")
                     store.add(lab)
             self._set_stage(k, "labelled")
-        return {"n_new_labels": n_new, "n_skipped_labels": n_skipped, "dft_wall_s": round(wall, 2)}
+        return {"n_new_labels": n_new, "n_skipped_labels": n_skipped, "n_failed_labels": n_failed,
+                "dft_wall_s": round(wall, 2)}
 
     def train(self, k: int, store) -> Path:
         from gencrystal.learn.finetune import train_committee

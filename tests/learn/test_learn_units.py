@@ -145,3 +145,48 @@ def test_bad_config_is_a_one_line_error(tmp_path):
 
     with pytest.raises(GencrystalError, match="committee.json"):
         load_committee(tmp_path)
+
+
+class _LJBackend:
+    """A stand-in DFT backend (ASE Lennard-Jones; energies eV, stress eV/Å³)."""
+
+    level_of_theory = "lj-test"
+
+    def calculator(self, atoms):
+        from ase.calculators.lj import LennardJones
+
+        return LennardJones(sigma=2.5, epsilon=0.05, rc=6.0)
+
+
+class _BrokenBackend(_LJBackend):
+    level_of_theory = "broken-test"
+
+    def calculator(self, atoms):
+        raise RuntimeError("SCF did not converge in 3 iterations")
+
+
+def test_labelling_writes_rows_once_and_records_failures(tmp_path):
+    from gencrystal.cli import compose
+    from gencrystal.db.schema import connect
+    from gencrystal.learn.labels import LabelStore
+    from gencrystal.learn.loop import ActiveLearningLoop
+
+    cfg = compose("learn", [f"out={tmp_path / 'run'}", f"db={tmp_path / 'hp.db'}", "progress=false"])
+    loop = ActiveLearningLoop(cfg)
+    loop.backend = _LJBackend()
+    store = LabelStore(tmp_path / "run" / "labels.extxyz")
+    frames = [li2(3.44), li2(3.0)]
+    for a in frames:
+        a.info["pressure_gpa"] = 25.0
+    out = loop.label(0, frames, store)
+    assert out["n_new_labels"] == 2 and len(store) == 2
+    rows = list(connect(str(tmp_path / "hp.db")).select(source="learn:0"))
+    assert len(rows) == 2 and {r.level_of_theory for r in rows} == {"lj-test"}
+    assert all(r.pressure_gpa == 25.0 for r in rows)
+    # a broken calculation is recorded, not raised, and never retried
+    loop.backend = _BrokenBackend()
+    loop.state["stage"] = "start"
+    out = loop.label(1, [li2(2.8)], store)
+    assert out["n_failed_labels"] == 1 and len(store) == 2
+    again = ActiveLearningLoop(cfg)
+    assert len(again.failed) == 1 and "SCF did not converge" in next(iter(again.failed.values()))["error"]

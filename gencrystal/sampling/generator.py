@@ -214,8 +214,9 @@ class Generator:
         """Check requests against the model; raise on errors, return warning lines.
 
         Errors: no composition with a CSP model, more atoms per cell than ``max_atoms``,
-        an element beyond the model's 100-element vocabulary, a de-novo chemical system
-        with a CSP model. Warnings: a pressure outside the trained range.
+        an element beyond the model's 100-element vocabulary, nothing to sample.
+        Warnings: a pressure outside the trained range, an element absent from the
+        training data.
         """
         if not requests:
             raise GencrystalError("nothing to sample: no requests")
@@ -408,16 +409,21 @@ class Generator:
                     allowed[row] = False
                     allowed[row, [z - 1 for z in sys_]] = True
             conditions["allowed_elements"] = allowed
-        out = self.module.sample(
-            num_atoms,
-            atom_types,
-            conditions,
-            sampler=self.sampler,
-            guidance_scale=self.guidance_scale,
-            generator=gen,
-            progress=False,
-        )
-        return out
+        try:
+            return self.module.sample(
+                num_atoms,
+                atom_types,
+                conditions,
+                sampler=self.sampler,
+                guidance_scale=self.guidance_scale,
+                generator=gen,
+                progress=False,
+            )
+        except torch.OutOfMemoryError:
+            raise GencrystalError(
+                f"out of memory on {self.device} sampling a batch of {len(batch)} crystals "
+                f"({int(num_atoms.sum())} atoms); lower batch_size={self.batch_size}"
+            ) from None
 
     def _annotate(self, atoms: Atoms, item: dict, index: int, seed: int, requests: Sequence[SampleRequest]) -> Atoms:
         r = requests[item["request"]]

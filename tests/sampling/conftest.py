@@ -30,6 +30,7 @@ class FakeModule:
                                        element_counts={z: 10 for z in range(1, 60)})  # H..Nd seen in training
         self.calls: list[dict] = []
         self.honour_allowed = True
+        self.memory_atoms = 10**9  # atoms per batch before a simulated out-of-memory error
 
     def to(self, device):
         return self
@@ -42,6 +43,8 @@ class FakeModule:
                            "conditions": {k: v.clone() for k, v in conditions.items()}, "sampler": sampler,
                            "guidance_scale": guidance_scale})
         n = int(num_atoms.sum())
+        if n > self.memory_atoms:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         frac = torch.rand(n, 3, generator=generator)
         a = torch.tensor([(self.volume_per_atom * int(k)) ** (1 / 3) for k in num_atoms.tolist()])
         lattice = torch.diag_embed(a[:, None].expand(-1, 3)) * (1 + 0.05 * torch.rand(len(a), 3, 3, generator=generator))

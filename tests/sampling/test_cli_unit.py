@@ -67,6 +67,14 @@ def test_sampler_choice_and_overrides_reach_the_model(fake_ckpt, tmp_path, capsy
     assert json.loads((tmp_path / "custom/summary.json").read_text())["sampler"] == "custom"
 
 
+def test_formula_units_as_a_list(fake_ckpt, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = _run(capsys, f"ckpt={fake_ckpt.path}", "composition=MgO", "formula_units=[2,4]", "pressure=3",
+                        "num_samples=4", "seed=0", f"out={out}", "progress=false")
+    assert code == 0, err
+    assert [len(f) for f in read(out / "samples.extxyz", index=":")] == [4, 4, 8, 8]
+
+
 def test_input_table(fake_ckpt, tmp_path, capsys):
     table = tmp_path / "req.csv"
     table.write_text("composition,pressure,num_samples\nLi16,50,2\nMgO,0,1\n")

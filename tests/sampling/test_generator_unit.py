@@ -178,6 +178,13 @@ def test_bad_generator_settings(fake_module, kwargs, needle):
         Generator(fake_module, **kwargs)
 
 
+def test_out_of_memory_names_the_batch_size(fake_module):
+    fake_module.memory_atoms = 50
+    with pytest.raises(GencrystalError, match="out of memory .* batch of 8 crystals .64 atoms.; lower batch_size=8"):
+        Generator(fake_module, batch_size=8).sample("Li8", 1, 8, seed=0)
+    assert len(Generator(fake_module, batch_size=4).sample("Li8", 1, 8, seed=0)) == 8
+
+
 def test_bad_seed_and_output(fake_module):
     gen = Generator(fake_module)
     with pytest.raises(GencrystalError, match="seed=-1"):

@@ -248,7 +248,11 @@ class CrystalDiffusionModule(pl.LightningModule):
         scheduler = _instantiate(sched_node)(optimizer)
         config = {"scheduler": scheduler, "interval": ocfg.get("interval", "epoch"), "frequency": 1}
         if ocfg.get("monitor"):
-            config["monitor"] = ocfg["monitor"]
+            monitor = str(ocfg["monitor"])
+            trainer = self._trainer
+            if monitor.startswith("val/") and trainer is not None and not trainer.limit_val_batches:
+                monitor = "train/loss"  # no validation in this run: schedule on the training loss
+            config["monitor"] = monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
 
     # ------------------------------------------------------------------ checkpoints

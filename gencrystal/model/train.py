@@ -172,6 +172,8 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
     accumulate = int(tcfg.get("accumulate_grad_batches", 1))
     per_device = per_device_batch_size(int(cfg.batch_size), devices, nodes, accumulate)
     tcfg["num_nodes"] = nodes
+    if str(tcfg.get("devices", 1)) in ("auto", "-1"):
+        tcfg["devices"] = devices  # resolved from torchrun / SLURM / visible GPUs
 
     dm = CrystalDataModule(cfg.data, batch_size=per_device, num_workers=int(cfg.get("num_workers", 0)),
                            data_root=cfg.get("data_root"), eval_batch_size=int(cfg.get("eval_batch_size") or per_device))
@@ -191,6 +193,12 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
 
     ck = cfg.get("checkpoint") or {}
     has_val = float(tcfg.get("limit_val_batches", 1.0) or 0) > 0
+    if has_val:
+        try:
+            dm.dataset("val")
+        except GencrystalError as exc:
+            log.warning("no validation split (%s): training without validation; best.ckpt = last.ckpt", exc)
+            has_val = False
     cbs = [ModelCheckpoint(dirpath=str(ckpt_dir), filename="step{step}", save_last=True, save_top_k=0,
                            every_n_train_steps=int(ck.get("every_n_steps", 500)), auto_insert_metric_name=False)]
     if has_val:
@@ -204,6 +212,8 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
         tcfg["limit_val_batches"] = 0
     trainer = pl.Trainer(**tcfg, callbacks=cbs, logger=loggers, default_root_dir=str(run_dir),
                          plugins=[_AtomicCheckpointIO.make()])
+    if not has_val:
+        dm.val_dataloader = lambda: []  # type: ignore[method-assign]
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     trainer.save_checkpoint(str(last))
     best = ckpt_dir / "best.ckpt"
@@ -213,5 +223,6 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
 def run(cfg: DictConfig) -> int:
     """CLI entry point of ``gencrystal train``: train, then print the checkpoint path."""
     path = train(cfg)
-    print(f"checkpoint: {path}")
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0:
+        print(f"checkpoint: {path}")
     return 0

@@ -194,3 +194,39 @@ def test_every_experiment_composes():
         cfg = compose("train", [f"trainer={trainer}"])
         assert cfg.trainer.gradient_clip_val == 0.5
     assert compose("train", ["trainer=ddp"]).trainer.strategy == "ddp"
+
+
+def test_training_without_validation_uses_train_loss_for_the_plateau_schedule(tmp_path, data_root):
+    """The default optimizer (ReduceLROnPlateau on val/loss) still works when validation is off."""
+    from gencrystal.model.train import train
+
+    cfg = compose("train", ["model=tiny", "logger=csv", "optim=adamw", "data.progress=false", f"data_root={data_root}",
+                            f"out={tmp_path / 'noval'}", "batch_size=8", "trainer.max_steps=4",
+                            "+trainer.limit_train_batches=2", "trainer.limit_val_batches=0"])
+    path = train(cfg)
+    assert path.name == "last.ckpt"
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    assert ck["global_step"] == 4
+    assert ck["lr_schedulers"][0]["best"] is not None  # the schedule saw a metric
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_ranks_via_the_cli(tmp_path, data_root):
+    """`trainer=ddp` with 2 CPU processes: Lightning re-launches the same `gencrystal train`
+    command line for rank 1 (Hydra compose API, no run-dir arguments), both ranks train."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    cmd = [sys.executable, "-m", "gencrystal", "train", "experiment=perov5_csp", "data=perov5_dev", *TINY,
+           f"data_root={data_root}", f"out={out}", "batch_size=16", "trainer=ddp", "trainer.accelerator=cpu",
+           "trainer.devices=2", "trainer.max_steps=3", "+trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+           "trainer.enable_progress_bar=false"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "MEMBER: 2/2" in proc.stderr + proc.stdout
+    assert proc.stdout.count("checkpoint:") == 1  # printed by rank 0 only
+    ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ck["global_step"] == 3

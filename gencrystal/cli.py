@@ -47,6 +47,8 @@ COMMANDS: list[Command] = [
             "CSP match rate and RMSE of predictions against references (1- or k-sample; metrics.json, CSV, plots)."),
     Command(("evaluate", "dng"), "evaluate_dng", "gencrystal.metrics.commands:evaluate_dng",
             "Generation metrics: validity, COV-R/P, Wasserstein, unique/novel, hull stability, S.U.N."),
+    Command(("train",), "train", "gencrystal.model.train:run",
+            "Train the conditional crystal diffusion model (Lightning; experiment=NAME, trainer=cpu|gpu|ddp, resume=true)."),
     Command(("db", "build"), "db_build", "gencrystal.db.commands:build",
             "Relax a dataset/structures at several pressures into the ASE database (resumable)."),
     Command(("db", "export"), "db_export", "gencrystal.db.commands:export",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from ase.build import bulk
@@ -87,3 +88,23 @@ def test_stats_counts_and_plot(small_db, tmp_path):
     png = plot_volume_vs_pressure(st["points"], tmp_path / "v.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert "rows per pressure" in format_stats(st)
+
+
+def test_exported_splits_load_with_the_asedb_dataset(small_db, tmp_path):
+    """`db export` sets `split`; the asedb dataset config (used by experiment=hp_csp) reads it."""
+    from omegaconf import OmegaConf
+
+    from gencrystal.cli import compose
+    from gencrystal.data.dataset import load_split
+
+    counts = export_splits(small_db, tmp_path / "splits", fractions=[0.6, 0.2, 0.2], seed=1)
+    cfg = compose("data/asedb").data
+    OmegaConf.update(cfg, "url", small_db)
+    OmegaConf.update(cfg, "cache_dir", False)
+    OmegaConf.update(cfg, "progress", False)
+    for split in ("train", "val", "test"):
+        if counts[split] == 0:
+            continue
+        ds = load_split(cfg, split)
+        assert len(ds) == counts[split]
+        assert set(np.round(ds.pressure.numpy(), 3)) <= {0.0, 20.0}

@@ -22,7 +22,7 @@ def _opt(cfg, key: str, default: Any = None) -> Any:
     return default if val is None else val
 
 
-def build_requests(cfg) -> list:
+def build_requests(cfg, seed: int = 0) -> list:
     """The list of :class:`SampleRequest` from ``composition``/``formula_units``/``pressure``/
     ``num_samples``/``chemical_system`` or from the ``input`` table."""
     from gencrystal.sampling.requests import expand_request, read_request_table
@@ -38,12 +38,12 @@ def build_requests(cfg) -> list:
     if input_file is not None:
         if composition is not None:
             raise GencrystalError("give either input=FILE or composition=..., not both")
-        return read_request_table(input_file, pressure, num_samples, formula_units)
+        return read_request_table(input_file, pressure, num_samples, formula_units, rotate=seed)
     if pressure is None:
         raise GencrystalError("pressure= is required (GPa), e.g. pressure=50")
     if num_samples is None:
         raise GencrystalError("num_samples= is required")
-    return expand_request(composition, pressure, num_samples, formula_units, chemical_system)
+    return expand_request(composition, pressure, num_samples, formula_units, chemical_system, rotate=seed)
 
 
 def _instantiate_checks(cfg):
@@ -65,13 +65,14 @@ def _instantiate_checks(cfg):
 
 def run(cfg) -> int:
     """Run ``gencrystal sample`` from the composed ``conf/sample.yaml``; returns 0."""
-    from gencrystal.sampling.generator import Generator
+    from gencrystal.sampling.generator import Generator, resolve_seed
     from gencrystal.sampling.output import check_out_dir, write_run
 
     ckpt = _opt(cfg, "ckpt")
     if ckpt is None or str(ckpt) in ("", "???"):
         raise GencrystalError("ckpt= is required (path to a trained checkpoint)")
-    requests = build_requests(cfg)
+    seed = resolve_seed(_opt(cfg, "seed"))
+    requests = build_requests(cfg, seed)
     out = check_out_dir(_opt(cfg, "out"), bool(_opt(cfg, "overwrite", False)))
     checks = _instantiate_checks(cfg)
     sampler = _opt(cfg, "sampler", "fast")
@@ -86,7 +87,7 @@ def run(cfg) -> int:
     )
     for line in gen.validate(requests):
         print(f"warning: {line}", file=sys.stderr)
-    result = gen.run(requests, seed=_opt(cfg, "seed"))
+    result = gen.run(requests, seed=seed)
     extra = {
         "ckpt": str(Path(str(ckpt))),
         "device": str(gen.device),

@@ -286,7 +286,8 @@ class Generator:
             composition: cell composition (``"Li16"``), or a reduced formula together
                 with ``formula_units`` (``"SiO2"``, ``"1-4"``); ``None`` for de novo.
             pressure: pressure in GPa (>= 0).
-            n: number of structures (spread over the Z values when enumerating).
+            n: number of structures (spread over the Z values when enumerating; the
+                seed picks which Z values get the remainder, see :func:`split_evenly`).
             seed: random seed; the same seed gives identical structures.
             formula_units: Z values to enumerate (``"1-4"``, ``2``, ``[1, 2]``).
             output: ``"atoms"`` for ASE ``Atoms``, ``"structure"`` for pymatgen
@@ -299,7 +300,8 @@ class Generator:
         """
         if output not in ("atoms", "structure"):
             raise GencrystalError(f"output={output!r} is unknown (use atoms or structure)")
-        requests = expand_request(composition, pressure, n, formula_units, chemical_system)
+        seed = resolve_seed(seed)
+        requests = expand_request(composition, pressure, n, formula_units, chemical_system, rotate=seed)
         run = self.run(requests, seed=seed)
         for line in run.warnings:
             category = PressureRangeWarning if line.startswith("pressure=") else SamplingWarning
@@ -325,7 +327,7 @@ class Generator:
         """
         requests = list(requests)
         warn_lines = self.validate(requests)
-        seed = int(np.random.SeedSequence().entropy % (2**31)) if seed is None else _check_seed(seed)
+        seed = resolve_seed(seed)
         rng = np.random.default_rng(seed)
         items = self._plan(requests, rng)
         show = self.progress if progress is None else bool(progress)
@@ -485,6 +487,11 @@ def num_atoms_distribution(module: Any) -> tuple[np.ndarray, np.ndarray]:
     counts, probs = stats.num_atoms_distribution()
     keep = (counts >= 1) & (probs > 0)
     return counts[keep], probs[keep]
+
+
+def resolve_seed(seed: Any) -> int:
+    """``seed`` as a non-negative int (a one-line error otherwise); ``None`` draws one."""
+    return int(np.random.SeedSequence().entropy % (2**31)) if seed is None else _check_seed(seed)
 
 
 def _check_seed(seed: Any) -> int:

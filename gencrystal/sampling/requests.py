@@ -106,10 +106,16 @@ def parse_chemical_system(spec: str | Sequence[str] | None) -> tuple[str, ...] |
     return tuple(sorted(set(parts), key=lambda s: Element(s).Z))
 
 
-def split_evenly(n: int, k: int) -> list[int]:
-    """Split ``n`` samples over ``k`` bins: sizes differ by at most one, larger first."""
+def split_evenly(n: int, k: int, rotate: int = 0) -> list[int]:
+    """Split ``n`` samples over ``k`` bins: sizes differ by at most one.
+
+    The ``n mod k`` extra samples go to bins ``rotate, rotate+1, ...`` (mod ``k``), so
+    that many small calls with different ``rotate`` (the seed) cover every bin evenly;
+    ``rotate=0`` gives them to the first bins (10 over 4 -> 3, 3, 2, 2).
+    """
     base, extra = divmod(int(n), int(k))
-    return [base + (1 if i < extra else 0) for i in range(k)]
+    bonus = {(int(rotate) + i) % int(k) for i in range(extra)}
+    return [base + (1 if i in bonus else 0) for i in range(k)]
 
 
 def expand_request(
@@ -118,6 +124,7 @@ def expand_request(
     num_samples: Any,
     formula_units: str | int | Iterable[int] | None = None,
     chemical_system: str | Sequence[str] | None = None,
+    rotate: int = 0,
 ) -> list[SampleRequest]:
     """Validate one user request and expand it into one :class:`SampleRequest` per Z.
 
@@ -131,6 +138,8 @@ def expand_request(
             samples are spread over the Z values.
         chemical_system: de-novo restriction such as ``"Li-B"``; with a composition its
             elements must lie inside the system.
+        rotate: which Z values receive the remainder when ``num_samples`` does not divide
+            evenly (see :func:`split_evenly`); the sampling code passes the seed.
 
     Returns:
         A list of requests; with Z enumeration some may hold 0 samples when
@@ -157,7 +166,7 @@ def expand_request(
     cells = enumerate_formula_units(comp, zs)
     return [
         SampleRequest(c, p, k, formula=str(formula), formula_units=z, chemical_system=system)
-        for c, z, k in zip(cells, zs, split_evenly(n, len(zs)))
+        for c, z, k in zip(cells, zs, split_evenly(n, len(zs), rotate))
     ]
 
 
@@ -170,13 +179,15 @@ def read_request_table(
     default_pressure: Any = None,
     default_num_samples: Any = None,
     default_formula_units: Any = None,
+    rotate: int = 0,
 ) -> list[SampleRequest]:
     """Read many requests from a CSV or YAML file and expand each one (see :func:`expand_request`).
 
     CSV: a header row with ``composition``, ``pressure`` (or ``pressure_gpa``, GPa),
     ``num_samples`` and optionally ``formula_units`` / ``chemical_system``. YAML: a list
     of mappings with the same keys, or a mapping ``{requests: [...]}``. Missing
-    pressure / num_samples / formula_units fall back to the command-line values.
+    pressure / num_samples / formula_units fall back to the command-line values;
+    ``rotate`` is passed to :func:`expand_request` for every row.
     Errors name the file and the row (1-based, header excluded).
     """
     fp = Path(path)
@@ -206,7 +217,7 @@ def read_request_table(
         if isinstance(fu, float) and fu == int(fu):
             fu = int(fu)
         try:
-            out.extend(expand_request(row.get("composition"), pressure, num, str(fu) if fu is not None else None, row.get("chemical_system")))
+            out.extend(expand_request(row.get("composition"), pressure, num, str(fu) if fu is not None else None, row.get("chemical_system"), rotate))
         except GencrystalError as exc:
             raise GencrystalError(f"input={str(path)!r} row {i}: {exc}") from None
     return out

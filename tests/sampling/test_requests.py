@@ -32,6 +32,16 @@ def test_z_enumeration_gives_z_times_reduced_formula_and_spreads_samples():
     assert total_samples(reqs) == 10
 
 
+def test_remainder_rotates_with_the_seed_so_small_calls_cover_every_z():
+    assert split_evenly(10, 4, rotate=1) == [2, 3, 3, 2]
+    assert split_evenly(10, 4, rotate=3) == [3, 2, 2, 3]
+    counts = [0, 0, 0, 0]
+    for seed in range(8):  # eight one-sample calls over Z = 1..4
+        for i, r in enumerate(expand_request("MgO", 1, 1, formula_units="1-4", rotate=seed)):
+            counts[i] += r.num_samples
+    assert counts == [2, 2, 2, 2]
+
+
 def test_z_enumeration_reduces_the_formula_first():
     reqs = expand_request("Si2O4", 0, 2, formula_units=[2, 3])
     assert [r.label for r in reqs] == ["Si2O4", "Si3O6"]

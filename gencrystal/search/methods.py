@@ -169,7 +169,8 @@ class PSOSearch(SearchMethod):
 
     def settings(self):
         return {"population": self.population, "fresh_fraction": self.fresh_fraction, "c1": self.c1, "c2": self.c2,
-                "w_start": self.w_start, "w_end": self.w_end}
+                "w_start": self.w_start, "w_end": self.w_end, "max_frac_velocity": self.max_frac_velocity,
+                "max_lattice_velocity": self.max_lattice_velocity, "n_generations": self.n_generations}
 
     def propose(self, batch, start, stop, history, ctx):
         from gencrystal.search.fingerprint import is_duplicate
@@ -244,7 +245,7 @@ class GenerativeSearch(SearchMethod):
         return self.batch
 
     def settings(self):
-        return {"ckpt": str(self.ckpt), "sampler": self.sampler, "guidance_scale": self.guidance_scale}
+        return {"ckpt": str(self.ckpt), "sampler": self.sampler, "guidance_scale": self.guidance_scale, "batch": self.batch}
 
     def generator(self):
         if self._generator is None:

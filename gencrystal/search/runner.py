@@ -51,9 +51,19 @@ class SearchResult:
 
 def search_identity(method: SearchMethod, formula: str, formula_units: Sequence[int], pressure_gpa: float, seed: int,
                     level: str) -> str:
-    """``"<method>:<formula>:Z<z,...>:<P>GPa:seed<s>:<level>"``: the key of a search's rows."""
+    """``"<method>:<formula>:Z<z,...>:<P>GPa:seed<s>:<level>[:<settings hash>]"``: the key of a
+    search's rows. Methods whose settings change the proposals (PSO population and
+    coefficients, generative checkpoint and batch) add a short hash of them, so that a
+    search resumed with other settings does not mix with the first one."""
+    import hashlib
+    import json
+
     zs = ",".join(str(z) for z in formula_units)
-    return f"{method.name}:{formula}:Z{zs}:{float(pressure_gpa):g}GPa:seed{int(seed)}:{level}"
+    ident = f"{method.name}:{formula}:Z{zs}:{float(pressure_gpa):g}GPa:seed{int(seed)}:{level}"
+    settings = method.settings()
+    if settings:
+        ident += ":" + hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return ident
 
 
 def load_candidates(db, search_id: str) -> dict[int, Candidate]:

@@ -9,7 +9,6 @@ folder that is renamed to ``out`` at the end.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 from gencrystal.errors import GencrystalError
@@ -89,7 +88,7 @@ def run(cfg) -> int:
         print(f"warning: {line}", file=sys.stderr)
     result = gen.run(requests, seed=seed)
     extra = {
-        "ckpt": str(Path(str(ckpt))),
+        "ckpt": gen.ckpt,
         "device": str(gen.device),
         "sampler": gen.sampler_name,
         "guidance_scale": gen.guidance_scale,

@@ -91,17 +91,28 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
+def resolve_checkpoint(ckpt: str | os.PathLike) -> Path:
+    """A checkpoint file, or a training run folder (``gencrystal train out=DIR``) whose
+    ``checkpoints/best.ckpt`` (else ``checkpoints/last.ckpt``) is taken."""
+    path = Path(ckpt)
+    if not path.exists():
+        raise GencrystalError(f"checkpoint {str(ckpt)!r} does not exist")
+    if path.is_dir():
+        for cand in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "best.ckpt", "last.ckpt"):
+            if (path / cand).is_file():
+                return path / cand
+        raise GencrystalError(f"checkpoint folder {str(ckpt)!r} holds no checkpoints/best.ckpt or checkpoints/last.ckpt")
+    return path
+
+
 def load_module(ckpt: str | os.PathLike, device: torch.device):
-    """Load a trained :class:`gencrystal.model.module.CrystalDiffusionModule` in eval mode.
+    """Load a trained :class:`gencrystal.model.module.CrystalDiffusionModule` in eval mode
+    from a checkpoint file or a run folder (see :func:`resolve_checkpoint`).
 
     A missing, unreadable or corrupt checkpoint raises a one-line :class:`GencrystalError`
     naming the path.
     """
-    path = Path(ckpt)
-    if not path.exists():
-        raise GencrystalError(f"checkpoint {str(ckpt)!r} does not exist")
-    if not path.is_file():
-        raise GencrystalError(f"checkpoint {str(ckpt)!r} is not a file")
+    path = resolve_checkpoint(ckpt)
     from gencrystal.model.module import CrystalDiffusionModule
 
     try:
@@ -171,8 +182,8 @@ class Generator:
         self.checks = checks if checks is not None else SampleChecks()
         self.progress = bool(progress)
         if isinstance(ckpt, (str, os.PathLike)):
-            self.ckpt = str(ckpt)
-            self.module = load_module(ckpt, self.device)
+            self.ckpt = str(resolve_checkpoint(ckpt))
+            self.module = load_module(self.ckpt, self.device)
         else:
             self.ckpt = str(getattr(ckpt, "ckpt_path", None) or f"<{type(ckpt).__name__}>")
             self.module = ckpt

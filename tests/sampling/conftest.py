@@ -8,7 +8,6 @@ only for the unit tests of request handling, batching, seeding, flagging and wri
 
 from __future__ import annotations
 
-import math
 from types import SimpleNamespace
 
 import pytest

@@ -196,3 +196,16 @@ def test_bad_seed_and_output(fake_module):
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(GencrystalError, match="does not exist"):
         Generator(tmp_path / "missing.ckpt")
+    with pytest.raises(GencrystalError, match="holds no checkpoints/best.ckpt"):
+        Generator(tmp_path)
+
+
+def test_run_folder_resolves_to_best_then_last(tmp_path):
+    from gencrystal.sampling.generator import resolve_checkpoint
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints/last.ckpt").write_bytes(b"x")
+    assert resolve_checkpoint(tmp_path) == tmp_path / "checkpoints/last.ckpt"
+    (tmp_path / "checkpoints/best.ckpt").write_bytes(b"x")
+    assert resolve_checkpoint(tmp_path) == tmp_path / "checkpoints/best.ckpt"
+    assert resolve_checkpoint(tmp_path / "checkpoints/last.ckpt") == tmp_path / "checkpoints/last.ckpt"

@@ -24,6 +24,8 @@ def test_checkpoint_facts(tiny_ckpt):
     gen = Generator(tiny_ckpt)
     assert gen.csp and gen.max_atoms == 16
     assert gen.pressure_range == (0.0, 100.0)
+    run_folder = tiny_ckpt.parent.parent  # gencrystal train out=DIR
+    assert Generator(run_folder).ckpt == str(run_folder / "checkpoints" / tiny_ckpt.name)
 
 
 def test_csp_samples_have_exactly_the_requested_composition(tiny_ckpt, tmp_path, capsys):

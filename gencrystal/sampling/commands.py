@@ -9,6 +9,7 @@ folder that is renamed to ``out`` at the end.
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from gencrystal.errors import GencrystalError
@@ -75,6 +76,7 @@ def run(cfg) -> int:
     out = check_out_dir(_opt(cfg, "out"), bool(_opt(cfg, "overwrite", False)))
     checks = _instantiate_checks(cfg)
     sampler = _opt(cfg, "sampler", "fast")
+    t0 = time.perf_counter()
     gen = Generator(
         str(ckpt),
         device=str(_opt(cfg, "device", "cpu")),
@@ -84,12 +86,14 @@ def run(cfg) -> int:
         checks=checks,
         progress=bool(_opt(cfg, "progress", True)),
     )
+    load_s = time.perf_counter() - t0
     for line in gen.validate(requests):
         print(f"warning: {line}", file=sys.stderr)
     result = gen.run(requests, seed=seed)
     extra = {
         "ckpt": gen.ckpt,
         "device": str(gen.device),
+        "load_time_s": load_s,
         "sampler": gen.sampler_name,
         "guidance_scale": gen.guidance_scale,
         "batch_size": gen.batch_size,

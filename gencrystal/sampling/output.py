@@ -36,8 +36,8 @@ def check_out_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
 
 
 def sample_names(run: SampleRun) -> list[str]:
-    """File stems for the CIFs: ``<sample_index:05d>_<cell formula>``."""
-    return [f"{a.info['sample_index']:05d}_{a.get_chemical_formula(mode='metal')}" for a in run.frames]
+    """File stems for the CIFs: ``<sample_index:05d>_<composition>`` (e.g. ``00003_Si2O4``)."""
+    return [f"{a.info['sample_index']:05d}_{a.info['composition']}" for a in run.frames]
 
 
 def summarize(run: SampleRun, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -275,6 +275,24 @@ class CrystalDiffusionModule(pl.LightningModule):
         return module
 
     # ------------------------------------------------------------------ sampling
+    def _warn_out_of_basis(self, cond_values: Mapping[str, torch.Tensor]) -> None:
+        """Warn when a scalar condition lies outside its Gaussian basis (its embedding fades)."""
+        import warnings
+
+        from gencrystal.model.conditioning import ScalarCondition
+
+        for name, c in self.net.conditions.conditions.items():
+            v = cond_values.get(c.column)
+            if not isinstance(c, ScalarCondition) or v is None:
+                continue
+            lo = float(c.mean + c.start * c.std)
+            hi = float(c.mean + c.stop * c.std)
+            bad = v[(v < lo) | (v > hi)]
+            if bad.numel():
+                warnings.warn(f"condition {name!r} = {float(bad[0]):g} lies outside the model's basis range "
+                              f"[{lo:g}, {hi:g}] (z in [{c.start:g}, {c.stop:g}]); its embedding fades to zero there",
+                              stacklevel=3)
+
     def _sampler(self, sampler: str | Mapping | DictConfig):
         if isinstance(sampler, str):
             from gencrystal.cli import conf_dir
@@ -335,6 +353,7 @@ class CrystalDiffusionModule(pl.LightningModule):
                     if bool((~torch.isfinite(v)).any() | (v < 0).any()):
                         raise GencrystalError(f"pressure must be finite and >= 0 GPa, got {v.tolist()[:8]}")
                 cond_values[col] = v
+        self._warn_out_of_basis(cond_values)
         pressure = cond_values.get("pressure")
         if pressure is None and "pressure" in conditions and conditions["pressure"] is not None:
             pressure = torch.as_tensor(conditions["pressure"], device=device, dtype=torch.float32).reshape(-1).expand(b)

@@ -113,3 +113,10 @@ def test_bf16_autocast_forward_on_gpu():
         out = net(torch.rand(5, 3).cuda(), lat.cuda(), torch.tensor([5, 5, 7, 7, 7]).cuda(), n.cuda(), batch.cuda(),
                   torch.tensor([0.3, 0.7]).cuda(), {"pressure": torch.tensor([1.0, 2.0]).cuda()})
     assert all(torch.isfinite(v.float()).all() for v in out.values())
+
+
+def test_pressure_outside_the_basis_warns():
+    m = _module()  # pressure scaler mean 50, std 30, basis z in [-2, 5] -> [-10, 200] GPa
+    sampler = {"_target_": "gencrystal.diffusion.PCSampler", "num_steps": 1}
+    with pytest.warns(UserWarning, match="outside the model's basis range"):
+        m.sample(torch.tensor([2]), torch.tensor([3, 3]), {"pressure": torch.tensor([300.0])}, sampler=sampler)

@@ -230,3 +230,44 @@ def test_ddp_two_cpu_ranks_via_the_cli(tmp_path, data_root):
     assert proc.stdout.count("checkpoint:") == 1  # printed by rank 0 only
     ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ck["global_step"] == 3
+
+
+def _eos_db(path, b0=100.0, bp=4.0):
+    """An ASE db of cubic cells whose volume per atom follows Murnaghan(c0, B0, B') in P."""
+    from ase.build import bulk
+
+    from gencrystal.db.schema import add_structure, connect
+
+    db = connect(str(path))
+    protos = [bulk("Li", "bcc", a=3.44, cubic=True), bulk("MgO", "rocksalt", a=4.21, cubic=True),
+              bulk("Si", "diamond", a=5.43)]
+    for p in (0.0, 20.0, 50.0, 100.0, 200.0):
+        ratio = (1 + bp * p / b0) ** (-1 / bp)
+        for k, atoms in enumerate(protos):
+            a = atoms.copy()
+            a.set_cell(a.cell * ratio ** (1 / 3), scale_atoms=True)
+            for split in ("train", "val"):
+                add_structure(db, a, pressure_gpa=p, level_of_theory="synthetic-eos", source=f"{k}@{p}", split=split,
+                              material_id=f"{k}@{p}-{split}")
+    return path
+
+
+def test_hp_csp_on_a_pressure_database_fits_the_murnaghan_prior(tmp_path):
+    """`experiment=hp_csp` reads the ASE db (data=asedb), conditions on pressure and fits c(P):
+    the fitted Murnaghan constants are the generating ones and μ(n, P) decreases with P."""
+    from gencrystal.model.module import CrystalDiffusionModule
+    from gencrystal.model.train import train
+
+    db = _eos_db(tmp_path / "eos.db")
+    cfg = compose("train", ["experiment=hp_csp", *TINY, f"data.url={db}", "data.cache_dir=false",
+                            f"out={tmp_path / 'hp'}", "batch_size=8", "trainer.max_steps=2", "trainer.limit_val_batches=1"])
+    module = CrystalDiffusionModule.load_checkpoint(train(cfg))
+    p = module.hparams["lattice_prior"]
+    assert p["volume_model"] == "murnaghan" and not p["fit_info"]["fallback"]
+    assert p["bulk_modulus"] == pytest.approx(100.0, rel=1e-3) and p["bulk_modulus_derivative"] == pytest.approx(4.0, rel=1e-3)
+    assert module.pressure_range == (0.0, 200.0)
+    assert set(module.condition_columns) == {"composition", "pressure"}
+    mu = module.prior.mean(torch.tensor([8, 8, 8]), torch.tensor([0.0, 50.0, 200.0]))
+    assert mu[0] > mu[1] > mu[2]
+    scaler = module.net.conditions.conditions["pressure"]
+    assert scaler.mean.item() == pytest.approx(74.0) and scaler.std.item() > 0

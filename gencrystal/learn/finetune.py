@@ -9,8 +9,10 @@ sign (positive = tensile); :func:`chgnet_stress_input` converts ASE stresses to 
 
 DFT codes and CHGNet's training data use different energy zeros. Before training, a
 per-element shift δ_el (eV/atom) is fitted by least squares so that the shifted DFT
-energies ``E_dft/N + Σ_el x_el δ_el`` best match the base model on the labels (x_el:
-element fractions); the shifts are stored in ``committee.json``. Volumes, forces and
+energies ``E_dft/N + Σ_el x_el δ_el`` best match the base model on the low-pressure
+labels (x_el: element fractions; under strong compression the base model is what is
+being corrected, so those labels are left out of the fit); the shifts are stored in
+``committee.json``. Volumes, forces and
 stresses do not depend on them.
 """
 
@@ -43,6 +45,11 @@ class FinetuneSettings:
         learning_rate: Adam learning rate (cosine decay to 1 % over the run).
         energy_loss_ratio, force_loss_ratio, stress_loss_ratio: CHGNet loss weights
             (energy in eV/atom, forces in eV/Å, stress in GPa).
+        criterion: CHGNet loss, ``MSE``, ``Huber`` (δ = 0.1, robust to the hundreds-of-GPa
+            stress errors of strongly compressed frames) or ``MAE``.
+        offset_fit_max_gpa: the per-element energy shift is fitted on labels whose DFT
+            pressure |P| is at most this (GPa), where the base model is trustworthy; the
+            lowest-pressure labels when none are.
         seed: base seed; member m uses ``seed + m``.
         freeze: parameter-name prefixes kept fixed (e.g. ``["atom_embedding"]``).
         device: ``cpu`` or ``cuda``.
@@ -57,6 +64,8 @@ class FinetuneSettings:
     energy_loss_ratio: float = 1.0
     force_loss_ratio: float = 1.0
     stress_loss_ratio: float = 0.1
+    criterion: str = "Huber"
+    offset_fit_max_gpa: float = 10.0
     seed: int = 0
     freeze: Sequence[str] = field(default_factory=list)
     device: str = "cpu"
@@ -139,6 +148,21 @@ def base_energies_per_atom(labels: Sequence[Atoms], base_model: str = "0.3.0", d
     return np.array([float(np.asarray(p["e"]).reshape(())) for p in preds])
 
 
+def offset_fit_labels(labels: Sequence[Atoms], max_gpa: float, settings: FinetuneSettings) -> tuple[list[Atoms], np.ndarray]:
+    """The labels the energy shift is fitted on (DFT |P| ≤ ``max_gpa`` GPa, else the lowest-|P|
+    ones, at least one per element) and the base model's energies per atom on them."""
+    from gencrystal.units import ev_per_a3_to_gpa
+
+    _, _, stresses = label_arrays(labels)
+    p = np.array([abs(ev_per_a3_to_gpa(float(np.mean(s[:3])))) for s in stresses])
+    chosen = [i for i in range(len(labels)) if p[i] <= max_gpa]
+    n_el = len({x for a in labels for x in a.get_chemical_symbols()})
+    if len(chosen) < n_el:
+        chosen = sorted(np.argsort(p)[:max(n_el, 1)].tolist())
+    subset = [labels[i] for i in chosen]
+    return subset, base_energies_per_atom(subset, settings.base_model, settings.device)
+
+
 def train_member(labels: Sequence[Atoms], targets_per_atom: np.ndarray, settings: FinetuneSettings, member: int,
                  out_file: str | os.PathLike, log_file: str | os.PathLike | None = None) -> dict:
     """Fine-tune one member from the shipped weights and save it (atomically) to ``out_file``.
@@ -189,7 +213,7 @@ def train_member(labels: Sequence[Atoms], targets_per_atom: np.ndarray, settings
                                 collate_fn=collate_graphs, shuffle=False)
         trainer = Trainer(model=model, targets="efs", energy_loss_ratio=settings.energy_loss_ratio,
                           force_loss_ratio=settings.force_loss_ratio, stress_loss_ratio=settings.stress_loss_ratio,
-                          optimizer="Adam", scheduler="CosLR", criterion="MSE", epochs=int(settings.epochs),
+                          optimizer="Adam", scheduler="CosLR", criterion=str(settings.criterion), epochs=int(settings.epochs),
                           learning_rate=float(settings.learning_rate), print_freq=10**6, torch_seed=seed,
                           data_seed=seed + 1, use_device=settings.device)
         with tempfile.TemporaryDirectory(dir=out_file.parent) as tmp:
@@ -215,7 +239,7 @@ def train_committee(labels: Sequence[Atoms], out_dir: str | os.PathLike, setting
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    offsets = fit_energy_offsets(labels, base_energies_per_atom(labels, settings.base_model, settings.device))
+    offsets = fit_energy_offsets(*offset_fit_labels(labels, settings.offset_fit_max_gpa, settings))
     targets = shifted_energies_per_atom(labels, offsets)
     members, reports = [], []
     for m in tqdm(range(int(settings.n_members)), desc="fine-tune committee", disable=not progress, leave=False):

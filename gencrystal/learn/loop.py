@@ -344,6 +344,10 @@ class ActiveLearningLoop:
             lab = self.label(k, selected, store)
             d = self.train(k, store)
             self.state["history"] = [h for h in self.state["history"] if h["iteration"] != k]
+            # counted from the store, so an iteration resumed after its labelling stage reports them too
+            lab["n_new_labels"] = store.by_iteration().get(k, 0)
+            lab["dft_wall_s"] = round(sum(float(a.info.get("dft_wall_s", 0.0)) for a in store.labels
+                                          if int(a.info.get("iteration", -1)) == k), 2)
             self.state["history"].append({"iteration": k, **stats, "n_selected": len(selected), **lab,
                                           "n_labels_total": len(store), "committee": str(d),
                                           "wall_s": round(time.perf_counter() - t0, 1)})

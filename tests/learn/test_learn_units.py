@@ -190,3 +190,24 @@ def test_labelling_writes_rows_once_and_records_failures(tmp_path):
     assert out["n_failed_labels"] == 1 and len(store) == 2
     again = ActiveLearningLoop(cfg)
     assert len(again.failed) == 1 and "SCF did not converge" in next(iter(again.failed.values()))["error"]
+
+
+def test_energy_shift_is_fitted_on_low_pressure_labels_only(monkeypatch):
+    """Strongly compressed labels (where the base model is the thing being fixed) do not
+    pull the DFT→CHGNet energy shift."""
+    from ase import units
+
+    from gencrystal.learn import finetune
+
+    labels = []
+    for a0, e, p_gpa in [(3.44, -3.7, 0.5), (2.6, -1.9, 48.0), (2.0, 6.0, 340.0)]:
+        lab = labelled(li2(a0), e)
+        lab.calc.results["stress"] = -np.array([p_gpa] * 3 + [0.0] * 3) * units.GPa
+        labels.append(lab)
+    monkeypatch.setattr(finetune, "base_energies_per_atom", lambda subset, *a, **k: np.array(
+        [lab.calc.results["energy"] / 2 + 0.2 for lab in subset]))
+    subset, ref = finetune.offset_fit_labels(labels, 10.0, finetune.FinetuneSettings())
+    assert len(subset) == 1 and subset[0] is labels[0]
+    assert finetune.fit_energy_offsets(subset, ref) == {"Li": pytest.approx(0.2)}
+    subset, _ = finetune.offset_fit_labels(labels[1:], 10.0, finetune.FinetuneSettings())
+    assert subset == [labels[1]]  # none under 10 GPa: the lowest-pressure label

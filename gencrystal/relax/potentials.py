@@ -17,6 +17,7 @@ from their own cache instead of receiving the weights.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import os
 import threading
@@ -243,7 +244,7 @@ def _load_sevenn(model_name: str, path: str | None, device: str, modal: str | No
             warnings.simplefilter("ignore")
             cp = load_checkpoint(source)
             single = cp.build_model()
-            batched = cp.build_model()
+            batched = copy.deepcopy(single)  # a second instance: the calculator switches its copy to single-graph mode
     except Exception as exc:
         raise GencrystalError(f"cannot load SevenNet {source!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     cutoff = float(cp.config[KEY.CUTOFF])

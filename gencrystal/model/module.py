@@ -445,5 +445,7 @@ class CrystalDiffusionModule(pl.LightningModule):
         types = types.long()
         if bool((types >= MASK_TOKEN).any()):
             raise GencrystalError("sampling ended with masked atom types; the sampler did not reach t = 0")
-        return {"frac_coords": torch.remainder(final["frac_coords"], 1.0), "lattice": lattice,
+        frac = torch.remainder(final["frac_coords"], 1.0)
+        frac = torch.where(frac >= 1.0, frac - 1.0, frac)  # float32 remainder of -1e-9 is 1.0
+        return {"frac_coords": frac, "lattice": lattice,
                 "atom_types": types + 1, "num_atoms": num_atoms, "nfe": int(result.nfe)}

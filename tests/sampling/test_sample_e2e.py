@@ -61,6 +61,9 @@ def test_same_seed_gives_identical_files(tiny_ckpt, tmp_path, capsys):
     assert names == sorted(p.name for p in (tmp_path / "b/cif").iterdir()) and len(names) == 3
     for n in names:
         assert (tmp_path / "a/cif" / n).read_bytes() == (tmp_path / "b/cif" / n).read_bytes()
+    timing = {"wall_time_s", "load_time_s", "structures_per_s"}
+    sa, sb = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("a", "b"))
+    assert {k: v for k, v in sa.items() if k not in timing} == {k: v for k, v in sb.items() if k not in timing}
     assert _sample(capsys, *args[:-2], "seed=6", "progress=false", f"out={tmp_path / 'c'}")[0] == 0
     assert (tmp_path / "a/samples.extxyz").read_bytes() != (tmp_path / "c/samples.extxyz").read_bytes()
 

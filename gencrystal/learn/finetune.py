@@ -176,7 +176,9 @@ def train_member(labels: Sequence[Atoms], targets_per_atom: np.ndarray, settings
         log_file: where CHGNet's training printout goes (None: discarded).
 
     Returns:
-        ``{"member", "n_train", "train_mae": {e,f,s}}`` (MAE in eV/atom, eV/Å, GPa).
+        ``{"member", "n_train", "train_mae": {e,f,s}}``: ``n_train`` distinct labels in the
+        member's bootstrap resample; ``train_mae`` the MAE (eV/atom, eV/Å, GPa) after the last
+        epoch on the first ≤ 2 batches of *all* labels, those outside the resample included.
     """
     import torch
     from chgnet.data.dataset import StructureData, collate_graphs

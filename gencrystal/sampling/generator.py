@@ -149,7 +149,8 @@ class Generator:
         batch_size: number of crystals per model call.
         checks: flagging thresholds (:class:`SampleChecks`); defaults to 0.5 Å and
             1–200 Å³/atom.
-        progress: show a tqdm progress bar over samples.
+        progress: show a tqdm progress bar (over structures; over the sampler's steps
+            when everything fits in one batch).
 
     Example::
 
@@ -352,9 +353,12 @@ class Generator:
             torch.manual_seed(seed)
             gen = torch.Generator(device=self.device)
             gen.manual_seed(seed)
-            with tqdm(total=len(items), desc="sampling", unit="struct", disable=not show, leave=False) as bar:
-                for batch in self._batches(items):
-                    out = self._sample_batch(batch, gen)
+            batches = self._batches(items)
+            # one batch: a bar over the sampler's steps; several: a bar over structures
+            step_bar = show and len(batches) == 1
+            with tqdm(total=len(items), desc="sampling", unit="struct", disable=not show or step_bar, leave=False) as bar:
+                for batch in batches:
+                    out = self._sample_batch(batch, gen, progress=step_bar)
                     nfe = int(out.get("nfe", 0))
                     nfe_per_sample = max(nfe_per_sample, nfe)
                     nfe_total += nfe
@@ -403,7 +407,7 @@ class Generator:
             raise GencrystalError(f"checkpoint {self.ckpt!r} has no usable atom-count histogram for de-novo sampling")
         return rng.choice(counts, size=n, p=probs / probs.sum())
 
-    def _sample_batch(self, batch: list[dict], gen: torch.Generator) -> dict:
+    def _sample_batch(self, batch: list[dict], gen: torch.Generator, progress: bool = False) -> dict:
         dev = self.device
         num_atoms = torch.tensor([it["num_atoms"] for it in batch], dtype=torch.long, device=dev)
         conditions = {"pressure": torch.tensor([it["pressure"] for it in batch], dtype=torch.float32, device=dev)}
@@ -430,7 +434,7 @@ class Generator:
                 sampler=self.sampler,
                 guidance_scale=self.guidance_scale,
                 generator=gen,
-                progress=False,
+                progress=progress,
             )
         except torch.OutOfMemoryError:
             raise GencrystalError(

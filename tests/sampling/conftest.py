@@ -40,7 +40,7 @@ class FakeModule:
     def sample(self, num_atoms, atom_types, conditions, sampler="fast", guidance_scale=1.0, generator=None, progress=False):
         self.calls.append({"num_atoms": num_atoms.tolist(), "atom_types": None if atom_types is None else atom_types.tolist(),
                            "conditions": {k: v.clone() for k, v in conditions.items()}, "sampler": sampler,
-                           "guidance_scale": guidance_scale})
+                           "guidance_scale": guidance_scale, "progress": progress})
         n = int(num_atoms.sum())
         if n > self.memory_atoms:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")

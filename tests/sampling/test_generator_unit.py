@@ -56,6 +56,15 @@ def test_same_seed_same_structures_and_caller_rng_untouched(fake_module):
     assert not np.allclose(a[0].positions, c[0].positions)
 
 
+def test_progress_over_steps_for_one_batch_over_structures_otherwise(fake_module):
+    Generator(fake_module, batch_size=4, progress=True).sample("Li2", 1, 3, seed=0)
+    assert [c["progress"] for c in fake_module.calls] == [True]
+    Generator(fake_module, batch_size=2, progress=True).sample("Li2", 1, 3, seed=0)
+    assert [c["progress"] for c in fake_module.calls[1:]] == [False, False]
+    Generator(fake_module, batch_size=4).sample("Li2", 1, 3, seed=0)
+    assert fake_module.calls[-1]["progress"] is False
+
+
 def test_seed_none_is_drawn_and_recorded(fake_module):
     run = Generator(fake_module).run(expand_request("Li2", 0, 2))
     assert isinstance(run.seed, int) and all(a.info["seed"] == run.seed for a in run.frames)

@@ -1,9 +1,9 @@
 """``gencrystal sample``: the command-line face of :class:`gencrystal.sampling.Generator`.
 
-Order of work, so that bad input writes nothing: parse and check every argument, load
-the checkpoint, check the requests against the model (atom counts, CSP mode, pressure
-range), check the output folder, then sample, then write everything into a temporary
-folder that is renamed to ``out`` at the end.
+Order of work, so that bad input writes nothing: parse and check every argument and the
+output folder, load the checkpoint, check the requests against the model (atom counts,
+CSP mode, elements, pressure range), then sample, then write everything into a
+temporary folder that is renamed to ``out`` at the end.
 """
 
 from __future__ import annotations

@@ -101,6 +101,12 @@ BAD = [
     (["composition=Li4", "pressure=nan"], "pressure=nan is not a finite number"),
     (["composition=Li4", "pressure=-1"], "pressure=-1 GPa is negative"),
     (["composition=Li4"], "pressure= is required"),
+    (["composition=Li4", "pressure=5", "seed=-2"], "seed=-2 must be a non-negative integer"),
+    (["composition=Li4", "pressure=5", "batch_size=0"], "batch_size=0 must be a positive integer"),
+    (["composition=Li4", "pressure=5", "guidance_scale=-1"], "guidance_scale=-1 must be a finite number"),
+    (["composition=Li4", "pressure=5", "chemical_system=Li-Xq"], "unknown element 'Xq'"),
+    (["composition=Li4", "pressure=5", "input=req.csv"], "give either input=FILE or composition"),
+    (["input=missing.csv", "pressure=5"], "input='missing.csv' does not exist"),
     (["composition=Li4", "pressure=5", "num_samples=0"], "num_samples=0"),
     (["pressure=5"], "CSP model: composition= is required"),
     (["composition=Li4", "pressure=5", "sampler=euler"], "sampler/euler"),
@@ -118,6 +124,12 @@ def test_bad_input_one_line_exit_2_nothing_written(fake_ckpt, tmp_path, capsys, 
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.ckpt"]  # no temp folders left behind
     assert fake_ckpt.module.calls == []
+
+
+def test_missing_ckpt_argument(tmp_path, capsys):
+    code, _, err = _run(capsys, "composition=Li4", "pressure=5", f"out={tmp_path / 'run'}")
+    assert code == 2 and err.strip() == "error: ckpt= is required (path to a trained checkpoint)"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_and_corrupt_checkpoints(tmp_path, capsys):

@@ -1,0 +1,375 @@
+#!/usr/bin/env python
+"""Recipe of the shipped default model ``checkpoints/gencrystal-hp-csp-small.ckpt``, end to end.
+
+    python scripts/train_default.py            # every stage, in order (resumable)
+    python scripts/train_default.py db train   # chosen stages only
+
+Stages (each resumable: re-run the same command after a kill, finished work is skipped):
+
+``seeds``
+    ``data/fixtures/hp_seeds.extxyz``: 14 known Li/Si/SiO2/B prototypes plus 10 seeded
+    pyxtal random crystals (:func:`gencrystal.demo.seed_structures`); written only when missing.
+``mp20seeds``
+    ``<work>/mp20_seeds.extxyz``: the first ``--mp20-seeds`` MP-20 val structures with at
+    most ``--mp20-seed-max-atoms`` atoms (high-pressure relaxation seeds).
+``db``
+    ``gencrystal db build`` of the seeds (and of the MP-20 seeds, if any) at 50, 100, 25
+    and 0 GPa (``--pressures``, most wanted first) with CHGNet (fmax 0.1 eV/Å, ≤ 200 FIRE
+    steps) into ``<work>/hp.db``; the build's task ledger makes it resumable, and
+    ``--db-minutes`` caps its wall time on a busy machine.
+``mp20``
+    MP-20 val (all rows, split ``train``) and the first ``--mp20-val`` + ``--mp20-test``
+    MP-20 *test* rows (split ``val`` / ``test``) at 0 GPa, DFT (PBE) labels as published,
+    written unrelaxed (skipped by ``source`` when already present).
+``splits``
+    CHGNet rows get a ``split`` key grouped by the seed they came from (every pressure of
+    one seed in the same split; seeded 80/10/10).
+``train``
+    ``gencrystal train experiment=default_model resume=true`` (``trainer.max_time`` caps it).
+``ship``
+    best (lowest EMA val/loss) checkpoint → ``checkpoints/gencrystal-hp-csp-small.ckpt``,
+    without optimizer/loop state (model + EMA weights, config, data statistics).
+``evaluate``
+    one sample per held-out ``test`` row (MP-20 test at 0 GPa and held-out CHGNet rows at
+    their pressure) → ``gencrystal evaluate csp``; metrics and the validation loss go to
+    ``reports/default_model.{json,md}``.
+
+Pressures in GPa. Work folder (git-ignored): ``runs/default_model``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "data" / "fixtures" / "hp_seeds.extxyz"
+SHIPPED = ROOT / "checkpoints" / "gencrystal-hp-csp-small.ckpt"
+STAGES = ["seeds", "mp20seeds", "db", "mp20", "splits", "train", "ship", "evaluate"]
+GC = [sys.executable, "-m", "gencrystal"]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def timed(fn):
+    def wrap(args):
+        t0 = time.time()
+        fn(args)
+        times_file = Path(args.work) / "stage_times.json"
+        times = json.loads(times_file.read_text()) if times_file.is_file() else {}
+        times[fn.__name__.replace("stage_", "")] = times.get(fn.__name__.replace("stage_", ""), 0.0) + time.time() - t0
+        times_file.write_text(json.dumps(times, indent=1))
+    return wrap
+
+
+def sh(cmd: list[str]) -> None:
+    log("$ " + " ".join(cmd))
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def mp20_config(protocol: str = "standard"):
+    from gencrystal.cli import compose
+
+    cfg = compose("data/mp20").data
+    cfg.protocol = protocol
+    cfg.progress = False
+    return cfg
+
+
+@timed
+def stage_seeds(args) -> None:
+    if SEEDS.is_file():
+        log(f"{SEEDS.relative_to(ROOT)} exists")
+        return
+    from gencrystal.demo import seed_structures
+    from gencrystal.io import write_extxyz
+
+    frames = seed_structures(seed=0)
+    SEEDS.parent.mkdir(parents=True, exist_ok=True)
+    write_extxyz(frames, SEEDS)
+    log(f"wrote {len(frames)} seeds to {SEEDS.relative_to(ROOT)}")
+
+
+@timed
+def stage_mp20seeds(args) -> None:
+    out = Path(args.work) / "mp20_seeds.extxyz"
+    if out.is_file() or args.mp20_seeds <= 0:
+        return
+    from gencrystal.data.convert import data_to_atoms
+    from gencrystal.data.dataset import load_split
+    from gencrystal.io import write_extxyz
+
+    ds = load_split(mp20_config(), "val", data_root=args.data_root)
+    frames = []
+    for i in range(len(ds)):
+        atoms = data_to_atoms(ds[i])
+        if len(atoms) <= args.mp20_seed_max_atoms:
+            atoms.info = {"id": f"mp20val-{ds.table['material_id'].iloc[i]}"}
+            frames.append(atoms)
+        if len(frames) >= args.mp20_seeds:
+            break
+    write_extxyz(frames, out)
+    log(f"wrote {len(frames)} MP-20 val seeds to {out}")
+
+
+@timed
+def stage_db(args) -> None:
+    """One resumable ``gencrystal db build`` per pressure, in ``--pressures`` order (the most
+    wanted first); with ``--db-minutes`` the stage stops when that wall time is spent (a
+    build cut short loses only its chunk in flight and is completed by the next run)."""
+    db = str(Path(args.work) / "hp.db")
+    common = ["potential=chgnet", f"db={db}", f"relax.fmax={args.fmax}", f"relax.steps={args.steps}",
+              f"chunk_size={2 * max(1, args.workers)}", f"cluster.workers={args.workers}", "progress=false"]
+    deadline = time.time() + 60 * args.db_minutes if args.db_minutes else None
+    sources = [SEEDS] + ([Path(args.work) / "mp20_seeds.extxyz"] if (Path(args.work) / "mp20_seeds.extxyz").is_file() else [])
+    for p in [float(x) for x in args.pressures.split(",")]:
+        for src in sources:
+            cmd = GC + ["db", "build", f"source={src}", f"pressures=[{p:g}]"] + common
+            if deadline is None:
+                sh(cmd)
+                continue
+            left = deadline - time.time()
+            if left < 60:
+                log(f"db stage: --db-minutes={args.db_minutes} spent; stopping before {src.name} at {p:g} GPa")
+                return
+            log("$ " + " ".join(cmd) + f"  (time limit {left:.0f} s)")
+            proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+            try:
+                rc = proc.wait(timeout=left)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGTERM)  # the build and its Dask workers (own process group)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                log(f"db stage: time limit reached during {src.name} at {p:g} GPa (resume: run the db stage again)")
+                return
+            if rc != 0:
+                raise SystemExit(f"db build failed (exit {rc})")
+
+
+@timed
+def stage_mp20(args) -> None:
+    from gencrystal.data.asedb import write_structures
+    from gencrystal.data.dataset import load_split
+
+    db = str(Path(args.work) / "hp.db")
+    val = load_split(mp20_config(), "val", data_root=args.data_root)
+    test = load_split(mp20_config(), "test", data_root=args.data_root)
+    for ds, rows, split in ((val, range(len(val)), "train"),
+                            (test, range(args.mp20_val), "val"),
+                            (test, range(args.mp20_val, args.mp20_val + args.mp20_test), "test")):
+        atoms = [ds.to_atoms(i) for i in rows]
+        for a in atoms:
+            a.info = {}
+        table = ds.table.iloc[list(rows)]
+        ids = write_structures(
+            db, atoms, pressures_gpa=0.0, level_of_theory="mp20-dft-pbe",
+            sources=[f"mp20:{ds.split}:{m}" for m in table["material_id"]],
+            key_values=[{"material_id": str(m), "formula": f} for m, f in zip(table["material_id"], table["formula"])
+                        ] if "formula" in table else [{"material_id": str(m)} for m in table["material_id"]],
+            split=split)
+        log(f"MP-20 {ds.split} -> split {split}: {len(ids)} new rows")
+
+
+@timed
+def stage_splits(args) -> None:
+    import numpy as np
+
+    from gencrystal.db.schema import connect
+
+    from ase.io import read
+
+    db = connect(str(Path(args.work) / "hp.db"))
+    # rows of seeds that are no longer in the seed files (a corrected seed gets a new id) go
+    seed_ids = {f"{SEEDS.stem}:{a.info['id']}" for a in read(str(SEEDS), index=":")}
+    extra = Path(args.work) / "mp20_seeds.extxyz"
+    if extra.is_file():
+        seed_ids |= {f"{extra.stem}:{a.info['id']}" for a in read(str(extra), index=":")}
+    orphans = [r.id for r in db.select() if not str(r.get("level_of_theory", "")).startswith("mp20")
+               and str(r.get("material_id")) not in seed_ids]
+    if orphans:
+        db.delete(orphans)
+        log(f"removed {len(orphans)} rows of seeds no longer in the seed files")
+    rows = [r for r in db.select() if not str(r.get("level_of_theory", "")).startswith("mp20")]
+    groups = sorted({str(r.get("material_id", r.id)) for r in rows})
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(groups))
+    n_val = max(1, round(0.1 * len(groups)))
+    n_test = max(1, round(0.1 * len(groups)))
+    split_of = {}
+    for rank, gi in enumerate(order):
+        split_of[groups[gi]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+    # the demo's known phases always train: Li and SiO2 prototypes are never held out
+    for g in groups:
+        if g.split(":")[-1].startswith(("Li-", "SiO2-")):
+            split_of[g] = "train"
+    counts: dict[str, int] = {}
+    with db:
+        for r in rows:
+            s = split_of[str(r.get("material_id", r.id))]
+            counts[s] = counts.get(s, 0) + 1
+            if r.get("split") != s:
+                db.update(r.id, split=s)
+    log(f"CHGNet rows by split: {counts} ({len(groups)} seed groups)")
+
+
+@timed
+def stage_train(args) -> None:
+    sh(GC + ["train", "experiment=default_model", "resume=true", f"trainer.max_time={args.max_time}",
+             f"data.url={Path(args.work) / 'hp.db'}", f"out={Path(args.work) / 'train'}"])
+
+
+def best_checkpoint(args) -> Path:
+    ck = Path(args.work) / "train" / "checkpoints"
+    for name in ("best.ckpt", "last.ckpt"):
+        if (ck / name).is_file():
+            return ck / name
+    raise SystemExit(f"no checkpoint under {ck}; run the train stage first")
+
+
+@timed
+def stage_ship(args) -> None:
+    import torch
+
+    from gencrystal.io import atomic_write
+
+    src = best_checkpoint(args)
+    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    keep = {k: ckpt[k] for k in ("state_dict", "hyper_parameters", "pytorch-lightning_version", "epoch", "global_step")
+            if k in ckpt}
+    for k in ckpt:  # datamodule statistics (Lightning stores them under the class name)
+        if k.endswith("DataModule") or k == "datamodule_hyper_parameters":
+            keep[k] = ckpt[k]
+    keep["gencrystal_shipped"] = {"source": str(src.relative_to(ROOT)) if src.is_relative_to(ROOT) else str(src),
+                                  "shipped_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    SHIPPED.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(SHIPPED, "wb") as fh:
+        torch.save(keep, fh)
+    size = SHIPPED.stat().st_size / 2**20
+    log(f"shipped {src} (epoch {ckpt.get('epoch')}, step {ckpt.get('global_step')}) -> {SHIPPED} ({size:.1f} MiB)")
+    if size > 25:
+        raise SystemExit(f"{SHIPPED} is {size:.1f} MiB > 25 MiB")
+    from gencrystal.model.module import CrystalDiffusionModule
+
+    CrystalDiffusionModule.load_checkpoint(SHIPPED)
+
+
+@timed
+def stage_evaluate(args) -> None:
+    from pymatgen.core import Composition
+
+    from gencrystal.db.schema import connect
+    from gencrystal.io import write_extxyz
+    from gencrystal.reporting import write_report
+    from gencrystal.sampling import Generator
+    from gencrystal.sampling.requests import SampleRequest
+
+    work = Path(args.work)
+    ev = work / "evaluate"
+    db = connect(str(work / "hp.db"))
+    refs = []
+    for r in db.select("split=test"):
+        a = r.toatoms()
+        a.info = {"material_id": str(r.get("source")), "pressure_gpa": float(r.pressure_gpa),
+                  "level_of_theory": str(r.level_of_theory)}
+        refs.append(a)
+    refs.sort(key=lambda a: a.info["material_id"])
+    gen = Generator(str(SHIPPED), device="cpu", sampler=args.sampler, batch_size=64, progress=True)
+    reqs = [SampleRequest(composition=Composition(a.get_chemical_formula(mode="metal")),
+                          pressure_gpa=a.info["pressure_gpa"], num_samples=1, formula=a.get_chemical_formula(mode="metal"))
+            for a in refs]
+    t0 = time.time()
+    run = gen.run(reqs, seed=args.seed)
+    sample_s = time.time() - t0
+    preds = []
+    for a in run.frames:
+        ref = refs[int(a.info["request_index"])]
+        a.info["ref_id"] = ref.info["material_id"]
+        preds.append(a)
+    ev.mkdir(parents=True, exist_ok=True)
+    write_extxyz(refs, ev / "refs.extxyz")
+    write_extxyz(preds, ev / "preds.extxyz")
+    if (ev / "csp").exists():
+        shutil.rmtree(ev / "csp")
+    results: dict = {"sample_wall_s": sample_s, "sampler": args.sampler, "n_refs": len(refs)}
+    for name, sel in (("all", None), ("mp20_test_0GPa", "mp20"), ("chgnet_highP", "chgnet")):
+        sub_r = [a for a in refs if sel is None or a.info["level_of_theory"].startswith(sel)]
+        if not sub_r:
+            continue
+        ids = {a.info["material_id"] for a in sub_r}
+        write_extxyz(sub_r, ev / f"refs_{name}.extxyz")
+        write_extxyz([a for a in preds if a.info["ref_id"] in ids], ev / f"preds_{name}.extxyz")
+        sh(GC + ["evaluate", "csp", f"pred={ev / f'preds_{name}.extxyz'}", f"ref={ev / f'refs_{name}.extxyz'}",
+                 f"out={ev / 'csp' / name}", "workers=1", "progress=false"])
+        m = json.loads((ev / "csp" / name / "metrics.json").read_text())
+        results[name] = {"n": len(sub_r), **{k: v for k, v in m.items() if isinstance(v, (int, float, str))}}
+    # validation loss of the shipped weights (EMA) from the training CSV log
+    import pandas as pd
+
+    csvs = sorted((work / "train" / "csv").glob("version_*/metrics.csv"))
+    if csvs:
+        df = pd.concat([pd.read_csv(c) for c in csvs])
+        if "val/loss" in df:
+            v = df.dropna(subset=["val/loss"])
+            results["val_loss_best"] = float(v["val/loss"].min())
+            results["val_loss_last"] = float(v["val/loss"].iloc[-1])
+            results["val_epochs"] = int(len(v))
+        results["train_steps"] = int(df["step"].max()) if "step" in df else None
+    times = json.loads((work / "stage_times.json").read_text()) if (work / "stage_times.json").is_file() else {}
+    results["stage_wall_s"] = times
+    md = ["# Shipped default model: held-out evaluation", "",
+          f"Checkpoint `{SHIPPED.relative_to(ROOT)}`; one sample per held-out reference ({args.sampler} sampler, "
+          f"seed {args.seed}); `gencrystal evaluate csp` (matcher csp: stol 0.5, ltol 0.3, angle_tol 10).", "",
+          "| subset | n | match rate | RMSE |", "|---|---|---|---|"]
+    for name in ("all", "mp20_test_0GPa", "chgnet_highP"):
+        if name in results:
+            r = results[name]
+            md.append(f"| {name} | {r['n']} | {r.get('match_rate', float('nan')):.4f} | {r.get('rmse', float('nan'))} |")
+    md += ["", f"Validation loss (EMA): best {results.get('val_loss_best')}, last {results.get('val_loss_last')}",
+           f"Stage wall times (s): {json.dumps({k: round(v) for k, v in times.items()})}"]
+    write_report("default_model", results, "\n".join(md))
+    log(json.dumps({k: v for k, v in results.items() if k != "stage_wall_s"}, indent=1, default=str))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("stages", nargs="*", default=[], help=f"stages to run, of {' '.join(STAGES)} (default: all)")
+    p.add_argument("--work", default=str(ROOT / "runs" / "default_model"))
+    p.add_argument("--data-root", default=None, help="MP-20 data root (default: $GENCRYSTAL_DATA or data/)")
+    p.add_argument("--mp20-seeds", type=int, default=0, help="MP-20 val structures (<= --mp20-seed-max-atoms atoms) also relaxed at 25/50/100 GPa; 0 on a shared CPU")
+    p.add_argument("--mp20-seed-max-atoms", type=int, default=6)
+    p.add_argument("--mp20-val", type=int, default=256, help="MP-20 test rows used as validation split")
+    p.add_argument("--mp20-test", type=int, default=200, help="MP-20 test rows held out for the CSP evaluation")
+    p.add_argument("--fmax", type=float, default=0.1, help="eV/Å")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--pressures", default="50,100,25,0", help="GPa, comma-separated, built in this order")
+    p.add_argument("--db-minutes", type=float, default=None, help="wall-time cap of the db stage (minutes)")
+    p.add_argument("--workers", type=int, default=2, help="relaxation processes of the db stage (Dask LocalCluster)")
+    p.add_argument("--max-time", default="00:00:40:00", help="training wall-clock cap DD:HH:MM:SS")
+    p.add_argument("--sampler", default="fast")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    bad = [s for s in args.stages if s not in STAGES]
+    if bad:
+        p.error(f"unknown stage {bad[0]!r}; choose from {' '.join(STAGES)}")
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    for stage in args.stages or STAGES:
+        log(f"== stage {stage}")
+        globals()[f"stage_{stage}"](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

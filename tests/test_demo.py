@@ -1,0 +1,191 @@
+"""The shipped default model and the demo (`make demo`): checkpoint, seeds, ranking output."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+
+from gencrystal.demo import (
+    CAUTION,
+    DEMO_KNOWN,
+    demo_candidates,
+    prototypes,
+    rank_relaxed,
+    seed_structures,
+    space_group,
+    summarize,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "checkpoints" / "gencrystal-hp-csp-small.ckpt"
+SEEDS = REPO / "data" / "fixtures" / "hp_seeds.extxyz"
+
+
+def _shipped() -> Path:
+    if not SHIPPED.is_file():
+        pytest.skip(f"shipped checkpoint {SHIPPED.relative_to(REPO)} is missing (build it: python scripts/train_default.py)")
+    return SHIPPED
+
+
+# ----------------------------------------------------------------------------- the checkpoint
+def test_shipped_checkpoint_is_small_and_self_contained():
+    import torch
+
+    path = _shipped()
+    assert path.stat().st_size <= 25 * 2**20
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    assert "optimizer_states" not in ck  # weights only: model + EMA, config, statistics
+    hp = ck["hyper_parameters"]
+    assert "cfg" in hp or "config" in hp or hp, "config travels in the checkpoint"
+    assert any(k.startswith("ema.") for k in ck["state_dict"]), "EMA weights are inside"
+
+
+def test_shipped_checkpoint_samples_the_requested_composition_at_pressure():
+    from gencrystal.sampling import Generator
+
+    gen = Generator(str(_shipped()), device="cpu", sampler="fast")
+    assert gen.csp
+    lo, hi = gen.pressure_range
+    assert lo <= 50.0 <= hi, "the demo pressure lies inside the trained pressure range"
+    frames = gen.sample("Li16", pressure=50, n=2, seed=0)
+    assert len(frames) == 2
+    for a in frames:
+        assert a.get_chemical_formula() == "Li16"
+        assert np.isfinite(a.cell.array).all() and a.get_volume() > 0
+    sio2 = gen.sample("SiO2", pressure=50, n=2, seed=1, formula_units="2,4")
+    assert sorted(Counter(a.get_chemical_symbols()) ["O"] for a in sio2) == [4, 8]
+    for a in sio2:
+        c = Counter(a.get_chemical_symbols())
+        assert c["O"] == 2 * c["Si"]
+
+
+def test_shipped_checkpoint_is_deterministic_for_a_seed():
+    from gencrystal.sampling import Generator
+
+    gen = Generator(str(_shipped()), device="cpu", sampler="fast")
+    a = gen.sample("Li16", pressure=50, n=1, seed=7)[0]
+    b = gen.sample("Li16", pressure=50, n=1, seed=7)[0]
+    np.testing.assert_allclose(a.cell.array, b.cell.array)
+    np.testing.assert_allclose(a.get_scaled_positions(), b.get_scaled_positions())
+
+
+# ----------------------------------------------------------------------------- known structures
+def test_prototypes_have_their_textbook_space_groups():
+    expected = {
+        "Li-bcc": "Im-3m", "Li-fcc": "Fm-3m", "Li-hcp": "P6_3/mmc", "Li-cI16": "I-43d",
+        "Si-diamond": "Fd-3m", "Si-betaSn": "I4_1/amd", "Si-sh": "P6/mmm",
+        "SiO2-alpha-quartz": "P3_221", "SiO2-stishovite": "P4_2/mnm", "SiO2-CaCl2": "Pnnm", "SiO2-aPbO2": "Pbcn",
+        "B-alpha12": "R-3m",
+    }
+    got = {a.info["id"]: a for a in prototypes()}
+    for name, sg in expected.items():
+        assert space_group(got[name], symprec=1e-3) == sg, name
+    assert len(got["Li-cI16"]) == 16 and len(got["B-alpha12"]) == 12
+    # Si-O bonds of the silica polymorphs are bonds (1.5-1.9 Å), not overlaps
+    from gencrystal.structures import min_interatomic_distance
+
+    for name in ("SiO2-alpha-quartz", "SiO2-stishovite", "SiO2-CaCl2", "SiO2-aPbO2"):
+        assert 1.5 < min_interatomic_distance(got[name]) < 1.9, name
+
+
+def test_committed_seed_set_matches_the_recipe():
+    from ase.io import read
+
+    frames = read(str(SEEDS), index=":")
+    fresh = seed_structures(seed=0)
+    assert [a.info["id"] for a in frames] == [a.info["id"] for a in fresh]
+    for a, b in zip(frames, fresh):
+        assert a.get_chemical_formula() == b.get_chemical_formula()
+        if "-rand" not in a.info["id"]:  # prototypes: exactly the same cells
+            np.testing.assert_allclose(a.cell.array, b.cell.array, atol=1e-6)
+            np.testing.assert_allclose(a.positions, b.positions, atol=1e-6)
+    formulas = {a.get_chemical_formula(empirical=True) for a in frames}
+    assert formulas == {"Li", "Si", "O2Si", "B"}
+
+
+def test_random_seed_structures_are_deterministic():
+    from gencrystal.demo import random_structures
+
+    a = random_structures([("SiO2", 2, 2)], seed=3)
+    b = random_structures([("SiO2", 2, 2)], seed=3)
+    assert [x.info["id"] for x in a] == [x.info["id"] for x in b]
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x.cell.array, y.cell.array)
+        np.testing.assert_allclose(x.positions, y.positions)
+        assert x.get_chemical_formula() == "O4Si2"
+
+
+def test_demo_candidates_are_samples_plus_known_phases(tmp_path):
+    from gencrystal.io import write_extxyz
+
+    s = bulk("Li", "bcc", a=3.0, cubic=True).repeat((2, 2, 2))
+    s.info = {"sample_index": 3}
+    write_extxyz([s], tmp_path / "samples.extxyz")
+    cands = demo_candidates([tmp_path / "samples.extxyz"])
+    ids = [a.info["id"] for a in cands]
+    assert ids[0] == "sample:Li16:3"
+    assert {f"known:{n}" for g in DEMO_KNOWN.values() for n in g} == set(ids[1:])
+    with pytest.raises(Exception, match="nothing to relax"):
+        demo_candidates([], known=False)
+
+
+# ----------------------------------------------------------------------------- ranking output
+def _relaxed(atoms: Atoms, sid: str, h: float, **extra) -> Atoms:
+    a = atoms.copy()
+    a.info = {"id": sid, "enthalpy_per_atom": h, "converged": True, **extra}
+    return a
+
+
+def test_rank_relaxed_orders_by_enthalpy_and_drops_failures_and_duplicates():
+    li = bulk("Li", "bcc", a=3.0, cubic=True)
+    frames = [
+        _relaxed(li, "b", -1.0),
+        _relaxed(bulk("Li", "fcc", a=3.8), "a", -1.2),
+        _relaxed(li, "dup", -1.2, duplicate_of=1),
+        _relaxed(li, "nan", float("nan")),
+        _relaxed(li, "guard", -9.0, error="volume guard: V/V0 > 8"),
+        _relaxed(li, "slow", -0.5, converged=False, error="not converged in 5 steps (fmax 0.05 eV/Å)"),
+        _relaxed(bulk("Si", "diamond", a=5.43), "si", -5.0),
+    ]
+    ranking = rank_relaxed(frames)
+    assert list(ranking) == ["Li", "Si"]
+    li_rank = ranking["Li"]
+    assert [r.id for r in li_rank] == ["a", "b", "slow"]
+    assert [r.space_group for r in li_rank] == ["Fm-3m", "Im-3m", "Im-3m"]
+    assert math.isclose(li_rank[1].delta_h_mev, 200.0)
+    assert li_rank[2].converged is False
+    assert math.isclose(li_rank[0].volume_per_atom, 3.8**3 / 4)
+
+
+def test_summarize_prints_a_real_structure_writes_cifs_png_and_the_dft_command(tmp_path, capsys):
+    from ase.io import read
+
+    from gencrystal.io import write_extxyz
+
+    frames = [_relaxed(bulk("Li", "fcc", a=3.8), "known:Li-fcc", -1.2),
+              _relaxed(bulk("Li", "bcc", a=3.0, cubic=True), "sample:Li2:0", -1.0)]
+    write_extxyz(frames, tmp_path / "relaxed.extxyz")
+    text = summarize(tmp_path / "relaxed.extxyz", tmp_path / "demo", 50.0)
+    assert text == capsys.readouterr().out.strip()
+    assert "Best Li: Li1, space group Fm-3m, H = -1.2000 eV/atom, V = 13.718 A^3/atom" in text
+    assert CAUTION in text
+    assert f"gencrystal validate input={tmp_path / 'demo'}/best_Li.cif dft=gpaw pressure=50 top_k=1" in text
+    best = read(str(tmp_path / "demo" / "best_Li.cif"))
+    assert space_group(best) == "Fm-3m"
+    assert (tmp_path / "demo" / "best_Li.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (tmp_path / "demo" / "cif").iterdir()) == ["Li_01_Li1_Fm-3m.cif", "Li_02_Li2_Im-3m.cif"]
+
+
+def test_summarize_with_nothing_relaxed_is_a_one_line_error(tmp_path):
+    from gencrystal.errors import GencrystalError
+    from gencrystal.io import write_extxyz
+
+    write_extxyz([_relaxed(bulk("Li", "bcc", a=3.0), "x", -1.0, error="NaN energy")], tmp_path / "r.extxyz")
+    with pytest.raises(GencrystalError, match="relaxed successfully"):
+        summarize(tmp_path / "r.extxyz", tmp_path / "out", 50.0)

@@ -282,11 +282,15 @@ def stage_evaluate(args) -> None:
     refs = []
     for r in db.select("split=test"):
         a = r.toatoms()
-        a.info = {"material_id": str(r.get("source")), "pressure_gpa": float(r.pressure_gpa),
+        a.info = {"id": str(r.get("source")), "material_id": str(r.get("source")), "pressure_gpa": float(r.pressure_gpa),
                   "level_of_theory": str(r.level_of_theory)}
         refs.append(a)
     refs.sort(key=lambda a: a.info["material_id"])
-    gen = Generator(str(SHIPPED), device="cpu", sampler=args.sampler, batch_size=64, progress=True)
+    if args.eval_limit is not None:  # every CHGNet (high-pressure) reference, then MP-20 ones up to the limit
+        hp = [a for a in refs if not a.info["level_of_theory"].startswith("mp20")]
+        refs = hp + [a for a in refs if a.info["level_of_theory"].startswith("mp20")][: max(0, args.eval_limit - len(hp))]
+    ckpt = Path(args.ckpt) if args.ckpt else SHIPPED
+    gen = Generator(str(ckpt), device="cpu", sampler=args.sampler, batch_size=64, progress=False)
     reqs = [SampleRequest(composition=Composition(a.get_chemical_formula(mode="metal")),
                           pressure_gpa=a.info["pressure_gpa"], num_samples=1, formula=a.get_chemical_formula(mode="metal"))
             for a in refs]
@@ -330,7 +334,7 @@ def stage_evaluate(args) -> None:
     times = json.loads((work / "stage_times.json").read_text()) if (work / "stage_times.json").is_file() else {}
     results["stage_wall_s"] = times
     md = ["# Shipped default model: held-out evaluation", "",
-          f"Checkpoint `{SHIPPED.relative_to(ROOT)}`; one sample per held-out reference ({args.sampler} sampler, "
+          f"Checkpoint `{ckpt.relative_to(ROOT) if ckpt.is_relative_to(ROOT) else ckpt}`; one sample per held-out reference ({args.sampler} sampler, "
           f"seed {args.seed}); `gencrystal evaluate csp` (matcher csp: stol 0.5, ltol 0.3, angle_tol 10).", "",
           "| subset | n | match rate | RMSE |", "|---|---|---|---|"]
     for name in ("all", "mp20_test_0GPa", "chgnet_highP"):
@@ -339,7 +343,7 @@ def stage_evaluate(args) -> None:
             md.append(f"| {name} | {r['n']} | {r.get('match_rate', float('nan')):.4f} | {r.get('rmse', float('nan'))} |")
     md += ["", f"Validation loss (EMA): best {results.get('val_loss_best')}, last {results.get('val_loss_last')}",
            f"Stage wall times (s): {json.dumps({k: round(v) for k, v in times.items()})}"]
-    write_report("default_model", results, "\n".join(md))
+    write_report(args.report, results, "\n".join(md), reports_dir=Path(args.reports_dir) if args.reports_dir else None)
     log(json.dumps({k: v for k, v in results.items() if k != "stage_wall_s"}, indent=1, default=str))
 
 
@@ -359,7 +363,11 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2, help="relaxation processes of the db stage (Dask LocalCluster)")
     p.add_argument("--max-time", default="00:00:40:00", help="training wall-clock cap DD:HH:MM:SS")
     p.add_argument("--sampler", default="fast")
+    p.add_argument("--ckpt", default=None, help="checkpoint to evaluate (default: the shipped one)")
+    p.add_argument("--eval-limit", type=int, default=None, help="evaluate at most this many held-out references")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report", default="default_model", help="report name")
+    p.add_argument("--reports-dir", default=None, help="report folder (default: reports/)")
     args = p.parse_args(argv)
     bad = [s for s in args.stages if s not in STAGES]
     if bad:

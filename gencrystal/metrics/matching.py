@@ -24,8 +24,8 @@ _WORKER_MATCHER = None
 _WORKER_TIMEOUT = 0.0
 
 
-class _PairTimeout(Exception):
-    pass
+class _PairTimeout(BaseException):
+    """Raised by SIGALRM; a BaseException so that pymatgen's ``except Exception`` cannot swallow it."""
 
 
 def _on_alarm(signum, frame):  # pragma: no cover - exercised through timeouts
@@ -49,7 +49,8 @@ def _one(pair: tuple[Structure | None, Structure | None]) -> tuple[float | None,
     old = None
     if use_alarm:
         old = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, _WORKER_TIMEOUT)
+        # re-fire every second in case library code swallows the first interruption
+        signal.setitimer(signal.ITIMER_REAL, _WORKER_TIMEOUT, 1.0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -67,9 +68,23 @@ def _one(pair: tuple[Structure | None, Structure | None]) -> tuple[float | None,
             signal.signal(signal.SIGALRM, old)
 
 
+_STATE = None  # shared per-pair state in workers: 0 queued, 1 running, 2 done
+
+
+def _init_pool_worker(kind: str, overrides: dict, timeout: float, state) -> None:
+    global _STATE
+    _init_worker(kind, overrides, timeout)
+    _STATE = state
+
+
 def _one_indexed(args):
     i, pair = args
-    return i, _one(pair)
+    if _STATE is not None:
+        _STATE[i] = 1
+    res = _one(pair)
+    if _STATE is not None:
+        _STATE[i] = 2
+    return i, res
 
 
 def default_workers() -> int:
@@ -112,15 +127,51 @@ def rms_distances(pairs: Sequence[tuple[Structure | None, Structure | None]], ma
             _WORKER_MATCHER, _WORKER_TIMEOUT = saved
             bar.close()
         return out
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
-    chunksize = max(1, min(16, n // (workers * 8) or 1))
     try:
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(matcher, overrides, timeout_s)) as pool:
-            for i, res in pool.imap_unordered(_one_indexed, list(enumerate(pairs)), chunksize=chunksize):
-                out[i] = res
-                bar.update(1)
+        _parallel(pairs, out, matcher, overrides, workers, timeout_s, bar)
     finally:
         bar.close()
-    return out
+    return [r if r is not None else (None, None, ERROR) for r in out]
+
+
+def _parallel(pairs, out, matcher, overrides, workers, timeout_s, bar) -> None:
+    """Fill ``out`` using a forked pool; a worker stuck beyond the SIGALRM timeout (e.g. in a
+    long C call) is caught by a watchdog: the pool is killed, the stuck pairs are recorded as
+    timeouts and the pairs not yet started go to a fresh pool."""
+    import multiprocessing as mp
+    import queue
+
+    ctx = mp.get_context("fork")
+    state = ctx.Array("b", len(pairs), lock=False)
+    hard = (3.0 * timeout_s + 30.0) if timeout_s and timeout_s > 0 else None
+    todo = [i for i in range(len(pairs)) if out[i] is None]
+    while todo:
+        for i in todo:
+            state[i] = 0
+        pool = ctx.Pool(min(workers, len(todo)), initializer=_init_pool_worker,
+                        initargs=(matcher, overrides, timeout_s, state))
+        stuck: list[int] = []
+        try:
+            it = pool.imap_unordered(_one_indexed, [(i, pairs[i]) for i in todo], chunksize=1)
+            remaining = len(todo)
+            while remaining:
+                try:
+                    i, res = it.next(timeout=hard) if hard else it.next()
+                except (mp.TimeoutError, queue.Empty):
+                    stuck = [i for i in todo if state[i] == 1 and out[i] is None]
+                    break
+                out[i] = res
+                remaining -= 1
+                bar.update(1)
+        finally:
+            pool.terminate()
+            pool.join()
+        pending = [i for i in todo if out[i] is None]
+        if not pending:
+            break
+        if not stuck:  # the watchdog fired but no pair is marked running: give up on the rest
+            stuck = pending
+        for i in stuck:
+            out[i] = (None, None, TIMEOUT)
+            bar.update(1)
+        todo = [i for i in pending if out[i] is None]

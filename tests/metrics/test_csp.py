@@ -216,3 +216,12 @@ def test_full_mp20_test_set_against_itself(mp20_test_csv):
     assert m["without_validity_filter"]["match_rate"] == 1.0
     assert m["without_validity_filter"]["rmse"] < 1e-6
     assert m["match_rate"] == pytest.approx(m["n_ref_valid"] / 9046)
+
+
+def test_parallel_timeouts_are_reported():
+    big = Structure(Lattice.cubic(12.0), ["Si"] * 64, np.random.default_rng(0).random((64, 3)))
+    s = _nacl()
+    res = rms_distances([(big, big), (s, s), (big, big)], workers=2, timeout_s=1e-4, progress=False)
+    assert res[0][2] == TIMEOUT and res[2][2] == TIMEOUT and res[1][2] in (TIMEOUT, MATCH)
+    res = rms_distances([(s, s), (s, _nacl2())], workers=2, timeout_s=30, progress=False)
+    assert [r[2] for r in res] == [MATCH, NO_MATCH]

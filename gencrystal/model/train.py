@@ -164,7 +164,6 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
     elif last.is_file():
         raise GencrystalError(f"run directory {str(run_dir)!r} already holds a checkpoint; "
                               "pass resume=true to continue it or out=<new dir> for a new run")
-    run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
 
     tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -177,7 +176,8 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
 
     dm = CrystalDataModule(cfg.data, batch_size=per_device, num_workers=int(cfg.get("num_workers", 0)),
                            data_root=cfg.get("data_root"), eval_batch_size=int(cfg.get("eval_batch_size") or per_device))
-    train_ds = dm.dataset("train")
+    train_ds = dm.dataset("train")  # bad data fails here, before anything is written
+    run_dir.mkdir(parents=True, exist_ok=True)
     if ckpt_path is not None:
         hp = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
         stats, prior, scalers = hp.get("data_stats"), hp.get("lattice_prior"), hp.get("condition_scalers")

@@ -15,7 +15,8 @@ the committee spread and the equilibrium-volume error against DFT at each pressu
         --out outputs/al_li --iterations 4 -- select.n_per_iteration=8 finetune.epochs=30
 
 Everything after ``--`` is a Hydra override of ``conf/learn.yaml``. The loop and the DFT
-reference relaxations resume from ``--out`` after a kill.
+reference and potential relaxations (``eos_dft.json``, ``eos_mlp.json`` in ``--out``)
+resume from ``--out`` after a kill.
 """
 
 from __future__ import annotations
@@ -36,6 +37,30 @@ def relax_volume(atoms, calc, pressure_gpa: float, fmax: float, steps: int) -> d
     res = relax_one(atoms, calc, pressure_gpa, "x", optimizer="BFGS", fmax=fmax, steps=steps)
     return {"volume_per_atom": float(res.volume_per_atom), "converged": bool(res.converged),
             "stress_pressure_gpa": float(res.stress_pressure_gpa), "error": res.error, "steps": res.steps}
+
+
+def mlp_eos(name: str, make_calc, seed, pressures, cache: Path, args, spread=None) -> dict:
+    """Equilibrium volume of the seed at every pressure with one potential (cached under ``name``)."""
+    from gencrystal.io import write_json
+
+    allres = json.loads(cache.read_text()) if cache.is_file() else {}
+    res = allres.setdefault(name, {})
+    calc = None
+    for p in pressures:
+        key = f"{p:g}"
+        if key in res:
+            continue
+        calc = calc or make_calc()
+        res[key] = relax_volume(seed, calc, p, args.fmax, args.steps)
+        if spread is not None:
+            a = seed.copy()
+            a.set_cell(a.cell * (res[key]["volume_per_atom"] / (a.get_volume() / len(a))) ** (1 / 3), scale_atoms=True)
+            res[key]["stress_std_at_minimum"] = float(spread(a).stress_std)
+        allres = json.loads(cache.read_text()) if cache.is_file() else {}
+        allres[name] = res
+        write_json(allres, cache)
+        print(f"{name} {key} GPa: {res[key]['volume_per_atom']:.3f} Å³/atom", flush=True)
+    return res
 
 
 def dft_reference(loop, seed, pressures, cache: Path) -> dict:
@@ -83,25 +108,17 @@ def main(argv=None) -> int:
 
     with single_threaded(1):
         ref = dft_reference(loop, seed, pressures, loop.out / "eos_dft.json")
-        rows = []
-        base = load_potential(f"chgnet-{loop.finetune.base_model}", device="cpu").calculator()
-        rows.append({"iteration": "base", "n_labels": 0,
-                     "eos": {f"{p:g}": relax_volume(seed, base, p, args.fmax, args.steps) for p in pressures}})
-        hist = {h["iteration"]: h for h in summary["history"]}
+        rows = [{"iteration": "base", "n_labels": 0,
+                 "eos": mlp_eos("base", lambda: load_potential(f"chgnet-{loop.finetune.base_model}", device="cpu").calculator(),
+                                seed, pressures, loop.out / "eos_mlp.json", args)}]
         for k in range(loop.iterations):
             d = loop.committee_dir(k)
             if not is_committee_dir(d):
                 continue
-            calc = load_committee(d).calculator()
-            eos = {}
-            for p in pressures:
-                eos[f"{p:g}"] = relax_volume(seed, calc, p, args.fmax, args.steps)
-                a = seed.copy()
-                a.set_cell(a.cell * (eos[f"{p:g}"]["volume_per_atom"] / (a.get_volume() / len(a))) ** (1 / 3),
-                           scale_atoms=True)
-                eos[f"{p:g}"]["stress_std_at_minimum"] = float(load_committee(d).spread(a).stress_std)
-            rows.append({"iteration": k, "n_labels": json.loads((d / "committee.json").read_text())["n_labels"],
-                         "eos": eos})
+            committee = load_committee(d)
+            eos = mlp_eos(f"iteration{k}", committee.calculator, seed, pressures, loop.out / "eos_mlp.json", args,
+                          spread=committee.spread)
+            rows.append({"iteration": k, "n_labels": committee.meta["n_labels"], "eos": eos})
     for r in rows:
         for p, e in r["eos"].items():
             v_ref = ref[p]["volume_per_atom"]

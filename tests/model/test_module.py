@@ -120,3 +120,32 @@ def test_pressure_outside_the_basis_warns():
     sampler = {"_target_": "gencrystal.diffusion.PCSampler", "num_steps": 1}
     with pytest.warns(UserWarning, match="outside the model's basis range"):
         m.sample(torch.tensor([2]), torch.tensor([3, 3]), {"pressure": torch.tensor([300.0])}, sampler=sampler)
+
+
+def test_a_new_scalar_condition_is_a_config_entry():
+    """`+model.conditions.temperature={...ScalarCondition, column: temperature}` is all it takes:
+    the module reads batch.temperature in training and conditions={"temperature": ...} in sampling."""
+    from torch_geometric.data import Batch, Data
+
+    m = _module("+model.conditions.temperature={_target_:gencrystal.model.conditioning.ScalarCondition,"
+                "column:temperature,n_basis:8,out_dim:8}")
+    assert "temperature" in m.condition_columns
+    m.net.conditions.conditions["temperature"].set_scaler(300.0, 100.0)
+    items = []
+    for k in range(3):
+        comp = torch.zeros(1, 100)
+        comp[0, 2] = 1.0
+        items.append(Data(frac_coords=torch.rand(2, 3), atom_types=torch.tensor([3, 3]), lattice=torch.eye(3)[None] * 3.0,
+                          num_atoms=torch.tensor([2]), num_nodes=2, pressure=torch.tensor([10.0 * k]),
+                          composition=comp, temperature=torch.tensor([300.0 + 100 * k])))
+    batch = Batch.from_data_list(items)
+    m.train()
+    loss, parts = m.compute_loss(batch)
+    assert torch.isfinite(loss) and set(parts) == {"frac_coords", "lattice"}
+    del batch.temperature
+    with pytest.raises(GencrystalError, match="temperature"):
+        m.compute_loss(batch)
+    m.eval()
+    out = m.sample(torch.tensor([2]), torch.tensor([3, 3]), {"temperature": torch.tensor([500.0])},
+                   sampler={"_target_": "gencrystal.diffusion.PCSampler", "num_steps": 2}, guidance_scale={"temperature": 2.0})
+    assert out["lattice"].shape == (1, 3, 3)

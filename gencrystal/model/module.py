@@ -91,7 +91,9 @@ class CrystalDiffusionModule(pl.LightningModule):
         self.csp = "atom_types" not in self.fields
         self.coord_std_scaling = bool(mcfg.get("coord_std_scaling", True))
         self.time_eps = float(mcfg.get("time_eps", 1e-5))
-        self.lattice_skip_enabled = bool(mcfg.get("lattice_skip", True))
+        # both default to off when absent so that configs/checkpoints written before they existed load unchanged
+        self.lattice_skip_enabled = bool(mcfg.get("lattice_skip", False))
+        self.prior_metric_input = bool(mcfg.get("prior_metric_input", False))
         self.prior = LatticePrior(self.hparams["lattice_prior"])
         conditions = {}
         for name, node in (mcfg.get("conditions") or {}).items():
@@ -174,11 +176,11 @@ class CrystalDiffusionModule(pl.LightningModule):
         y = (x_t - lat["limit_mean"].to(x_t.dtype)) / lat["limit_std"].to(x_t.dtype)[:, None, None]
         return -sq * y if getattr(proc, "target", "score_times_std") == "score_times_std" else sq * y
 
-    @staticmethod
-    def _lattice_ref(ctx: Mapping[str, Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        """Prior mean μ(n, P) and std (Å, [B]) for the denoiser's input normalisation."""
+    def _lattice_ref(self, ctx: Mapping[str, Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        """Prior mean μ(n, P) and std (Å, [B]) for the denoiser's input normalisation
+        (``model.prior_metric_input``)."""
         lat = ctx.get("lattice") or {}
-        if "limit_mean" not in lat:
+        if not self.prior_metric_input or "limit_mean" not in lat:
             return {}
         return {"lattice_mean": lat["limit_mean"][:, 0, 0], "lattice_std": lat["limit_std"]}
 

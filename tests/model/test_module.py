@@ -149,3 +149,25 @@ def test_a_new_scalar_condition_is_a_config_entry():
     out = m.sample(torch.tensor([2]), torch.tensor([3, 3]), {"temperature": torch.tensor([500.0])},
                    sampler={"_target_": "gencrystal.diffusion.PCSampler", "num_steps": 2}, guidance_scale={"temperature": 2.0})
     assert out["lattice"].shape == (1, 3, 3)
+
+
+def test_preconditioning_switches_default_off_for_older_configs():
+    """Configs (and checkpoints) without the keys get neither the lattice skip nor the
+    prior-normalised metric input, i.e. the behaviour they were trained with."""
+    from omegaconf import OmegaConf
+
+    from gencrystal.model.module import CrystalDiffusionModule
+
+    cfg = compose("train", ["model=tiny"])
+    m_on = _module()
+    assert m_on.lattice_skip_enabled and m_on.prior_metric_input
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    del raw["model"]["lattice_skip"], raw["model"]["prior_metric_input"]
+    m_old = CrystalDiffusionModule(raw, data_stats=STATS, lattice_prior=PRIOR.to_dict()).eval()
+    assert not m_old.lattice_skip_enabled and not m_old.prior_metric_input
+    x = torch.eye(3).expand(2, 3, 3) * 3.0
+    ctx = m_old.field_context(torch.tensor([2, 2]), torch.tensor([0, 0, 1, 1]), None, torch.float32)
+    assert m_old.lattice_skip(x, torch.tensor([0.5, 0.5]), ctx) is None and m_old._lattice_ref(ctx) == {}
+    out = m_old.sample(torch.tensor([2, 2]), torch.tensor([3, 3, 3, 3]), {},
+                       sampler={"_target_": "gencrystal.diffusion.PCSampler", "num_steps": 2})
+    assert torch.isfinite(out["lattice"]).all()

@@ -160,13 +160,15 @@ class ActiveLearningLoop:
 
     # -- stages -----------------------------------------------------------------------
     def _calculator(self, k: int):
-        if k == 0:
-            from gencrystal.relax import load_potential
+        """The newest committee trained before iteration ``k``; the base CHGNet when none is."""
+        from gencrystal.learn.committee import is_committee_dir, load_committee
 
-            return load_potential(f"chgnet-{self.finetune.base_model}", device=self.finetune.device).calculator()
-        from gencrystal.learn.committee import load_committee
+        for j in range(k - 1, -1, -1):
+            if is_committee_dir(self.committee_dir(j)):
+                return load_committee(self.committee_dir(j), self.finetune.device).calculator()
+        from gencrystal.relax import load_potential
 
-        return load_committee(self.committee_dir(k - 1), self.finetune.device).calculator()
+        return load_potential(f"chgnet-{self.finetune.base_model}", device=self.finetune.device).calculator()
 
     def sample(self, k: int) -> list[Atoms]:
         from gencrystal.learn.candidates import draw_candidates

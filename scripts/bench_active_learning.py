@@ -189,7 +189,10 @@ def _markdown(res, hist, plot_name) -> str:
         f"(Γ-centred), Fermi-Dirac {s['smearing_ev']} eV, symmetry {s['symmetry']} — `{res['dft_level_of_theory']}`, "
         "the same settings for the labels and the reference. These are test-size settings, not converged "
         "production ones; errors below are against DFT at these settings.",
-        f"Loop stop reason: {res['loop']['stop_reason']}. DFT labels in total: {res['loop']['n_labels']}.",
+        f"Loop stop reason: {res['loop']['stop_reason']}. DFT labels in the store: {res['loop']['n_labels']} "
+        f"(per iteration: {res['loop']['labels_per_iteration']}; a committee is trained on the labels of its own "
+        "and earlier iterations; labels of an iteration cut short by the time limit are counted here but "
+        "were never trained on).",
         "",
         "## Equilibrium volume (Å³/atom) and error against DFT",
         "",

@@ -88,6 +88,7 @@ def main(argv=None) -> int:
     ap.add_argument("--iterations", type=int, default=4)
     ap.add_argument("--fmax", type=float, default=0.005, help="eV/Å for the EOS relaxations")
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--note", default="", help="free text added to the report (how the run went)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/learn.yaml (after --)")
     args = ap.parse_args(argv)
 
@@ -130,7 +131,7 @@ def main(argv=None) -> int:
                                 "kpts": loop.backend.kpts, "smearing_ev": loop.backend.smearing,
                                 "xc": loop.backend.xc, "symmetry": loop.backend.symmetry},
                "dft_reference": ref, "rows": rows, "loop": summary, "loop_wall_s_this_run": round(loop_wall, 1),
-               "config": {k: str(v) for k, v in cfg.items() if k not in ("dft",)}}
+               "config": {k: str(v) for k, v in cfg.items() if k not in ("dft",)}, "note": args.note}
 
     plot = Path("reports/active_learning.png")
     _plot(rows, hist, pressures, plot)
@@ -193,6 +194,7 @@ def _markdown(res, hist, plot_name) -> str:
         f"(per iteration: {res['loop']['labels_per_iteration']}; a committee is trained on the labels of its own "
         "and earlier iterations; labels of an iteration cut short by the time limit are counted here but "
         "were never trained on).",
+        *([f"Note: {res['note']}"] if res.get("note") else []),
         "",
         "## Equilibrium volume (Å³/atom) and error against DFT",
         "",

@@ -132,12 +132,12 @@ def relax_one(atoms: Atoms, calc, pressure_gpa: float, level_of_theory: str, *, 
     guard = guard or RelaxGuard()
     initial = atoms.copy()
     work = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
-    work.calc = calc
     n = len(work)
     v0 = v_prev = work.get_volume() / n
     energy, stress, error, converged, nsteps = math.nan, None, None, False, 0
     opt_cls = {"FIRE": FIRE, "BFGS": BFGS}[optimizer.upper()]
     try:
+        work.calc = calc  # some calculators validate the atoms here (e.g. SevenNet: unknown element)
         filt = FrechetCellFilter(work, scalar_pressure=gpa_to_ev_per_a3(pressure_gpa), exp_cell_factor=exp_cell_factor)
         opt = opt_cls(filt, logfile=None)
         for converged in opt.irun(fmax=fmax, steps=steps):

@@ -86,6 +86,23 @@ def _relax_chunk(atoms_list: list[Atoms], ids: list[str], potential: Potential, 
     """Relax a list of structures in this process (batched or one by one)."""
     from gencrystal.relax.batched import relax_batched
 
+    skip = {i: potential.unsupported(a) for i, a in enumerate(atoms_list)}
+    skip = {i: why for i, why in skip.items() if why}
+    if skip:  # elements the model does not know: recorded failures, the rest goes on
+        keep = [i for i in range(len(atoms_list)) if i not in skip]
+        sub = _relax_chunk([atoms_list[i] for i in keep], [ids[i] for i in keep], potential, pressure_gpa, opts,
+                           progress=progress,
+                           on_result=None if on_result is None else (lambda j, r: on_result(keep[j], r)))
+        out: list[RelaxResult] = [None] * len(atoms_list)  # type: ignore[list-item]
+        for i, r in zip(keep, sub):
+            out[i] = r
+        for i, why in skip.items():
+            out[i] = _failed(atoms_list[i], ids[i], pressure_gpa, why, potential.level_of_theory)
+            if on_result is not None:
+                on_result(i, out[i])
+            if progress is not None:
+                progress(1)
+        return out
     with single_threaded(opts.get("torch_threads", 1)):
         if opts["batched"]:
             out = relax_batched(atoms_list, potential, pressure_gpa, fmax=opts["fmax"], steps=opts["steps"],
@@ -239,8 +256,10 @@ def _relax_dask(atoms_list, names, spec, pressure_gpa, opts, *, workers, schedul
     return results  # type: ignore[return-value]
 
 
-def _failed(atoms: Atoms, sid: str, pressure_gpa: float, error: str) -> RelaxResult:
-    res = RelaxResult(atoms=atoms.copy(), pressure_gpa=pressure_gpa, error=error, id=sid)
+def _failed(atoms: Atoms, sid: str, pressure_gpa: float, error: str, level: str = "") -> RelaxResult:
+    res = RelaxResult(atoms=Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True),
+                      pressure_gpa=pressure_gpa, error=error, id=sid, level_of_theory=level,
+                      volume_per_atom=atoms.get_volume() / len(atoms))
     res.atoms.info.update(res.info())
     return res
 

@@ -72,7 +72,20 @@ class Potential:
     predict_batch: Callable[[Sequence[Atoms]], list[Prediction]] | None = None
     spec: tuple | None = None
     device: str = "cpu"
+    elements: frozenset[int] | None = None  # atomic numbers the model covers (None: unknown)
     _calc: Any = field(default=None, repr=False)
+
+    def unsupported(self, atoms: Atoms) -> str | None:
+        """A one-line reason when ``atoms`` holds an element the model does not cover, else None."""
+        if self.elements is None:
+            return None
+        from ase.data import chemical_symbols
+
+        bad = sorted({int(z) for z in atoms.numbers} - self.elements)
+        if not bad:
+            return None
+        names = ", ".join(f"{chemical_symbols[z]} (Z={z})" for z in bad)
+        return f"element {names} not covered by {self.level_of_theory}"
 
     def calculator(self):
         """An ASE calculator for this potential (one per call; the model is shared)."""
@@ -217,7 +230,7 @@ def _load_chgnet(model_name: str, path: str | None, device: str) -> Potential:
             out.append(Prediction(e, np.asarray(p["f"], dtype=float), _full_to_voigt(s)))
         return out
 
-    return Potential("chgnet", level, make_calculator, predict_batch, device=device)
+    return Potential("chgnet", level, make_calculator, predict_batch, device=device, elements=frozenset(range(1, 95)))
 
 
 def _full_to_voigt(s: np.ndarray) -> np.ndarray:
@@ -278,7 +291,8 @@ def _load_sevenn(model_name: str, path: str | None, device: str, modal: str | No
             start += n
         return out
 
-    return Potential("sevenn", level, make_calculator, predict_batch, device=device)
+    elements = frozenset(int(z) for z in cp.config[KEY.TYPE_MAP])
+    return Potential("sevenn", level, make_calculator, predict_batch, device=device, elements=elements)
 
 
 def calculator_potential(make_calculator: Callable[[], Any], level_of_theory: str, name: str = "calculator") -> Potential:

@@ -141,3 +141,13 @@ def test_ev_per_a3_stress_sign_convention(emt_potential):
     a.set_cell(a.cell * 0.97, scale_atoms=True)
     a.calc = emt_potential.calculator()
     assert -ev_per_a3_to_gpa(a.get_stress()[:3].mean()) > 5.0
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_element_outside_the_potential_fails_alone(chgnet, batched):
+    """CHGNet covers Z <= 94: an Og cell is recorded as failed with a clear reason, Si still relaxes."""
+    og = bulk("Og", "fcc", a=5.0)
+    si = bulk("Si", "diamond", a=5.45)
+    res = relax_structures([og, si], 0.0, chgnet, batched=batched, progress=False)
+    assert res[0].error == "element Og (Z=118) not covered by chgnet-0.3.0" and not res[0].converged
+    assert res[1].converged and res[1].error is None and res[1].id == "1"

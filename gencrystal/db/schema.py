@@ -14,8 +14,9 @@ key                    type    meaning
 ``split``              str     ``train`` / ``val`` / ``test`` once exported (else absent)
 =====================  ======  ==========================================================
 
-Other keys are allowed (``material_id``, ``formula``, ``converged``, ``steps``,
-``space_group``, ...). ASE db keys must be identifiers, values int/float/str/bool.
+Other keys are allowed (``material_id``, ``reduced_formula``, ``converged``, ``steps``,
+``space_group``, ...). ASE db keys must be identifiers, values int/float/str/bool;
+ASE reserves some names (``formula``, ``id``, ``natoms``, ...) which cannot be keys.
 The default database is the SQLite file ``data/hp.db``; a ``postgresql://`` URL works too.
 """
 

@@ -92,6 +92,8 @@ def main(argv=None) -> int:
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/learn.yaml (after --)")
     args = ap.parse_args(argv)
 
+    from omegaconf import OmegaConf
+
     from gencrystal.cli import compose
     from gencrystal.learn.committee import is_committee_dir, load_committee
     from gencrystal.learn.loop import ActiveLearningLoop
@@ -107,6 +109,7 @@ def main(argv=None) -> int:
     seed = loop.seeds[0]
     pressures = loop.pressures
 
+    hist = {h["iteration"]: h for h in summary["history"]}
     with single_threaded(1):
         ref = dft_reference(loop, seed, pressures, loop.out / "eos_dft.json")
         rows = [{"iteration": "base", "n_labels": 0,
@@ -131,7 +134,7 @@ def main(argv=None) -> int:
                                 "kpts": loop.backend.kpts, "smearing_ev": loop.backend.smearing,
                                 "xc": loop.backend.xc, "symmetry": loop.backend.symmetry},
                "dft_reference": ref, "rows": rows, "loop": summary, "loop_wall_s_this_run": round(loop_wall, 1),
-               "config": {k: str(v) for k, v in cfg.items() if k not in ("dft",)}, "note": args.note}
+               "config": OmegaConf.to_container(cfg, resolve=True), "note": args.note}
 
     plot = Path("reports/active_learning.png")
     _plot(rows, hist, pressures, plot)
@@ -165,8 +168,9 @@ def _plot(rows, hist, pressures, path: Path) -> None:
         ax2.plot(its, [hist[k]["stress_std_max"] for k in its], "s--", label="stress spread max (GPa)")
         ax2.plot(its, [hist[k]["forces_std_max"] for k in its], "^:", label="force spread max (eV/Å)")
         ax2.set_yscale("log")
-    ax2.set_xlabel("iteration (frames relaxed with the committee of the previous one)")
-    ax2.set_title("committee spread on the iteration's frames")
+        ax2.set_xticks(its)
+    ax2.set_xlabel("iteration")
+    ax2.set_title("spread on frames relaxed by the previous committee", fontsize=10)
     ax2.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +185,7 @@ def _fmt(x, f="{:.3f}"):
 def _markdown(res, hist, plot_name) -> str:
     ps = [f"{p:g}" for p in res["pressures_gpa"]]
     s = res["dft_settings"]
+    ft, cand, rel, unc = (res["config"][k] for k in ("finetune", "candidates", "relax", "uncertainty"))
     lines = [
         "# Active learning from DFT: CHGNet committee vs GPAW-PBE",
         "",
@@ -194,6 +199,14 @@ def _markdown(res, hist, plot_name) -> str:
         f"(per iteration: {res['loop']['labels_per_iteration']}; a committee is trained on the labels of its own "
         "and earlier iterations; labels of an iteration cut short by the time limit are counted here but "
         "were never trained on).",
+        f"Committee: {ft['n_members']} CHGNet {ft['base_model']} members, bootstrap={ft['bootstrap']}, "
+        f"{ft['epochs']} epochs, batch {ft['batch_size']}, Adam lr {ft['learning_rate']}, {ft['criterion']} loss "
+        f"(e:f:s = {ft['energy_loss_ratio']}:{ft['force_loss_ratio']}:{ft['stress_loss_ratio']}). "
+        f"Per iteration: {cand['perturbations']} perturbed seeds per pressure (volume factor {cand['volume_scale']}, "
+        f"rattle {cand['rattle']} Å, strain {cand['strain']}), FIRE ≤ {rel['steps']} steps keeping every "
+        f"{rel['frame_every']}th frame, {res['config']['select']['n_per_iteration']} labels; uncertain = force spread > "
+        f"{unc['force_threshold']} eV/Å or stress spread > {unc['stress_threshold']} GPa (stop_fraction "
+        f"{unc['stop_fraction']}).",
         *([f"Note: {res['note']}"] if res.get("note") else []),
         "",
         "## Equilibrium volume (Å³/atom) and error against DFT",

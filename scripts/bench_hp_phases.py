@@ -185,7 +185,9 @@ def markdown(args, results, level):
         "stol 0.5, ltol 0.3, angle_tol 10°); medium (0.3/0.2/5°) and strict (0.2/0.1/5°) are evaluated on the same "
         "candidates (the search stops at the first loose match, so a later medium/strict match may be missed). "
         "'mean' is over the seeds that found it; 'censored' counts a miss as the structures relaxed (a lower bound, "
-        "marked ≥).", "",
+        "marked ≥). A candidate whose relaxation does not converge within the step limit counts as relaxed but "
+        "'failed' and cannot match: relaxations from random structures into dense phases often need 100–300 FIRE "
+        "steps, so a low step limit lowers the hit rate.", "",
         "Known structures: pymatgen's AFLOW prototype library (`aflow_prototypes.json.gz`), element-substituted and "
         "scaled to covalent-radius bond lengths, then relaxed with the potential at the target pressure.", "",
         "## Does the potential keep the known phase?", "",
@@ -203,21 +205,25 @@ def markdown(args, results, level):
             f"{'/'.join('yes' if sp[k] else 'no' for k in ('loose', 'medium', 'strict'))} | "
             f"{fmt(ref['enthalpy_per_atom'], 4)} | {fmt(dh, 0)} |")
     lines += ["", "## Structures relaxed before the first match", "",
-              "| target | method | seeds found (loose) | mean (loose) | censored mean (loose) | medium found / mean | strict found / mean | per seed (loose) | published: Cond-CDVAE (CALYPSO) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| target | method | seeds found (loose) | mean (loose) | censored mean (loose) | medium found / mean | strict found / mean | per seed (loose) | relaxed / failed | best H (eV/atom) | published: Cond-CDVAE (CALYPSO) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in results["targets"]:
         for m, s in t["summary"].items():
             per_seed = ", ".join(f"s{r['seed']}: {r['to_locate']['loose'] or '>' + str(r['relaxed'])}"
                                  for r in t["runs"] if r["method"] == m)
             lo = s["loose"]
+            mruns = [r for r in t["runs"] if r["method"] == m]
+            n_rel = sum(r["relaxed"] for r in mruns)
+            n_fail = n_rel - sum(r["n_ok"] for r in mruns)
+            bests = [r["best_enthalpy_per_atom"] for r in mruns if r["best_enthalpy_per_atom"] is not None]
             lines.append(
                 f"| {t['name']} | {m} | {lo['found']}/{lo['seeds']} | {fmt(lo['mean_found'])} | "
                 f"{('≥' if lo['lower_bound'] else '') + fmt(lo['mean_censored'])} | "
                 f"{s['medium']['found']}/{s['medium']['seeds']} / {fmt(s['medium']['mean_found'])} | "
                 f"{s['strict']['found']}/{s['strict']['seeds']} / {fmt(s['strict']['mean_found'])} | {per_seed} | "
-                f"{t['anchor']} |")
+                f"{n_rel} / {n_fail} | {fmt(min(bests) if bests else None, 4)} | {t['anchor']} |")
         if "generative" not in t["summary"]:
-            lines.append(f"| {t['name']} | generative | not run: no pressure-conditioned checkpoint given (`--ckpt`) | | | | | | {t['anchor']} |")
+            lines.append(f"| {t['name']} | generative | not run: no pressure-conditioned checkpoint given (`--ckpt`) | | | | | | | | {t['anchor']} |")
     lines += ["", "## Notes on the potential", ""]
     for t in results["targets"]:
         lines.extend(f"- {n}" for n in t["notes"])

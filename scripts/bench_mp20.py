@@ -171,19 +171,45 @@ def sampler_config(name: str, num_steps: int | None):
     return cfg
 
 
-def sample_references(ckpt: Path, refs, sampler, k: int, args) -> tuple[list, dict]:
-    """``k`` samples per reference (its cell composition, 0 GPa); frames carry ``ref_id``."""
+def sample_references(ckpt: Path, refs, sampler, k: int, args, cache: Path | None = None) -> tuple[list, dict]:
+    """``k`` samples per reference (its cell composition, 0 GPa); frames carry ``ref_id``.
+
+    With ``cache`` (an extxyz path) the frames and their metadata (``<cache>.json``) are
+    written, and re-used by a re-run of the same command (resumable benchmark)."""
+    from gencrystal.io import write_extxyz, write_json
     from gencrystal.sampling import Generator, expand_request
 
+    meta_path = cache.with_suffix(".json") if cache is not None else None
+    if cache is not None and cache.is_file() and meta_path.is_file():
+        from ase.io import read
+
+        frames = read(str(cache), index=":")
+        meta = json.loads(meta_path.read_text())
+        if len(frames) == len(refs) * k and [a.info.get("ref_id") for a in frames[::k]] == [r.id for r in refs]:
+            meta["reused"] = str(cache)
+            return frames, meta
     gen = Generator(str(ckpt), device=args.device, sampler=sampler, batch_size=args.sample_batch, progress=True)
     requests = [r for ref in refs for r in expand_request(cell_composition(ref), 0.0, k)]
     run = gen.run(requests, seed=args.seed)
     frames = run.frames
     for i, a in enumerate(frames):
         a.info["ref_id"] = refs[i // k].id
-    return frames, {"sampler": gen.sampler_name if isinstance(sampler, str) else f"{sampler.get('_target_', '').split('.')[-1]}"
-                    f"[{sampler.get('num_steps')} steps]", "nfe": run.nfe_per_sample, "wall_s": round(run.wall_time_s, 1),
-                    "n_samples": len(frames), "flagged": len(run.flagged)}
+    meta = {"sampler": gen.sampler_name if isinstance(sampler, str) else f"{sampler.get('_target_', '').split('.')[-1]}"
+            f"[{sampler.get('num_steps')} steps]", "nfe": run.nfe_per_sample, "wall_s": round(run.wall_time_s, 1),
+            "n_samples": len(frames), "flagged": len(run.flagged), "ckpt": str(ckpt), "seed": args.seed}
+    if cache is not None:
+        write_extxyz(frames, cache)
+        write_json(meta, meta_path)
+    return frames, meta
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    """True when two checkpoints hold bit-identical weights."""
+    import torch
+
+    sa = torch.load(str(a), map_location="cpu", weights_only=False)["state_dict"]
+    sb = torch.load(str(b), map_location="cpu", weights_only=False)["state_dict"]
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -229,18 +255,24 @@ def stagewise(refs, frames, args, run_root: Path) -> dict:
 
     mlp_refs = order[: args.prerelax_n]
     raw = [a for r in mlp_refs for a in by_ref.get(r.id, [])]
+    # samples the Generator flagged (atoms < 0.5 Å apart, volume/atom outside 1-200 Å^3) are not
+    # relaxed: degenerate cells can make a potential's neighbour list explode (one such sample
+    # held 4.5 GB for 5+ minutes); they stay as sampled and count as they score
+    todo = [i for i, a in enumerate(raw) if not a.info.get("flagged")]
     t0 = time.time()
-    res = relax_structures([a.copy() for a in raw], 0.0, args.potential, steps=args.relax_steps, fmax=args.fmax,
-                           workers=1, progress=True, ids=[f"{a.info['ref_id']}#{i}" for i, a in enumerate(raw)])
+    res = relax_structures([raw[i].copy() for i in todo], 0.0, args.potential, steps=args.relax_steps, fmax=args.fmax,
+                           workers=1, progress=True, ids=[f"{raw[i].info['ref_id']}#{i}" for i in todo])
+    relaxed = dict(zip(todo, res))
     mlp = []
-    for a, r in zip(raw, res):
-        b = r.atoms.copy()
-        b.info = {"ref_id": a.info["ref_id"]}
+    for i, a in enumerate(raw):
+        b = relaxed[i].atoms.copy() if i in relaxed else a.copy()
+        b.info = {"ref_id": a.info["ref_id"], "flagged": bool(a.info.get("flagged"))}
         mlp.append(b)
     write_extxyz(mlp, run_root / "samples_mlp_relaxed.extxyz")
     level = res[0].level_of_theory if res else args.potential
     out["mlp"] = {
         "potential": level, "n_ref": len(mlp_refs), "steps": args.relax_steps, "fmax_eV_per_A": args.fmax,
+        "n_relaxed": len(todo), "n_flagged_not_relaxed": len(raw) - len(todo),
         "converged": sum(bool(r.converged) for r in res), "failed": sum(bool(r.error) and not r.converged for r in res),
         "wall_s": round(time.time() - t0, 1),
         "rows": [score(mlp_refs, raw, args, "raw samples"), score(mlp_refs, mlp, args, f"after MLP pre-relax ({level})")],
@@ -264,7 +296,8 @@ def stagewise(refs, frames, args, run_root: Path) -> dict:
         dft_refs = order[: args.dft_n]
         ids = {r.id for r in dft_refs}
         raw_d = [a for a in raw if a.info["ref_id"] in ids]
-        mlp_d = [a for a in mlp if a.info["ref_id"] in ids]
+        mlp_d = [a for a in mlp if a.info["ref_id"] in ids and not a.info.get("flagged")]
+        flagged_d = [a for a in mlp if a.info["ref_id"] in ids and a.info.get("flagged")]
         t0 = time.time()
         dft = []
         dres = []
@@ -274,12 +307,14 @@ def stagewise(refs, frames, args, run_root: Path) -> dict:
             b = r.atoms.copy()
             b.info = {"ref_id": a.info["ref_id"]}
             dft.append(b)
+        dft += [a.copy() for a in flagged_d]  # not computed: kept as sampled
         write_extxyz(dft, run_root / "samples_dft_relaxed.extxyz")
         out["dft"] = {
             "level_of_theory": backend.level_of_theory, "settings": OmegaConf.to_container(dft_cfg), "n_ref": len(dft_refs),
             "ref_ids": [r.id for r in dft_refs], "converged": sum(bool(r.converged) for r in dres),
             "errors": [r.error for r in dres if r.error], "wall_s": round(time.time() - t0, 1),
-            "rows": [score(dft_refs, raw_d, args, "raw samples"), score(dft_refs, mlp_d, args, "after MLP pre-relax"),
+            "n_flagged_not_computed": len(flagged_d),
+            "rows": [score(dft_refs, raw_d, args, "raw samples"), score(dft_refs, mlp_d + flagged_d, args, "after MLP pre-relax"),
                      score(dft_refs, dft, args, f"after DFT relax ({backend.level_of_theory})")],
         }
     return out
@@ -377,6 +412,9 @@ def markdown(res: dict) -> str:
         for v in res["variants"]:
             L.append(f"| {v['variant']} | `{json.dumps(v.get('prior', {}))[:120]}` | {_pct(v['match_rate'])} | "
                      f"{_num(v['rmse'])} | {_pct(v['match_rate_unfiltered'])} |")
+        if any(v.get("weights_identical_to_main") for v in res["variants"]):
+            L += ["", "The constant-c run produced **bit-identical weights** to the c(P) run (same seed, same fitted "
+                  "prior), so its samples are the same and were not drawn twice."]
         L.append("")
     st = res.get("stages") or {}
     if st:
@@ -384,8 +422,9 @@ def markdown(res: dict) -> str:
         if "mlp" in st:
             m = st["mlp"]
             L += [f"MLP pre-relaxation with {m['potential']} at 0 GPa (FIRE, FrechetCellFilter, fmax {m['fmax_eV_per_A']} eV/Å, "
-                  f"≤ {m['steps']} steps; {m['converged']} converged) of the samples of the {m['n_ref']} smallest scored "
-                  f"test crystals ({m['wall_s']} s):", "",
+                  f"≤ {m['steps']} steps) of the samples of the {m['n_ref']} smallest scored test crystals: "
+                  f"{m.get('n_relaxed')} relaxed ({m['converged']} converged), {m.get('n_flagged_not_relaxed', 0)} flagged by "
+                  f"the sampler's checks (distance < 0.5 Å or volume/atom outside 1–200 Å³) kept as sampled; {m['wall_s']} s:", "",
                   "| stage | n | match rate % | RMSE | match rate % (no filter) | RMSE (no filter) |", "|---|---|---|---|---|---|"]
             for r in m["rows"]:
                 L.append(f"| {r['label']} | {r['n_ref']} | {_pct(r['match_rate'])} | {_num(r['rmse'])} | "
@@ -514,8 +553,7 @@ def main(argv=None) -> int:
         main_ckpt = ckpts[main_variant]
         main_frames = None
         for s in args.samplers:
-            frames, info = sample_references(main_ckpt, refs, s, args.k, args)
-            write_extxyz(frames, run_root / f"samples_{s}.extxyz")
+            frames, info = sample_references(main_ckpt, refs, s, args.k, args, cache=run_root / f"samples_{s}.extxyz")
             r = score(refs, frames, args, f"gencrystal ({s} sampler)")
             r.update(nfe=info["nfe"], wall_s=info["wall_s"], flagged=info["flagged"])
             res["main"].append(r)
@@ -523,15 +561,21 @@ def main(argv=None) -> int:
             if main_frames is None:
                 main_frames = frames
         for steps in args.nfe_sweep:
-            frames, info = sample_references(main_ckpt, refs, sampler_config("fast", steps), args.k, args)
+            frames, info = sample_references(main_ckpt, refs, sampler_config("fast", steps), args.k, args,
+                                             cache=run_root / f"samples_fast_{steps}steps.extxyz")
             r = score(refs, frames, args, f"fast, {steps} steps")
             r.update(nfe=info["nfe"], wall_s=info["wall_s"])
             res["nfe_sweep"].append(r)
         if len(ckpts) > 1 or args.lattice_variants:
             for variant, ck in ckpts.items():
-                frames, info = (main_frames, None) if variant == main_variant else sample_references(
-                    ck, refs, args.samplers[0], args.k, args)
+                identical = variant != main_variant and same_weights(ck, main_ckpt)
+                if variant == main_variant or identical:
+                    frames = main_frames
+                else:
+                    frames, _ = sample_references(ck, refs, args.samplers[0], args.k, args,
+                                                  cache=run_root / f"samples_{args.samplers[0]}_{variant}.extxyz")
                 r = score(refs, frames, args, variant)
+                r["weights_identical_to_main"] = bool(identical)
                 facts = next((t for t in res["training"] if t["variant"] == variant), {})
                 r.update(variant=variant, prior=facts.get("fitted_lattice_prior", {}))
                 res["variants"].append(r)

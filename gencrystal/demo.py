@@ -225,14 +225,15 @@ def rank_relaxed(frames: Sequence[Atoms]) -> dict[str, list[RankedStructure]]:
 
 
 def space_group(atoms: Atoms, symprec: float = 0.1) -> str:
-    """International symbol of ``atoms`` (spglib, ``symprec`` in Å), ``?`` when spglib fails."""
+    """International symbol and number of ``atoms``, e.g. ``Fm-3m (225)`` (spglib, ``symprec``
+    in Å; the format of ``gencrystal relax``), ``?`` when spglib fails."""
     import spglib
 
     try:
         sg = spglib.get_spacegroup((atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers), symprec=symprec)
     except Exception:
         sg = None
-    return sg.split(" ")[0] if sg else "?"
+    return sg if sg else "?"
 
 
 def plot_structure(atoms: Atoms, path: str | Path, title: str) -> None:
@@ -269,6 +270,7 @@ def summarize(relaxed: str | Path, out: str | Path, pressure_gpa: float, top: in
         top: rows printed per chemical system.
     """
     from ase.io import read
+    from pymatgen.core import Composition
 
     from gencrystal.io import write_cifs, write_json
 
@@ -281,13 +283,14 @@ def summarize(relaxed: str | Path, out: str | Path, pressure_gpa: float, top: in
     table = {}
     for red, items in ranking.items():
         lines.append("")
-        lines.append(f"  {red}: {len(items)} relaxed structures")
+        n_all = sum(1 for a in frames if Composition(a.get_chemical_formula(mode="metal")).reduced_formula == red)
+        lines.append(f"  {red}: {len(items)} ranked of {n_all} relaxed (duplicates and failed relaxations left out)")
         lines.append(f"  {'rank':>4}  {'id':<22} {'formula':<8} {'space group':<12} {'H (eV/atom)':>12} "
                      f"{'dH (meV/at)':>11} {'V (A^3/at)':>10}")
         for k, r in enumerate(items[:top]):
             lines.append(f"  {k + 1:>4}  {r.id:<22} {r.formula:<8} {r.space_group:<12} {r.enthalpy_per_atom:>12.4f} "
                          f"{r.delta_h_mev:>11.1f} {r.volume_per_atom:>10.3f}" + ("" if r.converged else "  (not converged)"))
-        safe = [f"{red}_{k + 1:02d}_{r.formula}_{r.space_group.replace('/', '-').replace('?', 'unknown')}" for k, r in enumerate(items)]
+        safe = [f"{red}_{k + 1:02d}_{r.formula}_{r.space_group.split(' ')[0].replace('/', '-').replace('?', 'unknown')}" for k, r in enumerate(items)]
         write_cifs([r.atoms for r in items], out / "cif", safe)
         best = items[0]
         write_cifs([best.atoms], out, [f"best_{red}"])

@@ -207,6 +207,8 @@ def _markdown(res, hist, plot_name) -> str:
         f"{rel['frame_every']}th frame, {res['config']['select']['n_per_iteration']} labels; uncertain = force spread > "
         f"{unc['force_threshold']} eV/Å or stress spread > {unc['stress_threshold']} GPa (stop_fraction "
         f"{unc['stop_fraction']}).",
+        "Caveat: the EOS structure is the seed the candidates were perturbed from, so this measures how well the "
+        "loop fixes the potential where it sampled, not transfer to phases it never saw.",
         *([f"Note: {res['note']}"] if res.get("note") else []),
         "",
         "## Equilibrium volume (Å³/atom) and error against DFT",

@@ -211,3 +211,12 @@ def test_energy_shift_is_fitted_on_low_pressure_labels_only(monkeypatch):
     assert finetune.fit_energy_offsets(subset, ref) == {"Li": pytest.approx(0.2)}
     subset, _ = finetune.offset_fit_labels(labels[1:], 10.0, finetune.FinetuneSettings())
     assert subset == [labels[1]]  # none under 10 GPa: the lowest-pressure label
+
+
+def test_learn_command_is_registered_and_reports_bad_input(tmp_path, capsys):
+    from gencrystal.cli import main
+
+    assert main(["learn", "--cfg", f"out={tmp_path}"]) == 0
+    assert "n_per_iteration" in capsys.readouterr().out
+    assert main(["learn", "pressures=[0,nan]", f"out={tmp_path}"]) == 2
+    assert "error:" in capsys.readouterr().err

@@ -141,7 +141,8 @@ def load_potential(name: str | os.PathLike = "chgnet", path: str | os.PathLike |
 
     Args:
         name: ``chgnet`` (CHGNet 0.3.0, default), ``chgnet-r2scan``, ``sevenn``
-            (SevenNet-0), ``sevenn-l3i5``, or the path of a CHGNet / SevenNet checkpoint.
+            (SevenNet-0), ``sevenn-l3i5``, the path of a CHGNet / SevenNet checkpoint,
+            or a committee directory written by ``gencrystal learn`` (committee mean).
         path: checkpoint of a fine-tuned model of the family ``name`` names
             (``name="chgnet", path="ft.pth.tar"``).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:i]``.
@@ -151,6 +152,11 @@ def load_potential(name: str | os.PathLike = "chgnet", path: str | os.PathLike |
         GencrystalError: unknown name, missing or unreadable checkpoint.
     """
     name = str(name)
+    committee_dir = Path(str(path if path is not None else name)).expanduser()
+    if committee_dir.is_dir():  # a committee of fine-tuned members written by `gencrystal learn`
+        from gencrystal.learn.committee import load_committee_potential
+
+        return load_committee_potential(committee_dir, device=device)
     if path is None and (os.sep in name or Path(name).suffix in (".pth", ".tar", ".pt", ".ckpt")):
         path, name = name, "auto"
     key_name = name.lower()

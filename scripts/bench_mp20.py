@@ -570,11 +570,12 @@ def main(argv=None) -> int:
             for variant, ck in ckpts.items():
                 identical = variant != main_variant and same_weights(ck, main_ckpt)
                 if variant == main_variant or identical:
-                    frames = main_frames
+                    r = dict(res["main"][0])  # same weights -> same samples -> same scores
+                    r["label"] = variant
                 else:
                     frames, _ = sample_references(ck, refs, args.samplers[0], args.k, args,
                                                   cache=run_root / f"samples_{args.samplers[0]}_{variant}.extxyz")
-                r = score(refs, frames, args, variant)
+                    r = score(refs, frames, args, variant)
                 r["weights_identical_to_main"] = bool(identical)
                 facts = next((t for t in res["training"] if t["variant"] == variant), {})
                 r.update(variant=variant, prior=facts.get("fitted_lattice_prior", {}))

@@ -12,7 +12,7 @@ export WANDB_MODE ?= offline
 export GENCRYSTAL_DATA ?= $(abspath ../shared/data)
 export TORCH_INDEX
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-slow test-all clean
 
 install:
 	@bash scripts/install.sh
@@ -20,11 +20,16 @@ install:
 demo: install
 	@bash scripts/demo.sh
 
+# The test suite without the tests marked slow (< 15 min on 2 cores).
 test: install
-	$(PY) -m pytest -q tests
-
-test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
+
+# The slow tests (DFT relaxations, CHGNet searches, database builds, full MP-20 scoring); CI runs both.
+test-slow: install
+	$(PY) -m pytest -q -m slow tests
+
+test-all: install
+	$(PY) -m pytest -q tests
 
 clean:
 	rm -rf $(VENV) data/cache .pytest_cache

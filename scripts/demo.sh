@@ -22,7 +22,7 @@ N=${DEMO_SAMPLES:-6}
 STEPS=${DEMO_STEPS:-200}
 FMAX=${DEMO_FMAX:-0.05}
 SEED=${DEMO_SEED:-0}
-NCPU=$(nproc 2>/dev/null || echo 1)
+NCPU=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc --all 2>/dev/null || echo 1)  # (plain nproc obeys OMP_NUM_THREADS)
 WORKERS=${DEMO_WORKERS:-$(( NCPU < 2 ? 1 : 2 ))}
 
 start=$(date +%s)

@@ -282,7 +282,8 @@ def stage_evaluate(args) -> None:
     refs = []
     for r in db.select("split=test"):
         a = r.toatoms()
-        a.info = {"id": str(r.get("source")), "material_id": str(r.get("source")), "pressure_gpa": float(r.pressure_gpa),
+        rid = f"{r.get('source')}@{float(r.pressure_gpa):g}GPa"  # one seed appears at several pressures
+        a.info = {"id": rid, "material_id": rid, "pressure_gpa": float(r.pressure_gpa),
                   "level_of_theory": str(r.level_of_theory)}
         refs.append(a)
     refs.sort(key=lambda a: a.info["material_id"])

@@ -3,8 +3,8 @@
 # with known phases using CHGNet at 50 GPa, print the enthalpy ranking (space groups, H, V),
 # write CIFs and a picture of the best structure, and print the DFT validation command.
 # Output: outputs/demo/ (git-ignored). Without the checkpoint it relaxes and ranks the known
-# Li and SiO2 phases only. Knobs (environment): DEMO_SAMPLES (per system, default 6),
-# DEMO_STEPS (FIRE steps, 200), DEMO_FMAX (eV/A, 0.05), DEMO_WORKERS (relaxation processes,
+# Li and SiO2 phases only. Knobs (environment): DEMO_SAMPLES (per system, default 3),
+# DEMO_STEPS (FIRE steps, 60), DEMO_FMAX (eV/A, 0.1), DEMO_WORKERS (relaxation processes,
 # default: number of CPUs, at most 2), DEMO_OUT, DEMO_CKPT, DEMO_SEED. See docs/demo.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,9 +18,9 @@ export PYTHONWARNINGS=${PYTHONWARNINGS:-ignore}
 OUT=${DEMO_OUT:-outputs/demo}
 CKPT=${DEMO_CKPT:-checkpoints/gencrystal-hp-csp-small.ckpt}
 P=50                                   # GPa
-N=${DEMO_SAMPLES:-6}
-STEPS=${DEMO_STEPS:-200}
-FMAX=${DEMO_FMAX:-0.05}
+N=${DEMO_SAMPLES:-3}
+STEPS=${DEMO_STEPS:-60}
+FMAX=${DEMO_FMAX:-0.1}
 SEED=${DEMO_SEED:-0}
 NCPU=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc --all 2>/dev/null || echo 1)  # (plain nproc obeys OMP_NUM_THREADS)
 WORKERS=${DEMO_WORKERS:-$(( NCPU < 2 ? 1 : 2 ))}

@@ -27,6 +27,13 @@ SHIPPED = REPO / "checkpoints" / "gencrystal-hp-csp-small.ckpt"
 SEEDS = REPO / "data" / "fixtures" / "hp_seeds.extxyz"
 
 
+def _few_steps():
+    """The demo's `fast` sampler with 20 steps (keeps these tests quick; same code path)."""
+    from gencrystal.cli import compose
+
+    return compose("sample", ["ckpt=x", "sampler.num_steps=20"]).sampler
+
+
 def _shipped() -> Path:
     if not SHIPPED.is_file():
         pytest.skip(f"shipped checkpoint {SHIPPED.relative_to(REPO)} is missing (build it: python scripts/train_default.py)")
@@ -49,7 +56,7 @@ def test_shipped_checkpoint_is_small_and_self_contained():
 def test_shipped_checkpoint_samples_the_requested_composition_at_pressure():
     from gencrystal.sampling import Generator
 
-    gen = Generator(str(_shipped()), device="cpu", sampler="fast")
+    gen = Generator(str(_shipped()), device="cpu", sampler=_few_steps())
     assert gen.csp
     lo, hi = gen.pressure_range
     assert lo <= 50.0 <= hi, "the demo pressure lies inside the trained pressure range"
@@ -68,7 +75,7 @@ def test_shipped_checkpoint_samples_the_requested_composition_at_pressure():
 def test_shipped_checkpoint_is_deterministic_for_a_seed():
     from gencrystal.sampling import Generator
 
-    gen = Generator(str(_shipped()), device="cpu", sampler="fast")
+    gen = Generator(str(_shipped()), device="cpu", sampler=_few_steps())
     a = gen.sample("Li16", pressure=50, n=1, seed=7)[0]
     b = gen.sample("Li16", pressure=50, n=1, seed=7)[0]
     np.testing.assert_allclose(a.cell.array, b.cell.array)

@@ -97,8 +97,25 @@ def fit_priors(train_ds, cfg: DictConfig) -> tuple[dict, dict]:
             values = torch.as_tensor(train_ds.table[column].to_numpy(dtype=float))
         else:
             raise GencrystalError(f"condition {name!r}: the training data has no column {column!r}")
-        scalers[name] = [float(values.mean()), float(values.std(unbiased=False))]
+        scalers[name] = list(basis_covering_scaler(values, float(node.get("start", -2.0)), float(node.get("stop", 5.0))))
     return params.to_dict(), scalers
+
+
+def basis_covering_scaler(values: torch.Tensor, start: float, stop: float) -> tuple[float, float]:
+    """Z-scoring ``(mean, std)`` of a scalar condition whose training range lies inside the
+    Gaussian basis ``[start, stop]`` (z units).
+
+    The plain data std is widened when needed: a pressure set dominated by 0 GPa with a few
+    rows at 50–100 GPa would otherwise put those rows (and every sampling request there)
+    outside the basis, where the embedding fades to zero and pressure is not conditioned."""
+    values = values.double()
+    mean, std = float(values.mean()), float(values.std(unbiased=False))
+    lo, hi = float(values.min()), float(values.max())
+    if stop > 0 and hi > mean:
+        std = max(std, (hi - mean) / stop)
+    if start < 0 and lo < mean:
+        std = max(std, (mean - lo) / -start)
+    return mean, std
 
 
 class _AtomicCheckpointIO:

@@ -116,3 +116,19 @@ def test_polar_round_trip():
     r, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
     s3, _ = polar_decomposition(lat @ r.T)  # rotating the frame leaves S unchanged
     assert torch.allclose(s3, s, atol=1e-10)
+
+
+def test_scalar_condition_scaler_covers_the_training_range():
+    """Mostly-0-GPa data with a few high-pressure rows: every training pressure lies in the basis."""
+    import torch
+
+    from gencrystal.model.train import basis_covering_scaler
+
+    pressures = torch.cat([torch.zeros(1000), torch.tensor([25.0, 50.0, 100.0])])
+    mean, std = basis_covering_scaler(pressures, -2.0, 5.0)
+    z = (pressures - mean) / std
+    assert float(z.max()) <= 5.0 + 1e-9 and float(z.min()) >= -2.0 - 1e-9
+    assert float(z.max()) == pytest.approx(5.0)
+    # well-spread data keeps its plain z-score
+    spread = torch.linspace(0.0, 100.0, 101)
+    assert basis_covering_scaler(spread, -2.0, 5.0) == pytest.approx((50.0, float(spread.std(unbiased=False))))

@@ -156,14 +156,18 @@ CAUTION = ("CAUTION: CHGNet (like SevenNet) is badly wrong under strong compress
 
 
 def demo_candidates(sample_files: Sequence[str | Path] = (), known: bool = True) -> list[Atoms]:
-    """The structures the demo relaxes: every frame of ``sample_files`` (``gencrystal sample``
-    extxyz outputs; ids ``sample:<formula>:<index>``) plus, with ``known``, the known phases
-    of :data:`DEMO_KNOWN` (ids ``known:<name>``), whose cells are ambient-like starting points."""
+    """The structures the demo relaxes: every unflagged frame of ``sample_files``
+    (``gencrystal sample`` extxyz outputs; ids ``sample:<formula>:<index>``) plus, with
+    ``known``, the known phases of :data:`DEMO_KNOWN` (ids ``known:<name>``), whose cells are
+    ambient-like starting points. Samples the sampler flagged (atoms closer than 0.5 Å,
+    absurd volume) are left out: relaxing such cells is slow and they rank nothing."""
     from ase.io import read
 
     out: list[Atoms] = []
     for path in sample_files:
         for i, atoms in enumerate(read(str(path), index=":", format="extxyz")):
+            if atoms.info.get("flagged"):
+                continue
             formula = atoms.get_chemical_formula(mode="metal")
             a = Atoms(atoms.numbers, cell=atoms.cell, scaled_positions=atoms.get_scaled_positions(), pbc=True)
             a.info = {"id": f"sample:{formula}:{int(atoms.info.get('sample_index', i))}", "origin": "sampled"}

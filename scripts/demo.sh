@@ -5,7 +5,8 @@
 # Output: outputs/demo/ (git-ignored). Without the checkpoint it relaxes and ranks the known
 # Li and SiO2 phases only. Knobs (environment): DEMO_SAMPLES (per system, default 3),
 # DEMO_STEPS (FIRE steps, 60), DEMO_FMAX (eV/A, 0.1), DEMO_WORKERS (relaxation processes,
-# default: number of CPUs, at most 2), DEMO_OUT, DEMO_CKPT, DEMO_SEED. See docs/demo.md.
+# default: number of CPUs, at most 2), DEMO_OUT, DEMO_CKPT, DEMO_SEED, DEMO_MIN_VOLUME_PER_ATOM
+# (samples denser than this, Å^3/atom, are flagged and not relaxed; default 4). See docs/demo.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,9 @@ N=${DEMO_SAMPLES:-3}
 STEPS=${DEMO_STEPS:-60}
 FMAX=${DEMO_FMAX:-0.1}
 SEED=${DEMO_SEED:-0}
+# Samples denser than this are flagged by the sampler and not relaxed (no Li or SiO2 phase is
+# near it at 50 GPa; such cells make CHGNet's neighbour lists explode). Å^3/atom.
+MIN_VPA=${DEMO_MIN_VOLUME_PER_ATOM:-4.0}
 NCPU=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc --all 2>/dev/null || echo 1)  # (plain nproc obeys OMP_NUM_THREADS)
 WORKERS=${DEMO_WORKERS:-$(( NCPU < 2 ? 1 : 2 ))}
 
@@ -43,10 +47,18 @@ samples=()
 if [ -f "$CKPT" ]; then
   log "sampling Li16 and SiO2 (Z = 2-4 formula units) at $P GPa with $CKPT, $N each"
   step sample_Li16 "${GC[@]}" sample ckpt="$CKPT" composition=Li16 pressure=$P num_samples="$N" seed="$SEED" \
-      out="$OUT/samples_Li16" progress=false
+      out="$OUT/samples_Li16" progress=false checks.min_volume_per_atom="$MIN_VPA"
   step sample_SiO2 "${GC[@]}" sample ckpt="$CKPT" composition=SiO2 formula_units=2-4 pressure=$P num_samples="$N" \
-      seed="$SEED" out="$OUT/samples_SiO2" progress=false
+      seed="$SEED" out="$OUT/samples_SiO2" progress=false checks.min_volume_per_atom="$MIN_VPA"
   samples=("$OUT/samples_Li16/samples.extxyz" "$OUT/samples_SiO2/samples.extxyz")
+  for sys in Li16 SiO2; do
+    log "$("$PY" - "$OUT/samples_$sys/summary.json" "$sys" <<'PYEOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print("%s: %d sampled, %d flagged and not relaxed %s" % (sys.argv[2], s["written"], s["flagged"], s["flag_counts"]))
+PYEOF
+)"
+  done
 else
   log "no checkpoint at $CKPT: relaxing the known Li and SiO2 phases only (train one: python scripts/train_default.py)"
 fi

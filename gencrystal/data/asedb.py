@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from gencrystal.data.readers import ParsedSource, cached_parse, config_hash, file_sha256, CACHE_VERSION
+from gencrystal.data.readers import ParsedSource, assemble_parsed, cached_parse, config_hash, file_sha256, CACHE_VERSION
 from gencrystal.data.stats import DEFAULT_PRESSURE_BINS
 from gencrystal.data.transforms import CrystalTransform
 from gencrystal.errors import GencrystalError
@@ -81,20 +81,7 @@ def read_db(url: str, selection: str | None, transform: CrystalTransform, *, pro
 
         table["composition"] = [Composition(f).formula for f in formulas]
         table["formula"] = [Composition(f).reduced_formula for f in formulas]
-    table["pressure"] = np.asarray(pressures, dtype=np.float64)
-    num_atoms = np.array([len(t) for t in types], dtype=np.int64)
-    table["num_atoms"] = num_atoms
-    return ParsedSource(
-        lattices=np.stack(lattices) if lattices else np.zeros((0, 3, 3)),
-        frac=np.concatenate(fracs) if fracs else np.zeros((0, 3)),
-        atom_types=np.concatenate(types) if types else np.zeros(0, dtype=np.int64),
-        num_atoms=num_atoms,
-        pressure=np.asarray(pressures, dtype=np.float64),
-        table=table,
-        skipped=skipped,
-        n_rows=len(rows),
-        source=url,
-    )
+    return assemble_parsed(table, lattices, fracs, types, pressures, skipped, n_rows=len(rows), source=url)
 
 
 def load_db_split(cfg: Mapping, split: str, transform: CrystalTransform, pressure_bins: Sequence[float] = DEFAULT_PRESSURE_BINS):

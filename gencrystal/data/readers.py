@@ -188,6 +188,13 @@ def parse_table(
         from pymatgen.core import Composition
 
         table["formula"] = [Composition(f).reduced_formula for f in formulas]
+    return assemble_parsed(table, lattices, fracs, types, pressures, skipped, n_rows=len(df), source=str(source))
+
+
+def assemble_parsed(table, lattices: list, fracs: list, types: list, pressures: list, skipped: list,
+                    n_rows: int, source: str) -> "ParsedSource":
+    """Stack per-structure arrays into a :class:`ParsedSource` and add the ``pressure`` (GPa)
+    and ``num_atoms`` columns to its row-aligned ``table`` (shared by every reader)."""
     table["pressure"] = np.asarray(pressures, dtype=np.float64)
     num_atoms = np.array([len(t) for t in types], dtype=np.int64)
     table["num_atoms"] = num_atoms
@@ -199,8 +206,8 @@ def parse_table(
         pressure=np.asarray(pressures, dtype=np.float64),
         table=table,
         skipped=skipped,
-        n_rows=len(df),
-        source=str(source),
+        n_rows=n_rows,
+        source=source,
     )
 
 

@@ -2,8 +2,10 @@
 
 Minimises the enthalpy H = E + P·V with ``FrechetCellFilter(atoms,
 scalar_pressure=P·GPa)`` and ASE's FIRE or BFGS. A :class:`RelaxGuard` aborts a
-structure whose volume per atom leaves a sane range or jumps in one step; non-finite
-energies, forces or stresses abort it too. Every failure is recorded on the returned
+structure whose volume per atom leaves a sane range or jumps in one step, or that runs
+past its wall-clock limit; an input with atoms closer than ``min_distance`` is rejected
+before the potential sees it (degenerate generated cells can make a graph potential
+build enormous neighbour lists); non-finite energies, forces or stresses abort it too. Every failure is recorded on the returned
 :class:`~gencrystal.relax.result.RelaxResult`, never raised.
 """
 
@@ -36,12 +38,48 @@ class RelaxGuard:
         max_volume_per_atom: Å³/atom above which the cell is considered exploded.
         max_volume_ratio: largest allowed V/V₀ (and V₀/V) relative to the input.
         max_step_volume_change: largest relative volume change in one optimiser step.
+        min_distance: Å; an input with two atoms (or an atom and a periodic image of itself)
+            closer than this is rejected before any potential call.
+        max_seconds: wall-clock seconds one structure may take (None: no limit; with
+            batched FIRE the clock starts with the batch).
     """
 
     min_volume_per_atom: float = 0.5
     max_volume_per_atom: float = 200.0
     max_volume_ratio: float = 8.0
     max_step_volume_change: float = 0.5
+    min_distance: float = 0.5
+    max_seconds: float | None = None
+
+    def check_input(self, atoms: Atoms) -> str | None:
+        """A one-line reason when the input structure is unusable before relaxing, else None."""
+        n = len(atoms)
+        if n == 0:
+            return "empty structure"
+        cell_ok = np.all(np.isfinite(atoms.cell.array)) and np.all(np.isfinite(atoms.positions))
+        if not cell_ok:
+            return "input has non-finite cell or positions"
+        vol = abs(float(atoms.cell.volume))
+        if not vol > 0:
+            return "input cell has zero volume"
+        v = vol / n
+        if v < self.min_volume_per_atom or v > self.max_volume_per_atom:
+            return (f"input guard: {v:.3g} Å³/atom outside [{self.min_volume_per_atom:g}, "
+                    f"{self.max_volume_per_atom:g}]")
+        if self.min_distance > 0:
+            from ase.neighborlist import neighbor_list
+
+            d = neighbor_list("d", atoms, self.min_distance, self_interaction=False)
+            if len(d):
+                return (f"input guard: atoms {float(d.min()):.3g} Å apart (min_distance "
+                        f"{self.min_distance:g} Å)")
+        return None
+
+    def out_of_time(self, t0: float) -> str | None:
+        """A one-line reason when a structure started at ``t0`` (perf_counter) ran too long."""
+        if self.max_seconds is not None and time.perf_counter() - t0 > self.max_seconds:
+            return f"time guard: over {self.max_seconds:g} s for this structure"
+        return None
 
     def check(self, v0: float, v_prev: float, v: float) -> str | None:
         """A one-line reason when the volume per atom ``v`` (Å³) breaks a limit, else None."""
@@ -137,6 +175,9 @@ def relax_one(atoms: Atoms, calc, pressure_gpa: float, level_of_theory: str, *, 
     energy, stress, error, converged, nsteps = math.nan, None, None, False, 0
     opt_cls = {"FIRE": FIRE, "BFGS": BFGS}[optimizer.upper()]
     try:
+        bad = guard.check_input(work)
+        if bad:
+            raise RelaxAbort(bad)
         work.calc = calc  # some calculators validate the atoms here (e.g. SevenNet: unknown element)
         filt = FrechetCellFilter(work, scalar_pressure=gpa_to_ev_per_a3(pressure_gpa), exp_cell_factor=exp_cell_factor)
         opt = opt_cls(filt, logfile=None)
@@ -148,7 +189,7 @@ def relax_one(atoms: Atoms, calc, pressure_gpa: float, level_of_theory: str, *, 
             if bad:
                 raise RelaxAbort(bad)
             v = work.get_volume() / n
-            bad = guard.check(v0, v_prev, v)
+            bad = guard.check(v0, v_prev, v) or guard.out_of_time(t0)
             if bad:
                 raise RelaxAbort(bad)
             v_prev = v

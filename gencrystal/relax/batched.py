@@ -139,6 +139,11 @@ def relax_batched(atoms_list: Sequence[Atoms], potential: Potential, pressure_gp
         work = Atoms(a.numbers, positions=a.positions, cell=a.cell, pbc=True)
         st = _State(atoms=work, filt=None, dt=fire.dt, a=fire.astart)
         st.v0 = st.v_prev = work.get_volume() / len(work)
+        bad = guard.check_input(work)
+        if bad:
+            st.error, st.done = bad, True
+            states.append(st)
+            continue
         try:
             st.filt = FrechetCellFilter(work, scalar_pressure=p_ev, exp_cell_factor=exp_cell_factor)
         except Exception as exc:
@@ -196,7 +201,7 @@ def relax_batched(atoms_list: Sequence[Atoms], potential: Potential, pressure_gp
                 continue
             st.steps += 1
             v = st.atoms.get_volume() / len(st.atoms)
-            bad = guard.check(st.v0, st.v_prev, v)
+            bad = guard.check(st.v0, st.v_prev, v) or guard.out_of_time(st.t0)
             if bad:
                 st.error = bad
             st.v_prev = v

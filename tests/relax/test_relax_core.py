@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from ase import Atom
 from ase.build import bulk
 
 from gencrystal.errors import GencrystalError
@@ -151,3 +152,61 @@ def test_element_outside_the_potential_fails_alone(chgnet, batched):
     res = relax_structures([og, si], 0.0, chgnet, batched=batched, progress=False)
     assert res[0].error == "element Og (Z=118) not covered by chgnet-0.3.0" and not res[0].converged
     assert res[1].converged and res[1].error is None and res[1].id == "1"
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_input_guard_rejects_overlapping_atoms_before_the_potential(batched):
+    """Two atoms 0.2 Å apart are rejected without a single potential call; the good cell relaxes."""
+    from ase.calculators.emt import EMT
+
+    from gencrystal.relax import Prediction, calculator_potential
+
+    seen: list[int] = []
+
+    class Counting(EMT):
+        def calculate(self, atoms=None, properties=("energy",), system_changes=None):
+            seen.append(len(atoms))
+            super().calculate(atoms, properties, system_changes or ["positions", "numbers", "cell", "pbc"])
+
+    pot = calculator_potential(Counting, "emt-counting")
+
+    def predict_batch(atoms_list):
+        out = []
+        for a in atoms_list:
+            b = a.copy()
+            b.calc = Counting()
+            out.append(Prediction(b.get_potential_energy(), b.get_forces(), b.get_stress()))
+        return out
+
+    pot.predict_batch = predict_batch
+    good = fcc("Cu", 3.6, rattle=0.01, seed=8)
+    bad = fcc("Cu", 3.6)
+    bad.positions[1] = bad.positions[0] + [0.2, 0.0, 0.0]
+    bad.append(Atom("Cu", (0.9, 0.9, 0.9)))  # 5 atoms: tells its calls apart from the good 4-atom cell's
+    res = relax_structures([bad, good], 0.0, pot, batched=batched, fmax=0.05, steps=100, progress=False)
+    assert res[0].error is not None and "input guard" in res[0].error and "0.2 Å apart" in res[0].error
+    assert not res[0].converged and res[1].converged
+    assert 5 not in seen and 4 in seen
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_time_guard_stops_a_slow_structure(emt_potential, batched):
+    """max_seconds=0 stops the structure after its first step and says so."""
+    a = fcc("Cu", 3.4, rattle=0.05, seed=9)
+    guard = RelaxGuard(max_seconds=0.0)
+    res = relax_structures([a], 0.0, emt_potential, guard=guard, batched=batched, fmax=1e-4, steps=50,
+                           progress=False)[0]
+    assert res.error is not None and "time guard" in res.error and res.steps <= 1 and not res.converged
+
+
+def test_input_guard_closed_forms():
+    """check_input: volume per atom and nearest distance (periodic images included) against the limits."""
+    g = RelaxGuard(min_distance=1.0)
+    cu = fcc("Cu", 3.6)  # nearest neighbour 3.6/√2 = 2.55 Å, 11.66 Å³/atom
+    assert g.check_input(cu) is None
+    assert "outside" in RelaxGuard(min_volume_per_atom=12.0).check_input(cu)
+    tiny = cu.copy()
+    tiny.set_cell(cu.cell * 0.35, scale_atoms=True)  # nearest 0.35·2.55 = 0.891 Å, 0.50 Å³/atom
+    assert "0.891 Å apart" in RelaxGuard(min_volume_per_atom=0.1, min_distance=1.0).check_input(tiny)
+    one = bulk("Cu", "sc", a=0.8)  # one atom, its own image 0.8 Å away
+    assert "0.8 Å apart" in RelaxGuard(min_volume_per_atom=0.1, min_distance=1.0).check_input(one)

@@ -38,6 +38,25 @@ def _int_or_none(v, name: str) -> int | None:
     return n
 
 
+def _nonneg_int(v, name: str) -> int:
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise GencrystalError(f"{name} must be an integer, got {v!r}") from None
+    if n < 0:
+        raise GencrystalError(f"{name} must be >= 0, got {v!r}")
+    return n
+
+
+def _instantiate_potential(node):
+    """The configured potential (conf/potential/*.yaml, ``_target_`` load_potential), loaded once."""
+    if node is None:
+        raise GencrystalError("hull.relax_energies=true needs a potential (potential=chgnet|sevenn|committee)")
+    from gencrystal.relax.commands import instantiate
+
+    return instantiate(node, "potential")
+
+
 def _check_input(path: str, what: str) -> str:
     """Fail fast (before any expensive reading) on a missing input path."""
     from gencrystal.io import is_db_url
@@ -169,7 +188,7 @@ def evaluate_dng(cfg) -> int:
 
     from gencrystal.io import write_json
     from gencrystal.metrics import dng
-    from gencrystal.metrics.hull import DEFAULT_STABILITY_THRESHOLD_EV, EnergyEntry, ReferenceHull, check_single_theory
+    from gencrystal.metrics.hull import DEFAULT_STABILITY_THRESHOLD_EV
     from gencrystal.metrics.plots import distribution_comparison
     from gencrystal.metrics.validity import Validity, crystal_validity
 
@@ -193,8 +212,21 @@ def evaluate_dng(cfg) -> int:
     en = cfg.get("energies") or {}
     ekey = en.get("key")
     threshold = float(cfg.get("stability_threshold", DEFAULT_STABILITY_THRESHOLD_EV))
-    if ekey and train is None:
-        raise GencrystalError("energies.key needs train=... (the reference hull is built from the training set)")
+    hcfg = cfg.get("hull") or {}
+    relax_on = bool(hcfg.get("relax_energies", False))
+    hull_ref_name = str(hcfg.get("reference", "auto"))
+    if hull_ref_name not in ("auto", "train", "ref", "both"):
+        raise GencrystalError(f"unknown hull.reference={hull_ref_name!r}; choose from auto, train, ref, both")
+    if hull_ref_name == "auto":
+        hull_ref_name = "train" if train is not None else "ref"
+    if hull_ref_name in ("train", "both") and train is None:
+        raise GencrystalError(f"hull.reference={hull_ref_name} needs train=... (the reference hull is built from it)")
+    hull_sources = {"train": train, "ref": refs, "both": (train or []) + refs}.get(hull_ref_name) or []
+    from gencrystal.units import check_pressure
+
+    hull_pressure = check_pressure(hcfg.get("pressure", 0.0), "hull.pressure")
+    for key in ("steps", "element_steps"):
+        _nonneg_int(hcfg.get(key, 300), f"hull.{key}")
     workers = int(cfg.get("workers", 0))
     progress = bool(cfg.get("progress", True))
     v = cfg.get("validity") or {}
@@ -226,38 +258,28 @@ def evaluate_dng(cfg) -> int:
     labels = dng.duplicate_groups([e.structure for e in preds], matcher=nm)
     first = dng.first_of_group(labels)
     novel = dng.novelty_flags([e.structure for e in preds], [t.structure for t in train], matcher=nm) if train else None
-    e_hull = None
-    if ekey:
-        lot_key = str(en.get("level_of_theory_key", "level_of_theory"))
-        default_lot = en.get("level_of_theory")
+    e_hull, e_pred = None, None
+    if ekey or relax_on:
+        from gencrystal.metrics.stability import stability
 
-        def energy_entries(entries, what):
-            out = []
-            for e in entries:
-                if e.structure is None:
-                    out.append(None)
-                    continue
-                val_ = e.info.get(ekey)
-                lot = e.info.get(lot_key, default_lot)
-                if lot is None:
-                    raise GencrystalError(f"{what} {e.id!r} has no {lot_key!r} label; set energies.level_of_theory=... "
-                                          "when all energies come from one potential")
-                try:
-                    x = float(val_) if val_ is not None else float("nan")
-                except (TypeError, ValueError):
-                    raise GencrystalError(f"{what} {e.id!r}: {ekey}={val_!r} is not a number") from None
-                out.append(EnergyEntry(e.structure.composition, x, str(lot), e.id))
-            return out
-
-        tr = [x for x in energy_entries(train, "train structure") if x is not None]
-        extra = cfg.get("energies", {}).get("elements")
+        hull_refs = list(hull_sources)
+        extra = en.get("elements")
         if extra:
-            tr += [x for x in energy_entries(_read(str(extra), None, None, "energies.elements"), "elemental reference") if x is not None]
-        pe = energy_entries(preds, "sample")
-        check_single_theory(tr + [x for x in pe if x is not None], "reference hull and samples")
-        hull = ReferenceHull(tr)
-        e_hull = [hull.e_above_hull(x) if x is not None else float("nan") for x in pe]
-        metrics["hull"] = {"energy_key": ekey, "level_of_theory": hull.level_of_theory, "n_reference_entries": len(tr)}
+            hull_refs += _read(str(extra), None, None, "energies.elements")
+        pot_cfg = cfg.get("potential") if relax_on else None
+        pot_settings = ({k: (str(v) if v is not None else None) for k, v in pot_cfg.items() if k in ("name", "path", "modal")}
+                        if pot_cfg is not None else None)
+        potential = _instantiate_potential(pot_cfg) if relax_on else None
+        e_hull, e_pred, hull_summary = stability(
+            preds, hull_refs, energy_key=ekey, level_of_theory_key=str(en.get("level_of_theory_key", "level_of_theory")),
+            default_level=en.get("level_of_theory"), compute=relax_on, potential=potential, potential_settings=pot_settings,
+            pressure_gpa=hull_pressure, steps=int(hcfg.get("steps", 300)), fmax=float(hcfg.get("fmax", 0.05)),
+            optimizer=str(hcfg.get("optimizer", "FIRE")), require_converged=bool(hcfg.get("require_converged", False)),
+            element_prototypes=tuple(hcfg.get("element_prototypes") or ()), element_steps=int(hcfg.get("element_steps", 300)),
+            cache_path=(outp / "hull_energies.jsonl") if (relax_on and bool(hcfg.get("cache", True))) else None,
+            progress=progress)
+        hull_summary["reference_set"] = hull_ref_name
+        metrics["hull"] = hull_summary
     metrics.update(dng.sun_summary([x.valid for x in val], first, novel, e_hull, threshold))
     metrics["matcher_unique_novel"] = nm
     metrics["pred"], metrics["ref"], metrics["train"] = pred, ref, (str(train_path) if train_path else None)
@@ -273,6 +295,7 @@ def evaluate_dng(cfg) -> int:
             "n_elements": len(s.composition.elements) if s is not None else None,
             "duplicate_group": labels[i], "unique_first": first[i],
             "novel": (novel[i] if novel is not None else None),
+            "hull_enthalpy_eV_per_atom": (e_pred[i] if e_pred is not None and math.isfinite(e_pred[i]) else None),
             "e_above_hull_eV_per_atom": (e_hull[i] if e_hull is not None and math.isfinite(e_hull[i]) else None),
         })
     outp.mkdir(parents=True, exist_ok=True)

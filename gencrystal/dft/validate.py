@@ -228,9 +228,7 @@ def run(cfg) -> int:
     key = _settings_key({k: v for k, v in settings.items() if k not in ("out", "db", "resume", "cluster")},
                         [sid for sid, _ in picked])
     ckpt = Checkpoint(out, key)
-    done = ckpt.load() if cfg.get("resume", True) else {}
-    ckpt.start()
-    todo = [i for i in range(len(picked)) if i not in done]
+    done, todo = ckpt.resume(len(picked), cfg.get("resume", True))
     if done:
         print(f"[validate] resuming: {len(done)} of {len(picked)} DFT relaxations already done")
 
@@ -244,11 +242,7 @@ def run(cfg) -> int:
     new = run_tasks(_dft_task, [(backend, picked[i][1], pressure, picked[i][0]) for i in todo], fan,
                     label=f"DFT [{backend.level_of_theory}]", on_result=lambda j, r: ckpt.save(todo[j], r),
                     on_error=on_error)
-    dft: list[RelaxResult] = [None] * len(picked)  # type: ignore[list-item]
-    for i, r in done.items():
-        dft[i] = r
-    for i, r in zip(todo, new):
-        dft[i] = r
+    dft = ckpt.merge(len(picked), done, todo, new)
     rows = [compare(a, r, cfg.matcher) for (sid, a), r in zip(picked, dft)]
     agreement = ranking_agreement(rows)
     for r, row in zip(dft, rows):

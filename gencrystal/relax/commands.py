@@ -108,6 +108,23 @@ class Checkpoint:
         self.dir.mkdir(parents=True, exist_ok=True)
         stamp.write_text(self.key + "\n")
 
+    def resume(self, n: int, resume: bool = True) -> tuple[dict[int, RelaxResult], list[int]]:
+        """Start (or continue) a run of ``n`` structures: the results already saved under the
+        same settings key (none when ``resume`` is false) and the indices still to do."""
+        done = self.load() if resume else {}
+        self.start()
+        return done, [i for i in range(n) if i not in done]
+
+    @staticmethod
+    def merge(n: int, done: dict[int, RelaxResult], todo: Sequence[int], new: Sequence[RelaxResult]) -> list[RelaxResult]:
+        """The full, ordered result list from the resumed ``done`` and the ``new`` results of ``todo``."""
+        results: list[RelaxResult] = [None] * n  # type: ignore[list-item]
+        for i, r in done.items():
+            results[i] = r
+        for i, r in zip(todo, new):
+            results[i] = r
+        return results
+
     def save(self, index: int, result: RelaxResult) -> None:
         from gencrystal.io import write_extxyz
 
@@ -194,9 +211,7 @@ def run(cfg) -> int:
     settings.pop("cluster", None)
     key = _settings_key({k: v for k, v in settings.items() if k not in ("out", "db", "resume")}, ids)
     ckpt = Checkpoint(out, key)
-    done = ckpt.load() if cfg.get("resume", True) else {}
-    ckpt.start()
-    todo = [i for i in range(len(structures)) if i not in done]
+    done, todo = ckpt.resume(len(structures), cfg.get("resume", True))
     if done:
         print(f"[relax] resuming: {len(done)} of {len(structures)} structures already relaxed")
     new = relax_structures([structures[i][1] for i in todo], pressure, potential, optimizer=cfg.optimizer,
@@ -205,11 +220,7 @@ def run(cfg) -> int:
                            chunk_size=fan.chunk_size, ids=[ids[i] for i in todo], torch_threads=fan.torch_threads,
                            symprec=cfg.symprec, progress=True,
                            on_result=lambda j, r: ckpt.save(todo[j], r))
-    results: list[RelaxResult] = [None] * len(structures)  # type: ignore[list-item]
-    for i, r in done.items():
-        results[i] = r
-    for i, r in zip(todo, new):
-        results[i] = r
+    results = ckpt.merge(len(structures), done, todo, new)
     order = rank_and_group(results, cfg.matcher)
     ranked = [results[i] for i in order]
     write_extxyz([r.atoms for r in ranked], out / "relaxed.extxyz")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""MP-20 CSP benchmark: train (or load) a model, sample the test set, score it, write
-``reports/mp20_csp.{md,json}`` (+ ``reports/mp20_csp_nfe.png``).
+"""CSP benchmark on MP-20, Perov-5 or Carbon-24 (``--dataset``): train (or load) a model,
+sample the test set, score it, write ``reports/<dataset>_csp.{md,json}`` (+ ``_nfe.png``).
 
 What it measures (docs/metrics.md for the definitions):
 
@@ -14,13 +14,17 @@ What it measures (docs/metrics.md for the definitions):
    smallest test crystals) -> DFT-relaxed (``--dft-n`` smallest), scored on the same
    references at each stage.
 
-Protocol: MP-20's train split is not on these machines, so the model trains on MP-20
-**val** (minus a seeded hold-out used for validation; ``data.protocol=auto`` ->
-``offline``) and is scored on MP-20 **test**. The report states it, and states when the
-run is reduced (a subset of the test set, few epochs, a tiny model — the CPU default).
+Protocol: the train splits are not on these machines, so the model trains on the
+dataset's **val** split (minus a seeded hold-out used for validation; ``data.protocol=auto``
+-> ``offline``) and is scored on its **test** split. The report states it, and states when
+the run is reduced (a subset of the test set, few epochs, a tiny model — the CPU default).
+``--multi-k 20 --multi-n N`` adds the k-sample protocol (k samples per crystal, a match if
+any matches) on the first N scored crystals.
 
     # reduced CPU run (the defaults): train 2 epochs of the tiny model, 100 test crystals
     python scripts/bench_mp20.py
+    # Perov-5 / Carbon-24 (val as train, test as test), fast sampler, 20-sample protocol on 100
+    python scripts/bench_mp20.py --dataset perov5 --samplers fast --multi-k 20 --multi-n 100
     # the real benchmark on a GPU
     python scripts/bench_mp20.py --full --device cuda
     # a trained checkpoint
@@ -49,6 +53,22 @@ PUBLISHED = [  # MP-20 test, one sample per crystal, DiffCSP validity filter (AN
     ("DiffCSP (published)", 51.49, 0.0631, 2000),
     ("FlowMM (published)", 61.39, 0.0566, 1000),
 ]
+# One entry per dataset: data folder, experiment, test-set size, published anchors
+# (ANCHORS.md §2.5: (label, match rate %, RMSE, NFE of the model's sampler)).
+DATASETS: dict[str, dict[str, Any]] = {
+    "mp20": {"title": "MP-20", "folder": "mp_20", "experiment": "mp20_csp", "n_test": 9046, "full_epochs": 1000,
+             "published": PUBLISHED,
+             "published_k20": [("CDVAE (published)", 66.95, 0.1026, 5000), ("DiffCSP (published)", 77.93, 0.0492, 2000)]},
+    "perov5": {"title": "Perov-5", "folder": "perov_5", "experiment": "perov5_csp", "n_test": 3785, "full_epochs": 3000,
+               "published": [("CDVAE (published)", 45.31, 0.1138, 5000), ("DiffCSP (published)", 52.02, 0.0760, 2000),
+                             ("FlowMM (published)", 53.15, 0.0992, 1000)],
+               "published_k20": []},
+    "carbon24": {"title": "Carbon-24", "folder": "carbon_24", "experiment": "carbon24_csp", "n_test": 2030,
+                 "full_epochs": 4000,
+                 "published": [("CDVAE (published)", 17.09, 0.2969, 5000), ("DiffCSP (published)", 17.54, 0.2759, 2000),
+                               ("FlowMM (published)", 23.47, 0.4122, 1000)],
+                 "published_k20": []},
+}
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -58,7 +78,7 @@ def data_root_default() -> Path:
 
 
 def select_references(test_csv: Path, n_test: int, subset: str, seed: int):
-    """The scored MP-20 test crystals: all (n_test <= 0), or ``first``/``random``/``smallest`` n.
+    """The scored test crystals: all (n_test <= 0), or ``first``/``random``/``smallest`` n.
 
     Rows are chosen from the CSV first (``smallest`` by the cell formula's atom count), so
     only the chosen CIFs are parsed.
@@ -99,13 +119,13 @@ def cell_composition(entry) -> dict[str, int]:
 
 # ---------------------------------------------------------------------------- training
 def train_variant(variant: str, args, run_root: Path) -> tuple[Path, dict]:
-    """Train ``experiment=mp20_csp`` with one lattice-prior variant (resumes a finished/killed run)."""
+    """Train the dataset's ``experiment=<dataset>_csp`` with one lattice-prior variant (resumes a finished/killed run)."""
     from gencrystal.cli import compose
     from gencrystal.model.train import train
 
     out = run_root / f"train_{variant}"
     overrides = [
-        "experiment=mp20_csp", f"out={out}", f"trainer.max_epochs={args.epochs}", f"model={args.model}",
+        f"experiment={DATASETS[args.dataset]['experiment']}", f"out={out}", f"trainer.max_epochs={args.epochs}", f"model={args.model}",
         f"model.lattice_prior.volume_model={variant}", "logger=csv", f"seed={args.seed}",
         f"resume={'true' if (out / 'checkpoints' / 'last.ckpt').is_file() else 'false'}",
         "trainer.enable_progress_bar=false",
@@ -345,7 +365,7 @@ def _num(x, nd=4):
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
 
 
-def plot_nfe(rows: Sequence[dict], path: Path) -> None:
+def plot_nfe(rows: Sequence[dict], path: Path, dataset: str = "mp20") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -357,13 +377,13 @@ def plot_nfe(rows: Sequence[dict], path: Path) -> None:
     pts = sorted((r["nfe"], r["match_rate"], r["match_rate_unfiltered"], r["label"]) for r in rows)
     ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "o-", label="with validity filter")
     ax.plot([p[0] for p in pts], [100 * p[2] for p in pts], "s--", label="without validity filter")
-    for name, mr, _, nfe in PUBLISHED:
+    for name, mr, _, nfe in DATASETS[dataset]["published"]:
         ax.plot([nfe], [mr], "k^", ms=5)
         ax.annotate(name.replace(" (published)", ""), (nfe, mr), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("network evaluations per sample (NFE)")
     ax.set_ylabel("match rate (%)")
-    ax.set_title("MP-20 CSP match rate vs NFE")
+    ax.set_title(f"{DATASETS[dataset]['title']} CSP match rate vs NFE")
     ax.legend(fontsize=8)
     with atomic_write(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=120, bbox_inches="tight")
@@ -372,15 +392,17 @@ def plot_nfe(rows: Sequence[dict], path: Path) -> None:
 
 def markdown(res: dict) -> str:
     a = res["settings"]
+    ds = DATASETS[a.get("dataset", "mp20")]
+    n_all = ds["n_test"]
     reduced = res["reduced"]
-    L = ["# MP-20 CSP benchmark" + (" — REDUCED RUN" if reduced else ""), ""]
+    L = [f"# {ds['title']} CSP benchmark" + (" — REDUCED RUN" if reduced else ""), ""]
     if reduced:
         L += [f"**This is a reduced run** ({'; '.join(res['reduced_because'])}). Its numbers show that the pipeline "
               "runs end to end and what each stage does; they are **not** comparable with the published rows, which "
-              "come from fully trained models on all 9,046 test crystals.", ""]
+              f"come from fully trained models on all {n_all:,} test crystals.", ""]
     L += ["## Protocol", "",
           f"- data: {res['protocol']}",
-          f"- scored: {res['n_ref']} of 9,046 MP-20 test crystals (selection: `{a['subset']}`, seed {a['seed']}); "
+          f"- scored: {res['n_ref']} of {n_all:,} {ds['title']} test crystals (selection: `{a['subset']}`, seed {a['seed']}); "
           + (f"{a['k']} sample(s) per crystal at 0 GPa with the crystal's own cell composition" if not a.get("pred")
              else "samples paired to references by their ref_id/material_id/id"),
           "- matcher: pymatgen StructureMatcher(stol=0.5, ltol=0.3, angle_tol=10); RMSE = get_rms_dist()[0] "
@@ -390,7 +412,7 @@ def markdown(res: dict) -> str:
           f"- a perfect model scores {_pct(res.get('ceiling'))} % with the filter on this selection "
           "(SMACT-invalid references cannot match)", ""]
     if res.get("training"):
-        L += ["## Training", "", f"`experiment=mp20_csp model={a['model']}`, {a['epochs']} epochs"
+        L += ["## Training", "", f"`experiment={ds['experiment']} model={a['model']}`, {a['epochs']} epochs"
               + (f" of {a['train_batches']} batches" if a.get("train_batches") else "") + "; the checkpoint scored is the "
               "one with the lowest validation loss.", "",
               "| variant (lattice prior) | epochs run | checkpoint epoch (0-based) | optimiser steps | parameters | "
@@ -407,14 +429,14 @@ def markdown(res: dict) -> str:
     L += ["## Match rate and RMSE", "",
           "| model / sampler | NFE | n | match rate % | RMSE | match rate % (no filter) | RMSE (no filter) | sampling wall (s) |",
           "|---|---|---|---|---|---|---|---|"]
-    for name, mr, rmse, nfe in PUBLISHED:
-        L.append(f"| {name} | {nfe} | 9046 | {mr:.2f} | {rmse:.4f} | – | – | – |")
+    for name, mr, rmse, nfe in ds["published"]:
+        L.append(f"| {name} | {nfe} | {n_all} | {mr:.2f} | {rmse:.4f} | – | – | – |")
     for r in res["main"]:
         L.append(f"| {r['label']} | {r.get('nfe', '–')} | {r['n_ref']} | {_pct(r['match_rate'])} | {_num(r['rmse'])} | "
                  f"{_pct(r['match_rate_unfiltered'])} | {_num(r['rmse_unfiltered'])} | {r.get('wall_s', '–')} |")
     L.append("")
     if res.get("nfe_sweep"):
-        L += ["## Match rate vs NFE", "", "![match rate vs NFE](mp20_csp_nfe.png)", "",
+        L += ["## Match rate vs NFE", "", f"![match rate vs NFE]({a.get('name', 'mp20_csp')}_nfe.png)", "",
               "| sampler | NFE | match rate % | RMSE | match rate % (no filter) | sampling wall (s) |", "|---|---|---|---|---|---|"]
         for r in sorted(res["nfe_sweep"], key=lambda r: r["nfe"]):
             L.append(f"| {r['label']} | {r['nfe']} | {_pct(r['match_rate'])} | {_num(r['rmse'])} | "
@@ -422,7 +444,8 @@ def markdown(res: dict) -> str:
         L.append("")
     if res.get("variants"):
         L += ["## Lattice-prior variants", "",
-              "MP-20 is all at 0 GPa, so the pressure-aware c(P) fit has a single pressure and falls back to a "
+              f"{ds['title']} is all at 0 GPa in its data files, so the pressure-aware c(P) fit has a single pressure "
+              "and falls back to a "
               "constant c: the two variants can differ only by training noise here. The comparison matters on "
               "pressure-labelled data.", "",
               "| lattice prior | fitted prior | match rate % | RMSE | match rate % (no filter) |", "|---|---|---|---|---|"]
@@ -432,6 +455,25 @@ def markdown(res: dict) -> str:
         if any(v.get("weights_identical_to_main") for v in res["variants"]):
             L += ["", "The constant-c run produced **bit-identical weights** to the c(P) run (same seed, same fitted "
                   "prior), so its samples are the same and were not drawn twice."]
+        L.append("")
+    mk = res.get("multi_k")
+    if mk:
+        L += [f"## {mk['k']}-sample protocol", "",
+              f"{mk['k']} samples per crystal ({mk['sampler']} sampler, NFE {mk['nfe']}) for the first {mk['n_ref']} scored "
+              "test crystals; a crystal counts as matched when any of its samples matches (validity filter: prediction "
+              f"valid), RMSE = the smallest among its matches; sampling took {mk['wall_s']} s. The 1-sample row scores "
+              "the main run's samples of the same crystals.", "",
+              "| model / protocol | n | match rate % | RMSE | match rate % (no filter) | RMSE (no filter) |",
+              "|---|---|---|---|---|---|"]
+        for name, mr, rmse, _ in ds.get("published_k20", []) if mk["k"] == 20 else []:
+            L.append(f"| {name}, 20 samples | {n_all} | {mr:.2f} | {rmse:.4f} | – | – |")
+        for r in mk["rows"]:
+            L.append(f"| {r['label']} | {r['n_ref']} | {_pct(r['match_rate'])} | {_num(r['rmse'])} | "
+                     f"{_pct(r['match_rate_unfiltered'])} | {_num(r['rmse_unfiltered'])} |")
+        if not ds.get("published_k20"):
+            L.append("")
+            L.append(f"ANCHORS.md §2.5 lists only 1-sample numbers for {ds['title']}; no published 20-sample row is "
+                     "shown here.")
         L.append("")
     st = res.get("stages") or {}
     if st:
@@ -465,7 +507,7 @@ def markdown(res: dict) -> str:
           + (f" (it re-used cached samples of an earlier invocation of the same command: {', '.join(reused)}; "
              "their sampling wall times are the ones measured when they were drawn)" if reused else ""), "",
           "Reproduce: the command under Provenance; samples and relaxed structures are in "
-          f"`{res['run_dir']}` and can be re-scored with `gencrystal evaluate csp pred=... ref=../shared/data/mp_20/test.csv`."]
+          f"`{res['run_dir']}` and can be re-scored with `gencrystal evaluate csp pred=... ref=../shared/data/{ds['folder']}/test.csv`."]
     return "\n".join(L)
 
 
@@ -484,10 +526,14 @@ def parse_args(argv=None):
     g.add_argument("--lattice-variants", action="store_true", help="also train the constant-c lattice prior")
     g.add_argument("--data-root", default=None)
     g = p.add_argument_group("evaluation")
-    g.add_argument("--n-test", type=int, default=100, help="test crystals scored (0 = all 9,046)")
+    g.add_argument("--dataset", choices=sorted(DATASETS), default="mp20",
+                   help="mp20 | perov5 | carbon24 (data folder, experiment and published anchors)")
+    g.add_argument("--n-test", type=int, default=100, help="test crystals scored (0 = all)")
     g.add_argument("--subset", choices=["random", "first", "smallest"], default="random")
     g.add_argument("--k", type=int, default=1, help="samples per test crystal")
     g.add_argument("--samplers", nargs="+", default=["pc", "fast"])
+    g.add_argument("--multi-k", type=int, default=0, help="k of the k-sample protocol (0 = skip), first sampler")
+    g.add_argument("--multi-n", type=int, default=100, help="scored crystals that get --multi-k samples")
     g.add_argument("--nfe-sweep", nargs="*", type=int, default=[10, 25, 50],
                    help="fast-sampler step counts for match rate vs NFE (NFE = 2 x steps with one corrector step)")
     g.add_argument("--validity-mode", default="paper", choices=["paper", "pred", "both"])
@@ -505,13 +551,15 @@ def parse_args(argv=None):
     g.add_argument("--dft-config", default="gpaw_test", help="conf/dft/<name>.yaml")
     g = p.add_argument_group("output")
     g.add_argument("--full", action="store_true",
-                   help="the real benchmark: all test crystals, cspnet model, experiment's 1000 epochs, DFT on 10")
-    g.add_argument("--name", default="mp20_csp")
-    g.add_argument("--run-dir", default=str(REPO / "runs" / "bench_mp20"))
+                   help="the real benchmark: all test crystals, cspnet model, the experiment's epochs, DFT on 10")
+    g.add_argument("--name", default=None, help="report name (default <dataset>_csp)")
+    g.add_argument("--run-dir", default=None, help="default runs/bench_<dataset>")
     g.add_argument("--reports-dir", default=None)
     a = p.parse_args(argv)
+    a.name = a.name or f"{a.dataset}_csp"
+    a.run_dir = a.run_dir or str(REPO / "runs" / f"bench_{a.dataset}")
     if a.full:
-        a.n_test, a.model, a.epochs, a.subset = 0, "cspnet", 1000, "first"
+        a.n_test, a.model, a.epochs, a.subset = 0, "cspnet", DATASETS[a.dataset]["full_epochs"], "first"
         a.dft_n = max(a.dft_n, 10)
         a.prerelax_n = max(a.prerelax_n, 200)
         a.nfe_sweep = a.nfe_sweep or [10, 25, 50, 100, 250]
@@ -527,9 +575,10 @@ def main(argv=None) -> int:
     t_start = time.time()
     data_root = Path(args.data_root) if args.data_root else data_root_default()
     args.data_root = str(data_root)
-    test_csv = data_root / "mp_20" / "test.csv"
+    ds = DATASETS[args.dataset]
+    test_csv = data_root / ds["folder"] / "test.csv"
     if not test_csv.is_file():
-        raise GencrystalError(f"MP-20 test split not found at {str(test_csv)!r} (set --data-root or GENCRYSTAL_DATA)")
+        raise GencrystalError(f"{ds['title']} test split not found at {str(test_csv)!r} (set --data-root or GENCRYSTAL_DATA)")
     run_root = Path(args.run_dir)
     run_root.mkdir(parents=True, exist_ok=True)
     refs = select_references(test_csv, args.n_test, args.subset, args.seed)
@@ -538,13 +587,14 @@ def main(argv=None) -> int:
     ceiling = sum(crystal_validity(r.structure).valid for r in refs) / len(refs)
     res: dict[str, Any] = {"settings": vars(args), "n_ref": len(refs), "ceiling": ceiling, "run_dir": str(run_root),
                            "main": [], "nfe_sweep": [], "variants": [], "training": []}
-    has_train = (data_root / "mp_20" / "train.csv").is_file() or (data_root / "mp_20" / "train.feather").is_file()
-    res["protocol"] = ("standard: trained on MP-20 train, validated on val, scored on test" if has_train else
-                       "offline: MP-20 train is not on this machine -> trained on MP-20 val minus a seeded 10 % "
-                       "hold-out (validation), scored on MP-20 test (see ../shared/data/README.md)")
+    has_train = (data_root / ds["folder"] / "train.csv").is_file() or (data_root / ds["folder"] / "train.feather").is_file()
+    t = ds["title"]
+    res["protocol"] = (f"standard: trained on {t} train, validated on val, scored on test" if has_train else
+                       f"offline: {t} train is not on this machine -> trained on {t} val minus a seeded 10 % "
+                       f"hold-out (validation), scored on {t} test (see ../shared/data/README.md)")
     reasons = []
-    if len(refs) < 9046:
-        reasons.append(f"{len(refs)} of 9,046 test crystals")
+    if len(refs) < ds["n_test"]:
+        reasons.append(f"{len(refs)} of {ds['n_test']:,} test crystals")
     if args.pred:
         labels = args.pred_label or [Path(p).name for p in args.pred]
         from gencrystal.metrics.io import read_entries
@@ -563,8 +613,8 @@ def main(argv=None) -> int:
                 ck, info = train_variant(variant, args, run_root)
                 ckpts[variant] = ck
                 res["training"].append(info)
-            if args.epochs < 1000:
-                reasons.append(f"{args.epochs} training epochs instead of 1000")
+            if args.epochs < ds["full_epochs"]:
+                reasons.append(f"{args.epochs} training epochs instead of {ds['full_epochs']}")
             if args.model != "cspnet":
                 reasons.append(f"model `{args.model}` instead of the DiffCSP-size cspnet")
             if args.train_batches:
@@ -602,6 +652,18 @@ def main(argv=None) -> int:
                 facts = next((t for t in res["training"] if t["variant"] == variant), {})
                 r.update(variant=variant, prior=facts.get("fitted_lattice_prior", {}))
                 res["variants"].append(r)
+        if args.multi_k > 1 and args.multi_n > 0:
+            sub = refs[: args.multi_n]
+            s = args.samplers[0]
+            frames, info = sample_references(main_ckpt, sub, s, args.multi_k, args,
+                                             cache=run_root / f"samples_{s}_k{args.multi_k}_n{len(sub)}.extxyz")
+            res.setdefault("sample_meta", []).append(info)
+            ids = {r.id for r in sub}
+            one = [a for a in (main_frames or []) if a.info.get("ref_id") in ids]
+            rows = [score(sub, one, args, f"gencrystal ({s} sampler), 1 sample")] if one else []
+            rows.append(score(sub, frames, args, f"gencrystal ({s} sampler), {args.multi_k} samples"))
+            res["multi_k"] = {"k": args.multi_k, "n_ref": len(sub), "sampler": s, "nfe": info["nfe"],
+                              "wall_s": info["wall_s"], "rows": rows}
         if main_frames is not None:
             res["stages"] = stagewise(refs, main_frames, args, run_root)
     res["reduced"] = bool(reasons)
@@ -610,7 +672,7 @@ def main(argv=None) -> int:
     reports = Path(args.reports_dir) if args.reports_dir else REPORTS_DIR
     if res["nfe_sweep"]:
         reports.mkdir(parents=True, exist_ok=True)
-        plot_nfe(res["nfe_sweep"], reports / f"{args.name}_nfe.png")
+        plot_nfe(res["nfe_sweep"], reports / f"{args.name}_nfe.png", args.dataset)
     jp, mp = write_report(args.name, res, markdown(res), reports_dir=reports)
     print(f"wrote {mp} and {jp}")
     return 0

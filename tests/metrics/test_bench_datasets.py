@@ -1,0 +1,57 @@
+"""scripts/bench_mp20.py --dataset perov5|carbon24: the dataset's test split, anchors and report name."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from gencrystal.io import write_extxyz
+from gencrystal.structures import to_atoms
+
+
+def _bench():
+    from gencrystal.reporting import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_mp20", REPO_ROOT / "scripts" / "bench_mp20.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("dataset, folder, title, n_all, anchor", [
+    ("perov5", "perov_5", "Perov-5", "3,785", "| DiffCSP (published) | 2000 | 3785 | 52.02 | 0.0760 |"),
+    ("carbon24", "carbon_24", "Carbon-24", "2,030", "| FlowMM (published) | 1000 | 2030 | 23.47 | 0.4122 |"),
+])
+def test_bench_dataset_scores_its_own_test_split(tmp_path, data_root, dataset, folder, title, n_all, anchor):
+    from gencrystal.metrics.io import read_entries
+
+    test_csv = data_root / folder / "test.csv"
+    if not test_csv.is_file():
+        pytest.skip(f"{test_csv} not present")
+    refs = read_entries(test_csv, limit=6)
+    frames = []
+    for e in refs:
+        a = to_atoms(e.structure)
+        a.info["ref_id"] = e.id
+        frames.append(a)
+    pred = tmp_path / "pred.extxyz"
+    write_extxyz(frames, pred)
+    mod = _bench()
+    rc = mod.main(["--dataset", dataset, "--pred", str(pred), "--pred-label", "test set itself", "--n-test", "6",
+                   "--subset", "first", "--workers", "1", "--reports-dir", str(tmp_path / "rep"),
+                   "--run-dir", str(tmp_path / "run"), "--data-root", str(data_root)])
+    assert rc == 0
+    md = (tmp_path / "rep" / f"{dataset}_csp.md").read_text()
+    assert md.startswith(f"# {title} CSP benchmark — REDUCED RUN")
+    assert f"6 of {n_all} {title} test crystals" in md
+    assert anchor in md and "MP-20" not in md
+    row = json.loads((tmp_path / "rep" / f"{dataset}_csp.json").read_text())["main"][0]
+    assert row["match_rate_unfiltered"] == 1.0 and row["rmse_unfiltered"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_unknown_dataset_is_refused():
+    mod = _bench()
+    with pytest.raises(SystemExit):
+        mod.parse_args(["--dataset", "mpts52"])

@@ -6,6 +6,10 @@ continues from ``checkpoints/last.ckpt`` — global step, optimizer, scheduler, 
 loop state included (Lightning restores them). Checkpoints are written atomically
 (temporary file + rename), so a kill during a save leaves the previous one intact.
 
+``init_from=CKPT`` starts a *new* run from another checkpoint's weights (fine-tuning, e.g.
+from an MP-20 model to a pressure database): data statistics, lattice prior and
+condition scalers are fitted on the new data, optimizer and step start afresh.
+
 Multi-GPU / multi-node: ``trainer=ddp`` (Lightning's DDP strategy). The CLI composes
 the config with Hydra's compose API (no ``@hydra.main``), so Lightning's launcher,
 ``torchrun`` and SLURM ``srun`` can re-run the same command line on every rank. The
@@ -118,6 +122,40 @@ def basis_covering_scaler(values: torch.Tensor, start: float, stop: float) -> tu
     return mean, std
 
 
+def init_weights_from(module: torch.nn.Module, path: str | Path) -> dict[str, list[str]]:
+    """Copy the learnable weights of checkpoint ``path`` into ``module`` (fine-tuning start).
+
+    Only parameters are copied (network and EMA copies alike), and only where name and
+    shape agree; buffers — the condition scalers fitted on the new data, the EMA step
+    counter — stay as ``module`` has them, and the lattice prior and data statistics come
+    from the new training data. Returns ``{"copied": [...], "skipped": [...], "missing": [...]}``
+    (skipped: present in both with different shapes; missing: not in the checkpoint)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GencrystalError(f"init_from={str(path)!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        source = ckpt["state_dict"]
+    except Exception as exc:
+        raise GencrystalError(f"init_from={str(path)!r} is not a gencrystal checkpoint "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    params = dict(module.named_parameters())  # includes the EMA copy (ema.module.*)
+    report: dict[str, list[str]] = {"copied": [], "skipped": [], "missing": []}
+    with torch.no_grad():
+        for name, target in params.items():
+            value = source.get(name)
+            if value is None:
+                report["missing"].append(name)
+            elif tuple(value.shape) != tuple(target.shape):
+                report["skipped"].append(name)
+            else:
+                target.copy_(value.to(target))
+                report["copied"].append(name)
+    if not report["copied"]:
+        raise GencrystalError(f"init_from={str(path)!r} shares no weight with this model (different architecture?)")
+    return report
+
+
 class _AtomicCheckpointIO:
     """Factory for a Lightning CheckpointIO that writes through a temporary file + rename."""
 
@@ -202,6 +240,10 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
         stats = train_ds.stats.to_dict()
         prior, scalers = fit_priors(train_ds, cfg)
     module = CrystalDiffusionModule(cfg, data_stats=stats, lattice_prior=prior, condition_scalers=scalers)
+    if ckpt_path is None and cfg.get("init_from"):
+        rep = init_weights_from(module, str(cfg.init_from))
+        log.warning("init_from=%s: %d weight tensors copied, %d skipped (shape), %d not in the checkpoint",
+                    cfg.init_from, len(rep["copied"]), len(rep["skipped"]), len(rep["missing"]))
     if ckpt_path is None and int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
         from gencrystal.io import atomic_write
 

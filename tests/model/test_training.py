@@ -271,3 +271,44 @@ def test_hp_csp_on_a_pressure_database_fits_the_murnaghan_prior(tmp_path):
     assert mu[0] > mu[1] > mu[2]
     scaler = module.net.conditions.conditions["pressure"]
     assert scaler.mean.item() == pytest.approx(74.0) and scaler.std.item() > 0
+
+
+def test_init_from_copies_weights_but_refits_priors_and_scalers(tmp_path):
+    """A fine-tuning run (init_from=) starts from the old weights (network and EMA) while the
+    pressure scaler and lattice prior come from the new data; bad paths are one-line errors."""
+    from gencrystal.model.module import CrystalDiffusionModule
+    from gencrystal.model.train import fit_priors, init_weights_from, train
+
+    old_db = _eos_db(tmp_path / "old.db")
+    cfg = compose("train", ["experiment=hp_csp", *TINY, f"data.url={old_db}", "data.cache_dir=false",
+                            f"out={tmp_path / 'old'}", "batch_size=8", "trainer.max_steps=2", "trainer.limit_val_batches=1"])
+    old = CrystalDiffusionModule.load_checkpoint(train(cfg))
+
+    new_db = _eos_db(tmp_path / "new.db", b0=40.0, bp=5.0)  # softer material: other prior, same pressures
+    cfg_new = compose("train", ["experiment=hp_csp", *TINY, f"data.url={new_db}", "data.cache_dir=false",
+                                f"out={tmp_path / 'new'}", "batch_size=8", "trainer.max_steps=1",
+                                "trainer.limit_val_batches=1", f"init_from={tmp_path / 'old' / 'checkpoints' / 'last.ckpt'}"])
+    from gencrystal.data.datamodule import CrystalDataModule
+
+    ds = CrystalDataModule(cfg_new.data, batch_size=8).dataset("train")
+    prior, scalers = fit_priors(ds, cfg_new)
+    assert scalers["pressure"] == pytest.approx(list(old.hparams["condition_scalers"]["pressure"]))
+    scalers["pressure"] = [12.0, 34.0]  # differs from the old run's: must survive the weight copy
+    fresh = CrystalDiffusionModule(cfg_new, data_stats=ds.stats.to_dict(), lattice_prior=prior, condition_scalers=scalers)
+    rep = init_weights_from(fresh, tmp_path / "old" / "checkpoints" / "last.ckpt")
+    assert rep["copied"] and not rep["skipped"] and not rep["missing"]
+    for (name, a), b in zip(old.named_parameters(), fresh.parameters()):
+        assert torch.equal(a, b), name
+    assert any(n.startswith("ema.module.") for n in rep["copied"])
+    pressure = fresh.net.conditions.conditions["pressure"]
+    assert (pressure.mean.item(), pressure.std.item()) == (12.0, 34.0)
+    assert fresh.hparams["lattice_prior"]["bulk_modulus"] == pytest.approx(40.0, rel=1e-3)
+
+    module = CrystalDiffusionModule.load_checkpoint(train(cfg_new))  # the CLI path runs and refits the prior
+    assert module.hparams["lattice_prior"]["bulk_modulus"] == pytest.approx(40.0, rel=1e-3)
+
+    with pytest.raises(GencrystalError, match="does not exist"):
+        init_weights_from(fresh, tmp_path / "nope.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(GencrystalError, match="not a gencrystal checkpoint"):
+        init_weights_from(fresh, tmp_path / "junk.ckpt")

@@ -13,7 +13,7 @@ Stages (each resumable: re-run the same command after a kill, finished work is s
     ``<work>/mp20_seeds.extxyz``: the first ``--mp20-seeds`` MP-20 val structures with at
     most ``--mp20-seed-max-atoms`` atoms (high-pressure relaxation seeds).
 ``db``
-    ``gencrystal db build`` of the seeds (and of the MP-20 seeds, if any) at 50, 100, 25
+    ``gencrystal db build`` of the MP-20 seeds (if any), then of the seeds, at 50, 100, 25
     and 0 GPa (``--pressures``, most wanted first) with CHGNet (fmax 0.1 eV/Å, ≤ 200 FIRE
     steps) into ``<work>/hp.db``; the build's task ledger makes it resumable, and
     ``--db-minutes`` caps its wall time on a busy machine.
@@ -25,7 +25,8 @@ Stages (each resumable: re-run the same command after a kill, finished work is s
     CHGNet rows get a ``split`` key grouped by the seed they came from (every pressure of
     one seed in the same split; seeded 80/10/10).
 ``train``
-    ``gencrystal train experiment=default_model resume=true`` (``trainer.max_time`` caps it).
+    ``gencrystal train experiment=default_model resume=true`` (``trainer.max_time`` caps it;
+    ``--init-from CKPT`` starts from another checkpoint's weights, priors refit on this data).
 ``ship``
     best (lowest EMA val/loss) checkpoint → ``checkpoints/gencrystal-hp-csp-small.ckpt``,
     without optimizer/loop state (model + EMA weights, config, data statistics).
@@ -124,39 +125,43 @@ def stage_mp20seeds(args) -> None:
 
 @timed
 def stage_db(args) -> None:
-    """One resumable ``gencrystal db build`` per pressure, in ``--pressures`` order (the most
-    wanted first); with ``--db-minutes`` the stage stops when that wall time is spent (a
+    """One resumable ``gencrystal db build`` per (source, pressure): the MP-20 seeds at every
+    pressure of ``--pressures`` (in that order, the most wanted first), then the Li/Si/SiO2/B
+    seeds; with ``--db-minutes`` the stage stops when that wall time is spent (a
     build cut short loses only its chunk in flight and is completed by the next run)."""
     db = str(Path(args.work) / "hp.db")
     common = ["potential=chgnet", f"db={db}", f"relax.fmax={args.fmax}", f"relax.steps={args.steps}",
               f"chunk_size={2 * max(1, args.workers)}", f"cluster.workers={args.workers}", "progress=false"]
     deadline = time.time() + 60 * args.db_minutes if args.db_minutes else None
-    sources = [SEEDS] + ([Path(args.work) / "mp20_seeds.extxyz"] if (Path(args.work) / "mp20_seeds.extxyz").is_file() else [])
-    for p in [float(x) for x in args.pressures.split(",")]:
-        for src in sources:
-            cmd = GC + ["db", "build", f"source={src}", f"pressures=[{p:g}]"] + common
-            if deadline is None:
-                sh(cmd)
-                continue
-            left = deadline - time.time()
-            if left < 60:
-                log(f"db stage: --db-minutes={args.db_minutes} spent; stopping before {src.name} at {p:g} GPa")
-                return
-            log("$ " + " ".join(cmd) + f"  (time limit {left:.0f} s)")
-            proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    mp20 = Path(args.work) / "mp20_seeds.extxyz"
+    # the small MP-20 seeds first (fast to relax, diverse chemistry), then the prototype and
+    # random Li/Si/SiO2/B seeds; each source at every pressure before the next source
+    sources = ([mp20] if mp20.is_file() else []) + [SEEDS]
+    jobs = [(src, float(x)) for src in sources for x in args.pressures.split(",")]
+    for src, p in jobs:
+        cmd = GC + ["db", "build", f"source={src}", f"pressures=[{p:g}]"] + common
+        if deadline is None:
+            sh(cmd)
+            continue
+        left = deadline - time.time()
+        if left < 60:
+            log(f"db stage: --db-minutes={args.db_minutes} spent; stopping before {src.name} at {p:g} GPa")
+            return
+        log("$ " + " ".join(cmd) + f"  (time limit {left:.0f} s)")
+        proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=left)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)  # the build and its Dask workers (own process group)
             try:
-                rc = proc.wait(timeout=left)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGTERM)  # the build and its Dask workers (own process group)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                log(f"db stage: time limit reached during {src.name} at {p:g} GPa (resume: run the db stage again)")
-                return
-            if rc != 0:
-                raise SystemExit(f"db build failed (exit {rc})")
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log(f"db stage: time limit reached during {src.name} at {p:g} GPa (resume: run the db stage again)")
+            return
+        if rc != 0:
+            raise SystemExit(f"db build failed (exit {rc})")
 
 
 @timed
@@ -227,8 +232,9 @@ def stage_splits(args) -> None:
 
 @timed
 def stage_train(args) -> None:
+    extra = [f"init_from={Path(args.init_from).resolve()}"] if args.init_from else []
     sh(GC + ["train", "experiment=default_model", "resume=true", f"trainer.max_time={args.max_time}",
-             f"data.url={Path(args.work) / 'hp.db'}", f"out={Path(args.work) / 'train'}"])
+             f"data.url={Path(args.work) / 'hp.db'}", f"out={Path(args.work) / 'train'}"] + extra)
 
 
 def best_checkpoint(args) -> Path:
@@ -363,6 +369,8 @@ def main(argv=None) -> int:
     p.add_argument("--db-minutes", type=float, default=None, help="wall-time cap of the db stage (minutes)")
     p.add_argument("--workers", type=int, default=2, help="relaxation processes of the db stage (Dask LocalCluster)")
     p.add_argument("--max-time", default="00:00:40:00", help="training wall-clock cap DD:HH:MM:SS")
+    p.add_argument("--init-from", default=None,
+                   help="checkpoint whose weights start the training (fine-tuning; ignored when the run resumes)")
     p.add_argument("--sampler", default="fast")
     p.add_argument("--ckpt", default=None, help="checkpoint to evaluate (default: the shipped one)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate at most this many held-out references")

@@ -329,31 +329,85 @@ def stagewise(refs, frames, args, run_root: Path) -> dict:
             body = OmegaConf.masked_copy(dft_cfg, [k for k in dft_cfg if k != "defaults"])
             dft_cfg = OmegaConf.merge(base, body)
         backend = instantiate(dft_cfg)
-        dft_refs = order[: args.dft_n]
+        settings = OmegaConf.to_container(dft_cfg)
+        requested = order[: args.dft_n]
+        t0 = time.time()
+        done: dict[str, list] = {}  # ref id -> [(relaxed Atoms, converged, error, wall_s, cached)]
+        stopped_at = None
+        for ref in requested:  # smallest first; each result is cached, so a killed run resumes
+            todo = [a for a in mlp if a.info["ref_id"] == ref.id and not a.info.get("flagged")]
+            rows = []
+            for a in todo:
+                hit = _dft_cached(run_root, a, settings)
+                if hit is None:
+                    if args.dft_budget_s and time.time() - t0 > args.dft_budget_s:
+                        stopped_at = ref.id
+                        break
+                    r = backend.relax(a.copy(), 0.0, sid=a.info["ref_id"])
+                    hit = _dft_store(run_root, a, settings, r)
+                rows.append(hit)
+            if stopped_at is not None:
+                break
+            done[ref.id] = rows
+        dft_refs = [r for r in requested if r.id in done]
         ids = {r.id for r in dft_refs}
         raw_d = [a for a in raw if a.info["ref_id"] in ids]
         mlp_d = [a for a in mlp if a.info["ref_id"] in ids and not a.info.get("flagged")]
         flagged_d = [a for a in mlp if a.info["ref_id"] in ids and a.info.get("flagged")]
-        t0 = time.time()
+        dres = [h for r in dft_refs for h in done[r.id]]
         dft = []
-        dres = []
-        for a in mlp_d:
-            r = backend.relax(a.copy(), 0.0, sid=a.info["ref_id"])
-            dres.append(r)
-            b = r.atoms.copy()
-            b.info = {"ref_id": a.info["ref_id"]}
+        for h in dres:
+            b = h["atoms"].copy()
+            b.info = {"ref_id": h["ref_id"]}
             dft.append(b)
         dft += [a.copy() for a in flagged_d]  # not computed: kept as sampled
         write_extxyz(dft, run_root / "samples_dft_relaxed.extxyz")
         out["dft"] = {
-            "level_of_theory": backend.level_of_theory, "settings": OmegaConf.to_container(dft_cfg), "n_ref": len(dft_refs),
-            "ref_ids": [r.id for r in dft_refs], "converged": sum(bool(r.converged) for r in dres),
-            "errors": [r.error for r in dres if r.error], "wall_s": round(time.time() - t0, 1),
+            "level_of_theory": backend.level_of_theory, "settings": settings, "n_ref": len(dft_refs),
+            "n_requested": len(requested), "budget_s": args.dft_budget_s, "stopped_by_budget_before": stopped_at,
+            "ref_ids": [r.id for r in dft_refs], "converged": sum(bool(h["converged"]) for h in dres),
+            "n_computed": len(dres), "n_cached": sum(bool(h["cached"]) for h in dres),
+            "errors": [h["error"] for h in dres if h["error"]],
+            "wall_s": round(sum(h["wall_s"] for h in dres), 1), "wall_s_this_invocation": round(time.time() - t0, 1),
             "n_flagged_not_computed": len(flagged_d),
             "rows": [score(dft_refs, raw_d, args, "raw samples"), score(dft_refs, mlp_d + flagged_d, args, "after MLP pre-relax"),
                      score(dft_refs, dft, args, f"after DFT relax ({backend.level_of_theory})")],
         }
     return out
+
+
+def _dft_path(run_root: Path, atoms, settings: dict) -> Path:
+    from gencrystal.metrics.stability import structure_key
+
+    return run_root / "dft_cache" / f"{atoms.info['ref_id']}_{structure_key(atoms, settings)[:16]}.extxyz"
+
+
+def _dft_cached(run_root: Path, atoms, settings: dict) -> dict | None:
+    """A DFT relaxation of ``atoms`` with ``settings`` done by an earlier invocation, or None."""
+    path = _dft_path(run_root, atoms, settings)
+    if not path.is_file():
+        return None
+    from ase.io import read
+
+    b = read(str(path))
+    return {"atoms": b, "ref_id": atoms.info["ref_id"], "converged": bool(b.info.get("dft_converged")),
+            "error": str(b.info.get("dft_error", "")) or None, "wall_s": float(b.info.get("dft_wall_s", 0.0)), "cached": True}
+
+
+def _dft_store(run_root: Path, atoms, settings: dict, result) -> dict:
+    """Write one DFT result atomically to the cache and return it in the cached form."""
+    from gencrystal.io import write_extxyz
+
+    b = result.atoms.copy()
+    b.info = {"ref_id": atoms.info["ref_id"], "dft_converged": bool(result.converged),
+              "dft_wall_s": float(result.wall_s), "level_of_theory": result.level_of_theory}
+    if result.error:  # (an empty string does not survive the extxyz comment line)
+        b.info["dft_error"] = str(result.error)
+    path = _dft_path(run_root, atoms, settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_extxyz([b], path)
+    return {"atoms": b, "ref_id": atoms.info["ref_id"], "converged": bool(result.converged), "error": result.error,
+            "wall_s": float(result.wall_s), "cached": False}
 
 
 # ---------------------------------------------------------------------------- report
@@ -495,8 +549,11 @@ def markdown(res: dict) -> str:
             L += [f"DFT ({d['level_of_theory']}: GPAW PW {s.get('ecut')} eV, {s.get('xc')}, k-point density "
                   f"{s.get('kpt_density')} Å⁻¹, smearing {s.get('smearing')} eV, {s.get('optimizer')} fmax {s.get('fmax')} eV/Å, "
                   f"≤ {s.get('steps')} steps, symmetry {s.get('symmetry')}) on the MLP-relaxed samples of the N = "
-                  f"{d['n_ref']} smallest scored test crystals ({', '.join(d['ref_ids'])}); {d['converged']} converged, "
-                  f"{d['wall_s']} s:", "",
+                  f"{d['n_ref']} smallest scored test crystals ({', '.join(d['ref_ids'])}); {d['converged']} of "
+                  f"{d.get('n_computed', d['n_ref'])} converged, {d['wall_s']} s of DFT"
+                  + (f" (N = {d['n_requested']} was asked for; the {d['budget_s']:g} s DFT budget ran out before "
+                     f"{d['stopped_by_budget_before']})" if d.get("stopped_by_budget_before") else "")
+                  + (f"; errors: {'; '.join(d['errors'])}" if d.get("errors") else "") + ":", "",
                   "| stage | n | match rate % | RMSE | match rate % (no filter) | RMSE (no filter) |", "|---|---|---|---|---|---|"]
             for r in d["rows"]:
                 L.append(f"| {r['label']} | {r['n_ref']} | {_pct(r['match_rate'])} | {_num(r['rmse'])} | "
@@ -549,6 +606,9 @@ def parse_args(argv=None):
     g.add_argument("--fmax", type=float, default=0.05)
     g.add_argument("--dft-n", type=int, default=2, help="DFT-relax samples of the N smallest scored crystals (0 = skip)")
     g.add_argument("--dft-config", default="gpaw_test", help="conf/dft/<name>.yaml")
+    g.add_argument("--dft-budget-s", type=float, default=0.0,
+                   help="stop starting new DFT relaxations after this many seconds (0 = no limit); N shrinks to the "
+                        "crystals done, and the report says so")
     g = p.add_argument_group("output")
     g.add_argument("--full", action="store_true",
                    help="the real benchmark: all test crystals, cspnet model, the experiment's epochs, DFT on 10")

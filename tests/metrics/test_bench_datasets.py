@@ -55,3 +55,25 @@ def test_unknown_dataset_is_refused():
     mod = _bench()
     with pytest.raises(SystemExit):
         mod.parse_args(["--dataset", "mpts52"])
+
+
+def test_dft_stage_cache_round_trip(tmp_path):
+    """A DFT result stored by one invocation is found by the next (same input, same settings) only."""
+    from ase.build import bulk
+
+    from gencrystal.relax.result import RelaxResult
+
+    mod = _bench()
+    a = bulk("Si", "diamond", a=5.43)
+    a.info["ref_id"] = "mp-149"
+    settings = {"ecut": 250.0, "xc": "PBE"}
+    assert mod._dft_cached(tmp_path, a, settings) is None
+    relaxed = a.copy()
+    relaxed.set_cell(a.cell * 1.01, scale_atoms=True)
+    res = RelaxResult(atoms=relaxed, converged=True, wall_s=12.5, level_of_theory="gpaw-pbe-pw250")
+    stored = mod._dft_store(tmp_path, a, settings, res)
+    hit = mod._dft_cached(tmp_path, a, settings)
+    assert hit is not None and hit["cached"] and not stored["cached"]
+    assert hit["converged"] and hit["error"] is None and hit["wall_s"] == 12.5 and hit["ref_id"] == "mp-149"
+    assert abs(hit["atoms"].get_volume() - relaxed.get_volume()) < 1e-6
+    assert mod._dft_cached(tmp_path, a, {**settings, "ecut": 400.0}) is None  # other settings: not reused

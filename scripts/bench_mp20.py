@@ -276,6 +276,15 @@ def score(refs, frames_or_entries, args, label: str) -> dict:
 
 
 # ---------------------------------------------------------------------------- stages
+def max_neighbours(atoms, cutoff: float) -> int:
+    """Largest number of neighbours (periodic images included) within ``cutoff`` Å of any atom."""
+    import numpy as np
+    from ase.neighborlist import neighbor_list
+
+    i = neighbor_list("i", atoms, cutoff)
+    return int(np.bincount(i, minlength=len(atoms)).max()) if len(i) else 0
+
+
 def stagewise(refs, frames, args, run_root: Path) -> dict:
     """Raw -> MLP pre-relaxed (N smallest refs) -> DFT-relaxed (M smallest), same refs per table."""
     from gencrystal.io import write_extxyz
@@ -295,6 +304,11 @@ def stagewise(refs, frames, args, run_root: Path) -> dict:
     # relaxed: degenerate cells can make a potential's neighbour list explode (one such sample
     # held 4.5 GB for 5+ minutes); they stay as sampled and count as they score
     todo = [i for i, a in enumerate(raw) if not a.info.get("flagged")]
+    # samples far denser than any 0 GPa crystal (more than --prerelax-max-neighbours atoms within 3 Å, CHGNet's
+    # bond-graph cutoff; real crystals have <= ~20) made one CHGNet relaxation take > 15 min and 4 GB (its angle
+    # graph grows with the square of that count): they are kept as sampled, like the flagged ones, and counted
+    too_dense = [i for i in todo if args.prerelax_max_neighbours and max_neighbours(raw[i], 3.0) > args.prerelax_max_neighbours]
+    todo = [i for i in todo if i not in too_dense]
     t0 = time.time()
     res = relax_structures([raw[i].copy() for i in todo], 0.0, args.potential, steps=args.relax_steps, fmax=args.fmax,
                            workers=1, progress=True, ids=[f"{raw[i].info['ref_id']}#{i}" for i in todo])
@@ -308,7 +322,8 @@ def stagewise(refs, frames, args, run_root: Path) -> dict:
     level = res[0].level_of_theory if res else args.potential
     out["mlp"] = {
         "potential": level, "n_ref": len(mlp_refs), "steps": args.relax_steps, "fmax_eV_per_A": args.fmax,
-        "n_relaxed": len(todo), "n_flagged_not_relaxed": len(raw) - len(todo),
+        "n_relaxed": len(todo), "n_flagged_not_relaxed": len(raw) - len(todo) - len(too_dense),
+        "n_too_dense_not_relaxed": len(too_dense), "max_neighbours_3A": args.prerelax_max_neighbours,
         "converged": sum(bool(r.converged) for r in res), "failed": sum(bool(r.error) and not r.converged for r in res),
         "wall_s": round(time.time() - t0, 1),
         "rows": [score(mlp_refs, raw, args, "raw samples"), score(mlp_refs, mlp, args, f"after MLP pre-relax ({level})")],
@@ -537,7 +552,11 @@ def markdown(res: dict) -> str:
             L += [f"MLP pre-relaxation with {m['potential']} at 0 GPa (FIRE, FrechetCellFilter, fmax {m['fmax_eV_per_A']} eV/Å, "
                   f"≤ {m['steps']} steps) of the samples of the {m['n_ref']} smallest scored test crystals: "
                   f"{m.get('n_relaxed')} relaxed ({m['converged']} converged), {m.get('n_flagged_not_relaxed', 0)} flagged by "
-                  f"the sampler's checks (distance < 0.5 Å or volume/atom outside 1–200 Å³) kept as sampled; {m['wall_s']} s:", "",
+                  f"the sampler's checks (distance < 0.5 Å or volume/atom outside 1–200 Å³)"
+                  + (f" and {m['n_too_dense_not_relaxed']} with more than {m['max_neighbours_3A']} atoms within 3 Å of one "
+                     "atom (far denser than any real crystal; CHGNet's cost grows with the square of that count)"
+                     if m.get("n_too_dense_not_relaxed") else "")
+                  + f" kept as sampled; {m['wall_s']} s:", "",
                   "| stage | n | match rate % | RMSE | match rate % (no filter) | RMSE (no filter) |", "|---|---|---|---|---|---|"]
             for r in m["rows"]:
                 L.append(f"| {r['label']} | {r['n_ref']} | {_pct(r['match_rate'])} | {_num(r['rmse'])} | "
@@ -603,6 +622,8 @@ def parse_args(argv=None):
     g.add_argument("--prerelax-n", type=int, default=20, help="MLP pre-relax samples of the N smallest scored crystals")
     g.add_argument("--potential", default="chgnet")
     g.add_argument("--relax-steps", type=int, default=300)
+    g.add_argument("--prerelax-max-neighbours", type=int, default=60,
+                   help="skip MLP relaxation of samples with more atoms than this within 3 Å of one atom (0 = never)")
     g.add_argument("--fmax", type=float, default=0.05)
     g.add_argument("--dft-n", type=int, default=2, help="DFT-relax samples of the N smallest scored crystals (0 = skip)")
     g.add_argument("--dft-config", default="gpaw_test", help="conf/dft/<name>.yaml")

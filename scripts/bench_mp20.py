@@ -504,6 +504,12 @@ def markdown(res: dict) -> str:
         L.append(f"| {r['label']} | {r.get('nfe', '–')} | {r['n_ref']} | {_pct(r['match_rate'])} | {_num(r['rmse'])} | "
                  f"{_pct(r['match_rate_unfiltered'])} | {_num(r['rmse_unfiltered'])} | {r.get('wall_s', '–')} |")
     L.append("")
+    for r in res["main"]:
+        if r.get("n_pred_valid") is not None:
+            L.append(f"- {r['label']}: {r['n_pred_valid']} of {r['n_pred']} samples valid (SMACT, atoms ≥ 0.5 Å apart, "
+                     f"volume ≥ 0.1 Å³)" + (f"; {r['flagged']} flagged by the sampler's checks" if r.get("flagged") is not None
+                                            else "") + f"; {r.get('n_timeouts', 0)} matcher time-outs")
+    L.append("")
     if res.get("nfe_sweep"):
         L += ["## Match rate vs NFE", "", f"![match rate vs NFE]({a.get('name', 'mp20_csp')}_nfe.png)", "",
               "| sampler | NFE | match rate % | RMSE | match rate % (no filter) | sampling wall (s) |", "|---|---|---|---|---|---|"]
@@ -636,6 +642,8 @@ def parse_args(argv=None):
     g.add_argument("--name", default=None, help="report name (default <dataset>_csp)")
     g.add_argument("--run-dir", default=None, help="default runs/bench_<dataset>")
     g.add_argument("--reports-dir", default=None)
+    g.add_argument("--render-only", default=None, metavar="JSON",
+                   help="re-write the markdown of an earlier run from its reports/<name>.json (nothing is recomputed)")
     a = p.parse_args(argv)
     a.name = a.name or f"{a.dataset}_csp"
     a.run_dir = a.run_dir or str(REPO / "runs" / f"bench_{a.dataset}")
@@ -653,6 +661,12 @@ def main(argv=None) -> int:
     from gencrystal.reporting import REPORTS_DIR, write_report
 
     args = parse_args(argv)
+    if args.render_only:  # re-write the markdown from a saved JSON (its provenance is kept as it was)
+        res = json.loads(Path(args.render_only).read_text())
+        reports = Path(args.reports_dir) if args.reports_dir else REPORTS_DIR
+        jp, mp = write_report(res["settings"]["name"], res, markdown(res), reports_dir=reports)
+        print(f"re-rendered {mp} from {args.render_only}")
+        return 0
     t_start = time.time()
     data_root = Path(args.data_root) if args.data_root else data_root_default()
     args.data_root = str(data_root)

@@ -49,6 +49,11 @@ def test_bench_dataset_scores_its_own_test_split(tmp_path, data_root, dataset, f
     assert anchor in md and "MP-20" not in md
     row = json.loads((tmp_path / "rep" / f"{dataset}_csp.json").read_text())["main"][0]
     assert row["match_rate_unfiltered"] == 1.0 and row["rmse_unfiltered"] == pytest.approx(0.0, abs=1e-6)
+    # --render-only re-writes the same markdown from the JSON, provenance untouched
+    (tmp_path / "rep" / f"{dataset}_csp.md").unlink()
+    assert mod.main(["--render-only", str(tmp_path / "rep" / f"{dataset}_csp.json"),
+                     "--reports-dir", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / f"{dataset}_csp.md").read_text() == md
 
 
 def test_unknown_dataset_is_refused():

@@ -106,6 +106,37 @@ def dft_reference(loop, seed, pressures, cache: Path) -> dict:
     return {f"{p:g}": ref[f"{p:g}"] for p in pressures}
 
 
+def cutoff_check(backend, seed, factor: float, cache: Path) -> dict | None:
+    """Stress pressure (GPa) of the unrelaxed seed at the backend's cutoff and at ``factor`` times it
+    (same k-grid; cached in ``cache``): ``delta_gpa`` = P(ecut) − P(factor·ecut) estimates the
+    basis-set (Pulay) error of the stresses the labels and the DFT reference rest on."""
+    import dataclasses
+
+    from gencrystal.io import write_json
+
+    if factor <= 1.0:
+        return None
+    hi = dataclasses.replace(backend, ecut=float(backend.ecut) * factor, kpts=backend.kgrid(seed))
+    key = f"{backend.ecut:g}->{hi.ecut:g}"
+    res = json.loads(cache.read_text()) if cache.is_file() else {}
+    if key not in res:
+        out = {}
+        for name, be in (("low", backend), ("high", hi)):
+            a = seed.copy()
+            a.calc = be.calculator(a)
+            t0 = time.perf_counter()
+            out[f"pressure_{name}_gpa"] = float(-a.get_stress()[:3].mean() * 160.21766208)
+            out[f"energy_{name}_ev_per_atom"] = float(a.get_potential_energy() / len(a))
+            out[f"wall_{name}_s"] = round(time.perf_counter() - t0, 1)
+        out.update(ecut_low_ev=float(backend.ecut), ecut_high_ev=float(hi.ecut),
+                   delta_gpa=out["pressure_low_gpa"] - out["pressure_high_gpa"],
+                   seed_volume_per_atom=float(seed.get_volume() / len(seed)))
+        res[key] = out
+        write_json(res, cache)
+        print(f"cutoff check {key} eV: P = {out['pressure_low_gpa']:.1f} vs {out['pressure_high_gpa']:.1f} GPa", flush=True)
+    return res[key]
+
+
 def load_report() -> dict:
     """``reports/active_learning.json`` as ``{"systems": {key: result}}`` (the one-system
     layout of the first version, a Li run, is read as ``systems["li"]``)."""
@@ -156,7 +187,12 @@ def run_system(args) -> dict:
             eos = mlp_eos(f"iteration{k}", committee.calculator, seed, eos_p, loop.out / "eos_mlp.json", args,
                           spread=committee.spread)
             rows.append({"iteration": k, "n_labels": committee.meta["n_labels"], "eos": eos})
+        cut = cutoff_check(loop.backend, seed, args.cutoff_check, loop.out / "cutoff_check.json")
     eos_wall = time.perf_counter() - t1
+    order = [f"{p:g}" for p in sorted(eos_p)]  # computed in the order given (cheapest first), shown ascending
+    ref = {p: ref[p] for p in order}
+    for r in rows:
+        r["eos"] = {p: r["eos"][p] for p in order}
     for r in rows:
         for p, e in r["eos"].items():
             v_ref = ref[p]["volume_per_atom"]
@@ -164,11 +200,11 @@ def run_system(args) -> dict:
 
     return {"system": sysd["name"], "seed_description": sysd["seed"], "composition": loop.composition,
             "seed_formula": seed.get_chemical_formula(), "seed_natoms": len(seed),
-            "pressures_gpa": loop.pressures, "eos_pressures_gpa": eos_p, "dft_level_of_theory": loop.backend.level_of_theory,
+            "pressures_gpa": loop.pressures, "eos_pressures_gpa": sorted(eos_p), "dft_level_of_theory": loop.backend.level_of_theory,
             "dft_settings": {"ecut_ev": loop.backend.ecut, "kpt_density": loop.backend.kpt_density,
                              "kpts": loop.backend.kpts, "smearing_ev": loop.backend.smearing,
                              "xc": loop.backend.xc, "symmetry": loop.backend.symmetry},
-            "dft_reference": ref, "rows": rows, "loop": summary,
+            "dft_reference": ref, "rows": rows, "loop": summary, "cutoff_check": cut,
             "loop_wall_s": round(sum(float(h.get("wall_s") or 0.0) for h in summary["history"]), 1),
             "loop_wall_s_this_run": round(loop_wall, 1), "eos_wall_s_this_run": round(eos_wall, 1),
             "dft_eos_wall_s": round(sum(float(v.get("wall_s") or 0.0) for v in ref.values()), 1),
@@ -180,9 +216,12 @@ def main(argv=None) -> int:
     ap.add_argument("--system", choices=sorted(SYSTEMS), default="li", help="which seed/composition (see above)")
     ap.add_argument("--out", default=None, help="loop directory (resumable); default outputs/al_<system>")
     ap.add_argument("--iterations", type=int, default=4)
-    ap.add_argument("--eos-pressures", default="", help="GPa, comma separated; default: the loop's pressures")
+    ap.add_argument("--eos-pressures", default="",
+                    help="GPa, comma separated, computed in this order; default: the loop's pressures")
     ap.add_argument("--fmax", type=float, default=0.005, help="eV/Å for the EOS relaxations")
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--cutoff-check", type=float, default=2.0,
+                    help="also compute the seed's stress at this multiple of the DFT cutoff (Pulay check); 0 = skip")
     ap.add_argument("--note", default="", help="free text added to the report (how the run went)")
     ap.add_argument("--report-only", action="store_true", help="rebuild md/png from reports/active_learning.json")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/learn.yaml (after --)")
@@ -257,11 +296,21 @@ def _minutes(s) -> str:
 ALL_P = ("0", "25", "50", "100")
 
 
+PULAY_WARN_GPA = 10.0
+
+
+def _cutoff_cell(cut: dict | None) -> str:
+    if not cut:
+        return "not run"
+    warn = " ⚠" if abs(cut["delta_gpa"]) > PULAY_WARN_GPA else ""
+    return f"{cut['delta_gpa']:+.1f} ({cut['ecut_low_ev']:g} vs {cut['ecut_high_ev']:g} eV){warn}"
+
+
 def _summary_lines(systems: dict) -> list[str]:
     lines = [
         "| system (seed) | DFT labels (loop) | iterations | " + " | ".join(f"err {p} GPa before → after" for p in ALL_P)
-        + " | loop wall | DFT EOS wall |",
-        "|---|---|---|" + "---|" * len(ALL_P) + "---|---|",
+        + " | cutoff check ΔP (GPa) | loop wall | DFT EOS wall |",
+        "|---|---|---|" + "---|" * len(ALL_P) + "---|---|---|",
     ]
     for res in systems.values():
         base, last = res["rows"][0], _last(res)
@@ -276,7 +325,8 @@ def _summary_lines(systems: dict) -> list[str]:
                 cells.append("not computed")
         lines.append(f"| {res.get('system', res['composition'])} ({res['seed_formula']}, {res.get('seed_natoms', '')} atoms) "
                      f"| {last['n_labels']} | {len(res['loop']['history'])} | " + " | ".join(cells)
-                     + f" | {_minutes(res.get('loop_wall_s'))} | {_minutes(res.get('dft_eos_wall_s'))} |")
+                     + f" | {_cutoff_cell(res.get('cutoff_check'))} | {_minutes(res.get('loop_wall_s'))} "
+                     f"| {_minutes(res.get('dft_eos_wall_s'))} |")
     return lines
 
 
@@ -306,6 +356,10 @@ def _system_section(key: str, res: dict) -> list[str]:
         f"{rel['frame_every']}th frame, {res['config']['select']['n_per_iteration']} labels; uncertain = force spread > "
         f"{unc['force_threshold']} eV/Å or stress spread > {unc['stress_threshold']} GPa (stop_fraction "
         f"{unc['stop_fraction']}).",
+        *([f"Cutoff check (seed, unrelaxed, V = {cut['seed_volume_per_atom']:.3f} Å³/atom, same k-grid): stress pressure "
+           f"{cut['pressure_low_gpa']:+.1f} GPa at {cut['ecut_low_ev']:g} eV vs {cut['pressure_high_gpa']:+.1f} GPa at "
+           f"{cut['ecut_high_ev']:g} eV (ΔP = {cut['delta_gpa']:+.1f} GPa; energy {cut['energy_low_ev_per_atom']:.3f} vs "
+           f"{cut['energy_high_ev_per_atom']:.3f} eV/atom)."] if (cut := res.get("cutoff_check")) else []),
         f"Wall time: loop {_minutes(res.get('loop_wall_s'))} (sum of the iterations' wall times below), DFT reference "
         f"relaxations {_minutes(res.get('dft_eos_wall_s'))}.",
         *([f"Note: {res['note']}"] if res.get("note") else []),
@@ -345,6 +399,17 @@ def _system_section(key: str, res: dict) -> list[str]:
     return lines
 
 
+def _dft_lines(systems: dict) -> list[str]:
+    levels = {}
+    for res in systems.values():
+        s = res["dft_settings"]
+        levels.setdefault(res["dft_level_of_theory"], (s, []))[1].append(res.get("system", res["composition"]))
+    return [f"DFT for {', '.join(names)}: GPAW {s['xc']}, plane waves {s['ecut_ev']:g} eV, k-point density "
+            f"{s['kpt_density']} Å⁻¹ (Γ-centred), Fermi-Dirac {s['smearing_ev']} eV, symmetry {s['symmetry']} "
+            f"(`{level}`), the same settings for the labels and the reference. These are test-size settings, not "
+            "converged production ones; errors are against DFT at these settings." for level, (s, names) in levels.items()]
+
+
 def _markdown(systems: dict, plot_name: str) -> str:
     lines = [
         "# Active learning from DFT: CHGNet committee vs GPAW-PBE",
@@ -356,11 +421,13 @@ def _markdown(systems: dict, plot_name: str) -> str:
         *_summary_lines(systems),
         "",
         "† pressure not sampled by the loop (transfer, not fit). ‡ the DFT reference relaxation did not reach its "
-        "force threshold. \"not computed\": that EOS pressure was not run (budget).",
+        "force threshold. \"not computed\": that EOS pressure was not run (budget). Cutoff check: stress pressure "
+        "of the unrelaxed seed at the DFT cutoff minus that at twice the cutoff (same k-grid), an estimate of the "
+        f"basis-set (Pulay) stress error of the labels and the reference; ⚠ = more than {PULAY_WARN_GPA:g} GPa: the "
+        "DFT volumes of that system are then not PBE volumes, and the 'errors' measure only how well the committee "
+        "reproduces that unconverged DFT.",
         "",
-        "DFT everywhere: GPAW PBE, plane waves 250 eV, k-point density 2.0 Å⁻¹, Fermi-Dirac 0.1 eV "
-        "(`gpaw-pbe-pw250`, conf/dft/gpaw_test.yaml), the same settings for the labels and the reference. These are "
-        "test-size settings, not converged production ones; errors are against DFT at these settings.",
+        *_dft_lines(systems),
         "",
         "Caveat: the EOS structure of each system is the seed its candidates were perturbed from, so this measures "
         "how well the loop fixes the potential where it sampled, not transfer to phases it never saw. These are "

@@ -210,3 +210,9 @@ def test_input_guard_closed_forms():
     assert "0.891 Å apart" in RelaxGuard(min_volume_per_atom=0.1, min_distance=1.0).check_input(tiny)
     one = bulk("Cu", "sc", a=0.8)  # one atom, its own image 0.8 Å away
     assert "0.8 Å apart" in RelaxGuard(min_volume_per_atom=0.1, min_distance=1.0).check_input(one)
+    # sc, a = 1.2 Å: within 3 Å lie 6 + 12 + 8 + 6 + 24 + 24 + 12 + ... = all lattice points with
+    # |n|·1.2 ≤ 3, i.e. n1²+n2²+n3² ≤ 6.25: 6+12+8+6+24+24 = 80 neighbours
+    dense = bulk("Cu", "sc", a=1.2)
+    assert "80 neighbours within 3 Å" in RelaxGuard(min_volume_per_atom=0.1).check_input(dense)
+    assert RelaxGuard(min_volume_per_atom=0.1, max_neighbors=80).check_input(dense) is None
+    assert RelaxGuard(min_volume_per_atom=0.1, max_neighbors=None).check_input(dense) is None

@@ -358,7 +358,7 @@ def stagewise(refs, frames, args, run_root: Path) -> dict:
                     if args.dft_budget_s and time.time() - t0 > args.dft_budget_s:
                         stopped_at = ref.id
                         break
-                    r = backend.relax(a.copy(), 0.0, sid=a.info["ref_id"])
+                    r = backend.relax(niggli_copy(a), 0.0, sid=a.info["ref_id"])
                     hit = _dft_store(run_root, a, settings, r)
                 rows.append(hit)
             if stopped_at is not None:
@@ -391,10 +391,21 @@ def stagewise(refs, frames, args, run_root: Path) -> dict:
     return out
 
 
+def niggli_copy(atoms):
+    """A copy with the Niggli-reduced cell (same crystal). Samples keep skewed cells (angles near 10° seen) that
+    make plane-wave DFT need many more grid points and k-points: a 2-atom NdAs sample ran > 25 min in GPAW."""
+    from ase.build import niggli_reduce
+
+    b = atoms.copy()
+    niggli_reduce(b)
+    return b
+
+
 def _dft_path(run_root: Path, atoms, settings: dict) -> Path:
     from gencrystal.metrics.stability import structure_key
 
-    return run_root / "dft_cache" / f"{atoms.info['ref_id']}_{structure_key(atoms, settings)[:16]}.extxyz"
+    key = structure_key(atoms, {**settings, "input_cell": "niggli"})  # the DFT input is niggli_copy(atoms)
+    return run_root / "dft_cache" / f"{atoms.info['ref_id']}_{key[:16]}.extxyz"
 
 
 def _dft_cached(run_root: Path, atoms, settings: dict) -> dict | None:

@@ -82,3 +82,20 @@ def test_dft_stage_cache_round_trip(tmp_path):
     assert hit["converged"] and hit["error"] is None and hit["wall_s"] == 12.5 and hit["ref_id"] == "mp-149"
     assert abs(hit["atoms"].get_volume() - relaxed.get_volume()) < 1e-6
     assert mod._dft_cached(tmp_path, a, {**settings, "ecut": 400.0}) is None  # other settings: not reused
+
+
+def test_niggli_copy_is_the_same_crystal_with_a_reduced_cell():
+    from ase.build import bulk
+
+    from gencrystal.matching import make_matcher
+    from gencrystal.structures import to_structure
+
+    mod = _bench()
+    a = bulk("Cu", "fcc", a=3.6)
+    skewed = a.copy()
+    skewed.set_cell([a.cell[0], a.cell[1], a.cell[2] + 3 * a.cell[0] + 2 * a.cell[1]], scale_atoms=False)
+    assert min(skewed.cell.cellpar()[3:]) < 30
+    red = mod.niggli_copy(skewed)
+    assert min(red.cell.cellpar()[3:]) >= 59.9 and abs(red.get_volume() - a.get_volume()) < 1e-6
+    assert make_matcher("csp").fit(to_structure(red), to_structure(a))
+    assert skewed.cell.cellpar()[3:].min() < 30  # the input is not modified

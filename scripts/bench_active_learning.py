@@ -264,7 +264,11 @@ def _plot(systems: dict, path: Path) -> None:
         ax1.axhline(0, color="k", lw=0.5)
         ax1.set_xlabel("DFT labels")
         ax1.set_ylabel("volume error vs DFT (%)")
-        ax1.set_title(f"{res.get('system', key)}: equilibrium volume (0 labels = CHGNet 0.3.0)", fontsize=10)
+        cut = res.get("cutoff_check")
+        bad = bool(cut) and abs(cut["delta_gpa"]) > PULAY_WARN_GPA
+        ax1.set_title(f"{res.get('system', key)}: equilibrium volume (0 labels = CHGNet 0.3.0)"
+                      + (f"\n⚠ DFT stress off by {cut['delta_gpa']:+.0f} GPa at {cut['ecut_low_ev']:g} eV (cutoff check)" if bad else ""),
+                      fontsize=10, color="C3" if bad else "k")
         ax1.legend(fontsize=8)
         its = sorted(k for k, h in hist.items() if h.get("stress_std_mean") is not None)
         if its:
@@ -433,6 +437,10 @@ def _markdown(systems: dict, plot_name: str) -> str:
         "how well the loop fixes the potential where it sampled, not transfer to phases it never saw. These are "
         "small CPU runs (a few DFT labels, 2–4 iterations, 2-member committees), far from the issue's goal of a few "
         "hundred labels; wall times are on a 2-core machine shared with other jobs.",
+        "",
+        "Each system's section names the script call that computed it (one call per system; results are kept in "
+        "reports/active_learning.json under `systems`); the provenance at the end is that of the last call, which "
+        "assembled this file.",
         "",
         f"![volume error and spread]({plot_name})",
         "",

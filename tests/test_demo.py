@@ -72,6 +72,25 @@ def test_shipped_checkpoint_samples_the_requested_composition_at_pressure():
         assert c["O"] == 2 * c["Si"]
 
 
+def test_shipped_checkpoint_conditions_on_every_demo_pressure():
+    """The pressure basis of the shipped model covers 0-100 GPa (the first shipped model's
+    scaler faded out above ~9 GPa, so every high-pressure request looked alike), and its
+    lattice prior shrinks the volume per atom with pressure."""
+    import torch
+
+    from gencrystal.model.module import CrystalDiffusionModule
+
+    module = CrystalDiffusionModule.load_checkpoint(_shipped())
+    lo, hi = module.pressure_range
+    assert lo <= 0.0 and hi >= 100.0
+    cond = module.net.conditions.conditions["pressure"]
+    z = cond.zscore(torch.tensor([0.0, 25.0, 50.0, 100.0]))
+    centers = cond.expansion.centers
+    assert float(z.min()) >= float(centers.min()) and float(z.max()) <= float(centers.max())
+    v = module.prior.volume_per_atom(torch.tensor([0.0, 25.0, 50.0, 100.0]), torch.zeros(4))
+    assert bool((v[1:] < v[:-1]).all())
+
+
 def test_shipped_checkpoint_is_deterministic_for_a_seed():
     from gencrystal.sampling import Generator
 

@@ -157,7 +157,8 @@ def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential:
         workers: 0/1 run in this process; N > 1 fans out over a Dask LocalCluster of N
             single-threaded worker processes.
         scheduler: address of an existing Dask scheduler (overrides ``workers``).
-        chunk_size: structures per Dask task (default: spread evenly, >= 1 per worker).
+        chunk_size: structures per Dask task (default: 1, or for ``batched`` up to
+            ``batch_size`` spread evenly over the workers).
         ids: names for the structures (default: given ids, ``atoms.info['id']`` or index).
         device: ``auto``/``cpu``/``cuda`` for a potential given by name.
         torch_threads: torch/BLAS threads per process (1 recommended on shared CPUs).
@@ -227,7 +228,10 @@ def _relax_dask(atoms_list, names, spec, pressure_gpa, opts, *, workers, schedul
         raise GencrystalError(f"cannot start/reach the Dask cluster ({scheduler or f'LocalCluster x{workers}'}): {exc}") from exc
     n = len(atoms_list)
     nworkers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
-    size = chunk_size or max(1, min(opts["batch_size"] if opts["batched"] else 4, -(-n // nworkers)))
+    # one structure per task unless batched: relaxation times differ by 100x (a 16-atom cell
+    # compressed at 50 GPa vs a converged cubic one), and Dask balances single tasks; batched
+    # FIRE needs several structures per task to fill a model call
+    size = chunk_size or (max(1, min(opts["batch_size"], -(-n // nworkers))) if opts["batched"] else 1)
     chunks = [(i, min(i + size, n)) for i in range(0, n, size)]
     results: list[RelaxResult | None] = [None] * n
     try:
@@ -273,7 +277,7 @@ class FanOut:
             single-threaded worker processes.
         scheduler: address of an existing Dask scheduler (``tcp://host:8786``, e.g. from
             dask-jobqueue on SLURM); overrides ``workers``.
-        chunk_size: structures per Dask task (None: spread evenly).
+        chunk_size: structures per Dask task (None: 1; batched: up to ``batch_size``).
         torch_threads: torch/BLAS threads per process.
     """
 

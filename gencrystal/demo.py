@@ -228,6 +228,18 @@ def rank_relaxed(frames: Sequence[Atoms]) -> dict[str, list[RankedStructure]]:
     return dict(sorted(groups.items()))
 
 
+def rediscoveries(frames: Sequence[Atoms]) -> list[tuple[str, str]]:
+    """``(sample id, known-phase id)`` for every sampled structure (id ``sample:...``) that
+    relaxed into the same structure as a known reference phase (``duplicate_of`` set by
+    ``gencrystal relax``'s StructureMatcher grouping to an id ``known:...``)."""
+    out = []
+    for atoms in frames:
+        sid, dup = str(atoms.info.get("id", "")), str(atoms.info.get("duplicate_of", "") or "")
+        if sid.startswith("sample:") and dup.startswith("known:"):
+            out.append((sid, dup))
+    return out
+
+
 def space_group(atoms: Atoms, symprec: float = 0.1) -> str:
     """International symbol and number of ``atoms``, e.g. ``Fm-3m (225)`` (spglib, ``symprec``
     in Å; the format of ``gencrystal relax``), ``?`` when spglib fails."""
@@ -294,6 +306,10 @@ def summarize(relaxed: str | Path, out: str | Path, pressure_gpa: float, top: in
         for k, r in enumerate(items[:top]):
             lines.append(f"  {k + 1:>4}  {r.id:<22} {r.formula:<8} {r.space_group:<12} {r.enthalpy_per_atom:>12.4f} "
                          f"{r.delta_h_mev:>11.1f} {r.volume_per_atom:>10.3f}" + ("" if r.converged else "  (not converged)"))
+        found = rediscoveries([a for a in frames
+                               if Composition(a.get_chemical_formula(mode="metal")).reduced_formula == red])
+        for sid, known in found:
+            lines.append(f"  {sid} relaxed into {known} (same structure by StructureMatcher): the model found it")
         safe = [f"{red}_{k + 1:02d}_{r.formula}_{r.space_group.split(' ')[0].replace('/', '-').replace('?', 'unknown')}" for k, r in enumerate(items)]
         write_cifs([r.atoms for r in items], out / "cif", safe)
         best = items[0]
@@ -305,7 +321,9 @@ def summarize(relaxed: str | Path, out: str | Path, pressure_gpa: float, top: in
                        "enthalpy_per_atom_ev": r.enthalpy_per_atom, "delta_h_mev_per_atom": r.delta_h_mev,
                        "volume_per_atom_a3": r.volume_per_atom, "converged": r.converged, "cif": f"cif/{s}.cif"}
                       for r, s in zip(items, safe)]
-    write_json({"pressure_gpa": pressure_gpa, "ranking": table}, out / "ranking.json")
+    write_json({"pressure_gpa": pressure_gpa, "ranking": table,
+                "rediscovered": [{"sample": sid, "known_phase": known} for sid, known in rediscoveries(frames)]},
+               out / "ranking.json")
     lines.append("")
     for red, items in ranking.items():
         b = items[0]

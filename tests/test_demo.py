@@ -209,6 +209,29 @@ def test_summarize_prints_a_real_structure_writes_cifs_png_and_the_dft_command(t
     assert sorted(p.name for p in (tmp_path / "demo" / "cif").iterdir()) == ["Li_01_Li1_Fm-3m.cif", "Li_02_Li2_Im-3m.cif"]
 
 
+def test_summarize_names_samples_that_relaxed_into_a_known_phase(tmp_path):
+    """A sample marked as a duplicate of a known phase is reported as a rediscovery (text and
+    ranking.json); a duplicate of another sample, or a known phase duplicating a known one, is not."""
+    import json
+
+    from gencrystal.demo import rediscoveries
+    from gencrystal.io import write_extxyz
+
+    fcc, bcc = bulk("Li", "fcc", a=3.8), bulk("Li", "bcc", a=3.0, cubic=True)
+    frames = [_relaxed(fcc, "known:Li-fcc", -1.2), _relaxed(bcc, "known:Li-bcc", -1.0),
+              _relaxed(fcc, "sample:Li16:1", -1.2, duplicate_of="known:Li-fcc"),
+              _relaxed(bcc, "sample:Li16:2", -1.0, duplicate_of="known:Li-bcc"),
+              _relaxed(bcc, "sample:Li16:3", -1.0, duplicate_of="sample:Li16:2"),
+              _relaxed(bcc, "known:Li-bcc2", -1.0, duplicate_of="known:Li-bcc")]
+    assert rediscoveries(frames) == [("sample:Li16:1", "known:Li-fcc"), ("sample:Li16:2", "known:Li-bcc")]
+    write_extxyz(frames, tmp_path / "relaxed.extxyz")
+    text = summarize(tmp_path / "relaxed.extxyz", tmp_path / "demo", 50.0)
+    assert "sample:Li16:1 relaxed into known:Li-fcc" in text and "sample:Li16:3 relaxed" not in text
+    saved = json.loads((tmp_path / "demo" / "ranking.json").read_text())["rediscovered"]
+    assert saved == [{"sample": "sample:Li16:1", "known_phase": "known:Li-fcc"},
+                     {"sample": "sample:Li16:2", "known_phase": "known:Li-bcc"}]
+
+
 def test_summarize_with_nothing_relaxed_is_a_one_line_error(tmp_path):
     from gencrystal.errors import GencrystalError
     from gencrystal.io import write_extxyz

@@ -345,7 +345,7 @@ def stage_evaluate(args) -> None:
     import pandas as pd
 
     csvs = sorted((work / "train" / "csv").glob("version_*/metrics.csv"))
-    if csvs:
+    if csvs and args.ckpt is None:  # the training log belongs to the shipped model, not to another --ckpt
         df = pd.concat([pd.read_csv(c) for c in csvs])
         if "val/loss" in df:
             v = df.dropna(subset=["val/loss"])
@@ -366,7 +366,8 @@ def stage_evaluate(args) -> None:
             r = results[name]
             md.append(f"| {name} | {r['n']} | {r.get('match_rate', float('nan')):.4f} | {r.get('rmse', float('nan'))} | "
                       f"{r.get('volume_err_median_abs', float('nan')):.3f} | {r.get('volume_err_mean', float('nan')):+.3f} |")
-    md += ["", f"Validation loss (EMA): best {results.get('val_loss_best')}, last {results.get('val_loss_last')}",
+    md += ["", (f"Validation loss (EMA): best {results.get('val_loss_best')}, last {results.get('val_loss_last')}"
+                if "val_loss_best" in results else "Validation loss: not from this work folder's training log (--ckpt given)"),
            f"Stage wall times (s): {json.dumps({k: round(v) for k, v in times.items()})}"]
     write_report(args.report, results, "\n".join(md), reports_dir=Path(args.reports_dir) if args.reports_dir else None)
     log(json.dumps({k: v for k, v in results.items() if k != "stage_wall_s"}, indent=1, default=str))

@@ -33,21 +33,33 @@ class NaNForSome(Calculator):
                         "forces": a.get_forces(), "stress": a.get_stress()}
 
 
-@pytest.fixture
-def emt_potential():
-    """ASE EMT wrapped as a Potential, with a looping 'batched' predictor so the batched path runs."""
-    pot = calculator_potential(EMT, "emt")
+def looping_potential(calc_cls, name: str):
+    """An ASE calculator class wrapped as a Potential, with a looping 'batched' predictor so
+    the batched path runs too."""
+    pot = calculator_potential(calc_cls, name)
 
     def predict_batch(atoms_list):
         out = []
         for a in atoms_list:
             b = a.copy()
-            b.calc = EMT()
+            b.calc = calc_cls()
             out.append(Prediction(b.get_potential_energy(), b.get_forces(), b.get_stress()))
         return out
 
     pot.predict_batch = predict_batch
     return pot
+
+
+@pytest.fixture
+def make_looping_potential():
+    """:func:`looping_potential` for tests that wrap their own calculator class."""
+    return looping_potential
+
+
+@pytest.fixture
+def emt_potential():
+    """ASE EMT wrapped as a Potential (one-by-one and batched paths)."""
+    return looping_potential(EMT, "emt")
 
 
 @pytest.fixture

@@ -155,11 +155,9 @@ def test_element_outside_the_potential_fails_alone(chgnet, batched):
 
 
 @pytest.mark.parametrize("batched", [False, True])
-def test_input_guard_rejects_overlapping_atoms_before_the_potential(batched):
+def test_input_guard_rejects_overlapping_atoms_before_the_potential(batched, make_looping_potential):
     """Two atoms 0.2 Å apart are rejected without a single potential call; the good cell relaxes."""
     from ase.calculators.emt import EMT
-
-    from gencrystal.relax import Prediction, calculator_potential
 
     seen: list[int] = []
 
@@ -168,17 +166,7 @@ def test_input_guard_rejects_overlapping_atoms_before_the_potential(batched):
             seen.append(len(atoms))
             super().calculate(atoms, properties, system_changes or ["positions", "numbers", "cell", "pbc"])
 
-    pot = calculator_potential(Counting, "emt-counting")
-
-    def predict_batch(atoms_list):
-        out = []
-        for a in atoms_list:
-            b = a.copy()
-            b.calc = Counting()
-            out.append(Prediction(b.get_potential_energy(), b.get_forces(), b.get_stress()))
-        return out
-
-    pot.predict_batch = predict_batch
+    pot = make_looping_potential(Counting, "emt-counting")
     good = fcc("Cu", 3.6, rattle=0.01, seed=8)
     bad = fcc("Cu", 3.6)
     bad.positions[1] = bad.positions[0] + [0.2, 0.0, 0.0]

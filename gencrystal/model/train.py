@@ -232,7 +232,6 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
     dm = CrystalDataModule(cfg.data, batch_size=per_device, num_workers=int(cfg.get("num_workers", 0)),
                            data_root=cfg.get("data_root"), eval_batch_size=int(cfg.get("eval_batch_size") or per_device))
     train_ds = dm.dataset("train")  # bad data fails here, before anything is written
-    run_dir.mkdir(parents=True, exist_ok=True)
     if ckpt_path is not None:
         hp = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
         stats, prior, scalers = hp.get("data_stats"), hp.get("lattice_prior"), hp.get("condition_scalers")
@@ -244,6 +243,7 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
         rep = init_weights_from(module, str(cfg.init_from))
         log.warning("init_from=%s: %d weight tensors copied, %d skipped (shape), %d not in the checkpoint",
                     cfg.init_from, len(rep["copied"]), len(rep["skipped"]), len(rep["missing"]))
+    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a bad init_from leaves nothing behind
     if ckpt_path is None and int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
         from gencrystal.io import atomic_write
 

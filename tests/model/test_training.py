@@ -312,3 +312,8 @@ def test_init_from_copies_weights_but_refits_priors_and_scalers(tmp_path):
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(GencrystalError, match="not a gencrystal checkpoint"):
         init_weights_from(fresh, tmp_path / "junk.ckpt")
+    bad = compose("train", ["experiment=hp_csp", *TINY, f"data.url={new_db}", "data.cache_dir=false",
+                            f"out={tmp_path / 'bad'}", f"init_from={tmp_path / 'junk.ckpt'}"])
+    with pytest.raises(GencrystalError, match="not a gencrystal checkpoint"):
+        train(bad)
+    assert not (tmp_path / "bad").exists()  # nothing half-written

@@ -276,15 +276,6 @@ def score(refs, frames_or_entries, args, label: str) -> dict:
 
 
 # ---------------------------------------------------------------------------- stages
-def max_neighbours(atoms, cutoff: float) -> int:
-    """Largest number of neighbours (periodic images included) within ``cutoff`` Å of any atom."""
-    import numpy as np
-    from ase.neighborlist import neighbor_list
-
-    i = neighbor_list("i", atoms, cutoff)
-    return int(np.bincount(i, minlength=len(atoms)).max()) if len(i) else 0
-
-
 def stagewise(refs, frames, args, run_root: Path) -> dict:
     """Raw -> MLP pre-relaxed (N smallest refs) -> DFT-relaxed (M smallest), same refs per table."""
     from gencrystal.io import write_extxyz
@@ -296,7 +287,7 @@ def stagewise(refs, frames, args, run_root: Path) -> dict:
     out: dict[str, Any] = {}
     if args.prerelax_n <= 0:
         return out
-    from gencrystal.relax import relax_structures
+    from gencrystal.relax import RelaxGuard, relax_structures
 
     mlp_refs = order[: args.prerelax_n]
     raw = [a for r in mlp_refs for a in by_ref.get(r.id, [])]
@@ -306,13 +297,16 @@ def stagewise(refs, frames, args, run_root: Path) -> dict:
     todo = [i for i, a in enumerate(raw) if not a.info.get("flagged")]
     # samples far denser than any 0 GPa crystal (more than --prerelax-max-neighbours atoms within 3 Å, CHGNet's
     # bond-graph cutoff; real crystals have <= ~20) made one CHGNet relaxation take > 15 min and 4 GB (its angle
-    # graph grows with the square of that count): they are kept as sampled, like the flagged ones, and counted
-    too_dense = [i for i in todo if args.prerelax_max_neighbours and max_neighbours(raw[i], 3.0) > args.prerelax_max_neighbours]
-    todo = [i for i in todo if i not in too_dense]
+    # graph grows with the square of that count): the relaxation's input guard rejects them before CHGNet runs;
+    # they are kept as sampled, like the flagged ones, and counted
+    guard = RelaxGuard(max_neighbors=args.prerelax_max_neighbours or None, neighbor_cutoff=3.0)
     t0 = time.time()
     res = relax_structures([raw[i].copy() for i in todo], 0.0, args.potential, steps=args.relax_steps, fmax=args.fmax,
-                           workers=1, progress=True, ids=[f"{raw[i].info['ref_id']}#{i}" for i in todo])
-    relaxed = dict(zip(todo, res))
+                           guard=guard, workers=1, progress=True, ids=[f"{raw[i].info['ref_id']}#{i}" for i in todo])
+    too_dense = [i for i, r in zip(todo, res) if r.error and "neighbours within" in r.error]
+    relaxed = {i: r for i, r in zip(todo, res) if i not in too_dense}
+    todo = [i for i in todo if i not in too_dense]
+    res = [relaxed[i] for i in todo]
     mlp = []
     for i, a in enumerate(raw):
         b = relaxed[i].atoms.copy() if i in relaxed else a.copy()

@@ -72,6 +72,7 @@ def _check_choices(cfg, validity_cfg) -> None:
     from gencrystal.metrics.validity import OX_SETS
 
     checks = [("pair", cfg.get("pair", "id"), ("id", "order")),
+              ("protocol", cfg.get("protocol", "standard"), ("standard", "metre")),
               ("validity_mode", cfg.get("validity_mode", "paper"), VALIDITY_MODES),
               ("matcher", cfg.get("matcher", "csp"), tuple(MATCHER_SETTINGS)),
               ("validity.oxidation_states_set", validity_cfg.get("oxidation_states_set", "smact14"), tuple(OX_SETS))]
@@ -160,20 +161,48 @@ def evaluate_csp(cfg) -> int:
         "with_validity_filter": {str(k): v for k, v in match_rate_by_atoms(rows, True).items()},
         "without_validity_filter": {str(k): v for k, v in match_rate_by_atoms(rows, False).items()},
     }
+    metre_rows = None
+    if str(cfg.get("protocol", "standard")) == "metre":
+        metre_rows = _metre(cfg, refs, preds, metrics)
     _write_csp(outp, metrics, rows_as_dicts(rows), rows, bool(cfg.get("plots", True)), rmse_histogram, plot_by_atoms,
-               match_rate_by_atoms)
+               match_rate_by_atoms, metre_rows)
     w, wo = metrics["with_validity_filter"], metrics["without_validity_filter"]
     fmt = lambda x: "n/a" if x is None else f"{x:.4f}"
     print(f"{metrics['protocol']['name']}: match rate {100 * w['match_rate']:.2f} % (RMSE {fmt(w['rmse'])}) with validity filter; "
-          f"{100 * wo['match_rate']:.2f} % (RMSE {fmt(wo['rmse'])}) without; n_ref={metrics['n_ref']} n_pred={metrics['n_pred']} -> {outp}")
+          f"{100 * wo['match_rate']:.2f} % (RMSE {fmt(wo['rmse'])}, cRMSE {fmt(wo['crmse'])}) without; "
+          f"n_ref={metrics['n_ref']} n_pred={metrics['n_pred']} -> {outp}")
+    if metre_rows is not None:
+        me = metrics["metre"]
+        print(f"METRe {100 * me['metre']:.2f} % (cRMSE {fmt(me['crmse'])}; {me['n_pairs']} same-composition pairs)")
     return 0
 
 
-def _write_csp(outp: Path, metrics, row_dicts, rows, plots, rmse_histogram, plot_by_atoms, by_atoms) -> None:
+def _metre(cfg, refs, preds, metrics: dict) -> list:
+    """Add ``metrics["metre"]`` (METRe, cRMSE: :mod:`gencrystal.metrics.metre`); returns its per-reference rows."""
+    from gencrystal.metrics.metre import metre_metrics
+
+    mcfg = cfg.get("metre") or {}
+    max_pairs = _int_or_none(mcfg.get("max_pairs", 2_000_000), "metre.max_pairs")
+    v = cfg.get("validity") or {}
+    m, rows = metre_metrics(
+        refs, preds, matcher=str(cfg.get("matcher", "csp")), workers=int(cfg.get("workers", 0)),
+        timeout_s=float(cfg.get("timeout_s", 30)), progress=bool(cfg.get("progress", True)),
+        valid_only=bool(mcfg.get("valid_only", False)), max_pairs=max_pairs,
+        validity_kwargs=dict(min_distance=float(v.get("min_distance", 0.5)), min_volume=float(v.get("min_volume", 0.1)),
+                             oxidation_states_set=str(v.get("oxidation_states_set", "smact14"))))
+    metrics["metre"] = m
+    return rows
+
+
+def _write_csp(outp: Path, metrics, row_dicts, rows, plots, rmse_histogram, plot_by_atoms, by_atoms,
+               metre_rows=None) -> None:
     from gencrystal.io import write_json
+    from gencrystal.metrics.metre import metre_rows_as_dicts
 
     outp.mkdir(parents=True, exist_ok=True)
     write_csv(row_dicts, outp / "per_structure.csv")
+    if metre_rows is not None:
+        write_csv(metre_rows_as_dicts(metre_rows), outp / "per_structure_metre.csv")
     if plots:
         rmse_histogram([r.rmse_filtered for r in rows if r.matched_filtered], [r.rmse for r in rows if r.matched],
                        outp / "rmse_hist.png", title=f"{metrics['protocol']['name']} RMSE, matched references")

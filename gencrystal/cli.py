@@ -38,6 +38,8 @@ class Command:
 COMMANDS: list[Command] = [
     Command(("data", "info"), "data_info", "gencrystal.data.commands:info",
             "Load a dataset, print counts and statistics, write a histogram plot."),
+    Command(("data", "split"), "data_split", "gencrystal.data.commands:split",
+            "Re-split a dataset with every composition (by=composition) or duplicate group (by=structure) in one split."),
     Command(("data", "download"), "data_download", "gencrystal.data.commands:download",
             "Download the standard CDVAE splits (mp20, perov5, carbon24, mpts52).",
             positional=("dataset",)),

@@ -47,6 +47,8 @@ COMMANDS: list[Command] = [
             "Relax structures with an ML potential at a pressure (H = E + PV); rank, dedupe, write extxyz/summary."),
     Command(("evaluate", "csp"), "evaluate_csp", "gencrystal.metrics.commands:evaluate_csp",
             "CSP match rate and RMSE of predictions against references (1- or k-sample; metrics.json, CSV, plots)."),
+    Command(("evaluate", "pipeline"), "evaluate_pipeline", "gencrystal.metrics.commands:evaluate_pipeline",
+            "Stage table: raw samples -> MLP pre-relaxation -> DFT, each scored (match rate, RMSE, cRMSE, METRe; resumable)."),
     Command(("evaluate", "dng"), "evaluate_dng", "gencrystal.metrics.commands:evaluate_dng",
             "Generation metrics: validity, COV-R/P, Wasserstein, unique/novel, hull stability, S.U.N."),
     Command(("train",), "train", "gencrystal.model.train:run",

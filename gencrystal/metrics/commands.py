@@ -342,3 +342,65 @@ def evaluate_dng(cfg) -> int:
           + (f"; novel {metrics['novel_rate']:.3f}" if 'novel_rate' in metrics else "")
           + (f"; S.U.N. {metrics['sun_rate']:.3f}" if 'sun_rate' in metrics else "") + f" -> {outp}")
     return 0
+
+
+def _frames_with_ref_id(path: str, selection) -> list:
+    """Samples as ASE Atoms whose ``info['ref_id']`` names their reference (ref_id/material_id/id info, else file id)."""
+    from gencrystal.io import read_structures
+    from gencrystal.metrics.io import PAIR_ID_KEYS
+
+    frames = []
+    for sid, atoms in read_structures(path, selection=selection):
+        ref_id = next((str(atoms.info[k]) for k in PAIR_ID_KEYS if str(atoms.info.get(k, "")) != ""), str(sid))
+        atoms.info["ref_id"] = ref_id
+        frames.append(atoms)
+    if not frames:
+        raise GencrystalError(f"pred={path!r} holds no structures")
+    return frames
+
+
+def evaluate_pipeline(cfg) -> int:
+    """``gencrystal evaluate pipeline``: raw -> MLP -> DFT stage table (:func:`gencrystal.metrics.pipeline.run_stages`);
+    writes ``out/stages.json`` and the relaxed samples, caching every relaxation under ``out/``."""
+    from gencrystal.io import write_json
+    from gencrystal.metrics.csp import VALIDITY_MODES
+    from gencrystal.metrics.pipeline import StageSettings, run_stages
+    from gencrystal.units import check_pressure
+
+    pred, ref, out = _req(cfg, "pred"), _req(cfg, "ref"), _req(cfg, "out")
+    outp = _check_out(out)
+    _check_input(pred, "pred")
+    _check_input(ref, "ref")
+    if str(cfg.get("validity_mode", "paper")) not in VALIDITY_MODES:
+        raise GencrystalError(f"unknown validity_mode={cfg.get('validity_mode')!r}; choose from {', '.join(VALIDITY_MODES)}")
+    for key in ("mlp_n", "dft_n", "max_neighbours", "relax_steps"):
+        _nonneg_int(cfg.get(key, 0), key)
+    try:
+        budget, fmax, timeout = float(cfg.get("dft_budget_s", 0)), float(cfg.get("fmax", 0.05)), float(cfg.get("timeout_s", 30))
+    except (TypeError, ValueError):
+        raise GencrystalError("dft_budget_s, fmax and timeout_s must be numbers") from None
+    if budget < 0 or not fmax > 0 or not timeout > 0:
+        raise GencrystalError(f"need dft_budget_s >= 0, fmax > 0 and timeout_s > 0 (got {budget}, {fmax}, {timeout})")
+    pot = cfg.get("potential") or {}
+    settings = StageSettings(
+        pressure_gpa=check_pressure(cfg.get("pressure", 0.0), "pressure"),
+        potential={k: (str(v) if v is not None else None) for k, v in pot.items() if k in ("name", "path", "device")},
+        relax_steps=int(cfg.get("relax_steps", 300)), fmax=fmax, max_neighbours=int(cfg.get("max_neighbours", 60)),
+        mlp_n=int(cfg.get("mlp_n", 100)), dft_n=int(cfg.get("dft_n", 20)), dft_budget_s=budget,
+        validity_mode=str(cfg.get("validity_mode", "paper")), workers=int(cfg.get("workers", 0)), timeout_s=timeout,
+        metre=bool(cfg.get("metre", True)))
+    refs = _read(ref, cfg.get("ref_selection"), _int_or_none(cfg.get("limit"), "limit"), "ref")
+    frames = _frames_with_ref_id(pred, cfg.get("pred_selection"))
+    t0 = time.time()
+    res = run_stages(refs, frames, outp, settings, dft=cfg.get("dft") if settings.dft_n > 0 else None)
+    res.update(pred=pred, ref=ref, n_ref=len(refs), n_pred=len(frames), wall_time_s=round(time.time() - t0, 1))
+    write_json(_jsonable(res), outp / "stages.json")
+    fmt = lambda x, pct=False: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else (
+        f"{100 * x:.2f}" if pct else f"{x:.4f}")
+    for stage in ("mlp", "dft"):
+        for r in (res.get(stage) or {}).get("rows", []):
+            print(f"[{stage} table, n={r['n_ref']}] {r['label']}: match rate {fmt(r['match_rate'], True)} % "
+                  f"(no filter {fmt(r['match_rate_unfiltered'], True)} %), RMSE {fmt(r['rmse'])}, cRMSE {fmt(r['crmse'])}, "
+                  f"METRe {fmt(r.get('metre'), True)} %, METRe cRMSE {fmt(r.get('metre_crmse'))}")
+    print(f"wrote {outp / 'stages.json'}")
+    return 0

@@ -116,3 +116,42 @@ def test_evaluate_pipeline_cli_raw_only_and_bad_input(tmp_path, capsys):
                  f"out={tmp_path / 'bad'}", "pressure=-3"]) == 2
     assert not (tmp_path / "bad").exists()
     assert "error:" in capsys.readouterr().err
+
+
+def test_dft_stage_cache_round_trip(tmp_path):
+    """A relaxation stored by one invocation is found by the next (same input, same settings) only."""
+    from ase.build import bulk
+
+    from gencrystal.metrics.pipeline import _cache_path, _cached, _store
+    from gencrystal.relax.result import RelaxResult
+
+    a = bulk("Si", "diamond", a=5.43)
+    a.info["ref_id"] = "mp-149"
+    settings = {"ecut": 250.0, "xc": "PBE"}
+    path = _cache_path(tmp_path, "dft", a, settings)
+    assert _cached(path, "mp-149") is None
+    relaxed = a.copy()
+    relaxed.set_cell(a.cell * 1.01, scale_atoms=True)
+    res = RelaxResult(atoms=relaxed, converged=True, wall_s=12.5, level_of_theory="gpaw-pbe-pw250")
+    stored = _store(path, "mp-149", res)
+    hit = _cached(path, "mp-149")
+    assert hit is not None and hit["cached"] and not stored["cached"]
+    assert hit["converged"] and hit["error"] is None and hit["wall_s"] == 12.5 and hit["ref_id"] == "mp-149"
+    assert abs(hit["atoms"].get_volume() - relaxed.get_volume()) < 1e-6
+    assert _cache_path(tmp_path, "dft", a, {**settings, "ecut": 400.0}) != path  # other settings: not reused
+
+
+def test_niggli_copy_is_the_same_crystal_with_a_reduced_cell():
+    from ase.build import bulk
+
+    from gencrystal.matching import make_matcher
+    from gencrystal.metrics.pipeline import niggli_copy
+
+    a = bulk("Cu", "fcc", a=3.6)
+    skewed = a.copy()
+    skewed.set_cell([a.cell[0], a.cell[1], a.cell[2] + 3 * a.cell[0] + 2 * a.cell[1]], scale_atoms=False)
+    assert min(skewed.cell.cellpar()[3:]) < 30
+    red = niggli_copy(skewed)
+    assert min(red.cell.cellpar()[3:]) >= 59.9 and abs(red.get_volume() - a.get_volume()) < 1e-6
+    assert make_matcher("csp").fit(to_structure(red), to_structure(a))
+    assert skewed.cell.cellpar()[3:].min() < 30  # the input is not modified

@@ -520,6 +520,16 @@ def markdown(res: dict) -> str:
     return "\n".join(L)
 
 
+def comparison(path: str) -> dict:
+    """The rows, leakage and model of another run's report JSON (the same protocol on another split)."""
+    other = json.loads(Path(path).read_text())
+    ck = other.get("ckpt") or {}
+    return {"split_scheme": other["settings"].get("split_scheme", "standard"),
+            "command": other.get("metadata", {}).get("command", ""), "main": other["main"],
+            "leakage": other.get("leakage"), "protocol": other.get("protocol"),
+            "training": {k: ck.get(k) for k in ("epochs", "global_step", "parameters", "note")}}
+
+
 def relative_paths(obj):
     """``obj`` with every absolute path string made relative to the repository (reports carry no machine paths)."""
     if isinstance(obj, dict):
@@ -610,6 +620,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.render_only:  # re-write the markdown from a saved JSON (its provenance is kept as it was)
         res = json.loads(Path(args.render_only).read_text())
+        if args.compare_with:  # add (or refresh) the other split's rows; the run's own numbers are untouched
+            res["comparison"] = comparison(args.compare_with)
         reports = Path(args.reports_dir) if args.reports_dir else REPORTS_DIR
         jp, mp = write_report(res["settings"]["name"], res, markdown(res), reports_dir=reports)
         print(f"re-rendered {mp} from {args.render_only}")
@@ -732,12 +744,7 @@ def main(argv=None) -> int:
                 res["main_sampling_wall_s"] = (f"≈{first['wall_s'] * m['n_samples'] / max(1, first['n_samples']):.1f} "
                                                "(sampling, prorated)")
     if args.compare_with:
-        other = json.loads(Path(args.compare_with).read_text())
-        ck = other.get("ckpt") or {}
-        res["comparison"] = {"split_scheme": other["settings"].get("split_scheme", "standard"),
-                             "command": other.get("metadata", {}).get("command", ""), "main": other["main"],
-                             "leakage": other.get("leakage"), "protocol": other.get("protocol"),
-                             "training": {k: ck.get(k) for k in ("epochs", "global_step", "parameters", "note")}}
+        res["comparison"] = comparison(args.compare_with)
     res["reduced"] = bool(reasons)
     res["reduced_because"] = reasons
     res["wall_s"] = round(time.time() - t_start, 1)

@@ -266,7 +266,7 @@ def stagewise(refs, frames, args, run_root: Path) -> dict:
     settings = StageSettings(potential=args.potential, relax_steps=args.relax_steps, fmax=args.fmax,
                              max_neighbours=args.prerelax_max_neighbours, mlp_n=args.prerelax_n, dft_n=args.dft_n,
                              dft_budget_s=args.dft_budget_s, validity_mode=args.validity_mode, workers=args.workers,
-                             timeout_s=args.timeout, metre=not args.no_metre)
+                             timeout_s=args.timeout, metre=not args.no_metre, cutoff_check=args.cutoff_check)
     dft = compose("evaluate_pipeline", [f"dft={args.dft_config}"]).dft if args.dft_n > 0 else None
     return run_stages(refs, frames, run_root, settings, dft=dft)
 
@@ -505,6 +505,12 @@ def markdown(res: dict) -> str:
                   + (f" (N = {d['n_requested']} was asked for; the {d['budget_s']:g} s DFT budget ran out before "
                      f"{d['stopped_by_budget_before']})" if d.get("stopped_by_budget_before") else "")
                   + (f"; errors: {'; '.join(d['errors'])}" if d.get("errors") else "") + ":", "",
+                  *([f"Cutoff check on {c['formula']} ({c['ref_id']}, DFT-relaxed): stress pressure "
+                     f"{c['pressure_low_gpa']:+.2f} GPa at {c['ecut_low_ev']:g} eV vs {c['pressure_high_gpa']:+.2f} GPa at "
+                     f"{c['ecut_high_ev']:g} eV (ΔP = {c['delta_gpa']:+.2f} GPa; energy {c['energy_low_ev_per_atom']:.4f} vs "
+                     f"{c['energy_high_ev_per_atom']:.4f} eV/atom).", ""]
+                    if (c := d.get("cutoff_check")) and "delta_gpa" in c else
+                    ([f"Cutoff check failed: {c['error']}", ""] if c else [])),
                   "| stage | n " + METRIC_HEAD, "|---|---" + METRIC_SEP]
             for r in d["rows"]:
                 L.append(f"| {r['label']} | {r['n_ref']} | {_cells(r)}")
@@ -590,6 +596,8 @@ def parse_args(argv=None):
     g.add_argument("--fmax", type=float, default=0.05)
     g.add_argument("--dft-n", type=int, default=2, help="DFT-relax samples of the N smallest scored crystals (0 = skip)")
     g.add_argument("--dft-config", default="gpaw_test", help="conf/dft/<name>.yaml")
+    g.add_argument("--cutoff-check", type=float, default=2.0,
+                   help="stress of the first DFT-relaxed structure at this multiple of the DFT cutoff too (0 = skip)")
     g.add_argument("--dft-budget-s", type=float, default=0.0,
                    help="stop starting new DFT relaxations after this many seconds (0 = no limit); N shrinks to the "
                         "crystals done, and the report says so")

@@ -8,8 +8,9 @@ rate / RMSE (with and without the validity filter), cRMSE, and METRe with its cR
 (:mod:`gencrystal.metrics.metre`). Each relaxation is cached per structure under
 ``run_dir`` (``mlp_cache/``, ``dft_cache/``: one extxyz per structure, keyed by the input
 structure and the settings), so a killed run resumes where it stopped and a re-run
-recomputes nothing. ``dft_budget_s`` stops starting new DFT relaxations after that many
-seconds; the DFT table then covers the references finished, and says so.
+recomputes nothing. ``dft_budget_s`` bounds the DFT stage's wall time: a relaxation still
+running when it is spent is stopped (and not cached) and no new one starts; the DFT table
+then covers the references finished, and says so.
 
 Samples flagged by the sampler's checks (``info['flagged']``: atoms < 0.5 Å apart, volume
 per atom outside 1–200 Å³) and samples with more than ``max_neighbours`` atoms within 3 Å
@@ -45,6 +46,8 @@ class StageSettings:
         dft_budget_s: stop starting DFT relaxations after this many seconds (0: no limit).
         validity_mode, workers, timeout_s: scoring (:func:`gencrystal.metrics.csp.csp_metrics`).
         metre: also compute METRe/cRMSE for each stage.
+        cutoff_check: > 1: also compute the stress of the first DFT-relaxed structure at this multiple
+            of the DFT cutoff (:func:`cutoff_check`); 0 skips.
     """
 
     pressure_gpa: float = 0.0
@@ -59,6 +62,7 @@ class StageSettings:
     workers: int = 1
     timeout_s: float = 30.0
     metre: bool = True
+    cutoff_check: float = 0.0
 
 
 def as_entries(frames_or_entries: Sequence) -> list[Entry]:
@@ -215,6 +219,33 @@ def run_mlp_stage(refs: Sequence[Entry], frames: Sequence, run_dir: Path, s: Sta
     return summary, raw, mlp
 
 
+class _BudgetSpent(BaseException):
+    """Raised by SIGALRM when the DFT budget runs out (a BaseException, so library code cannot swallow it)."""
+
+
+def _within(seconds: float | None, func, *args, **kwargs):
+    """``func(*args, **kwargs)``, or None when it is still running after ``seconds`` (SIGALRM in the main
+    thread, re-armed every second; no limit for None or off the main thread)."""
+    import signal
+    import threading
+
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        return func(*args, **kwargs)
+
+    def alarm(signum, frame):
+        raise _BudgetSpent()
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3), 1.0)
+    try:
+        return func(*args, **kwargs)
+    except _BudgetSpent:
+        return None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def run_dft_stage(refs: Sequence[Entry], mlp: Sequence, run_dir: Path, s: StageSettings, backend,
                   settings: Mapping) -> tuple[dict, list[Entry], list]:
     """DFT relaxation of the MLP-relaxed samples of the ``s.dft_n`` smallest references (smallest
@@ -230,10 +261,15 @@ def run_dft_stage(refs: Sequence[Entry], mlp: Sequence, run_dir: Path, s: StageS
             path = _cache_path(run_dir, "dft", a, settings)
             hit = _cached(path, ref.id)
             if hit is None:
-                if s.dft_budget_s and time.time() - t0 > s.dft_budget_s:
+                left = (s.dft_budget_s - (time.time() - t0)) if s.dft_budget_s else None
+                if left is not None and left <= 0:
                     stopped_at = ref.id
                     break
-                hit = _store(path, ref.id, backend.relax(niggli_copy(a), s.pressure_gpa, sid=ref.id))
+                result = _within(left, backend.relax, niggli_copy(a), s.pressure_gpa, sid=ref.id)
+                if result is None:  # the budget ran out inside this relaxation: nothing cached, a re-run redoes it
+                    stopped_at = ref.id
+                    break
+                hit = _store(path, ref.id, result)
             rows.append(hit)
         if stopped_at is not None:
             break
@@ -257,6 +293,40 @@ def run_dft_stage(refs: Sequence[Entry], mlp: Sequence, run_dir: Path, s: StageS
         "wall_s": round(sum(h["wall_s"] for h in dres), 1), "wall_s_this_invocation": round(time.time() - t0, 1),
     }
     return summary, dft_refs, dft
+
+
+def cutoff_check(backend, atoms, factor: float, cache: Path) -> dict | None:
+    """Basis-set check of a plane-wave DFT backend on one structure: the stress pressure (GPa) and
+    energy (eV/atom) of ``atoms`` as given, at the backend's cutoff and at ``factor`` times it with the
+    same k-point grid; ``delta_gpa`` = P(ecut) − P(factor·ecut) estimates the Pulay error of the stresses
+    that drive the DFT relaxations. Cached as JSON in ``cache``; None when ``factor`` <= 1 or the
+    backend has no ``ecut``."""
+    import dataclasses
+    import json
+
+    from gencrystal.io import write_json
+    from gencrystal.units import ev_per_a3_to_gpa
+
+    if factor <= 1.0 or not hasattr(backend, "ecut") or not dataclasses.is_dataclass(backend):
+        return None
+    hi = dataclasses.replace(backend, ecut=float(backend.ecut) * factor, kpts=backend.kgrid(atoms))
+    key = f"{atoms.info.get('ref_id', '')}:{backend.ecut:g}->{hi.ecut:g}"
+    done = json.loads(cache.read_text()) if cache.is_file() else {}
+    if key not in done:
+        out: dict[str, Any] = {"ref_id": str(atoms.info.get("ref_id", "")), "formula": atoms.get_chemical_formula()}
+        for name, be in (("low", backend), ("high", hi)):
+            a = atoms.copy()
+            a.calc = be.calculator(a)
+            t0 = time.perf_counter()
+            out[f"pressure_{name}_gpa"] = float(ev_per_a3_to_gpa(-a.get_stress()[:3].mean()))
+            out[f"energy_{name}_ev_per_atom"] = float(a.get_potential_energy() / len(a))
+            out[f"wall_{name}_s"] = round(time.perf_counter() - t0, 1)
+        out.update(ecut_low_ev=float(backend.ecut), ecut_high_ev=float(hi.ecut),
+                   delta_gpa=out["pressure_low_gpa"] - out["pressure_high_gpa"])
+        done[key] = out
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_json(done, cache)
+    return done[key]
 
 
 def run_stages(refs: Sequence[Entry], frames: Sequence, run_dir: str | Path, settings: StageSettings | None = None,
@@ -299,6 +369,12 @@ def run_stages(refs: Sequence[Entry], frames: Sequence, run_dir: str | Path, set
     else:
         backend, dft_settings = dft, {"level_of_theory": str(getattr(dft, "level_of_theory", type(dft).__name__))}
     dsum, dft_refs, dft_frames = run_dft_stage(refs, mlp, run_dir, s, backend, dft_settings)
+    if s.cutoff_check > 1.0 and dft_frames:  # on the first DFT-relaxed structure (a real crystal, not a raw sample)
+        try:
+            dsum["cutoff_check"] = cutoff_check(backend, niggli_copy(dft_frames[0]), s.cutoff_check,
+                                                run_dir / "cutoff_check.json")
+        except Exception as exc:  # reported, not fatal: the stage table stands without it
+            dsum["cutoff_check"] = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
     write_extxyz(dft_frames, run_dir / "samples_dft_relaxed.extxyz")
     ids = {r.id for r in dft_refs}
     if dft_refs:

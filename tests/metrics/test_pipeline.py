@@ -155,3 +155,23 @@ def test_niggli_copy_is_the_same_crystal_with_a_reduced_cell():
     assert min(red.cell.cellpar()[3:]) >= 59.9 and abs(red.get_volume() - a.get_volume()) < 1e-6
     assert make_matcher("csp").fit(to_structure(red), to_structure(a))
     assert skewed.cell.cellpar()[3:].min() < 30  # the input is not modified
+
+
+def test_dft_budget_stops_a_running_relaxation_and_caches_nothing(tmp_path):
+    import time
+
+    refs, frames = _case()
+
+    class Slow(EMTBackend):
+        def relax(self, atoms, pressure_gpa, sid=""):
+            self.calls += 1
+            time.sleep(30)  # interrupted by the budget
+            return super().relax(atoms, pressure_gpa, sid)
+
+    backend = Slow()
+    t0 = time.time()
+    res = run_stages(refs, frames, tmp_path, StageSettings(potential=calculator_potential(EMT, "emt-test"), mlp_n=1,
+                                                           dft_n=1, workers=1, dft_budget_s=0.5), dft=backend)
+    assert time.time() - t0 < 25 and backend.calls == 1
+    assert res["dft"]["n_ref"] == 0 and res["dft"]["stopped_by_budget_before"] == "Ag3Pd-ref"
+    assert not list((tmp_path / "dft_cache").glob("*.extxyz")) and res["dft"]["rows"] == []

@@ -312,10 +312,24 @@ def _num(x, nd=4):
 
 
 def _rel(path) -> str:
-    """A path relative to the repository when it lies inside it (reports carry no machine paths)."""
-    if not os.path.isabs(str(path)):
-        return str(path)
-    return os.path.relpath(str(path), REPO)
+    """A path without the machine's part (reports carry no machine paths): relative to the repository when
+    inside it, ``../shared/...`` for the shared data, from ``runs/``/``checkpoints/``/``reports/`` on for another
+    checkout's outputs, else the file name."""
+    p = str(path)
+    if not os.path.isabs(p):
+        return p
+    path_ = Path(p)
+    try:
+        return str(path_.relative_to(REPO))
+    except ValueError:
+        pass
+    parts = path_.parts
+    if "shared" in parts:
+        return str(Path("..", *parts[parts.index("shared"):]))
+    for anchor in ("runs", "checkpoints", "reports"):
+        if anchor in parts:
+            return str(Path(*parts[parts.index(anchor):]))
+    return path_.name
 
 
 METRIC_HEAD = ("| match rate % | RMSE | cRMSE | match rate % (no filter) | RMSE (no filter) | cRMSE (no filter) | "
@@ -323,10 +337,21 @@ METRIC_HEAD = ("| match rate % | RMSE | cRMSE | match rate % (no filter) | RMSE 
 METRIC_SEP = "|---|---|---|---|---|---|---|---|"
 
 
+def _crmse(r: dict, suffix: str = "") -> float | None:
+    """The row's cRMSE; for rows scored before it was recorded, the same number from its definition:
+    match rate x RMSE + (1 - match rate) x stol (stol = 0.5)."""
+    if r.get(f"crmse{suffix}") is not None:
+        return r[f"crmse{suffix}"]
+    mr, rmse = r.get(f"match_rate{suffix}"), r.get(f"rmse{suffix}")
+    if mr is None or (isinstance(mr, float) and math.isnan(mr)):
+        return None
+    return 0.5 if not mr or rmse is None else mr * rmse + (1 - mr) * 0.5
+
+
 def _cells(r: dict) -> str:
     """The eight metric cells of a row (standard with/without filter, METRe)."""
-    return (f"{_pct(r['match_rate'])} | {_num(r['rmse'])} | {_num(r.get('crmse'))} | {_pct(r['match_rate_unfiltered'])} | "
-            f"{_num(r['rmse_unfiltered'])} | {_num(r.get('crmse_unfiltered'))} | {_pct(r.get('metre'))} | "
+    return (f"{_pct(r['match_rate'])} | {_num(r['rmse'])} | {_num(_crmse(r))} | {_pct(r['match_rate_unfiltered'])} | "
+            f"{_num(r['rmse_unfiltered'])} | {_num(_crmse(r, '_unfiltered'))} | {_pct(r.get('metre'))} | "
             f"{_num(r.get('metre_crmse'))} |")
 
 
@@ -415,6 +440,13 @@ def markdown(res: dict) -> str:
         L.append(f"| {r['label']} | {r.get('nfe', '–')} | {r['n_ref']} | {_cells(r)} {r.get('wall_s', '–')} |")
     L += ["", "The published rows are the papers' standard match rate and RMSE on the standard random test split "
           "(ANCHORS.md §2.5); none reports cRMSE or METRe.", ""]
+    if res["main"] and not any("metre" in r for r in res["main"]):
+        L += ["**This run predates METRe** (docs/metrics.md): its samples were not kept, so the METRe columns are "
+              "empty (–); re-running the command under Provenance fills them. Its cRMSE follows from its match rate "
+              "and RMSE (match rate × RMSE + (1 − match rate) × 0.5)"
+              + ("" if res.get("leakage") else ", and the leakage of its split was not measured") + ".", ""]
+    if ds.get("note"):
+        L += [f"Split: {ds['note']}", ""]
     cmp_ = res.get("comparison")
     if cmp_:
         L += [f"## The same protocol on the {cmp_['split_scheme']} split", "",
@@ -542,8 +574,10 @@ def relative_paths(obj):
         return {k: relative_paths(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [relative_paths(v) for v in obj]
-    if isinstance(obj, str) and os.path.isabs(obj) and " " not in obj and "\n" not in obj:
-        return os.path.relpath(obj, REPO)
+    if isinstance(obj, str) and " " not in obj and "\n" not in obj:
+        key, eq, value = obj.rpartition("=")
+        if os.path.isabs(value):  # a path, or a key=path override
+            return f"{key}{eq}{_rel(value)}"
     return obj
 
 
@@ -630,6 +664,7 @@ def main(argv=None) -> int:
         res = json.loads(Path(args.render_only).read_text())
         if args.compare_with:  # add (or refresh) the other split's rows; the run's own numbers are untouched
             res["comparison"] = comparison(args.compare_with)
+        res = {**relative_paths({k: v for k, v in res.items() if k != "metadata"}), "metadata": res.get("metadata")}
         reports = Path(args.reports_dir) if args.reports_dir else REPORTS_DIR
         jp, mp = write_report(res["settings"]["name"], res, markdown(res), reports_dir=reports)
         print(f"re-rendered {mp} from {args.render_only}")

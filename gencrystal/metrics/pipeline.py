@@ -369,7 +369,7 @@ def run_stages(refs: Sequence[Entry], frames: Sequence, run_dir: str | Path, set
     else:
         backend, dft_settings = dft, {"level_of_theory": str(getattr(dft, "level_of_theory", type(dft).__name__))}
     dsum, dft_refs, dft_frames = run_dft_stage(refs, mlp, run_dir, s, backend, dft_settings)
-    if s.cutoff_check > 1.0 and dft_frames:  # on the first DFT-relaxed structure (a real crystal, not a raw sample)
+    if s.cutoff_check > 1.0 and dsum["n_computed"]:  # on the first DFT-relaxed structure (not a raw sample)
         try:
             dsum["cutoff_check"] = cutoff_check(backend, niggli_copy(dft_frames[0]), s.cutoff_check,
                                                 run_dir / "cutoff_check.json")

@@ -30,40 +30,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from gencrystal.db.export import assign_splits  # one grouped assignment for database exports and dataset splits
 from gencrystal.errors import GencrystalError
+
+__all__ = ["SCHEMES", "SPLITS", "assign_splits", "split_dir", "write_grouped_split"]
 
 log = logging.getLogger("gencrystal.data")
 
 SPLITS = ("train", "val", "test")
 #: split scheme written by each grouping
 SCHEMES = {"composition": "polymorph", "structure": "unique"}
-
-
-def assign_splits(group_sizes: dict[str, int], fractions: Sequence[float], seed: int = 0) -> dict[str, str]:
-    """Map each group (e.g. a reduced formula) to ``train``/``val``/``test``.
-
-    Groups are shuffled with ``seed`` and each goes to the split whose row count is
-    furthest below its target ``fraction × total`` (ties: train, val, test), so splits
-    are disjoint in groups and close to the fractions in rows.
-    """
-    fr = np.asarray(list(fractions), dtype=float)
-    if fr.shape != (3,) or np.any(fr < 0) or not np.isfinite(fr).all() or fr.sum() <= 0:
-        raise GencrystalError(f"fractions={list(fractions)} must be three non-negative numbers (train, val, test)")
-    fr = fr / fr.sum()
-    names = sorted(group_sizes)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(names))
-    total = float(sum(group_sizes.values()))
-    counts = np.zeros(3)
-    out: dict[str, str] = {}
-    for i in order:
-        name = names[i]
-        deficit = fr * total - counts
-        deficit[fr == 0] = -np.inf
-        k = int(np.argmax(deficit))
-        out[name] = SPLITS[k]
-        counts[k] += group_sizes[name]
-    return out
 
 
 def split_dir(data_cfg: Mapping, root: Path, scheme: str) -> Path:

@@ -15,11 +15,39 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from gencrystal.data.splits import SPLITS, assign_splits  # one grouped assignment for database and dataset splits
+import numpy as np
+
 from gencrystal.db.schema import add_structure, clean_key_values, connect
 from gencrystal.errors import GencrystalError
 
-__all__ = ["SPLITS", "assign_splits", "export_splits"]
+SPLITS = ("train", "val", "test")
+
+
+def assign_splits(group_sizes: dict[str, int], fractions: Sequence[float], seed: int = 0) -> dict[str, str]:
+    """Map each group (reduced formula) to ``train``/``val``/``test``.
+
+    Groups are shuffled with ``seed`` and each goes to the split whose row count is
+    furthest below its target ``fraction × total`` (ties: train, val, test), so splits
+    are disjoint in groups and close to the fractions in rows.
+    """
+    fr = np.asarray(list(fractions), dtype=float)
+    if fr.shape != (3,) or np.any(fr < 0) or not np.isfinite(fr).all() or fr.sum() <= 0:
+        raise GencrystalError(f"fractions={list(fractions)} must be three non-negative numbers (train, val, test)")
+    fr = fr / fr.sum()
+    names = sorted(group_sizes)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(names))
+    total = float(sum(group_sizes.values()))
+    counts = np.zeros(3)
+    out: dict[str, str] = {}
+    for i in order:
+        name = names[i]
+        deficit = fr * total - counts
+        deficit[fr == 0] = -np.inf
+        k = int(np.argmax(deficit))
+        out[name] = SPLITS[k]
+        counts[k] += group_sizes[name]
+    return out
 
 
 def export_splits(db_url: str, out_dir: str | Path, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,

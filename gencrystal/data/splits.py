@@ -142,11 +142,10 @@ def write_grouped_split(data_cfg: Any, by: str = "composition", seed: int = 0, d
     groups = pool["_composition"].tolist()
     n_dup_removed = 0
     if by == "structure" or dedupe:
-        from gencrystal.metrics.dng import duplicate_groups
         from gencrystal.structures import to_structure
 
         structs = [to_structure(_atoms(p, i)) for _, p in tables for i in range(len(p.num_atoms))]
-        labels = duplicate_groups(structs, matcher=matcher)
+        labels = duplicate_labels(structs, pool["_composition"].tolist(), matcher)
         if dedupe:
             seen: set[int] = set()
             keep = []
@@ -186,6 +185,32 @@ def write_grouped_split(data_cfg: Any, by: str = "composition", seed: int = 0, d
     log.info("%s %s split (%s, seed %d): %s -> %s", name, scheme, by, seed, counts, target)
     manifest["folder"] = str(target)
     return manifest
+
+
+def duplicate_labels(structures: Sequence, compositions: Sequence[str], matcher: str = "novelty") -> list[int]:
+    """A group label per structure: equal labels = StructureMatcher duplicates (pymatgen
+    ``group_structures`` within each reduced composition; settings of :func:`gencrystal.matching.make_matcher`)."""
+    import warnings
+
+    from gencrystal.matching import make_matcher
+
+    sm = make_matcher(matcher)
+    by_comp: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(compositions):
+        by_comp[c].append(i)
+    labels = [-1] * len(structures)
+    pos = {id(structures[i]): i for i in range(len(structures))}
+    next_label = 0
+    for c in sorted(by_comp):
+        idx = by_comp[c]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            groups = sm.group_structures([structures[i] for i in idx])
+        for g in sorted(groups, key=lambda g: min(pos[id(x)] for x in g)):
+            for x in g:
+                labels[pos[id(x)]] = next_label
+            next_label += 1
+    return labels
 
 
 def _reduced(formula: str) -> str:

@@ -510,6 +510,8 @@ def markdown(res: dict) -> str:
     st = res.get("stages") or {}
     if st:
         L += ["## What each stage buys", ""]
+        if res.get("stages_command"):
+            L += [f"Stage table from `{res['stages_command']}` on this run's samples and scored crystals.", ""]
         if "mlp" in st:
             m = st["mlp"]
             L += [f"MLP pre-relaxation with {m['potential']} at 0 GPa (FIRE, FrechetCellFilter, fmax {m['fmax_eV_per_A']} eV/Å, "
@@ -643,6 +645,10 @@ def parse_args(argv=None):
     g.add_argument("--reports-dir", default=None)
     g.add_argument("--render-only", default=None, metavar="JSON",
                    help="re-write the markdown of an earlier run from its reports/<name>.json (nothing is recomputed)")
+    g.add_argument("--stages-json", default=None, metavar="JSON",
+                   help="with --render-only: take the stage table from this `gencrystal evaluate pipeline` stages.json "
+                        "(run on this report's samples and scored crystals)")
+    g.add_argument("--stages-command", default="", help="the `gencrystal evaluate pipeline` command that wrote --stages-json")
     a = p.parse_args(argv)
     a.name = a.name or f"{a.dataset}_csp"
     a.run_dir = a.run_dir or str(REPO / "runs" / f"bench_{a.dataset}")
@@ -664,6 +670,9 @@ def main(argv=None) -> int:
         res = json.loads(Path(args.render_only).read_text())
         if args.compare_with:  # add (or refresh) the other split's rows; the run's own numbers are untouched
             res["comparison"] = comparison(args.compare_with)
+        if args.stages_json:  # the stage table of `gencrystal evaluate pipeline` on this run's samples and references
+            res["stages"] = {k: v for k, v in json.loads(Path(args.stages_json).read_text()).items() if k in ("mlp", "dft")}
+            res["stages_command"] = args.stages_command
         res = {**relative_paths({k: v for k, v in res.items() if k != "metadata"}), "metadata": res.get("metadata")}
         reports = Path(args.reports_dir) if args.reports_dir else REPORTS_DIR
         jp, mp = write_report(res["settings"]["name"], res, markdown(res), reports_dir=reports)

@@ -359,12 +359,13 @@ def _leakage_lines(lk: dict | None, split: str) -> list[str]:
     if not lk:
         return []
     c = lk["against"]["training"]
+    scope = lk.get("scope", "scored")
     return [f"- leakage of the {split} split (`gencrystal data info ... leakage=`): {c['n_compositions_shared']:,} of "
-            f"{lk['n_test_compositions']:,} scored test compositions ({_pct(c['fraction_test_compositions_shared'])} %) "
+            f"{lk['n_test_compositions']:,} {scope} test compositions ({_pct(c['fraction_test_compositions_shared'])} %) "
             f"also occur in the training files ({', '.join(lk['training_files'])}), carried by "
-            f"{c['n_test_structures_with_shared_composition']:,} of {lk['n_test']:,} scored crystals; "
-            f"{c.get('n_test_structures_duplicated', '–')} scored crystals are StructureMatcher duplicates of a training "
-            f"structure ({lk['matcher']} matcher: ltol 0.2, stol 0.3, angle_tol 5)"]
+            f"{c['n_test_structures_with_shared_composition']:,} of {lk['n_test']:,} {scope} crystals; "
+            f"{c.get('n_test_structures_duplicated', '–')} {scope} crystals are StructureMatcher duplicates of a training "
+            f"structure ({lk['matcher']} matcher: ltol 0.2, stol 0.3, angle_tol 5)" + (f"; {lk['source']}" if lk.get("source") else "")]
 
 
 def plot_nfe(rows: Sequence[dict], path: Path, dataset: str = "mp20") -> None:

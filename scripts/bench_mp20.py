@@ -220,7 +220,7 @@ def sample_references(ckpt: Path, refs, sampler, k: int, args, cache: Path | Non
 
         frames = read(str(cache), index=":")
         meta = json.loads(meta_path.read_text())
-        if len(frames) == len(refs) * k and [a.info.get("ref_id") for a in frames[::k]] == [r.id for r in refs]:
+        if len(frames) == len(refs) * k and [str(a.info.get("ref_id")) for a in frames[::k]] == [r.id for r in refs]:
             meta["reused"] = str(cache)
             return frames, meta
     gen = Generator(str(ckpt), device=args.device, sampler=sampler, batch_size=args.sample_batch, progress=True)

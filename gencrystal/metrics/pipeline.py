@@ -347,6 +347,8 @@ def run_stages(refs: Sequence[Entry], frames: Sequence, run_dir: str | Path, set
     missing = [i for i, a in enumerate(frames) if "ref_id" not in a.info]
     if missing:
         raise GencrystalError(f"sample {missing[0]} has no info['ref_id'] naming its reference")
+    for a in frames:  # extxyz reads numeric ids (perov-5's) back as int
+        a.info["ref_id"] = str(a.info["ref_id"])
     out: dict[str, Any] = {"settings": {k: (v if isinstance(v, (int, float, str, bool)) else _potential_name(v))
                                         for k, v in asdict(s).items()}}
     if s.mlp_n <= 0:

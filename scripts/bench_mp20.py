@@ -313,7 +313,7 @@ def _num(x, nd=4):
 
 def _rel(path) -> str:
     """A path without the machine's part (reports carry no machine paths): relative to the repository when
-    inside it, ``../shared/...`` for the shared data, from ``runs/``/``checkpoints/``/``reports/`` on for another
+    inside it, ``data/...`` for the shared data root, from ``runs/``/``checkpoints/``/``reports/`` on for another
     checkout's outputs, else the file name."""
     p = str(path)
     if not os.path.isabs(p):
@@ -324,8 +324,8 @@ def _rel(path) -> str:
     except ValueError:
         pass
     parts = path_.parts
-    if "shared" in parts:
-        return str(Path("..", *parts[parts.index("shared"):]))
+    if "shared" in parts and parts[parts.index("shared") + 1:][:1] == ("data",):  # the data root, as the docs name it
+        return str(Path(*parts[parts.index("shared") + 1:]))
     for anchor in ("runs", "checkpoints", "reports"):
         if anchor in parts:
             return str(Path(*parts[parts.index(anchor):]))
@@ -556,7 +556,7 @@ def markdown(res: dict) -> str:
              "their sampling wall times are the ones measured when they were drawn)" if reused else ""), "",
           "Reproduce: the command under Provenance; samples and relaxed structures are in "
           f"`{_rel(res['run_dir'])}` and can be re-scored with `gencrystal evaluate csp pred=... "
-          f"ref=../shared/data/{ds['folder']}/test.csv protocol=metre`; the stage table alone with "
+          f"ref=data/{ds['folder']}/test.csv protocol=metre`; the stage table alone with "
           "`gencrystal evaluate pipeline pred=... ref=...`."]
     return "\n".join(L)
 
@@ -698,7 +698,7 @@ def main(argv=None) -> int:
     t = ds["title"]
     res["protocol"] = (f"standard: trained on {t} train, validated on val, scored on test" if has_train else
                        f"offline: {t} train is not on this machine -> trained on {t} val minus a seeded 10 % "
-                       f"hold-out (validation), scored on {t} test (see ../shared/data/README.md)")
+                       f"hold-out (validation), scored on {t} test (see data/README.md)")
     if args.split_scheme != "standard":
         man = json.loads((test_csv.parent / "split.json").read_text())
         pooled = " + ".join(f"{k} ({v['rows']:,})" for k, v in man["pooled"].items())

@@ -577,6 +577,8 @@ def relative_paths(obj):
         return {k: relative_paths(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [relative_paths(v) for v in obj]
+    if isinstance(obj, str) and "../shared/data/" in obj:  # (text of runs before the reports named the data root data/)
+        obj = obj.replace("../shared/data/", "data/")
     if isinstance(obj, str) and " " not in obj and "\n" not in obj:
         key, eq, value = obj.rpartition("=")
         if os.path.isabs(value):  # a path, or a key=path override

@@ -509,7 +509,7 @@ def markdown(res: dict) -> str:
                      "shown here.")
         L.append("")
     st = res.get("stages") or {}
-    if st:
+    if "mlp" in st or "dft" in st:
         L += ["## What each stage buys", ""]
         if res.get("stages_command"):
             L += [f"Stage table from `{res['stages_command']}` on this run's samples and scored crystals.", ""]

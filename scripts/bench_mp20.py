@@ -459,6 +459,12 @@ def markdown(res: dict) -> str:
             L.append(f"| {a.get('split_scheme', 'standard')} (random) | {r['label']} | {r['n_ref']} | {_cells(r)}")
         for r in cmp_["main"]:
             L.append(f"| {cmp_['split_scheme']} | {r['label']} | {r['n_ref']} | {_cells(r)}")
+        r0 = (res["main"] or [{}])[0]
+        if r0.get("match_rate_unfiltered") is not None and r0.get("n_ref"):
+            p_, n_ = r0["match_rate_unfiltered"], r0["n_ref"]
+            L += ["", f"Sampling noise: the binomial standard error of a match rate near {100 * p_:.1f} % on {n_:,} "
+                  f"crystals is ±{100 * math.sqrt(p_ * (1 - p_) / n_):.1f} percentage points; the two models are "
+                  "independent trainings, so differences of that size are not evidence either way."]
         if cmp_.get("training"):
             t = cmp_["training"]
             L += ["", f"Its model: {t.get('epochs')} epochs (checkpoint epoch), {t.get('global_step')} steps, "

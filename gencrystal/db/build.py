@@ -144,7 +144,7 @@ def build_database(
     from tqdm.auto import tqdm
 
     from gencrystal.matching import make_matcher
-    from gencrystal.relax.engine import as_potential
+    from gencrystal.potentials import as_potential
 
     if relax_fn is None:
         from gencrystal.relax import relax_structures as relax_fn

@@ -13,19 +13,21 @@ from gencrystal.errors import GencrystalError
 def relax_setup(cfg: DictConfig) -> tuple:
     """``(potential, relax options)`` from a config with ``potential`` (conf/potential),
     ``cluster`` (conf/cluster, a FanOut) and ``relax`` (conf/search/relax.yaml) nodes:
-    the loaded :class:`gencrystal.relax.Potential` and the keyword arguments of
+    the loaded :class:`gencrystal.potentials.Potential` and the keyword arguments of
     :func:`gencrystal.relax.relax_structures`."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
+    from gencrystal.potentials import build_potential
+
+    potential = build_potential(cfg.potential)
     try:
-        potential = instantiate(cfg.potential)
         fan = instantiate(cfg.cluster)
     except InstantiationException as exc:
         cause = exc.__cause__
         if isinstance(cause, GencrystalError):
             raise cause from None
-        raise GencrystalError(f"bad potential/cluster configuration: {str(exc).splitlines()[0]}") from exc
+        raise GencrystalError(f"bad cluster configuration: {str(exc).splitlines()[0]}") from exc
     opts = OmegaConf.to_container(cfg.relax, resolve=True)
     opts = {k: v for k, v in opts.items() if not str(k).startswith("_")}
     opts.update(workers=int(fan.workers), scheduler=fan.scheduler, chunk_size=fan.chunk_size,

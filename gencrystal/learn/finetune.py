@@ -29,7 +29,7 @@ import numpy as np
 from ase import Atoms
 
 from gencrystal.errors import GencrystalError
-from gencrystal.learn.committee import write_committee_meta
+from gencrystal.potentials.committee import write_committee_meta
 
 
 @dataclass

@@ -181,7 +181,8 @@ def run(cfg) -> int:
 
     from gencrystal.io import atomic_write, read_structures, write_json
     from gencrystal.relax.commands import instantiate, write_to_db
-    from gencrystal.relax.engine import as_potential, run_tasks
+    from gencrystal.potentials import as_potential
+    from gencrystal.relax.engine import run_tasks
     from gencrystal.units import check_pressure
 
     if cfg.get("structure") in (None, "", "???"):

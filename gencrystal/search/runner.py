@@ -132,7 +132,7 @@ def run_search(
     from tqdm.auto import tqdm
 
     from gencrystal.composition import parse_composition
-    from gencrystal.relax.engine import as_potential
+    from gencrystal.potentials import as_potential
 
     if relax_fn is None:
         from gencrystal.relax import relax_structures as relax_fn

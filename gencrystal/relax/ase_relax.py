@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
+from gencrystal.checks import DEFAULTS, StructureChecks
 from gencrystal.relax.analysis import rmsd_same_order, space_group
 from gencrystal.relax.result import RelaxResult
 from gencrystal.units import enthalpy, ev_per_a3_to_gpa, gpa_to_ev_per_a3
@@ -32,6 +33,10 @@ class RelaxAbort(Exception):
 @dataclass
 class RelaxGuard:
     """Sanity limits for a relaxation; a structure outside them is stopped and recorded as failed.
+
+    The input is checked with :class:`gencrystal.checks.StructureChecks` (same limits and
+    defaults as everywhere else); during the run the volume per atom must stay in the same
+    range and may not jump.
 
     Attributes:
         min_volume_per_atom: Å³/atom below which the cell is considered collapsed.
@@ -50,44 +55,25 @@ class RelaxGuard:
             batched FIRE the clock starts with the batch).
     """
 
-    min_volume_per_atom: float = 0.5
-    max_volume_per_atom: float = 200.0
+    min_volume_per_atom: float = DEFAULTS.min_volume_per_atom
+    max_volume_per_atom: float = DEFAULTS.max_volume_per_atom
     max_volume_ratio: float = 8.0
     max_step_volume_change: float = 0.5
-    min_distance: float = 0.5
-    max_neighbors: int | None = 60
-    neighbor_cutoff: float = 3.0
+    min_distance: float = DEFAULTS.min_distance
+    max_neighbors: int | None = DEFAULTS.max_neighbors
+    neighbor_cutoff: float = DEFAULTS.neighbor_cutoff
     max_seconds: float | None = None
+
+    def input_checks(self) -> StructureChecks:
+        """The guard's limits as the one structure sanity check (:mod:`gencrystal.checks`)."""
+        return StructureChecks(min_distance=self.min_distance, min_volume_per_atom=self.min_volume_per_atom,
+                               max_volume_per_atom=self.max_volume_per_atom, max_neighbors=self.max_neighbors,
+                               neighbor_cutoff=self.neighbor_cutoff)
 
     def check_input(self, atoms: Atoms) -> str | None:
         """A one-line reason when the input structure is unusable before relaxing, else None."""
-        n = len(atoms)
-        if n == 0:
-            return "empty structure"
-        cell_ok = np.all(np.isfinite(atoms.cell.array)) and np.all(np.isfinite(atoms.positions))
-        if not cell_ok:
-            return "input has non-finite cell or positions"
-        vol = abs(float(atoms.cell.volume))
-        if not vol > 0:
-            return "input cell has zero volume"
-        v = vol / n
-        if v < self.min_volume_per_atom or v > self.max_volume_per_atom:
-            return (f"input guard: {v:.3g} Å³/atom outside [{self.min_volume_per_atom:g}, "
-                    f"{self.max_volume_per_atom:g}]")
-        from ase.neighborlist import neighbor_list
-
-        if self.min_distance > 0:
-            d = neighbor_list("d", atoms, self.min_distance, self_interaction=False)
-            if len(d):
-                return (f"input guard: atoms {float(d.min()):.3g} Å apart (min_distance "
-                        f"{self.min_distance:g} Å)")
-        if self.max_neighbors is not None:
-            i = neighbor_list("i", atoms, self.neighbor_cutoff, self_interaction=False)
-            most = int(np.bincount(i, minlength=n).max()) if len(i) else 0
-            if most > self.max_neighbors:
-                return (f"input guard: an atom has {most} neighbours within {self.neighbor_cutoff:g} Å "
-                        f"(max_neighbors {self.max_neighbors})")
-        return None
+        why = self.input_checks().reason(atoms)
+        return None if why is None else f"input guard: {why}"
 
     def out_of_time(self, t0: float) -> str | None:
         """A one-line reason when a structure started at ``t0`` (perf_counter) ran too long."""

@@ -27,7 +27,8 @@ from ase import Atoms
 
 from gencrystal.db.schema import add_structure, connect
 from gencrystal.errors import GencrystalError
-from gencrystal.search.generate import RandomStructureGenerator, is_sane
+from gencrystal.checks import DEFAULTS
+from gencrystal.search.generate import RandomStructureGenerator
 from gencrystal.search.methods import Candidate, Proposal, SearchContext, SearchMethod
 from gencrystal.units import check_pressure
 
@@ -85,7 +86,7 @@ def load_candidates(db, search_id: str) -> dict[int, Candidate]:
 
 def _candidate_ok(res, ctx: SearchContext) -> bool:
     return (res.error is None and res.converged and math.isfinite(res.enthalpy_per_atom)
-            and is_sane(res.atoms, 0.5, (0.5, 200.0)))
+            and DEFAULTS.ok(res.atoms))
 
 
 def run_search(

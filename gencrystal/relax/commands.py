@@ -52,7 +52,7 @@ def rank_and_group(results: Sequence[RelaxResult], matcher: str = "csp") -> list
     atom; failures last. Sets ``rank`` (1-based within formula, 0 for failures) and
     ``duplicate_of`` (id of the lowest-enthalpy structure it matches, '' if unique) in
     each result's ``extra`` and ``atoms.info``."""
-    from gencrystal.relax.analysis import group_duplicates
+    from gencrystal.matching import group_duplicates
 
     ok = [i for i, r in enumerate(results) if r.error is None and math.isfinite(r.enthalpy_per_atom)]
     bad = [i for i in range(len(results)) if i not in set(ok)]

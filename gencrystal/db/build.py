@@ -252,7 +252,7 @@ def load_source(source: str, split: str = "train", selection: str | None = None,
     name of a dataset config in ``conf/data`` (e.g. ``perov5_dev``, read with
     :func:`gencrystal.data.dataset.load_split` for ``split``). ``limit`` keeps the first N.
     """
-    from gencrystal.cli import conf_dir
+    from gencrystal.config import conf_dir
     from gencrystal.io import is_db_url, read_structures
 
     src = str(source)
@@ -260,7 +260,7 @@ def load_source(source: str, split: str = "train", selection: str | None = None,
         pairs = read_structures(src, selection=selection)
         label = Path(src).stem if not src.startswith("postgres") else "db"
     elif (conf_dir() / "data" / f"{src}.yaml").is_file():
-        from gencrystal.cli import compose
+        from gencrystal.config import compose
         from gencrystal.data.convert import data_to_atoms
         from gencrystal.data.dataset import load_split
 

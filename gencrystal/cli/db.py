@@ -14,7 +14,8 @@ def build(cfg: DictConfig) -> int:
     """``gencrystal db build``: relax a source at several pressures into the database."""
     from hydra.utils import instantiate
 
-    from gencrystal.db.build import build_database, load_source
+    from gencrystal.data.sources import load_source
+    from gencrystal.db.build import build_database
     from gencrystal.relax.runs import relax_setup
 
     pressures = list(cfg.pressures) if not isinstance(cfg.pressures, (int, float)) else [cfg.pressures]

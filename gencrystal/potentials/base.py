@@ -157,24 +157,10 @@ def build_potential(config: Any) -> Potential:
             these arguments, or the factory's own GencrystalError (unknown name, missing
             checkpoint), passed through as itself.
     """
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
+    from gencrystal.config import instantiate
 
     plain = _plain(config)
-
-    def make():
-        try:
-            return instantiate(plain)
-        except InstantiationException as exc:
-            cause = exc.__cause__
-            while cause is not None and not isinstance(cause, GencrystalError):
-                cause = cause.__cause__
-            if isinstance(cause, GencrystalError):
-                raise cause from None
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise GencrystalError(f"bad potential configuration: {first}") from exc
-
-    return _cached(plain, make)
+    return _cached(plain, lambda: instantiate(plain, "potential"))
 
 
 def potential_factory(fn: Callable[..., Potential]) -> Callable[..., Potential]:

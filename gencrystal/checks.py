@@ -100,18 +100,17 @@ class StructureChecks:
         dmin = float(d.min()) if len(d) else float(min_interatomic_distance(atoms))  # none within the radius
         if dmin < self.min_distance:
             out.append(("short_distance", f"atoms {dmin:.3g} Å apart (min distance {self.min_distance:g} Å)"))
+        outside = f"{vpa:.3g} Å³/atom outside [{self.min_volume_per_atom:g}, {self.max_volume_per_atom:g}]"
         if vpa < self.min_volume_per_atom:
-            out.append(("small_volume", f"{vpa:.3g} Å³/atom outside [{self.min_volume_per_atom:g}, "
-                                        f"{self.max_volume_per_atom:g}]"))
+            out.append(("small_volume", outside))
         if vpa > self.max_volume_per_atom:
-            out.append(("large_volume", f"{vpa:.3g} Å³/atom outside [{self.min_volume_per_atom:g}, "
-                                        f"{self.max_volume_per_atom:g}]"))
+            out.append(("large_volume", outside))
         if self.max_neighbors is not None and len(d):
             within = np.asarray(i)[d <= self.neighbor_cutoff]
             most = int(np.bincount(within, minlength=n).max()) if len(within) else 0
             if most > self.max_neighbors:
-                out.append(("crowded", f"an atom has {most} neighbours within {self.neighbor_cutoff:g} Å "
-                                       f"(max_neighbors {self.max_neighbors})"))
+                why = f"an atom has {most} neighbours within {self.neighbor_cutoff:g} Å (max_neighbors {self.max_neighbors})"
+                out.append(("crowded", why))
         return out, dmin, vpa
 
     def flags(self, atoms: Atoms) -> list[str]:

@@ -6,7 +6,7 @@ One parser for the whole project (sampling, search, databases, learning loop).
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from pymatgen.core import Composition, Element
 
@@ -48,7 +48,7 @@ def parse_composition(text: str | dict | Composition) -> Composition:
             _check_count(m.group(1), "a group", raw)
         try:
             comp = Composition(raw)
-        except Exception:
+        except (ValueError, KeyError, TypeError):
             raise GencrystalError(f"cannot parse composition {text!r} (expected e.g. 'SiO2', 'Li16' or 'Ca(OH)2')") from None
         if not comp or not all(isinstance(el, Element) for el in comp):
             raise GencrystalError(f"cannot parse composition {text!r} (expected e.g. 'SiO2', 'Li16' or 'Ca(OH)2')")

@@ -15,12 +15,12 @@ frames, with their committee spread, are what the selection chooses from.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
-
 
 
 @dataclass

@@ -164,7 +164,10 @@ class ActiveLearningLoop:
         """The newest committee trained before iteration ``k``; the configured starting
         potential (``potential`` group, CHGNet 0.3.0 by default) when none is."""
         from gencrystal.potentials import build_potential
-        from gencrystal.potentials.committee import is_committee_dir, load_committee_potential
+        from gencrystal.potentials.committee import (
+            is_committee_dir,
+            load_committee_potential,
+        )
 
         for j in range(k - 1, -1, -1):
             if is_committee_dir(self.committee_dir(j)):
@@ -261,7 +264,12 @@ class ActiveLearningLoop:
         """DFT single points of the selected frames (never twice for one hash)."""
         from tqdm.auto import tqdm
 
-        from gencrystal.learn.labels import add_label_to_db, dft_single_point, labels_from_db, structure_hash
+        from gencrystal.learn.labels import (
+            add_label_to_db,
+            dft_single_point,
+            labels_from_db,
+            structure_hash,
+        )
         from gencrystal.relax.engine import single_threaded
 
         level = self.backend.level_of_theory

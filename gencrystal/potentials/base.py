@@ -25,15 +25,16 @@ import io
 import json
 import os
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 
 from gencrystal.errors import GencrystalError
 
-_CACHE: dict[str, "Potential"] = {}
+_CACHE: dict[str, Potential] = {}
 _LOCK = threading.RLock()
 
 

@@ -5,14 +5,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from ase import Atoms
 
 from gencrystal.errors import GencrystalError
-from gencrystal.potentials.base import Potential, Prediction, first_line, potential_factory, quiet, resolve_device
+from gencrystal.potentials.base import (
+    Potential,
+    Prediction,
+    first_line,
+    potential_factory,
+    quiet,
+    resolve_device,
+)
 
 #: Names :func:`load_chgnet` accepts (case-insensitive) and the shipped model each loads.
 NAMES = {"chgnet": "0.3.0", "chgnet-0.3.0": "0.3.0", "chgnet-0.2.0": "0.2.0", "chgnet-r2scan": "r2scan"}

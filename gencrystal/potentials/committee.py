@@ -24,16 +24,23 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from gencrystal.errors import GencrystalError
-from gencrystal.potentials.base import Potential, Prediction, potential_factory, quiet, resolve_device
+from gencrystal.potentials.base import (
+    Potential,
+    Prediction,
+    potential_factory,
+    quiet,
+    resolve_device,
+)
 
 COMMITTEE_FILE = "committee.json"
 
@@ -110,7 +117,7 @@ class Committee:
         """The committee's :class:`Spread` on ``atoms``."""
         return spread_of(*self.predict_members(atoms))
 
-    def calculator(self) -> "CommitteeCalculator":
+    def calculator(self) -> CommitteeCalculator:
         """An ASE calculator giving the committee mean and, in ``results``, the spread."""
         return CommitteeCalculator(self)
 

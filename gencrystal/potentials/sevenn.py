@@ -6,13 +6,20 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ase import Atoms
 
 from gencrystal.errors import GencrystalError
-from gencrystal.potentials.base import Potential, Prediction, first_line, potential_factory, quiet, resolve_device
+from gencrystal.potentials.base import (
+    Potential,
+    Prediction,
+    first_line,
+    potential_factory,
+    quiet,
+    resolve_device,
+)
 
 #: Names :func:`load_sevenn` accepts (case-insensitive) and the shipped model each loads.
 NAMES = {

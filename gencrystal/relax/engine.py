@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from ase import Atoms
 
 from gencrystal.errors import GencrystalError
-from gencrystal.relax.ase_relax import OPTIMIZERS, RelaxGuard, relax_one
 from gencrystal.potentials import Potential, as_potential, build_potential
+from gencrystal.relax.ase_relax import OPTIMIZERS, RelaxGuard, relax_one
 from gencrystal.relax.result import RelaxResult
 from gencrystal.units import check_pressure
 

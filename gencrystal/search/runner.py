@@ -18,16 +18,16 @@ twice, nothing is lost. At the end (and whenever it stops) it writes into ``out`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
-from ase import Atoms
 
+from gencrystal.checks import DEFAULTS
 from gencrystal.db.schema import add_structure, connect
 from gencrystal.errors import GencrystalError
-from gencrystal.checks import DEFAULTS
 from gencrystal.search.generate import RandomStructureGenerator
 from gencrystal.search.methods import Candidate, Proposal, SearchContext, SearchMethod
 from gencrystal.units import check_pressure

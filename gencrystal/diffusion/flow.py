@@ -233,6 +233,18 @@ class FlowMatrix(nn.Module):
         """A prior draw as a field value ``S`` (shape of ``like``)."""
         return self.from_flow(self._prior_flow(like, limit_mean, limit_std, generator))
 
+    def skip_guess(self, x_t: Tensor, t: Tensor, *, limit_mean: Tensor, limit_std: Tensor, **_: object) -> Tensor:
+        """Closed-form velocity if the data were distributed like the prior (the network adds a residual).
+
+        With ``z, x1 ~ N(m, s^2)`` independent and ``x = (1 - kappa) z + kappa x1`` (flow
+        coordinates), ``E[kappa' (x1 - z) | x] = kappa' (2 kappa - 1) / ((1 - kappa)^2 + kappa^2) (x - m)``;
+        ``s`` cancels. The analogue of the VP lattice field's Gaussian preconditioning."""
+        tau = (1.0 - t).to(x_t.dtype)
+        k, dk = self.schedule.kappa(tau), self.schedule.dkappa(tau)
+        coeff = dk * (2.0 * k - 1.0) / ((1.0 - k) ** 2 + k ** 2)
+        mean, _std = self.prior_params(limit_mean, limit_std, x_t.dtype)
+        return expand_like(coeff, x_t) * (self.to_flow(x_t) - mean)
+
     def velocity_from_prediction(self, pred: Tensor, t: Tensor, **_: object) -> Tensor:
         """The network regresses the (symmetric) flow-space velocity; symmetrised here."""
         return symmetrize(pred)

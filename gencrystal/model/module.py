@@ -174,8 +174,12 @@ class CrystalDiffusionModule(pl.LightningModule):
         For the VP field in standard units ``y_t = (x_t − μ)/σ∞ = a_t·y_0 + sqrt(1 − a_t²)·ε``,
         ``E[ε | y_t] = sqrt(1 − a_t²)·y_t`` when ``y_0 ~ N(0, I)``; the network adds a residual to
         this closed-form guess (sign following the process's target). Near t = 1 (``a_t ≈ 0``),
-        where the reverse process multiplies any error in ε by ``1/a_t``, the guess is exact."""
+        where the reverse process multiplies any error in ε by ``1/a_t``, the guess is exact.
+        For the flow lattice field the guess is :meth:`~gencrystal.diffusion.FlowMatrix.skip_guess`."""
         proc = self.fields["lattice"].process if "lattice" in self.fields else None
+        if self.lattice_skip_enabled and proc is not None and hasattr(proc, "skip_guess"):  # flow lattice
+            lat = ctx["lattice"]
+            return proc.skip_guess(x_t, t, limit_mean=lat["limit_mean"], limit_std=lat["limit_std"])
         if not self.lattice_skip_enabled or proc is None or not hasattr(proc, "mean_coeff"):
             return None
         lat = ctx["lattice"]

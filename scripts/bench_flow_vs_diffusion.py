@@ -56,14 +56,31 @@ KINDS = {"diffusion": "{ds}_csp", "flow": "{ds}_csp_flow"}
 
 
 # ---------------------------------------------------------------------------- training
+def shown(path: Path | str) -> str:
+    """A path as written into commands and reports: relative to the repository when inside it."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def strip_machine_paths(obj: Any, data_root: str) -> Any:
+    """The results with the repository and data-root prefixes replaced (no machine paths in reports)."""
+    text = json.dumps(obj).replace(str(REPO) + "/", "").replace(str(Path(data_root).resolve()), "$GENCRYSTAL_DATA")
+    return json.loads(text)
+
+
 def train_command(ds: str, kind: str, args, out: Path, resume: bool) -> list[str]:
     """The ``gencrystal train`` command line of one model (equal budget for both kinds)."""
     cmd = ["nice", "-n", str(args.nice), sys.executable, "-m", "gencrystal", "train",
-           f"experiment={KINDS[kind].format(ds=ds)}", f"model={args.model}", f"out={out}",
-           f"trainer.max_steps={args.steps}", "trainer.max_epochs=100000", f"batch_size={args.batch_size}",
+           f"experiment={KINDS[kind].format(ds=ds)}", f"model={args.model}", f"out={shown(out)}",
+           f"trainer.max_steps={args.steps[ds]}", "trainer.max_epochs=100000", f"batch_size={args.batch_size}",
            f"optim={args.optim}", "logger=csv", f"seed={args.seed}", f"resume={'true' if resume else 'false'}",
            "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false", "data.progress=false",
-           "checkpoint.every_n_steps=200", f"data_root={args.data_root}"]
+           "checkpoint.every_n_steps=200"]
+    if args.data_root_given:
+        cmd.append(f"data_root={args.data_root}")
     if args.device.startswith("cuda"):
         cmd.append("trainer=gpu")
     return cmd + list(args.train_override)
@@ -91,7 +108,7 @@ def train_all(args, run_root: Path) -> dict[str, dict]:
             resume = (out / "checkpoints" / "last.ckpt").is_file()
             cmd = train_command(ds, kind, args, out, resume)
             log = open(out / "bench_train.log", "a")
-            print(f"[train] {ds}/{kind}: {' '.join(cmd[3:])}", flush=True)
+            print(f"[train] {ds}/{kind}: gencrystal {' '.join(cmd[6:])}", flush=True)
             running.append((ds, kind, out, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                                             cwd=str(REPO)), time.time(), log))
         time.sleep(2.0)
@@ -109,7 +126,8 @@ def train_all(args, run_root: Path) -> dict[str, dict]:
             ckpt = out / "checkpoints" / "last.ckpt"
             rec = {"dataset": ds, "kind": kind, "experiment": KINDS[kind].format(ds=ds), "ckpt": str(ckpt),
                    "wall_s": round(prev + wall, 1), "threads": args.threads,
-                   "command": " ".join(train_command(ds, kind, args, out, False)[3:]), **checkpoint_facts(ckpt)}
+                   "command": " ".join(["gencrystal", *train_command(ds, kind, args, out, False)[6:]]),
+                   **checkpoint_facts(ckpt)}
             (out / "bench_train.json").write_text(json.dumps(rec, indent=1))
             records[f"{ds}/{kind}"] = rec
             print(f"[train] {ds}/{kind} done in {wall} s ({rec.get('global_step')} steps)", flush=True)
@@ -214,16 +232,17 @@ def markdown(res: dict) -> str:
     a = res["settings"]
     lines = ["# Flow matching vs diffusion at an equal training budget — REDUCED RUN" if a["model"] == "tiny"
              else "# Flow matching vs diffusion at an equal training budget", ""]
+    steps = ", ".join(f"{DATASETS[ds]['title']} {n}" for ds, n in a["steps"].items())
     if a["model"] == "tiny":
-        lines += [f"**This is a reduced CPU run**: model `{a['model']}`, {a['steps']} optimiser steps of batch "
-                  f"{a['batch_size']} per model, a subset of each test set. It compares the two generative "
+        lines += [f"**This is a reduced CPU run**: model `{a['model']}`, optimiser steps of batch "
+                  f"{a['batch_size']} per model: {steps}; a subset of each test set. It compares the two generative "
                   "formulations at the same small budget; the numbers are far below the published ones "
                   "(fully trained DiffCSP-size models) and must not be read as such.", ""]
     lines += ["## Protocol", ""]
     lines += [f"- data: offline protocol — each model trains on the dataset's val split minus a seeded 10 % hold-out "
               f"and is scored on its test split (train splits are not on this machine; ../shared/data/README.md)",
               f"- equal budget: same data, denoiser `model={a['model']}`, `optim={a['optim']}`, "
-              f"{a['steps']} optimiser steps, global batch {a['batch_size']}, seed {a['seed']}, "
+              f"optimiser steps ({steps}), global batch {a['batch_size']}, seed {a['seed']}, "
               f"{a['threads']} thread(s) per training; validation off, the last checkpoint (EMA weights) is scored",
               "- diffusion: `experiment=<dataset>_csp` (wrapped-normal VE coordinates, VP lattice with the "
               "μ(n, P) prior); flow: `experiment=<dataset>_csp_flow` (flat-torus flow, log-polar lattice flow "
@@ -277,14 +296,17 @@ def parse_args(argv=None):
     p.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=["perov5", "mp20"])
     p.add_argument("--model", default="tiny", help="conf/model/<name>.yaml, the same for both kinds")
     p.add_argument("--optim", default="adamw_constant", help="conf/optim/<name>.yaml, the same for both kinds")
-    p.add_argument("--steps", type=int, default=1500, help="optimiser steps per model")
+    p.add_argument("--steps", nargs="+", default=["perov5=2000", "mp20=1200"],
+                   help="optimiser steps per model, as N (every dataset) or DATASET=N")
     p.add_argument("--batch-size", type=int, default=64, help="global training batch")
     p.add_argument("--threads", type=int, default=1, help="threads per training process")
     p.add_argument("--parallel", type=int, default=2, help="trainings run at once")
     p.add_argument("--nice", type=int, default=10)
     p.add_argument("--train-override", nargs="*", default=[], help="extra Hydra overrides for every training")
-    p.add_argument("--n-test", type=int, default=200, help="test crystals scored per dataset (0 = all)")
-    p.add_argument("--pc-n", type=int, default=60, help="first N scored crystals that also get the pc sampler")
+    p.add_argument("--n-test", nargs="+", default=["perov5=200", "mp20=100"],
+                   help="test crystals scored (0 = all), as N or DATASET=N")
+    p.add_argument("--pc-n", nargs="+", default=["perov5=50", "mp20=25"],
+                   help="first N scored crystals that also get the pc sampler, as N or DATASET=N")
     p.add_argument("--flow-nfe", nargs="+", type=int, default=[10, 20, 50, 100], help="Euler steps (= NFE)")
     p.add_argument("--flow-extra", nargs="*", default=["midpoint:25", "euler:50:5"],
                    help="more flow samplers as solver:steps[:anneal_slope]")
@@ -295,12 +317,30 @@ def parse_args(argv=None):
     p.add_argument("--sample-batch", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)
-    p.add_argument("--run-dir", default=str(REPO / "runs" / "bench_flow"))
+    p.add_argument("--run-dir", default="runs/bench_flow", help="relative paths are relative to the repository")
     p.add_argument("--name", default="flow_vs_diffusion")
     p.add_argument("--reports-dir", default=None)
     p.add_argument("--discussion", default=None, metavar="MD",
                    help="a markdown file with the reading of the results, appended as 'Discussion'")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    for key in ("steps", "n_test", "pc_n"):
+        setattr(a, key, per_dataset(getattr(a, key), a.datasets, key))
+    return a
+
+
+def per_dataset(values: list[str], datasets: list[str], name: str) -> dict[str, int]:
+    """``["N"]`` or ``["perov5=N", "mp20=M"]`` -> ``{dataset: int}`` for every dataset."""
+    out: dict[str, int] = {}
+    for v in values:
+        if "=" in v:
+            ds, n = v.split("=", 1)
+            out[ds] = int(n)
+        else:
+            out.update({ds: int(v) for ds in datasets})
+    missing = [ds for ds in datasets if ds not in out]
+    if missing:
+        raise SystemExit(f"--{name.replace('_', '-')} gives no value for {missing}")
+    return out
 
 
 def main(argv=None) -> int:
@@ -310,8 +350,9 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     t_start = time.time()
+    args.data_root_given = args.data_root is not None
     args.data_root = str(Path(args.data_root) if args.data_root else data_root_default())
-    run_root = Path(args.run_dir)
+    run_root = Path(args.run_dir) if Path(args.run_dir).is_absolute() else REPO / args.run_dir
     (run_root / "samples").mkdir(parents=True, exist_ok=True)
     for ds in args.datasets:
         if not (Path(args.data_root) / DATASETS[ds]["folder"] / "test.csv").is_file():
@@ -320,11 +361,11 @@ def main(argv=None) -> int:
     for key, rec in records.items():
         rec["final_train_loss"] = final_train_loss(Path(rec["ckpt"]).parent.parent)
     reports = Path(args.reports_dir) if args.reports_dir else REPORTS_DIR
-    res: dict[str, Any] = {"settings": vars(args), "training": records, "datasets": {}, "run_dir": str(run_root)}
+    res: dict[str, Any] = {"settings": vars(args), "training": records, "datasets": {}, "run_dir": shown(run_root)}
     for ds in args.datasets:
-        refs = select_references(Path(args.data_root) / DATASETS[ds]["folder"] / "test.csv", args.n_test, "random",
+        refs = select_references(Path(args.data_root) / DATASETS[ds]["folder"] / "test.csv", args.n_test[ds], "random",
                                  args.seed)
-        pc_refs = refs[:args.pc_n]
+        pc_refs = refs[:args.pc_n[ds]]
         d: dict[str, Any] = {"n_ref": len(refs), "pc_n": len(pc_refs), "main": [], "pc_subset": [],
                              "ceiling": sum(crystal_validity(r.structure).valid for r in refs) / len(refs)}
         for kind in KINDS:
@@ -350,6 +391,7 @@ def main(argv=None) -> int:
         res["discussion"] = Path(args.discussion).read_text()
     reports.mkdir(parents=True, exist_ok=True)
     plot(res, reports / res["plot"])
+    res = strip_machine_paths(res, args.data_root)
     jp, mp = write_report(args.name, res, markdown(res), reports_dir=reports)
     print(f"wrote {mp} and {jp}")
     return 0

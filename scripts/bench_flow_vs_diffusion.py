@@ -171,11 +171,11 @@ def samplers_for(kind: str, args) -> list[tuple[str, Any, bool]]:
 
 # ---------------------------------------------------------------------------- report
 def _pct(x):
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
+    return f"{100 * x:.2f}" if _finite(x) else "–"
 
 
 def _num(x, nd=4):
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+    return f"{x:.{nd}f}" if _finite(x) else "–"
 
 
 def plot(res: dict, path: Path) -> None:
@@ -208,6 +208,10 @@ def plot(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
 def goal_lines(res: dict) -> list[str]:
     """The issue's goal, checked per dataset on the full scored subset (flow <= 50 NFE vs fast)."""
     out = []
@@ -217,9 +221,9 @@ def goal_lines(res: dict) -> list[str]:
         flows = [r for r in rows if r["label"].startswith("flow") and r["nfe"] <= 50]
         if fast is None or not flows:
             continue
-        best = max(flows, key=lambda r: (r["match_rate"], -(r["rmse"] if r["rmse"] == r["rmse"] else 9)))
+        best = max(flows, key=lambda r: (r["match_rate"], -r["rmse"] if _finite(r["rmse"]) else -math.inf))
         mr_ok = best["match_rate"] >= fast["match_rate"]
-        rmse_ok = (best["rmse"] == best["rmse"]) and (fast["rmse"] != fast["rmse"] or best["rmse"] < fast["rmse"])
+        rmse_ok = _finite(best["rmse"]) and (not _finite(fast["rmse"]) or best["rmse"] < fast["rmse"])
         verdict = "met" if (mr_ok and rmse_ok) else "NOT met"
         out.append(f"- {DATASETS[ds]['title']}: best flow at <= 50 NFE is `{best['label']}` ({best['nfe']} NFE): "
                    f"match rate {_pct(best['match_rate'])} % against {_pct(fast['match_rate'])} % for diffusion "

@@ -336,12 +336,18 @@ class CrystalDiffusionModule(pl.LightningModule):
         if self.is_flow and not flow_sampler:
             return str(self.hparams["cfg"]["model"].get("flow_sampler", "flow"))
         if not self.is_flow and flow_sampler:
-            raise GencrystalError(f"sampler {sampler if isinstance(sampler, str) else 'FlowSampler'!r} integrates a "
-                                  "flow, but this checkpoint is a diffusion model (use fast, pc or ode)")
+            label = sampler if isinstance(sampler, str) else target.rsplit(".", 1)[-1]
+            raise GencrystalError(f"sampler {label!r} integrates a flow, but this checkpoint is a diffusion model "
+                                  "(use fast, pc or ode)")
         return sampler
 
     def _sampler(self, sampler: str | Mapping | DictConfig):
-        return _instantiate(self._sampler_config(self.resolve_sampler(sampler)))
+        node = self._sampler_config(self.resolve_sampler(sampler))
+        try:
+            return _instantiate(node)
+        except Exception as exc:  # hydra wraps the sampler's own ValueError (bad steps, solver, ...)
+            cause = exc.__cause__ or exc
+            raise GencrystalError(f"bad sampler configuration: {str(cause).strip().splitlines()[0][:200]}") from None
 
     @torch.no_grad()
     def sample(self, num_atoms: torch.Tensor, atom_types: torch.Tensor | None = None,

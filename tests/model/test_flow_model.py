@@ -5,6 +5,7 @@ sampling step, with no flag beyond the experiment."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -141,6 +142,15 @@ def test_flow_checkpoint_round_trips_through_the_cli(flow_ckpt, tmp_path, capsys
     assert main(["sample", f"ckpt={ckpt}", "composition=MgO", "pressure=25", "num_samples=2", "seed=0",
                  f"out={tmp_path / 's_rk4'}", "sampler=flow_rk4", "progress=false"]) == 0
     assert json.loads((tmp_path / "s_rk4" / "summary.json").read_text())["nfe"] == 100
+    capsys.readouterr()
+    assert main(["sample", f"ckpt={ckpt}", "composition=MgO", "pressure=25", "num_samples=2",
+                 f"out={tmp_path / 'bad'}", "sampler=flow", "sampler.solver=heun", "progress=false"]) == 2
+    assert "solver 'heun'" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "gencrystal-hp-csp-small.ckpt"
+    if shipped.is_file():  # a diffusion checkpoint refuses a flow sampler
+        assert main(["sample", f"ckpt={shipped}", "composition=Li4", "pressure=25", "num_samples=2",
+                     f"out={tmp_path / 'bad2'}", "sampler=flow", "progress=false"]) == 2
+        assert "diffusion model" in capsys.readouterr().err
     # evaluate the samples against themselves (order pairing): every one matches itself
     ev = tmp_path / "ev"
     assert main(["evaluate", "csp", f"pred={out / 'samples.extxyz'}", f"ref={out / 'samples.extxyz'}", "pair=order",

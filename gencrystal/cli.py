@@ -170,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         overrides, print_cfg = _split_args(cmd, rest)
         cfg = compose(cmd.config, overrides)
+        if not print_cfg:
+            from gencrystal.limits import check_config
+
+            check_config(cfg)  # absurd pressures, cutoffs, counts, budgets: refused before any work
         if print_cfg:
             from omegaconf import OmegaConf
 

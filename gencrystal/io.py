@@ -28,6 +28,28 @@ def is_db_url(path: str | os.PathLike) -> bool:
     return s.startswith(("postgresql://", "postgres://")) or s.endswith(".db")
 
 
+def check_finite(cell, positions, source: str, index: int | str) -> None:
+    """Refuse a structure whose cell (Å) or positions (Cartesian Å or fractional) hold NaN or Inf.
+
+    ``source`` names the file/database and ``index`` the frame or row in it (``"frame 3"``,
+    ``"row id=7"``, ``"row 12 (mp-1234)"``); every
+    structure reader calls this before any work starts, so a non-finite structure never
+    reaches a potential, a matcher or a model.
+    """
+    import numpy as np
+
+    for what, arr in (("cell", cell), ("positions", positions)):
+        a = np.asarray(arr, dtype=float)
+        if not np.isfinite(a).all():
+            bad = "NaN" if np.isnan(a).any() else "Inf"
+            raise GencrystalError(f"{source!r} {index}: {what} contains {bad} (non-finite structures are refused)")
+
+
+def check_finite_atoms(atoms: Atoms, source: str, index: int | str) -> None:
+    """:func:`check_finite` for an ASE ``Atoms`` (cell and Cartesian positions, Å)."""
+    check_finite(atoms.cell.array, atoms.positions, source, index)
+
+
 def read_structures(path: str | os.PathLike, selection: str | None = None) -> list[tuple[str, Atoms]]:
     """Read structures as ``(id, Atoms)`` pairs from a file, folder or ASE database.
 
@@ -38,7 +60,8 @@ def read_structures(path: str | os.PathLike, selection: str | None = None) -> li
 
     Ids are file stems (with a frame index when a file holds several), the ``id`` info
     key when present, or ``db-<row id>``. Raises :class:`GencrystalError` for a missing
-    path, an unreadable file or an empty result.
+    path, an unreadable file, a file with zero frames, a structure with a NaN/Inf cell or
+    position (file and index named) or an empty result.
     """
     p = str(path)
     if is_db_url(p):
@@ -76,8 +99,11 @@ def _read_file(fp: Path) -> list[tuple[str, Atoms]]:
         raise GencrystalError(f"cannot read {str(fp)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     if not isinstance(frames, list):
         frames = [frames]
+    if not frames:
+        raise GencrystalError(f"{str(fp)!r} holds zero structures (an empty or truncated file?)")
     out = []
     for i, atoms in enumerate(frames):
+        check_finite_atoms(atoms, str(fp), f"frame {i}")
         if len(atoms) == 0:
             raise GencrystalError(f"{str(fp)!r} frame {i} has no atoms")
         if not atoms.pbc.all() or atoms.cell.rank < 3:
@@ -100,6 +126,7 @@ def _read_db(url: str, selection: str | None) -> list[tuple[str, Atoms]]:
     out = []
     for row in rows:
         atoms = row.toatoms(add_additional_information=False)
+        check_finite_atoms(atoms, url, f"row id={row.id}")
         atoms.info.update(row.key_value_pairs)
         atoms.info.setdefault("db_id", row.id)
         out.append((str(row.key_value_pairs.get("material_id", f"db-{row.id}")), atoms))

@@ -147,10 +147,34 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if exc.filename is None:  # a failed write() (full disk) names no file: name the target
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_out_folder(path: str | os.PathLike | None, key: str = "out") -> None:
+    """Refuse an output folder that cannot be one: an existing file, or a path through a file.
+
+    Called before any work; other OS errors (permissions, full disk) surface when writing
+    and become one line in the CLI (:func:`gencrystal.errors.system_error_message`).
+    """
+    if path in (None, "") or is_db_url(str(path)):
+        return
+    p = Path(str(path))
+    if p.exists() and not p.is_dir():
+        raise GencrystalError(f"{key}={str(p)!r} is an existing file, not a folder; choose another {key}=")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise GencrystalError(f"{key}={str(p)!r}: {str(parent)!r} is a file, not a folder")
+            break
 
 
 def write_extxyz(frames: Sequence[Atoms], path: str | os.PathLike) -> None:

@@ -31,6 +31,7 @@ def run(cfg) -> int:
     from gencrystal.io import read_structures, write_extxyz, write_json
     from gencrystal.relax.engine import relax_structures
     from gencrystal.relax.runs import Checkpoint, plot_enthalpy_rank, rank_and_group, settings_key
+    from gencrystal.runtime import thread_count
     from gencrystal.units import check_pressure
 
     pressure = check_pressure(cfg.pressure)
@@ -67,6 +68,7 @@ def run(cfg) -> int:
     summary = {
         "pressure_gpa": pressure,
         "potential": ranked[0].level_of_theory if ranked else "",
+        "threads": thread_count(),
         "n_structures": len(results),
         "n_converged": n_ok,
         "n_failed": len(results) - n_ok,

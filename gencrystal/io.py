@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 
 from ase import Atoms
 
+from gencrystal.checks import require_finite, require_finite_atoms
 from gencrystal.errors import GencrystalError
 
 STRUCTURE_SUFFIXES = (".cif", ".extxyz", ".xyz", ".traj", ".vasp", ".db")
@@ -26,28 +27,6 @@ def is_db_url(path: str | os.PathLike) -> bool:
     """True for an ASE-db location: a ``.db`` file or a ``postgresql://`` URL."""
     s = str(path)
     return s.startswith(("postgresql://", "postgres://")) or s.endswith(".db")
-
-
-def check_finite(cell, positions, source: str, index: int | str) -> None:
-    """Refuse a structure whose cell (Å) or positions (Cartesian Å or fractional) hold NaN or Inf.
-
-    ``source`` names the file/database and ``index`` the frame or row in it (``"frame 3"``,
-    ``"row id=7"``, ``"row 12 (mp-1234)"``); every
-    structure reader calls this before any work starts, so a non-finite structure never
-    reaches a potential, a matcher or a model.
-    """
-    import numpy as np
-
-    for what, arr in (("cell", cell), ("positions", positions)):
-        a = np.asarray(arr, dtype=float)
-        if not np.isfinite(a).all():
-            bad = "NaN" if np.isnan(a).any() else "Inf"
-            raise GencrystalError(f"{source!r} {index}: {what} contains {bad} (non-finite structures are refused)")
-
-
-def check_finite_atoms(atoms: Atoms, source: str, index: int | str) -> None:
-    """:func:`check_finite` for an ASE ``Atoms`` (cell and Cartesian positions, Å)."""
-    check_finite(atoms.cell.array, atoms.positions, source, index)
 
 
 def read_structures(path: str | os.PathLike, selection: str | None = None) -> list[tuple[str, Atoms]]:
@@ -103,7 +82,7 @@ def _read_file(fp: Path) -> list[tuple[str, Atoms]]:
         raise GencrystalError(f"{str(fp)!r} holds zero structures (an empty or truncated file?)")
     out = []
     for i, atoms in enumerate(frames):
-        check_finite_atoms(atoms, str(fp), f"frame {i}")
+        require_finite_atoms(atoms, str(fp), f"frame {i}")
         if len(atoms) == 0:
             raise GencrystalError(f"{str(fp)!r} frame {i} has no atoms")
         if not atoms.pbc.all() or atoms.cell.rank < 3:
@@ -126,7 +105,7 @@ def _read_db(url: str, selection: str | None) -> list[tuple[str, Atoms]]:
     out = []
     for row in rows:
         atoms = row.toatoms(add_additional_information=False)
-        check_finite_atoms(atoms, url, f"row id={row.id}")
+        require_finite_atoms(atoms, url, f"row id={row.id}")
         atoms.info.update(row.key_value_pairs)
         atoms.info.setdefault("db_id", row.id)
         out.append((str(row.key_value_pairs.get("material_id", f"db-{row.id}")), atoms))

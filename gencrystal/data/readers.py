@@ -157,7 +157,7 @@ def parse_table(
     """
     from tqdm.auto import tqdm
 
-    from gencrystal.io import check_finite
+    from gencrystal.checks import require_finite
     from gencrystal.units import check_pressure
 
     if cif_column not in df.columns:
@@ -189,7 +189,7 @@ def parse_table(
             skipped.append((sid, str(payload)))
             continue
         lattice, frac, numbers, formula = payload
-        check_finite(lattice, frac, str(source), f"row {i} ({sid})")  # after the transform, too
+        require_finite(lattice, frac, str(source), f"row {i} ({sid})")  # after the transform, too
         keep.append(i)
         lattices.append(lattice)
         fracs.append(frac)

@@ -17,7 +17,8 @@ from typing import Any, Sequence
 from pymatgen.core import Structure
 
 from gencrystal.errors import GencrystalError
-from gencrystal.io import check_finite, read_structures
+from gencrystal.checks import require_finite
+from gencrystal.io import read_structures
 from gencrystal.structures import to_structure
 
 PAIR_ID_KEYS = ("ref_id", "material_id", "id")
@@ -69,7 +70,7 @@ def read_cdvae_csv(path: str | os.PathLike, id_column: str = "material_id", cif_
                 s = Structure.from_str(str(rec[cif_column]), fmt="cif")
         except Exception as exc:
             raise GencrystalError(f"{str(p)!r} row {sid!r}: malformed CIF ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
-        check_finite(s.lattice.matrix, s.frac_coords, str(p), f"row {i} ({sid})")
+        require_finite(s.lattice.matrix, s.frac_coords, str(p), f"row {i} ({sid})")
         out.append(Entry(sid, s, {k: rec[k] for k in extra}))
     return out
 

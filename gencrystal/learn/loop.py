@@ -379,11 +379,13 @@ class ActiveLearningLoop:
         return None
 
     def _summary(self, store) -> dict[str, Any]:
+        from gencrystal.runtime import thread_count
+
         final = self.final_committee()
         summary = {"composition": self.composition, "pressures_gpa": self.pressures,
                    "dft_level_of_theory": self.backend.level_of_theory, "n_labels": len(store),
                    "labels_per_iteration": store.by_iteration(), "history": self.state["history"],
                    "stop_reason": self.state.get("stop_reason", ""),
-                   "committee": str(final) if final else None}
+                   "committee": str(final) if final else None, "threads": thread_count()}
         write_json(summary, self.out / "summary.json")
         return summary

@@ -141,8 +141,10 @@ def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential:
         raise GencrystalError(f"optimizer={optimizer!r} is unknown; choose {' or '.join(OPTIMIZERS)}")
     if batched and optimizer.upper() != "FIRE":
         raise GencrystalError(f"batched relaxation uses FIRE; optimizer={optimizer!r} needs batched=false")
-    if fmax <= 0 or steps < 0:
-        raise GencrystalError(f"fmax={fmax} must be > 0 and steps={steps} >= 0")
+    from gencrystal.limits import MAX_STEPS, check_count, check_quantity
+
+    fmax = check_quantity(fmax, "fmax", "eV/Å", 0.0, 100.0)
+    steps = check_count(steps, "steps", 0, MAX_STEPS)
     atoms_list, names = _normalise_inputs(structures, ids)
     if not atoms_list:
         return []

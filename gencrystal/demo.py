@@ -1,4 +1,6 @@
-"""The demo (``make demo``) and the known structures behind it and the shipped model's seed set (Å, GPa).
+"""The known structures behind the demo (``make demo``) and the shipped model's seed set (Å, GPa).
+
+The demo's command line is :mod:`gencrystal.cli.demo`.
 
 :func:`prototypes` (from :mod:`gencrystal.known_structures`, the one catalogue of known
 structures) gives textbook crystal structures of Li, Si, SiO2 and B built from their space
@@ -14,7 +16,6 @@ starting points for relaxation at a pressure, not results.
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -293,38 +294,3 @@ def summarize(relaxed: str | Path, out: str | Path, pressure_gpa: float, top: in
     text = "\n".join(lines)
     print(text, flush=True)
     return text
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gencrystal.demo candidates|summarize ...`` (the steps of ``scripts/demo.sh``)."""
-    import argparse
-
-    from gencrystal.io import write_extxyz
-
-    p = argparse.ArgumentParser(prog="python -m gencrystal.demo")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("candidates", help="samples + known phases -> one extxyz to relax")
-    c.add_argument("--out", required=True)
-    c.add_argument("--no-known", action="store_true")
-    c.add_argument("samples", nargs="*")
-    s = sub.add_parser("summarize", help="rank relaxed.extxyz, write CIFs/PNGs, print the DFT command")
-    s.add_argument("relaxed")
-    s.add_argument("--out", required=True)
-    s.add_argument("--pressure", type=float, required=True, help="GPa")
-    s.add_argument("--top", type=int, default=8)
-    args = p.parse_args(argv)
-    try:
-        if args.cmd == "candidates":
-            frames = demo_candidates([f for f in args.samples if Path(f).is_file()], known=not args.no_known)
-            write_extxyz(frames, args.out)
-            print(f"{len(frames)} candidates -> {args.out}")
-        else:
-            summarize(args.relaxed, args.out, args.pressure, top=args.top)
-    except GencrystalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -153,7 +153,7 @@ def run_system(args) -> dict:
     """Loop + EOS for ``args.system``; the result dict stored under ``systems[args.system]``."""
     from omegaconf import OmegaConf
 
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.learn.committee import is_committee_dir, load_committee
     from gencrystal.learn.loop import ActiveLearningLoop
     from gencrystal.relax import load_potential

@@ -193,7 +193,7 @@ def plot_curve(curve: dict, path: Path, title: str) -> None:
 
 def train_model(a, run_dir: Path) -> tuple[Path, dict]:
     """Train ``mp20_csp`` under the time limit; returns the best checkpoint and the facts of the run."""
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.model.train import train
 
     out = run_dir / "train"

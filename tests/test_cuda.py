@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available()
 
 def test_bf16_mixed_training_runs_and_lowers_the_loss(tmp_path, data_root):
     """A few bf16-mixed Lightning epochs on the GPU: finite losses, checkpoint written, loss goes down."""
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.model.train import train
 
     if not (Path(data_root) / "perov_5_dev").is_dir():

@@ -378,15 +378,3 @@ class ActiveLearningLoop:
                    "committee": str(final) if final else None}
         write_json(summary, self.out / "summary.json")
         return summary
-
-
-def run(cfg) -> int:
-    """CLI entry point of ``gencrystal learn``."""
-    loop = ActiveLearningLoop(cfg)
-    summary = loop.run()
-    print(f"{summary['n_labels']} DFT labels ({summary['dft_level_of_theory']}) in {loop.out}; "
-          f"{summary['stop_reason']}")
-    if summary["committee"]:
-        print(f"committee: {summary['committee']}  (use potential={summary['committee']} "
-              "or a member checkpoint, e.g. potential.path=.../member0.pth.tar)")
-    return 0

@@ -471,7 +471,7 @@ class Generator:
 
 def available_samplers() -> list[str]:
     """Sampler names with a config in ``conf/sampler/`` (e.g. ``fast``, ``pc``)."""
-    from gencrystal.cli import conf_dir
+    from gencrystal.config import conf_dir
 
     return sorted(p.stem for p in (conf_dir() / "sampler").glob("*.yaml"))
 
@@ -483,7 +483,7 @@ def describe_sampler(sampler: Any) -> str:
         return sampler
     from omegaconf import DictConfig, OmegaConf
 
-    from gencrystal.cli import conf_dir
+    from gencrystal.config import conf_dir
 
     if isinstance(sampler, (dict, DictConfig)):
         mine = OmegaConf.to_container(OmegaConf.create(sampler), resolve=True)

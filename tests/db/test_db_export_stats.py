@@ -94,7 +94,7 @@ def test_exported_splits_load_with_the_asedb_dataset(small_db, tmp_path):
     """`db export` sets `split`; the asedb dataset config (used by experiment=hp_csp) reads it."""
     from omegaconf import OmegaConf
 
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.data.dataset import load_split
 
     counts = export_splits(small_db, tmp_path / "splits", fractions=[0.6, 0.2, 0.2], seed=1)

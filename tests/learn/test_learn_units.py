@@ -134,7 +134,7 @@ def test_perturb_volume_in_range_and_candidates_tagged():
 
 
 def test_bad_config_is_a_one_line_error(tmp_path):
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.learn.loop import ActiveLearningLoop
 
     with pytest.raises(GencrystalError, match="pressure"):
@@ -166,7 +166,7 @@ class _BrokenBackend(_LJBackend):
 
 
 def test_labelling_writes_rows_once_and_records_failures(tmp_path):
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.db.schema import connect
     from gencrystal.learn.labels import LabelStore
     from gencrystal.learn.loop import ActiveLearningLoop

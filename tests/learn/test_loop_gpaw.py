@@ -22,7 +22,7 @@ OVERRIDES = [
 @pytest.fixture(scope="module")
 def one_iteration(tmp_path_factory):
     pytest.importorskip("gpaw")
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.learn.loop import ActiveLearningLoop
 
     out = tmp_path_factory.mktemp("learn")
@@ -67,7 +67,7 @@ def test_resumed_loop_does_not_relabel(one_iteration, tmp_path, monkeypatch):
     resumes without any new DFT call and without duplicate rows."""
     from ase.io import read
 
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.db.schema import connect
     from gencrystal.io import write_extxyz, write_json
     from gencrystal.learn import labels as labels_mod

@@ -52,7 +52,7 @@ def _instantiate_potential(node):
     """The configured potential (conf/potential/*.yaml, ``_target_`` load_potential), loaded once."""
     if node is None:
         raise GencrystalError("hull.relax_energies=true needs a potential (potential=chgnet|sevenn|committee)")
-    from gencrystal.relax.commands import instantiate
+    from gencrystal.config import instantiate
 
     return instantiate(node, "potential")
 

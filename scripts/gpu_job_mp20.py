@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib.util
-import json
 import os
 import subprocess
 import sys

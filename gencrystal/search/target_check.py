@@ -63,7 +63,8 @@ def dft_relax_cached(atoms: Atoms, pressure_gpa: float, backend, settings: dict,
     key = structure_key(atoms, {**settings, "pressure_gpa": float(pressure_gpa)})
     path = Path(cache_dir) / f"{sid}_{key[:16]}.extxyz"
     if path.is_file():
-        b = read(str(path))
+        b = read(str(path), index=0)
+        assert isinstance(b, Atoms)
         summary = {k[4:]: v for k, v in b.info.items() if k.startswith("dft_")}
         summary["cached"] = True
         return b, summary

@@ -3,12 +3,13 @@
 
 One run on one GPU (run it through ``scripts/gpu_run.sh mp20``, which installs the kit first):
 
-1. the CUDA tests (``pytest -m cuda``);
+1. the CUDA tests (``pytest -m cuda``), then the MP-20 splits parsed once on all cores;
 2. training throughput (forward + backward + AdamW step) of ``mp20_csp`` with the CSPNet 512 x 6
    denoiser at batch 256, fp32 against bf16 autocast (``scripts/bench_train.py``'s measurement);
 3. training of ``mp20_csp`` (CSPNet 512 x 6, bf16-mixed) on the offline protocol (MP-20 val
    minus a seeded 10 % hold-out; MP-20 train is not available) under a time limit
-   (``--train-minutes``, Lightning ``max_time``), and its training curve;
+   (``--train-minutes``, Lightning ``max_time``), and its training curve; the checkpoint
+   samples under bf16 autocast (``model.bf16_sampling``);
 4. sampling one structure per MP-20 test crystal (all 9,046 by default) with the ``fast``
    sampler at the crystal's cell composition (structures/s), stopping early only if the
    job's time budget would be exceeded (the report then states how many were sampled);
@@ -63,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=os.environ.get("OUT", str(REPO / "runs" / "gpu_job")), help="report folder")
     p.add_argument("--run-dir", default=None, help="model, samples, logs (default runs/gpu_job_mp20[_smoke])")
     p.add_argument("--data-root", default=None, help="default $GENCRYSTAL_DATA or ../shared/data")
-    p.add_argument("--train-minutes", type=float, default=None, help="training time limit (5; smoke 0.5)")
+    p.add_argument("--train-minutes", type=float, default=None, help="training time limit (4.5; smoke 0.5)")
     p.add_argument("--budget-minutes", type=float, default=None,
                    help="whole job; sampling stops early and relaxation is skipped past it (8.5; smoke 10)")
     p.add_argument("--n-test", type=int, default=None, help="test crystals sampled and scored (0 = all 9,046; smoke 50)")
@@ -75,10 +76,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--relax-steps", type=int, default=None, help="FIRE step limit (300; smoke 20)")
     p.add_argument("--throughput-steps", type=int, default=None, help="timed training steps per precision (10; smoke 2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--skip", nargs="*", default=[], choices=["tests", "throughput", "train", "sample", "relax"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["tests", "data", "throughput", "train", "sample", "relax"])
     a = p.parse_args(argv)
     smoke = a.smoke
-    defaults = {"train_minutes": (5.0, 0.5), "budget_minutes": (8.5, 10.0), "n_test": (0, 50), "sample_batch": (1024, 50),
+    defaults = {"train_minutes": (4.5, 0.5), "budget_minutes": (8.5, 10.0), "n_test": (0, 50), "sample_batch": (1024, 50),
                 "workers": (16, 2), "relax_n": (12, 3), "relax_steps": (300, 20), "throughput_steps": (10, 2),
                 "sampler_steps": (None, 10)}
     for k, (full, toy) in defaults.items():
@@ -132,6 +133,19 @@ def cuda_tests(a, out: Path) -> dict:
             "wall_s": round(time.time() - t0, 1),
             # pytest exit 5 = no test selected; 0 with everything skipped is what a machine without CUDA gives
             "passed": res.returncode == 0}
+
+
+def parse_data(a) -> dict:
+    """Parse the MP-20 splits once on all cores (the cache the later steps read)."""
+    from gencrystal.config import compose
+    from gencrystal.data.dataset import load_split
+
+    workers = max(1, min(16, os.cpu_count() or 1))
+    cfg = compose("train", ["experiment=mp20_csp", f"data_root={a.data_root}", "data.progress=false",
+                            f"data.parse_workers={workers}"])
+    t0 = time.time()
+    sizes = {split: len(load_split(cfg.data, split, data_root=a.data_root)) for split in ("train", "val")}
+    return {"workers": workers, "wall_s": round(time.time() - t0, 1), **sizes}
 
 
 def training_throughput(a) -> list[dict]:
@@ -204,6 +218,7 @@ def train_model(a, run_dir: Path) -> tuple[Path, dict]:
                  f"resume={'true' if resume else 'false'}"]
     if a.device == "cuda":
         overrides.insert(1, "trainer=gpu")
+        overrides.append("model.bf16_sampling=true")  # sampling under bf16 autocast too (recorded in the checkpoint)
     if a.smoke:  # short epochs, so that the hold-out loss is evaluated inside the time limit
         overrides.append("+trainer.limit_train_batches=20")
     cfg = compose("train", overrides)
@@ -333,6 +348,10 @@ def markdown(res: dict) -> str:
               f"in {t['wall_s']:.0f} s (time limit {t['time_limit_s']} s; data loading and parsing included)",
               f"- curve: `{NAME}_curve.png`" + (f"; last hold-out loss {res['curve']['val_loss'][-1]:.4f}"
                                                   if res.get("curve", {}).get("val_loss") else ""), ""]
+    if res.get("data"):
+        d = res["data"]
+        L += [f"Data: MP-20 offline-protocol train {d['train']:,} / hold-out {d['val']:,} structures parsed on "
+              f"{d['workers']} processes in {d['wall_s']:.0f} s.", ""]
     if res.get("throughput"):
         L += ["## Training throughput", "", f"Batch {a['batch_size']} MP-20 structures (offline-protocol training split), "
               "forward + backward + AdamW step, mean over the timed steps; goal on one H200 in bf16 at DiffCSP size: "
@@ -379,6 +398,7 @@ def main(argv=None) -> int:
     res: dict[str, Any] = {"settings": vars(a), "environment": environment(), "errors": {}}
     steps: list[tuple[str, Any]] = [
         ("tests", lambda: res.__setitem__("cuda_tests", cuda_tests(a, out))),
+        ("data", lambda: res.__setitem__("data", parse_data(a))),
         ("throughput", lambda: res.__setitem__("throughput", training_throughput(a))),
     ]
     for name, fn in steps:

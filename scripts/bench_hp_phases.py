@@ -312,7 +312,7 @@ def main(argv=None):
     args = parse_args(argv)
     from gencrystal.errors import GencrystalError
     from gencrystal.known_structures import TARGETS
-    from gencrystal.relax.engine import as_potential
+    from gencrystal.potentials import as_potential
     from gencrystal.reporting import REPORTS_DIR, write_report
     from gencrystal.search.target_check import potential_check
 

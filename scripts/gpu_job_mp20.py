@@ -287,7 +287,8 @@ def sample_and_score(a, ckpt: Path, refs: list, clock: Clock) -> dict:
 
 def relaxation_throughput(a) -> dict:
     """CHGNet on ``a.device``: one-by-one ASE FIRE against batched FIRE on bench_relax's structures."""
-    from gencrystal.relax import load_potential, relax_structures
+    from gencrystal.potentials import load_potential
+    from gencrystal.relax import relax_structures
 
     bench = _script("bench_relax")
     structs = bench.structures(a.relax_n)

@@ -57,7 +57,8 @@ def test_chgnet_relaxation_on_gpu_agrees_with_cpu():
     """Batched FIRE with CHGNet on the GPU lands where the CPU one-by-one relaxation does."""
     from ase.build import bulk
 
-    from gencrystal.relax import load_potential, relax_structures
+    from gencrystal.potentials import load_potential
+    from gencrystal.relax import relax_structures
 
     si = bulk("Si", "diamond", a=5.6, cubic=True)
     si.rattle(0.03, seed=0)

@@ -8,7 +8,8 @@ import pytest
 from ase.calculators.emt import EMT
 
 from gencrystal import known_structures as ks
-from gencrystal.relax import calculator_potential, relax_structures
+from gencrystal.potentials import calculator_potential
+from gencrystal.relax import relax_structures
 from gencrystal.search.target_check import TRUSTED, UNCHECKED, UNTRUSTED, potential_check, space_group_number
 
 

@@ -117,7 +117,7 @@ def cell_composition(entry) -> dict[str, int]:
 # ---------------------------------------------------------------------------- training
 def train_variant(variant: str, args, run_root: Path) -> tuple[Path, dict]:
     """Train the dataset's ``experiment=<dataset>_csp`` with one lattice-prior variant (resumes a finished/killed run)."""
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.model.train import train
 
     out = run_root / f"train_{variant}"
@@ -199,7 +199,7 @@ def sampler_config(name: str, num_steps: int | None):
         return name
     from omegaconf import OmegaConf
 
-    from gencrystal.cli import conf_dir
+    from gencrystal.config import conf_dir
 
     cfg = OmegaConf.load(conf_dir() / "sampler" / f"{name}.yaml")
     cfg.num_steps = int(num_steps)
@@ -260,7 +260,7 @@ def score(refs, frames_or_entries, args, label: str) -> dict:
 # ---------------------------------------------------------------------------- stages
 def stagewise(refs, frames, args, run_root: Path) -> dict:
     """Raw -> MLP pre-relaxed (N smallest refs) -> DFT-relaxed (M smallest): :func:`gencrystal.metrics.pipeline.run_stages`."""
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.metrics.pipeline import StageSettings, run_stages
 
     settings = StageSettings(potential=args.potential, relax_steps=args.relax_steps, fmax=args.fmax,

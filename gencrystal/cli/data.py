@@ -153,7 +153,9 @@ def info(cfg: DictConfig) -> int:
     setup_logging()
     others = _leakage_splits(cfg.get("leakage"), str(cfg.split))
     ds = load_split(cfg.data, str(cfg.split), data_root=cfg.get("data_root"))
-    result = summary(ds)
+    from gencrystal.runtime import thread_count
+
+    result = {**summary(ds), "threads": thread_count()}
     if others:
         result["leakage"] = leakage(cfg, ds, others)
     out = Path(str(cfg.out))
@@ -190,7 +192,7 @@ def split(cfg: DictConfig) -> int:
 
 def download(cfg: DictConfig) -> int:
     """Fetch the standard split files of ``dataset`` into ``<data_root>/<folder>/``."""
-    from gencrystal.cli import compose, conf_dir
+    from gencrystal.config import compose, conf_dir
     from gencrystal.data.paths import resolve_data_root
     from gencrystal.data.download import download_dataset
 

@@ -556,6 +556,10 @@ def markdown(res: dict) -> str:
             for r in d["rows"]:
                 L.append(f"| {r['label']} | {r['n_ref']} | {_cells(r)}")
             L.append("")
+        if "mlp" in st and "dft" not in st:
+            L += ["No DFT stage in this run: on the shared 2-core machine the MLP stage alone took "
+                  f"{st['mlp']['wall_s']} s, and no DFT budget was left (`gencrystal evaluate pipeline ... dft_n=20 "
+                  "dft=gpaw dft_budget_s=...` adds it, resuming from the cached MLP relaxations).", ""]
     reused = [Path(m["reused"]).name for m in res.get("sample_meta", []) if m.get("reused")]
     L += ["## Timing", "", f"- wall time of this invocation: {res['wall_s']} s"
           + (f" (it re-used cached samples of an earlier invocation of the same command: {', '.join(reused)}; "

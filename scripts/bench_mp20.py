@@ -648,7 +648,7 @@ def parse_args(argv=None):
     g.add_argument("--cutoff-check", type=float, default=2.0,
                    help="stress of the first DFT-relaxed structure at this multiple of the DFT cutoff too (0 = skip)")
     g.add_argument("--dft-budget-s", type=float, default=0.0,
-                   help="stop starting new DFT relaxations after this many seconds (0 = no limit); N shrinks to the "
+                   help="bound the DFT stage to this many seconds, a running relaxation included (0 = no limit); N shrinks to the "
                         "crystals done, and the report says so")
     g = p.add_argument_group("output")
     g.add_argument("--full", action="store_true",

@@ -12,7 +12,7 @@ from ase.calculators.emt import EMT
 
 from gencrystal.metrics.io import Entry
 from gencrystal.metrics.pipeline import StageSettings, run_stages
-from gencrystal.relax.potentials import calculator_potential
+from gencrystal.potentials import calculator_potential
 from gencrystal.structures import to_structure
 
 

@@ -376,7 +376,7 @@ def evaluate_pipeline(cfg) -> int:
     for key in ("mlp_n", "dft_n", "max_neighbours", "relax_steps"):
         _nonneg_int(cfg.get(key, 0), key)
     try:
-        budget, fmax, timeout = float(cfg.get("dft_budget_s", 0)), float(cfg.get("fmax", 0.05)), float(cfg.get("timeout_s", 30))
+        budget, fmax, timeout = float(cfg.get("dft_budget_s") or 0), float(cfg.get("fmax", 0.05)), float(cfg.get("timeout_s", 30))
     except (TypeError, ValueError):
         raise GencrystalError("dft_budget_s, fmax and timeout_s must be numbers") from None
     if budget < 0 or not fmax > 0 or not timeout > 0:

@@ -34,6 +34,8 @@ class Command:
     target: str  # "module:function" taking the composed DictConfig
     help: str
     positional: tuple[str, ...] = field(default_factory=tuple)  # config keys filled by bare words
+    # `key=NAME` choosing from a config group mounted at `key` (`search/method@method`)
+    groups: dict[str, str] = field(default_factory=dict)
 
 
 COMMANDS: list[Command] = [
@@ -57,7 +59,8 @@ COMMANDS: list[Command] = [
     Command(("db", "stats"), "db_stats", "gencrystal.cli.db:stats",
             "Print database counts per pressure/element; plot volume per atom vs pressure."),
     Command(("search",), "search", "gencrystal.cli.search:run",
-            "Search low-enthalpy structures at a pressure: method=random|pso|generative (resumable; ranking, plot)."),
+            "Search low-enthalpy structures at a pressure: method=random|pso|generative (resumable; ranking, plot).",
+            groups={"method": "search/method@method"}),
     Command(("sample",), "sample", "gencrystal.cli.sampling:run",
             "Sample structures for a composition at a pressure (GPa) from a checkpoint; Z enumeration, input=FILE."),
     Command(("validate",), "validate", "gencrystal.cli.validate:run",
@@ -101,13 +104,17 @@ def _match(argv: Sequence[str]) -> tuple[Command, list[str]]:
 
 
 def _split_args(cmd: Command, rest: list[str]) -> tuple[list[str], bool]:
-    """Turn bare words into overrides of the command's positional keys; detect ``--cfg``."""
+    """Turn bare words into overrides of the command's positional keys and ``key=NAME`` into a
+    choice from the group mounted at ``key``; detect ``--cfg``."""
     overrides: list[str] = []
     bare: list[str] = []
     print_cfg = False
     for a in rest:
         if a == "--cfg":
             print_cfg = True
+        elif "=" in a and a.split("=", 1)[0] in cmd.groups:
+            key, value = a.split("=", 1)
+            overrides.append(f"{cmd.groups[key]}={value}")
         elif "=" in a or a.startswith(("+", "~")):
             overrides.append(a)
         elif a.startswith("-"):

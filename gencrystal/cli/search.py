@@ -6,9 +6,6 @@ from omegaconf import DictConfig
 
 from gencrystal.errors import GencrystalError
 
-METHODS = ("random", "pso", "generative")
-
-
 def formula_and_units(composition: str, formula_units) -> tuple[str, list[int]]:
     """Reduced formula and Z values: ``("SiO2", None)`` → Z 1, ``("Si2O4", None)`` → Z 2,
     ``("SiO2", "1-4")`` → Z 1..4."""
@@ -25,19 +22,10 @@ def formula_and_units(composition: str, formula_units) -> tuple[str, list[int]]:
 
 
 def make_method(cfg: DictConfig):
-    """Instantiate the configured method node (``cfg.random`` / ``cfg.pso`` / ``cfg.generative``)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
+    """Instantiate the configured method node (``cfg.method``, a ``conf/search/method/*.yaml``)."""
+    from gencrystal.config import instantiate
 
-    name = str(cfg.method)
-    if name not in METHODS:
-        raise GencrystalError(f"method={name!r} is unknown; choose random, pso or generative")
-    try:
-        return instantiate(cfg[name])
-    except InstantiationException as exc:
-        if isinstance(exc.__cause__, GencrystalError):
-            raise exc.__cause__ from None
-        raise GencrystalError(f"bad {name} settings: {str(exc).splitlines()[0]}") from exc
+    return instantiate(cfg.method, "search method")
 
 
 def run(cfg: DictConfig) -> int:

@@ -196,14 +196,32 @@ def _loggers(cfg: DictConfig, run_dir: Path) -> list:
     return loggers
 
 
+def _callbacks(cfg: DictConfig, has_val: bool, has_scheduler: bool) -> list:
+    """The Lightning callbacks of ``cfg.callbacks`` (conf/callbacks), built by ``_target_``, without
+    those that monitor a metric when there is no validation and without a LearningRateMonitor when
+    there is no scheduler."""
+    from gencrystal.config import instantiate
+
+    cbs = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node is None or not node.get("_target_"):
+            continue
+        if node.get("monitor") and not has_val:
+            continue
+        if str(node._target_).endswith("LearningRateMonitor") and not has_scheduler:
+            continue
+        cbs.append(instantiate(node, f"callbacks.{name}"))
+    return cbs
+
+
 def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
     """Train the model described by ``cfg`` (composed ``conf/train.yaml``).
 
     Returns the best checkpoint (lowest ``val/loss``) when validation ran, else the last.
     ``callbacks`` adds Lightning callbacks (tests use it)."""
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
+    from gencrystal.config import instantiate
     from gencrystal.data.datamodule import CrystalDataModule
     from gencrystal.model.module import CrystalDiffusionModule
 
@@ -250,7 +268,6 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
         with atomic_write(run_dir / "config.yaml") as fh:
             fh.write(OmegaConf.to_yaml(cfg, resolve=True))
 
-    ck = cfg.get("checkpoint") or {}
     has_val = float(tcfg.get("limit_val_batches", 1.0) or 0) > 0
     if has_val:
         try:
@@ -258,19 +275,14 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
         except GencrystalError as exc:
             log.warning("no validation split (%s): training without validation; best.ckpt = last.ckpt", exc)
             has_val = False
-    cbs = [ModelCheckpoint(dirpath=str(ckpt_dir), filename="step{step}", save_last=True, save_top_k=0,
-                           every_n_train_steps=int(ck.get("every_n_steps", 500)), auto_insert_metric_name=False)]
-    if has_val:
-        cbs.append(ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor="val/loss", mode="min",
-                                   save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False))
+    cbs = _callbacks(cfg, has_val=has_val, has_scheduler=bool(cfg.get("optim", {}).get("scheduler")))
     loggers = _loggers(cfg, run_dir)
-    if cfg.get("optim", {}).get("scheduler"):
-        cbs.append(LearningRateMonitor(logging_interval="step"))
     cbs.extend(callbacks or [])
     if not has_val:
         tcfg["limit_val_batches"] = 0
-    trainer = pl.Trainer(**tcfg, callbacks=cbs, logger=loggers, default_root_dir=str(run_dir),
-                         plugins=[_AtomicCheckpointIO.make()])
+    tcfg.setdefault("_target_", "pytorch_lightning.Trainer")
+    trainer: pl.Trainer = instantiate(tcfg, "trainer", callbacks=cbs, logger=loggers, default_root_dir=str(run_dir),
+                                      plugins=[_AtomicCheckpointIO.make()])
     if not has_val:
         dm.val_dataloader = lambda: []  # type: ignore[method-assign]
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)

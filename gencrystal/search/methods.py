@@ -155,9 +155,9 @@ class PSOSearch(SearchMethod):
 
     def __post_init__(self):
         if self.population < 2:
-            raise GencrystalError(f"pso.population={self.population} must be >= 2")
+            raise GencrystalError(f"method.population={self.population} must be >= 2")
         if not 0.0 <= self.fresh_fraction <= 1.0:
-            raise GencrystalError(f"pso.fresh_fraction={self.fresh_fraction} must be in [0, 1]")
+            raise GencrystalError(f"method.fresh_fraction={self.fresh_fraction} must be in [0, 1]")
         self._budget = None
 
     def batch_size(self) -> int:
@@ -250,7 +250,7 @@ class GenerativeSearch(SearchMethod):
     def generator(self):
         if self._generator is None:
             if not self.ckpt:
-                raise GencrystalError("method=generative needs a trained checkpoint: generative.ckpt=PATH")
+                raise GencrystalError("method=generative needs a trained checkpoint: method.ckpt=PATH")
             try:
                 from gencrystal.sampling import Generator
             except ImportError as exc:  # pragma: no cover - sampling ships with the package

@@ -58,9 +58,16 @@ def instantiate(node: Any, what: str, **kwargs: Any) -> Any:
             cause = cause.__cause__
         if isinstance(cause, GencrystalError):
             raise cause from None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _first_line(exc)
+        if first.endswith(":") and exc.__cause__ is not None:  # "Error in call to target 'X':" + the reason
+            first = f"{first} {_first_line(exc.__cause__)}"
         raise GencrystalError(f"bad {what} configuration: {first}") from exc
     except GencrystalError:
         raise
     except Exception as exc:
-        raise GencrystalError(f"bad {what} configuration: {exc}") from exc
+        raise GencrystalError(f"bad {what} configuration: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -222,7 +222,7 @@ def rank_relaxed(frames: Sequence[Atoms]) -> dict[str, list[RankedStructure]]:
             space_group=str(info.get("space_group", "") or "") or space_group(atoms), enthalpy_per_atom=h,
             volume_per_atom=float(atoms.get_volume() / len(atoms)), delta_h_mev=0.0,
             converged=bool(info.get("converged", False)), atoms=atoms))
-    for red, items in groups.items():
+    for items in groups.values():
         items.sort(key=lambda r: r.enthalpy_per_atom)
         for r in items:
             r.delta_h_mev = 1000.0 * (r.enthalpy_per_atom - items[0].enthalpy_per_atom)

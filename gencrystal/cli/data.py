@@ -44,8 +44,8 @@ def plot_stats(ds, path: str | Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.ticker
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     import numpy as np
     from ase.data import chemical_symbols
 
@@ -126,8 +126,8 @@ def info(cfg: DictConfig) -> int:
 def download(cfg: DictConfig) -> int:
     """Fetch the standard split files of ``dataset`` into ``<data_root>/<folder>/``."""
     from gencrystal.config import compose, conf_dir
-    from gencrystal.data.paths import resolve_data_root
     from gencrystal.data.download import download_dataset
+    from gencrystal.data.paths import resolve_data_root
 
     setup_logging()
     name = str(cfg.dataset)

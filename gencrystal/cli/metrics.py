@@ -163,7 +163,10 @@ def evaluate_csp(cfg) -> int:
     _write_csp(outp, metrics, rows_as_dicts(rows), rows, bool(cfg.get("plots", True)), rmse_histogram, plot_by_atoms,
                match_rate_by_atoms)
     w, wo = metrics["with_validity_filter"], metrics["without_validity_filter"]
-    fmt = lambda x: "n/a" if x is None else f"{x:.4f}"
+
+    def fmt(x):
+        return "n/a" if x is None else f"{x:.4f}"
+
     print(f"{metrics['protocol']['name']}: match rate {100 * w['match_rate']:.2f} % (RMSE {fmt(w['rmse'])}) with validity filter; "
           f"{100 * wo['match_rate']:.2f} % (RMSE {fmt(wo['rmse'])}) without; n_ref={metrics['n_ref']} n_pred={metrics['n_pred']} -> {outp}")
     return 0

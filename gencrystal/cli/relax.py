@@ -46,7 +46,7 @@ def run(cfg) -> int:
     if len(set(ids)) != len(ids):
         ids = [f"{sid}-{i}" for i, sid in enumerate(ids)]
     out = Path(cfg.out)
-    settings = OmegaConf.to_container(cfg, resolve=True)
+    settings: dict = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     settings.pop("cluster", None)
     key = settings_key({k: v for k, v in settings.items() if k not in ("out", "db", "resume")}, ids)
     ckpt = Checkpoint(out, key)

@@ -6,6 +6,7 @@ from omegaconf import DictConfig
 
 from gencrystal.errors import GencrystalError
 
+
 def formula_and_units(composition: str, formula_units) -> tuple[str, list[int]]:
     """Reduced formula and Z values: ``("SiO2", None)`` → Z 1, ``("Si2O4", None)`` → Z 2,
     ``("SiO2", "1-4")`` → Z 1..4."""

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from gencrystal.data.readers import ParsedSource, assemble_parsed, cached_parse, config_hash, file_sha256, CACHE_VERSION
+from gencrystal.data.readers import CACHE_VERSION, ParsedSource, assemble_parsed, cached_parse, config_hash, file_sha256
 from gencrystal.data.stats import DEFAULT_PRESSURE_BINS
 from gencrystal.data.transforms import CrystalTransform
 from gencrystal.errors import GencrystalError

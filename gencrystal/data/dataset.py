@@ -147,7 +147,7 @@ class CrystalDataset(Dataset):
         name: str = "custom",
         split: str = "",
         properties: Mapping[str, Sequence] | None = None,
-    ) -> "CrystalDataset":
+    ) -> CrystalDataset:
         """A dataset from in-memory structures (pymatgen Structure or ASE Atoms), pressures in GPa."""
         from gencrystal.units import check_pressure
 

@@ -192,7 +192,7 @@ def parse_table(
 
 
 def assemble_parsed(table, lattices: list, fracs: list, types: list, pressures: list, skipped: list,
-                    n_rows: int, source: str) -> "ParsedSource":
+                    n_rows: int, source: str) -> ParsedSource:
     """Stack per-structure arrays into a :class:`ParsedSource` and add the ``pressure`` (GPa)
     and ``num_atoms`` columns to its row-aligned ``table`` (shared by every reader)."""
     table["pressure"] = np.asarray(pressures, dtype=np.float64)

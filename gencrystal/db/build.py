@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-import numpy as np
 from ase import Atoms
 
 from gencrystal.db.schema import add_structure, connect
@@ -171,7 +170,7 @@ def build_database(
     try:
         for start in range(0, len(todo), chunk_size):
             chunk = todo[start:start + chunk_size]
-            results = []
+            results: list = []
             for p in sorted({t[3] for t in chunk}):
                 part = [t for t in chunk if t[3] == p]
                 res = relax_fn([t[2] for t in part], pressure_gpa=p, potential=pot, ids=[t[1] for t in part],

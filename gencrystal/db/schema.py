@@ -43,8 +43,9 @@ DEFAULT_DB = "data/hp.db"
 
 def connect(url: str = DEFAULT_DB, **kwargs):
     """Open (creating if needed) the ASE database at a path or PostgreSQL URL."""
-    import ase.db
     from pathlib import Path
+
+    import ase.db
 
     if not str(url).startswith("postgres"):
         Path(url).parent.mkdir(parents=True, exist_ok=True)

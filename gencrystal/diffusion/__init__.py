@@ -101,11 +101,15 @@ from gencrystal.diffusion.ode import ODESampler, sample_ode
 from gencrystal.diffusion.predictors import D3PMAncestral, VPAncestral, WrappedVEAncestral, default_predictor
 from gencrystal.diffusion.sampler import PCSampler, SamplerOutput, draw_prior, sample
 from gencrystal.diffusion.schedules import geometric_sigma, linear_beta, sample_time, time_grid, vp_mean_coeff
-from gencrystal.diffusion.segments import (remove_segment_mean, rows_of, segment_mean, segment_sq_norm,
-                                           segment_sum)
+from gencrystal.diffusion.segments import remove_segment_mean, rows_of, segment_mean, segment_sq_norm, segment_sum
 from gencrystal.diffusion.vp import VPProcess, symmetric_noise, symmetrize
-from gencrystal.diffusion.wrapped_normal import (WrappedVE, wrap01, wrap_displacement, wrapped_normal_log_prob,
-                                                 wrapped_normal_score)
+from gencrystal.diffusion.wrapped_normal import (
+                                           WrappedVE,
+                                           wrap01,
+                                           wrap_displacement,
+                                           wrapped_normal_log_prob,
+                                           wrapped_normal_score,
+)
 
 __all__ = [
     "Corrupted", "D3PMAncestral", "DiffusionField", "FieldSet", "LangevinCorrector", "MaskedD3PM", "ODESampler",

@@ -89,15 +89,15 @@ def draw_candidates(composition: str, pressure_gpa: float, seeds: Sequence[Atoms
 
         gen = RandomStructureGenerator(parse_composition(composition).reduced_formula,
                                        formula_units=tuple(settings.formula_units), pressure_gpa=float(pressure_gpa))
-        for j in range(int(settings.n_random)):
+        for _ in range(int(settings.n_random)):
             a, prov = gen.draw(rng)
             a.info["origin"] = f"pyxtal:sg{prov['space_group']}"
             out.append(a)
     if settings.generator_checkpoint and int(settings.n_generated) > 0:
         from gencrystal.sampling import Generator
 
-        gen = Generator(str(settings.generator_checkpoint), device="cpu")
-        for j, a in enumerate(gen.sample(composition, pressure=float(pressure_gpa), n=int(settings.n_generated),
+        model = Generator(str(settings.generator_checkpoint), device="cpu")
+        for j, a in enumerate(model.sample(composition, pressure=float(pressure_gpa), n=int(settings.n_generated),
                                          seed=int(rng.integers(2**31 - 1)))):
             a = Atoms(a.numbers, positions=a.positions, cell=a.cell, pbc=True)
             a.info["origin"] = f"generator:{j}"

@@ -111,7 +111,7 @@ class Committee:
         """The committee's :class:`Spread` on ``atoms``."""
         return spread_of(*self.predict_members(atoms))
 
-    def calculator(self) -> "CommitteeCalculator":
+    def calculator(self) -> CommitteeCalculator:
         """An ASE calculator giving the committee mean and, in ``results``, the spread."""
         return CommitteeCalculator(self)
 

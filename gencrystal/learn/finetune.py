@@ -74,8 +74,8 @@ class FinetuneSettings:
 def chgnet_stress_input(stress_voigt_ev_a3: np.ndarray) -> np.ndarray:
     """ASE stress (Voigt, eV/Å³, positive = tensile) → the 3×3 array CHGNet's
     ``StructureData`` expects (kBar, positive = compressive, as VASP prints it)."""
-    from ase.stress import voigt_6_to_full_3x3_stress
     from ase import units
+    from ase.stress import voigt_6_to_full_3x3_stress
 
     full = voigt_6_to_full_3x3_stress(np.asarray(stress_voigt_ev_a3, dtype=float))
     return -10.0 * full / units.GPa

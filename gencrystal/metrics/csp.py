@@ -23,8 +23,7 @@ reference in both. Every result is also reported without the filter.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -32,7 +31,7 @@ import numpy as np
 from gencrystal.errors import GencrystalError
 from gencrystal.matching import MATCHER_SETTINGS
 from gencrystal.metrics.io import Entry
-from gencrystal.metrics.matching import MATCH, TIMEOUT, ERROR, rms_distances
+from gencrystal.metrics.matching import ERROR, MATCH, TIMEOUT, rms_distances
 from gencrystal.metrics.validity import MIN_DISTANCE_A, MIN_VOLUME_A3, Validity, crystal_validity
 
 VALIDITY_MODES = ("paper", "pred", "both")
@@ -107,7 +106,7 @@ def csp_metrics(refs: Sequence[Entry], preds: Sequence[Entry], candidates: Seque
         cand = list(candidates[i])
         rv = ref_val[i]
 
-        def counts(j: int, first: bool) -> bool:
+        def counts(j: int, first: bool, cand: list = cand, rv=rv) -> bool:
             pv = pred_val[j]
             if validity_mode == "pred":
                 return pv.valid

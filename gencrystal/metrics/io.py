@@ -137,7 +137,7 @@ def pair_predictions(refs: Sequence[Entry], preds: Sequence[Entry], mode: str = 
             raise GencrystalError(f"reference id {r.id!r} occurs twice; ids must be unique for pair=id (or use pair=order)")
         index[r.id] = i
     cands = [[] for _ in range(n)]
-    unpaired = []
+    unpaired: list = []
     for j, p in enumerate(preds):
         i = index.get(pair_key(p, id_keys))
         if i is None:

@@ -304,7 +304,7 @@ def stability(preds, hull_refs, *, energy_key: str | None = None, level_of_theor
                                    steps=max(int(element_steps), 1), fmax=fmax, optimizer=optimizer,
                                    settings=settings["potential"], cache=cache, progress=progress, desc="elements")
             best: dict[str, tuple[float, str, str, bool]] = {}
-            for (el, name, atoms), r in zip(cands, res):
+            for (el, name, _atoms), r in zip(cands, res):
                 summary["n_cached" if r.cached else "n_computed"] += 1
                 if not (math.isfinite(r.enthalpy_per_atom) and (r.converged or r.error.startswith("not converged"))):
                     continue

@@ -58,7 +58,7 @@ class LatticePriorParams:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LatticePriorParams":
+    def from_dict(cls, d: dict) -> LatticePriorParams:
         return cls(**d)
 
 

@@ -23,7 +23,6 @@ Atom types enter the diffusion as ``Z − 1`` (0..99) with the mask state 100.
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -259,7 +258,7 @@ class CrystalDiffusionModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
-    def load_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "CrystalDiffusionModule":
+    def load_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> CrystalDiffusionModule:
         """Load a trained module from ``path`` (EMA weights inside; config and statistics too).
 
         Raises :class:`GencrystalError` for a missing, unreadable or foreign file."""

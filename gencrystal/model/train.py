@@ -184,7 +184,7 @@ def _loggers(cfg: DictConfig, run_dir: Path) -> list:
 
     os.environ.setdefault("WANDB_MODE", "offline")
     loggers = []
-    for name, node in (cfg.get("logger") or {}).items():
+    for node in (cfg.get("logger") or {}).values():
         if node is None or not node.get("_target_"):
             continue
         if "Wandb" in str(node._target_):

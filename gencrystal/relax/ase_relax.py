@@ -195,7 +195,7 @@ def relax_one(atoms: Atoms, calc, pressure_gpa: float, level_of_theory: str, *, 
         work.calc = calc  # some calculators validate the atoms here (e.g. SevenNet: unknown element)
         filt = FrechetCellFilter(work, scalar_pressure=gpa_to_ev_per_a3(pressure_gpa), exp_cell_factor=exp_cell_factor)
         opt = opt_cls(filt, logfile=None)
-        for converged in opt.irun(fmax=fmax, steps=steps):
+        for _ in opt.irun(fmax=fmax, steps=steps):
             nsteps = opt.nsteps
             energy = float(work.get_potential_energy())
             stress = np.array(work.get_stress(voigt=True))

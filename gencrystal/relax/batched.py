@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -49,7 +49,7 @@ class _State:
     """One structure's FIRE state and bookkeeping."""
 
     atoms: Atoms
-    filt: object
+    filt: Any
     dt: float
     a: float
     vel: np.ndarray | None = None

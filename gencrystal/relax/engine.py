@@ -197,6 +197,8 @@ def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential:
 def as_potential_spec(potential: Any, device: str | None) -> tuple:
     """The ``(name, path, device, modal)`` tuple a worker re-loads a potential from (validated here)."""
     pot = as_potential(potential, device)  # validates the name/path before any worker starts
+    if pot.spec is None:
+        raise GencrystalError(f"potential {pot.level_of_theory!r} was built in-process; Dask workers need a name or checkpoint path")
     return pot.spec
 
 

@@ -38,7 +38,7 @@ SEVENN_NAMES = {
 }
 KNOWN_NAMES = sorted(set(CHGNET_NAMES) | set(SEVENN_NAMES))
 
-_CACHE: dict[tuple, "Potential"] = {}
+_CACHE: dict[tuple, Potential] = {}
 _LOCK = threading.Lock()
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from ase import Atoms
 
 from gencrystal.db.schema import add_structure, connect
 from gencrystal.errors import GencrystalError
@@ -264,7 +263,7 @@ def write_outputs(result: SearchResult, out: Path, ctx: SearchContext, *, budget
         frame.to_csv(fh, index=False)
     write_json(rows, out / "ranking.json")
     by_index = {c.index: c for c in result.candidates}
-    best_frames = []
+    best_frames: list = []
     for r in rows:
         if r["status"] == "ok" and r["duplicate_of"] == -1 and len(best_frames) < n_best:
             a = by_index[r["candidate"]].atoms.copy()

@@ -89,11 +89,6 @@ class ReferenceHull:
         return float(ehull)
 
 
-def e_above_hull_many(hull: ReferenceHull, entries: Sequence[EnergyEntry]) -> list[float]:
-    """:meth:`ReferenceHull.e_above_hull` over a sequence."""
-    return [hull.e_above_hull(e) for e in entries]
-
-
 def relax_energies(structures, pressure_gpa: float, potential: str = "chgnet", relax_kwargs: dict | None = None,
                    use_enthalpy: bool = True) -> tuple[list[float], str]:
     """Per-atom enthalpies (or energies) in eV of structures relaxed with a potential at ``pressure_gpa``.

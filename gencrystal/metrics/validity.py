@@ -22,7 +22,7 @@ import itertools
 import math
 from dataclasses import dataclass
 from functools import lru_cache, reduce
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import numpy as np
 from ase import Atoms
@@ -154,8 +154,3 @@ def crystal_validity(obj: Atoms | Structure, min_distance: float = MIN_DISTANCE_
     except Exception:
         comp_ok = False
     return Validity(struct_valid=structure_validity(obj, min_distance, min_volume), comp_valid=comp_ok)
-
-
-def validity_many(objs: Iterable[Atoms | Structure], **kw) -> list[Validity]:
-    """:func:`crystal_validity` over a sequence."""
-    return [crystal_validity(o, **kw) for o in objs]

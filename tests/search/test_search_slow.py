@@ -66,7 +66,7 @@ def test_generative_search_samples_relaxes_and_resumes(tmp_path):
     from ase.calculators.lj import LennardJones
 
     from gencrystal.relax import calculator_potential, relax_structures
-    from gencrystal.sampling.toy import train_toy_checkpoint
+    from tests.toy_model import train_toy_checkpoint
     from gencrystal.search import GenerativeSearch, run_search
 
     ckpt = train_toy_checkpoint(tmp_path / "toy", max_steps=5)

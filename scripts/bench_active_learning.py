@@ -154,9 +154,9 @@ def run_system(args) -> dict:
     from omegaconf import OmegaConf
 
     from gencrystal.config import compose
-    from gencrystal.learn.committee import is_committee_dir, load_committee
+    from gencrystal.potentials.committee import is_committee_dir, load_committee
     from gencrystal.learn.loop import ActiveLearningLoop
-    from gencrystal.relax import load_potential
+    from gencrystal.potentials import load_potential
     from gencrystal.relax.engine import single_threaded
     from gencrystal.reporting import run_metadata
 

@@ -14,6 +14,6 @@ def run(cfg: DictConfig) -> int:
     print(f"{summary['n_labels']} DFT labels ({summary['dft_level_of_theory']}) in {loop.out}; "
           f"{summary['stop_reason']}")
     if summary["committee"]:
-        print(f"committee: {summary['committee']}  (use potential={summary['committee']} "
+        print(f"committee: {summary['committee']}  (use potential=committee potential.path={summary['committee']} "
               "or a member checkpoint, e.g. potential.path=.../member0.pth.tar)")
     return 0

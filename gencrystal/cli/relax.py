@@ -29,6 +29,7 @@ def run(cfg) -> int:
 
     from gencrystal.db.results import write_to_db
     from gencrystal.io import read_structures, write_extxyz, write_json
+    from gencrystal.potentials import build_potential
     from gencrystal.relax.engine import relax_structures
     from gencrystal.relax.runs import Checkpoint, plot_enthalpy_rank, rank_and_group, settings_key
     from gencrystal.units import check_pressure
@@ -39,7 +40,7 @@ def run(cfg) -> int:
     if str(cfg.optimizer).upper() not in ("FIRE", "BFGS"):
         raise GencrystalError(f"optimizer={cfg.optimizer!r} is unknown; choose FIRE or BFGS")
     structures = read_structures(cfg.input, cfg.get("selection"))
-    potential = instantiate(cfg.potential, "potential")
+    potential = build_potential(cfg.potential)
     guard = instantiate(cfg.guard, "guard")
     fan = instantiate(cfg.cluster, "cluster")
     ids = [sid for sid, _ in structures]

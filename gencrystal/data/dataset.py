@@ -28,7 +28,8 @@ from torch_geometric.data import Data
 from gencrystal.data.paths import resolve_data_root
 from gencrystal.data.readers import ParsedSource, default_cache_dir, load_table_source
 from gencrystal.data.stats import DEFAULT_PRESSURE_BINS, DatasetStats
-from gencrystal.data.transforms import MAX_Z, CrystalTransform, wrap_frac
+from gencrystal.data.transforms import CrystalTransform, wrap_frac
+from gencrystal.elements import MAX_Z
 from gencrystal.errors import GencrystalError
 
 log = logging.getLogger("gencrystal.data")

@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 from ase import Atoms
 
+from gencrystal.checks import StructureChecks
 from gencrystal.db.schema import add_structure, connect
 from gencrystal.errors import GencrystalError
 from gencrystal.units import check_pressure
@@ -36,32 +37,23 @@ def task_key(source_id: str, pressure_gpa: float, level_of_theory: str) -> str:
     return f"{source_id}@{float(pressure_gpa):g}GPa@{level_of_theory}"
 
 
-@dataclass
-class KeepCriteria:
-    """When a relaxed structure counts as locally stable (Å, Å³/atom)."""
+@dataclass(frozen=True)
+class KeepCriteria(StructureChecks):
+    """When a relaxed structure counts as locally stable: no error, converged (when
+    ``require_converged``), finite energies, and sane — the limits (Å, Å³/atom) and their
+    defaults are those of the one structure check, :class:`gencrystal.checks.StructureChecks`."""
 
     require_converged: bool = True
-    min_distance: float = 0.5
-    min_volume_per_atom: float = 0.5
-    max_volume_per_atom: float = 200.0
 
     def reason_to_reject(self, result) -> str | None:
         """None when ``result`` (a RelaxResult) is kept, else a one-line reason."""
-        from gencrystal.structures import min_interatomic_distance
-
         if result.error:
             return f"error: {result.error}"
         if self.require_converged and not result.converged:
             return "not converged"
         if not math.isfinite(result.enthalpy_per_atom) or not math.isfinite(result.energy_per_atom):
             return "non-finite energy"
-        vpa = result.atoms.get_volume() / len(result.atoms)
-        if not (self.min_volume_per_atom <= vpa <= self.max_volume_per_atom):
-            return f"volume {vpa:.3g} Å³/atom out of range"
-        dmin = min_interatomic_distance(result.atoms)
-        if dmin < self.min_distance:
-            return f"min distance {dmin:.3g} Å < {self.min_distance}"
-        return None
+        return self.reason(result.atoms)
 
 
 @dataclass
@@ -142,7 +134,7 @@ def build_database(
     from tqdm.auto import tqdm
 
     from gencrystal.matching import make_matcher
-    from gencrystal.relax.engine import as_potential
+    from gencrystal.potentials import as_potential
 
     if relax_fn is None:
         from gencrystal.relax import relax_structures as relax_fn

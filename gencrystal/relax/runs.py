@@ -22,7 +22,7 @@ def rank_and_group(results: Sequence[RelaxResult], matcher: str = "csp") -> list
     atom; failures last. Sets ``rank`` (1-based within formula, 0 for failures) and
     ``duplicate_of`` (id of the lowest-enthalpy structure it matches, '' if unique) in
     each result's ``extra`` and ``atoms.info``."""
-    from gencrystal.relax.analysis import group_duplicates
+    from gencrystal.matching import group_duplicates
 
     ok = [i for i, r in enumerate(results) if r.error is None and math.isfinite(r.enthalpy_per_atom)]
     bad = [i for i in range(len(results)) if i not in set(ok)]
@@ -138,11 +138,12 @@ def plot_enthalpy_rank(results: Sequence[RelaxResult], path: Path, title: str) -
 def relax_setup(cfg: DictConfig) -> tuple:
     """``(potential, relax options)`` from a config with ``potential`` (conf/potential),
     ``cluster`` (conf/cluster, a FanOut) and ``relax`` (conf/search/relax.yaml) nodes:
-    the loaded :class:`gencrystal.relax.Potential` and the keyword arguments of
+    the loaded :class:`gencrystal.potentials.Potential` and the keyword arguments of
     :func:`gencrystal.relax.relax_structures`."""
     from gencrystal.config import instantiate
+    from gencrystal.potentials import build_potential
 
-    potential = instantiate(cfg.potential, "potential")
+    potential = build_potential(cfg.potential)
     fan = instantiate(cfg.cluster, "cluster")
     opts: dict[str, Any] = OmegaConf.to_container(cfg.relax, resolve=True)  # type: ignore[assignment]
     opts = {k: v for k, v in opts.items() if not str(k).startswith("_")}

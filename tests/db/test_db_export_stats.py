@@ -17,7 +17,7 @@ from gencrystal.db.stats import collect_stats
 def small_db(tmp_path_factory):
     from ase.calculators.emt import EMT
 
-    from gencrystal.relax import calculator_potential
+    from gencrystal.potentials import calculator_potential
 
     pairs = [(el, bulk(el, "fcc", a=a)) for el, a in [("Cu", 3.6), ("Ni", 3.5), ("Al", 4.05), ("Ag", 4.1),
                                                         ("Au", 4.1), ("Pd", 3.9), ("Pt", 3.9)]]

@@ -33,7 +33,7 @@ def one_iteration(tmp_path_factory):
 
 def test_one_iteration_labels_rows_and_committee(one_iteration):
     from gencrystal.db.schema import connect
-    from gencrystal.learn.committee import is_committee_dir
+    from gencrystal.potentials.committee import is_committee_dir
 
     cfg, out, summary = one_iteration
     assert summary["n_labels"] == 3
@@ -50,7 +50,7 @@ def test_one_iteration_labels_rows_and_committee(one_iteration):
 def test_spread_larger_on_compressed_li_than_on_training_structures(one_iteration):
     from ase.io import read
 
-    from gencrystal.learn.committee import load_committee
+    from gencrystal.potentials.committee import load_committee
 
     cfg, out, summary = one_iteration
     committee = load_committee(summary["committee"])

@@ -39,7 +39,7 @@ def run(cfg) -> int:
         raise GencrystalError("input= is required (a CIF/extxyz file, a folder of CIFs or an ASE .db)")
     if str(cfg.optimizer).upper() not in ("FIRE", "BFGS"):
         raise GencrystalError(f"optimizer={cfg.optimizer!r} is unknown; choose FIRE or BFGS")
-    structures = read_structures(cfg.input, cfg.get("selection"))
+    structures = read_structures(cfg.input, cfg.selection)
     potential = build_potential(cfg.potential)
     guard = instantiate(cfg.guard, "guard")
     fan = instantiate(cfg.cluster, "cluster")
@@ -51,7 +51,7 @@ def run(cfg) -> int:
     settings.pop("cluster", None)
     key = settings_key({k: v for k, v in settings.items() if k not in ("out", "db", "resume")}, ids)
     ckpt = Checkpoint(out, key)
-    done, todo = ckpt.resume(len(structures), cfg.get("resume", True))
+    done, todo = ckpt.resume(len(structures), cfg.resume)
     if done:
         print(f"[relax] resuming: {len(done)} of {len(structures)} structures already relaxed")
     new = relax_structures([structures[i][1] for i in todo], pressure, potential, optimizer=cfg.optimizer,
@@ -78,10 +78,10 @@ def run(cfg) -> int:
     write_json(summary, out / "summary.json")
     plot_enthalpy_rank(ranked, out / "enthalpy_rank.png", f"{summary['potential']} at {pressure:g} GPa")
     added = 0
-    if cfg.get("db"):
-        added = write_to_db(cfg.db, ranked, cfg.get("source", "relax"), key)
+    if cfg.db:
+        added = write_to_db(cfg.db, ranked, cfg.source, key)
     ckpt.clear()
-    _print_table(ranked, summary, out, cfg.get("db"), added)
+    _print_table(ranked, summary, out, cfg.db, added)
     return 0
 
 
@@ -109,10 +109,10 @@ def eos(cfg) -> int:
     from gencrystal.relax.eos import eos_check
 
     res = eos_check(cfg)
-    if cfg.get("db"):
+    if cfg.db:
         from gencrystal.db.results import write_to_db
 
-        write_to_db(cfg.db, res["relax_results"], cfg.get("source", "relax_eos"), "eos")
+        write_to_db(cfg.db, res["relax_results"], cfg.source, "eos")
     print(res["markdown"])
-    print(f"[eos] -> {cfg.out}/eos.json, eos.md, eos.png" + (f"; reports/{cfg.report}.*" if cfg.get("report") else ""))
+    print(f"[eos] -> {cfg.out}/eos.json, eos.md, eos.png" + (f"; reports/{cfg.report}.*" if cfg.report else ""))
     return 0

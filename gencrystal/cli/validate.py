@@ -18,5 +18,5 @@ def run(cfg: DictConfig) -> int:
     print(res["markdown"])
     print(f"[validate] {res['n_dft_ok']}/{res['n_validated']} DFT relaxations ok, {res['n_same_structure']} kept their "
           f"structure -> {out}/validation.json, validation.md, dft_relaxed.extxyz"
-          + (f"; {res['rows_added']} rows added to {cfg.db}" if cfg.get("db") else ""))
+          + (f"; {res['rows_added']} rows added to {cfg.db}" if cfg.db else ""))
     return 0

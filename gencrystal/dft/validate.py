@@ -180,7 +180,7 @@ def _markdown(rows: Sequence[dict], agreement: dict, pressure: float, level: str
 def _resolve_pressure(cfg, picked: Sequence[tuple[str, Atoms]]) -> float:
     from gencrystal.units import check_pressure
 
-    if cfg.get("pressure") is not None:
+    if cfg.pressure is not None:
         return check_pressure(cfg.pressure)
     ps = {round(_finite(a.info.get("pressure_gpa")), 6) for _, a in picked}
     if len(ps) != 1 or not all(math.isfinite(p) for p in ps):
@@ -205,7 +205,7 @@ def validate(cfg) -> dict[str, Any]:
     from gencrystal.relax.runs import Checkpoint, settings_key
     from gencrystal.units import check_pressure
 
-    if cfg.get("pressure") is not None:
+    if cfg.pressure is not None:
         check_pressure(cfg.pressure)
     try:
         top_k = int(cfg.top_k)
@@ -215,8 +215,8 @@ def validate(cfg) -> dict[str, Any]:
         raise GencrystalError(f"top_k={top_k} must be >= 1")
     if cfg.get("input") in (None, "", "???"):
         raise GencrystalError("input= is required (a relax output folder, a structure file/folder or an ASE .db)")
-    structures = load_candidates(str(cfg.input), cfg.get("selection"))
-    picked = select_top_k(structures, top_k, bool(cfg.get("include_duplicates", False)))
+    structures = load_candidates(str(cfg.input), cfg.selection)
+    picked = select_top_k(structures, top_k, bool(cfg.include_duplicates))
     if not picked:
         raise GencrystalError(f"no converged, error-free structure to validate in {str(cfg.input)!r}")
     pressure = _resolve_pressure(cfg, picked)
@@ -235,7 +235,7 @@ def validate(cfg) -> dict[str, Any]:
     key = settings_key({k: v for k, v in settings.items() if k not in ("out", "db", "resume", "cluster")},
                         [sid for sid, _ in picked])
     ckpt = Checkpoint(out, key)
-    done, todo = ckpt.resume(len(picked), cfg.get("resume", True))
+    done, todo = ckpt.resume(len(picked), cfg.resume)
     if done:
         print(f"[validate] resuming: {len(done)} of {len(picked)} DFT relaxations already done")
 
@@ -268,6 +268,6 @@ def validate(cfg) -> dict[str, Any]:
     with atomic_write(out / "validation.md") as fh:
         fh.write(_markdown(rows, agreement, pressure, backend.level_of_theory))
     plot_mlp_vs_dft(rows, out / "mlp_vs_dft.png", f"{backend.level_of_theory} at {pressure:g} GPa")
-    added = write_to_db(cfg.db, dft, cfg.get("source", "validate"), key) if cfg.get("db") else 0
+    added = write_to_db(cfg.db, dft, cfg.source, key) if cfg.db else 0
     ckpt.clear()
     return {**result, "markdown": _markdown(rows, agreement, pressure, backend.level_of_theory), "rows_added": added}

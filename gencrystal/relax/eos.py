@@ -198,14 +198,14 @@ def eos_check(cfg) -> dict:
     if len(set(ids)) != len(ids):
         ids = [f"{sid}-{i}" for i, sid in enumerate(ids)]
     potentials = [as_potential(p) for p in (cfg.potentials or [])]
-    backend = instantiate(cfg.dft, "dft") if cfg.get("dft") else None
+    backend = instantiate(cfg.dft, "dft") if cfg.dft else None
     if backend is not None and not getattr(backend, "runs_locally", True):
         raise GencrystalError(f"dft={backend.name} only writes inputs; the EOS check needs a DFT code that runs here (gpaw)")
     if not potentials and backend is None:
         raise GencrystalError("nothing to compare: give potentials=[...] and/or dft=gpaw")
     guard = instantiate(cfg.guard, "guard")
     fan = instantiate(cfg.cluster, "cluster")
-    chain = bool(cfg.get("chain", True))
+    chain = bool(cfg.chain)
     out = Path(cfg.out)
 
     mlp: dict[str, dict[str, list[RelaxResult]]] = {}
@@ -233,7 +233,7 @@ def eos_check(cfg) -> dict:
     with atomic_write(out / "eos.md") as fh:
         fh.write(md)
     plot(rows, ids, out / "eos.png", title)
-    if cfg.get("report"):
+    if cfg.report:
         from gencrystal.reporting import REPORTS_DIR, write_report
 
         write_report(str(cfg.report), result, md + f"\n![EOS plot]({cfg.report}.png)\n")

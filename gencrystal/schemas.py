@@ -13,7 +13,7 @@ guard, dft, checks, sampler, search method) are checked by their targets' signat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -25,10 +25,10 @@ class RelaxConfig:
     potential: Any = MISSING
     cluster: Any = MISSING
     input: Any = MISSING
-    selection: Optional[str] = MISSING
+    selection: str | None = MISSING
     pressure: float = MISSING
     out: str = MISSING
-    db: Optional[str] = MISSING
+    db: str | None = MISSING
     source: str = MISSING
     optimizer: str = MISSING
     fmax: float = MISSING
@@ -48,12 +48,12 @@ class ValidateConfig:
     dft: Any = MISSING
     cluster: Any = MISSING
     input: Any = MISSING
-    selection: Optional[str] = MISSING
-    pressure: Optional[float] = MISSING
+    selection: str | None = MISSING
+    pressure: float | None = MISSING
     top_k: Any = MISSING  # checked by the command (an integer >= 1, with its own message)
     include_duplicates: bool = MISSING
     out: str = MISSING
-    db: Optional[str] = MISSING
+    db: str | None = MISSING
     source: str = MISSING
     matcher: str = MISSING
     resume: bool = MISSING
@@ -72,9 +72,9 @@ class RelaxEosConfig:
     fmax: float = MISSING
     steps: int = MISSING
     out: str = MISSING
-    db: Optional[str] = MISSING
+    db: str | None = MISSING
     source: str = MISSING
-    report: Optional[str] = MISSING
+    report: str | None = MISSING
     guard: Any = MISSING
 
 
@@ -85,12 +85,12 @@ class SampleConfig:
 
     sampler: Any = MISSING
     ckpt: Any = MISSING
-    composition: Optional[str] = MISSING
+    composition: str | None = MISSING
     formula_units: Any = MISSING
-    chemical_system: Optional[str] = MISSING
+    chemical_system: str | None = MISSING
     pressure: Any = MISSING
     num_samples: Any = MISSING
-    input: Optional[str] = MISSING
+    input: str | None = MISSING
     out: str = MISSING
     overwrite: bool = MISSING
     guidance_scale: Any = MISSING
@@ -118,7 +118,7 @@ class SearchConfig:
     out: str = MISSING
     db: str = MISSING
     chunk: int = MISSING
-    volume_factor: Optional[float] = MISSING
+    volume_factor: float | None = MISSING
     min_distance: float = MISSING
     volume_range: Any = MISSING
     fingerprint_tol: float = MISSING

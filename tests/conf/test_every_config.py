@@ -5,7 +5,6 @@ empty is meant to give)."""
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 
 import pytest
 import torch

@@ -193,8 +193,8 @@ class ActiveLearningLoop:
     def relax(self, k: int, candidates: list[Atoms]) -> list[Atoms]:
         from tqdm.auto import tqdm
 
+        from gencrystal.fanout import single_threaded
         from gencrystal.learn.candidates import relax_with_frames
-        from gencrystal.relax.engine import single_threaded
 
         f = self.iter_dir(k) / "frames.extxyz"
         if self._done(k, "relaxed"):
@@ -264,13 +264,13 @@ class ActiveLearningLoop:
         """DFT single points of the selected frames (never twice for one hash)."""
         from tqdm.auto import tqdm
 
+        from gencrystal.fanout import single_threaded
         from gencrystal.learn.labels import (
             add_label_to_db,
             dft_single_point,
             labels_from_db,
             structure_hash,
         )
-        from gencrystal.relax.engine import single_threaded
 
         level = self.backend.level_of_theory
         n_new, n_skipped, n_failed, wall = 0, 0, 0, 0.0
@@ -309,8 +309,8 @@ class ActiveLearningLoop:
                 "dft_wall_s": round(wall, 2)}
 
     def train(self, k: int, store) -> Path:
+        from gencrystal.fanout import single_threaded
         from gencrystal.learn.finetune import train_committee
-        from gencrystal.relax.engine import single_threaded
 
         d = self.committee_dir(k)
         if self._done(k, "trained"):
@@ -379,11 +379,13 @@ class ActiveLearningLoop:
         return None
 
     def _summary(self, store) -> dict[str, Any]:
+        from gencrystal.runtime import thread_count
+
         final = self.final_committee()
         summary = {"composition": self.composition, "pressures_gpa": self.pressures,
                    "dft_level_of_theory": self.backend.level_of_theory, "n_labels": len(store),
                    "labels_per_iteration": store.by_iteration(), "history": self.state["history"],
                    "stop_reason": self.state.get("stop_reason", ""),
-                   "committee": str(final) if final else None}
+                   "committee": str(final) if final else None, "threads": thread_count()}
         write_json(summary, self.out / "summary.json")
         return summary

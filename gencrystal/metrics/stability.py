@@ -135,8 +135,8 @@ def compute_energies(atoms_list: Sequence[Atoms], ids: Sequence[str], potential,
     todo = [i for i, x in enumerate(out) if x is None]
     if not todo:
         return out  # type: ignore[return-value]
+    from gencrystal.fanout import single_threaded
     from gencrystal.potentials import as_potential
-    from gencrystal.relax.engine import single_threaded
 
     pot = as_potential(potential)
     if steps > 0:

@@ -183,9 +183,9 @@ def eos_check(cfg) -> dict:
     from omegaconf import OmegaConf
 
     from gencrystal.config import instantiate
+    from gencrystal.fanout import run_tasks
     from gencrystal.io import atomic_write, read_structures, write_json
     from gencrystal.potentials import as_potential
-    from gencrystal.relax.engine import run_tasks
     from gencrystal.units import check_pressure
 
     if cfg.get("structure") in (None, "", "???"):

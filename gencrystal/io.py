@@ -101,7 +101,9 @@ def _read_db(url: str, selection: str | None) -> list[tuple[str, Atoms]]:
         db = ase.db.connect(url)
         rows = list(db.select(selection) if selection else db.select())
     except Exception as exc:
-        raise GencrystalError(f"cannot read ASE database {url!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise GencrystalError(
+            f"cannot read ASE database {url!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
     out = []
     for row in rows:
         atoms = row.toatoms(add_additional_information=False)

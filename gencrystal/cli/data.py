@@ -143,7 +143,13 @@ def download(cfg: DictConfig) -> int:
         raise GencrystalError(f"dataset {name!r} has no download source (conf/data/{name}.yaml: download.base_url/files)")
     root = resolve_data_root(cfg.get("data_root"))
     folder = root / str(data_cfg.folder)
-    paths = download_dataset(str(base_url), files, folder, timeout_s=float(cfg.timeout_s), force=bool(cfg.get("force", False)),
-                             cif_column=str(data_cfg.cif_column))
+    paths = download_dataset(
+        str(base_url),
+        files,
+        folder,
+        timeout_s=float(cfg.timeout_s),
+        force=bool(cfg.get("force", False)),
+        cif_column=str(data_cfg.cif_column),
+    )
     print(f"{name}: {len(paths)} files in {folder}")
     return 0

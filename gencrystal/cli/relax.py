@@ -55,12 +55,25 @@ def run(cfg) -> int:
     done, todo = ckpt.resume(len(structures), cfg.resume)
     if done:
         print(f"[relax] resuming: {len(done)} of {len(structures)} structures already relaxed")
-    new = relax_structures([structures[i][1] for i in todo], pressure, potential, optimizer=cfg.optimizer,
-                           fmax=cfg.fmax, steps=cfg.steps, guard=guard, batched=cfg.batched,
-                           batch_size=cfg.batch_size, workers=fan.workers, scheduler=fan.scheduler,
-                           chunk_size=fan.chunk_size, ids=[ids[i] for i in todo], torch_threads=fan.torch_threads,
-                           symprec=cfg.symprec, progress=True,
-                           on_result=lambda j, r: ckpt.save(todo[j], r))
+    new = relax_structures(
+        [structures[i][1] for i in todo],
+        pressure,
+        potential,
+        optimizer=cfg.optimizer,
+        fmax=cfg.fmax,
+        steps=cfg.steps,
+        guard=guard,
+        batched=cfg.batched,
+        batch_size=cfg.batch_size,
+        workers=fan.workers,
+        scheduler=fan.scheduler,
+        chunk_size=fan.chunk_size,
+        ids=[ids[i] for i in todo],
+        torch_threads=fan.torch_threads,
+        symprec=cfg.symprec,
+        progress=True,
+        on_result=lambda j, r: ckpt.save(todo[j], r),
+    )
     results = ckpt.merge(len(structures), done, todo, new)
     order = rank_and_group(results, cfg.matcher)
     ranked = [results[i] for i in order]
@@ -93,15 +106,20 @@ def _json_row(r: RelaxResult) -> dict:
 
 
 def _print_table(ranked: Sequence[RelaxResult], summary: dict, out: Path, db, added: int) -> None:
-    print(f"[relax] {summary['n_converged']}/{summary['n_structures']} converged, {summary['n_unique']} unique, "
-          f"{summary['potential']} at {summary['pressure_gpa']:g} GPa -> {out}/relaxed.extxyz, summary.json"
-          + (f"; {added} rows added to {db}" if db else ""))
-    print(f"{'rank':>4}  {'id':<24} {'formula':<10} {'H (eV/atom)':>12} {'V (Å3/atom)':>11} {'steps':>5}  "
-          f"{'space group':<16} note")
+    print(
+        f"[relax] {summary['n_converged']}/{summary['n_structures']} converged, {summary['n_unique']} unique, "
+        f"{summary['potential']} at {summary['pressure_gpa']:g} GPa -> {out}/relaxed.extxyz, summary.json"
+        + (f"; {added} rows added to {db}" if db else "")
+    )
+    print(
+        f"{'rank':>4}  {'id':<24} {'formula':<10} {'H (eV/atom)':>12} {'V (Å3/atom)':>11} {'steps':>5}  {'space group':<16} note"
+    )
     for r in ranked[:20]:
         note = r.error or (f"= {r.extra['duplicate_of']}" if r.extra.get("duplicate_of") else "")
-        print(f"{r.extra.get('rank', 0):>4}  {r.id[:24]:<24} {r.atoms.get_chemical_formula(mode='metal'):<10} "
-              f"{r.enthalpy_per_atom:>12.4f} {r.volume_per_atom:>11.3f} {r.steps:>5}  {r.space_group:<16} {note}")
+        print(
+            f"{r.extra.get('rank', 0):>4}  {r.id[:24]:<24} {r.atoms.get_chemical_formula(mode='metal'):<10} "
+            f"{r.enthalpy_per_atom:>12.4f} {r.volume_per_atom:>11.3f} {r.steps:>5}  {r.space_group:<16} {note}"
+        )
     if len(ranked) > 20:
         print(f"... {len(ranked) - 20} more in summary.json")
 

@@ -87,11 +87,15 @@ class DatasetStats:
             if i == 0:
                 mask |= pressures < lo  # below the first edge counts in the first bin
             sel = vpa[mask]
-            by_p.append({
-                "lo": lo, "hi": hi, "count": int(sel.size),
-                "mean": float(sel.mean()) if sel.size else None,
-                "std": float(sel.std()) if sel.size else None,
-            })
+            by_p.append(
+                {
+                    "lo": lo,
+                    "hi": hi,
+                    "count": int(sel.size),
+                    "mean": float(sel.mean()) if sel.size else None,
+                    "std": float(sel.std()) if sel.size else None,
+                }
+            )
         zc = np.bincount(atom_types, minlength=MAX_Z + 1)
         nz = np.nonzero(zc)[0]
         total = int(zc.sum())

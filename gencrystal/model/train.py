@@ -69,8 +69,9 @@ def per_device_batch_size(global_batch: int, devices: int, nodes: int, accumulat
     if per < 1:
         raise GencrystalError(f"batch_size={global_batch} is smaller than devices·nodes·accumulate = {denom}")
     if per * denom != global_batch:
-        log.warning("global batch %d is not divisible by %d: using %d per device (%d in all)",
-                    global_batch, denom, per, per * denom)
+        log.warning(
+            "global batch %d is not divisible by %d: using %d per device (%d in all)", global_batch, denom, per, per * denom
+        )
     return per
 
 
@@ -82,8 +83,11 @@ def fit_priors(train_ds, cfg: DictConfig) -> tuple[dict, dict]:
 
     pcfg = cfg.model.get("lattice_prior") or {}
     params = fit_lattice_prior(
-        train_ds.lattices.double().numpy(), train_ds.num_atoms.numpy(), train_ds.pressure.double().numpy(),
-        volume_model=str(pcfg.get("volume_model", "murnaghan")), v=pcfg.get("v"),
+        train_ds.lattices.double().numpy(),
+        train_ds.num_atoms.numpy(),
+        train_ds.pressure.double().numpy(),
+        volume_model=str(pcfg.get("volume_model", "murnaghan")),
+        v=pcfg.get("v"),
         bin_width_gpa=float(pcfg.get("bin_width_gpa", 5.0)),
         min_pressure_span_gpa=float(pcfg.get("min_pressure_span_gpa", 1.0)),
     )
@@ -137,8 +141,10 @@ def init_weights_from(module: torch.nn.Module, path: str | Path) -> dict[str, li
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         source = ckpt["state_dict"]
     except Exception as exc:
-        raise GencrystalError(f"init_from={str(path)!r} is not a gencrystal checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise GencrystalError(
+            f"init_from={str(path)!r} is not a gencrystal checkpoint "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     params = dict(module.named_parameters())  # includes the EMA copy (ema.module.*)
     report: dict[str, list[str]] = {"copied": [], "skipped": [], "missing": []}
     with torch.no_grad():
@@ -235,8 +241,10 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
         else:
             log.warning("resume=true but %s does not exist: starting a fresh run", last)
     elif last.is_file():
-        raise GencrystalError(f"run directory {str(run_dir)!r} already holds a checkpoint; "
-                              "pass resume=true to continue it or out=<new dir> for a new run")
+        raise GencrystalError(
+            f"run directory {str(run_dir)!r} already holds a checkpoint; "
+            "pass resume=true to continue it or out=<new dir> for a new run"
+        )
     pl.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
 
     tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -247,8 +255,13 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
     if str(tcfg.get("devices", 1)) in ("auto", "-1"):
         tcfg["devices"] = devices  # resolved from torchrun / SLURM / visible GPUs
 
-    dm = CrystalDataModule(cfg.data, batch_size=per_device, num_workers=int(cfg.get("num_workers", 0)),
-                           data_root=cfg.get("data_root"), eval_batch_size=int(cfg.get("eval_batch_size") or per_device))
+    dm = CrystalDataModule(
+        cfg.data,
+        batch_size=per_device,
+        num_workers=int(cfg.get("num_workers", 0)),
+        data_root=cfg.get("data_root"),
+        eval_batch_size=int(cfg.get("eval_batch_size") or per_device),
+    )
     train_ds = dm.dataset("train")  # bad data fails here, before anything is written
     if ckpt_path is not None:
         hp = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
@@ -259,8 +272,13 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
     module = CrystalDiffusionModule(cfg, data_stats=stats, lattice_prior=prior, condition_scalers=scalers)
     if ckpt_path is None and cfg.get("init_from"):
         rep = init_weights_from(module, str(cfg.init_from))
-        log.warning("init_from=%s: %d weight tensors copied, %d skipped (shape), %d not in the checkpoint",
-                    cfg.init_from, len(rep["copied"]), len(rep["skipped"]), len(rep["missing"]))
+        log.warning(
+            "init_from=%s: %d weight tensors copied, %d skipped (shape), %d not in the checkpoint",
+            cfg.init_from,
+            len(rep["copied"]),
+            len(rep["skipped"]),
+            len(rep["missing"]),
+        )
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a bad init_from leaves nothing behind
     if ckpt_path is None and int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
         from gencrystal.io import atomic_write
@@ -281,8 +299,9 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
     if not has_val:
         tcfg["limit_val_batches"] = 0
     tcfg.setdefault("_target_", "pytorch_lightning.Trainer")
-    trainer: pl.Trainer = instantiate(tcfg, "trainer", callbacks=cbs, logger=loggers, default_root_dir=str(run_dir),
-                                      plugins=[_AtomicCheckpointIO.make()])
+    trainer: pl.Trainer = instantiate(
+        tcfg, "trainer", callbacks=cbs, logger=loggers, default_root_dir=str(run_dir), plugins=[_AtomicCheckpointIO.make()]
+    )
     if not has_val:
         dm.val_dataloader = lambda: []  # type: ignore[method-assign]
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)

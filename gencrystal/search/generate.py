@@ -83,8 +83,11 @@ class RandomStructureGenerator:
         if self.volume_factor is None:
             self.volume_factor = default_volume_factor(self.pressure_gpa)
         self.volume_range = (float(self.volume_range[0]), float(self.volume_range[1]))
-        self.checks = StructureChecks(min_distance=float(self.min_distance), min_volume_per_atom=self.volume_range[0],
-                                      max_volume_per_atom=self.volume_range[1])
+        self.checks = StructureChecks(
+            min_distance=float(self.min_distance),
+            min_volume_per_atom=self.volume_range[0],
+            max_volume_per_atom=self.volume_range[1],
+        )
 
     def cell_composition(self, z: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
         """Element symbols (sorted by Z) and counts for ``z`` formula units."""
@@ -110,8 +113,14 @@ class RandomStructureGenerator:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    crystal.from_random(3, sg, list(symbols), list(counts), factor=float(self.volume_factor),
-                                        random_state=int(rng.integers(2**31 - 1)))
+                    crystal.from_random(
+                        3,
+                        sg,
+                        list(symbols),
+                        list(counts),
+                        factor=float(self.volume_factor),
+                        random_state=int(rng.integers(2**31 - 1)),
+                    )
                 if not crystal.valid:
                     last = f"pyxtal could not place atoms in space group {sg}"
                     continue

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gencrystal.cli import compose, main
+from gencrystal.cli import main
+from gencrystal.config import compose
 
 STEPS = 800
 TINY = ["model=tiny", "logger=csv", "optim=adamw_constant", "num_workers=0", "data.progress=false",
@@ -115,7 +116,7 @@ def test_zero_lattice_residual_samples_the_lattice_prior():
 @pytest.fixture(scope="module")
 def flow_ckpt(tmp_path_factory):
     """`gencrystal train experiment=hp_csp_flow` on the toy pressure database (a few steps)."""
-    from gencrystal.sampling.toy import build_toy_db
+    from tests.toy_model import build_toy_db
 
     root = tmp_path_factory.mktemp("flow")
     db = build_toy_db(root / "toy.db")
@@ -185,7 +186,7 @@ def test_dng_flow_trains_and_samples_types_by_discrete_flow(tmp_path):
     """`experiment=mp20_dng_flow` (on the toy database): atom types come from the masked flow,
     restricted to a chemical system when asked."""
     from gencrystal.model.module import CrystalDiffusionModule
-    from gencrystal.sampling.toy import build_toy_db
+    from tests.toy_model import build_toy_db
 
     db = build_toy_db(tmp_path / "toy.db")
     out = tmp_path / "dng"

@@ -34,6 +34,8 @@ class Command:
     target: str  # "module:function" taking the composed DictConfig
     help: str
     positional: tuple[str, ...] = field(default_factory=tuple)  # config keys filled by bare words
+    # `key=NAME` choosing from a config group mounted at `key` (`search/method@method`)
+    groups: dict[str, str] = field(default_factory=dict)
 
 
 COMMANDS: list[Command] = [
@@ -99,20 +101,22 @@ def _match(argv: Sequence[str]) -> tuple[Command, list[str]]:
             best = c
     if best is None:
         words = [a for a in argv if "=" not in a and not a.startswith("-")]
-        raise GencrystalError(
-            f"unknown command {' '.join(words[:2]) or argv[0]!r}; run `gencrystal --help` for the list"
-        )
-    return best, list(argv[len(best.words):])
+        raise GencrystalError(f"unknown command {' '.join(words[:2]) or argv[0]!r}; run `gencrystal --help` for the list")
+    return best, list(argv[len(best.words) :])
 
 
 def _split_args(cmd: Command, rest: list[str]) -> tuple[list[str], bool]:
-    """Turn bare words into overrides of the command's positional keys; detect ``--cfg``."""
+    """Turn bare words into overrides of the command's positional keys and ``key=NAME`` into a
+    choice from the group mounted at ``key``; detect ``--cfg``."""
     overrides: list[str] = []
     bare: list[str] = []
     print_cfg = False
     for a in rest:
         if a == "--cfg":
             print_cfg = True
+        elif "=" in a and a.split("=", 1)[0] in cmd.groups:
+            key, value = a.split("=", 1)
+            overrides.append(f"{cmd.groups[key]}={value}")
         elif "=" in a or a.startswith(("+", "~")):
             overrides.append(a)
         elif a.startswith("-"):
@@ -120,9 +124,7 @@ def _split_args(cmd: Command, rest: list[str]) -> tuple[list[str], bool]:
         else:
             bare.append(a)
     if len(bare) > len(cmd.positional):
-        raise GencrystalError(
-            f"unexpected argument {bare[len(cmd.positional)]!r} for `gencrystal {' '.join(cmd.words)}`"
-        )
+        raise GencrystalError(f"unexpected argument {bare[len(cmd.positional)]!r} for `gencrystal {' '.join(cmd.words)}`")
     overrides = [f"{k}={v}" for k, v in zip(cmd.positional, bare)] + overrides
     return overrides, print_cfg
 

@@ -104,9 +104,11 @@ def _print_table(info: dict) -> None:
     lk = info.get("leakage")
     if lk:
         for name, c in lk["against"].items():
-            txt = (f"{c['n_compositions_shared']:,} of {lk['n_test_compositions']:,} compositions "
-                   f"({100 * c['fraction_test_compositions_shared']:.1f} %), carried by "
-                   f"{c['n_test_structures_with_shared_composition']:,} structures")
+            txt = (
+                f"{c['n_compositions_shared']:,} of {lk['n_test_compositions']:,} compositions "
+                f"({100 * c['fraction_test_compositions_shared']:.1f} %), carried by "
+                f"{c['n_test_structures_with_shared_composition']:,} structures"
+            )
             if "n_test_structures_duplicated" in c:
                 txt += f"; {c['n_test_structures_duplicated']:,} structures duplicated ({lk['matcher']} matcher)"
             rows.append((f"shared with {name}", txt))
@@ -138,8 +140,12 @@ def leakage(cfg: DictConfig, ds, others: list[str]) -> dict:
         return [to_structure(d.to_atoms(i)) for i in range(len(d))]
 
     pools = {n: structures(load_split(cfg.data, n, data_root=cfg.get("data_root"))) for n in others}
-    rep = leakage_report(structures(ds), pools, matcher=str(cfg.get("leakage_matcher", "novelty")),
-                         structures=bool(cfg.get("leakage_structures", True)))
+    rep = leakage_report(
+        structures(ds),
+        pools,
+        matcher=str(cfg.get("leakage_matcher", "novelty")),
+        structures=bool(cfg.get("leakage_structures", True)),
+    )
     rep["split"] = ds.split
     return rep
 
@@ -177,16 +183,27 @@ def split(cfg: DictConfig) -> int:
         seed = int(cfg.get("seed", 0))
     except (TypeError, ValueError):
         raise GencrystalError(f"seed must be an integer, got {cfg.get('seed')!r}") from None
-    m = write_grouped_split(cfg.data, by=str(cfg.get("by", "composition")), seed=seed, dedupe=bool(cfg.get("dedupe", False)),
-                            data_root=cfg.get("data_root"), out=cfg.get("out"), matcher=str(cfg.get("matcher", "novelty")),
-                            force=bool(cfg.get("force", False)))
+    m = write_grouped_split(
+        cfg.data,
+        by=str(cfg.get("by", "composition")),
+        seed=seed,
+        dedupe=bool(cfg.get("dedupe", False)),
+        data_root=cfg.get("data_root"),
+        out=cfg.get("out"),
+        matcher=str(cfg.get("matcher", "novelty")),
+        force=bool(cfg.get("force", False)),
+    )
     sizes = ", ".join(f"{k} {v:,} (target {m['target_sizes'][k]:,})" for k, v in m["sizes"].items())
-    print(f"{m['dataset']} {m['scheme']} split (by {m['by']}, seed {m['seed']}"
-          + (f", {m['n_duplicates_removed']:,} duplicates removed" if m["dedupe"] else "")
-          + f"): {sizes}; {m['n_groups']:,} groups, compositions shared between splits: "
-          f"{m['compositions_shared_between_splits']} -> {m['folder']}")
-    print(f"train on it with: gencrystal train data={cfg.data.get('download_name', m['dataset'])} "
-          f"data.split_scheme={m['scheme']}" + (f" data.split_dir={m['folder']}" if cfg.get("out") else ""))
+    print(
+        f"{m['dataset']} {m['scheme']} split (by {m['by']}, seed {m['seed']}"
+        + (f", {m['n_duplicates_removed']:,} duplicates removed" if m["dedupe"] else "")
+        + f"): {sizes}; {m['n_groups']:,} groups, compositions shared between splits: "
+        f"{m['compositions_shared_between_splits']} -> {m['folder']}"
+    )
+    print(
+        f"train on it with: gencrystal train data={cfg.data.get('download_name', m['dataset'])} "
+        f"data.split_scheme={m['scheme']}" + (f" data.split_dir={m['folder']}" if cfg.get("out") else "")
+    )
     return 0
 
 

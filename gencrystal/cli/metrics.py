@@ -71,11 +71,13 @@ def _check_choices(cfg, validity_cfg) -> None:
     from gencrystal.metrics.csp import VALIDITY_MODES
     from gencrystal.metrics.validity import OX_SETS
 
-    checks = [("pair", cfg.get("pair", "id"), ("id", "order")),
-              ("protocol", cfg.get("protocol", "standard"), ("standard", "metre")),
-              ("validity_mode", cfg.get("validity_mode", "paper"), VALIDITY_MODES),
-              ("matcher", cfg.get("matcher", "csp"), tuple(MATCHER_SETTINGS)),
-              ("validity.oxidation_states_set", validity_cfg.get("oxidation_states_set", "smact14"), tuple(OX_SETS))]
+    checks = [
+        ("pair", cfg.get("pair", "id"), ("id", "order")),
+        ("protocol", cfg.get("protocol", "standard"), ("standard", "metre")),
+        ("validity_mode", cfg.get("validity_mode", "paper"), VALIDITY_MODES),
+        ("matcher", cfg.get("matcher", "csp"), tuple(MATCHER_SETTINGS)),
+        ("validity.oxidation_states_set", validity_cfg.get("oxidation_states_set", "smact14"), tuple(OX_SETS)),
+    ]
     for name, value, allowed in checks:
         if str(value) not in allowed:
             raise GencrystalError(f"unknown {name}={value!r}; choose from {', '.join(allowed)}")
@@ -179,13 +181,27 @@ def evaluate_csp(cfg) -> int:
     metre_rows = None
     if str(cfg.get("protocol", "standard")) == "metre":
         metre_rows = _metre(cfg, refs, preds, metrics)
-    _write_csp(outp, metrics, rows_as_dicts(rows), rows, bool(cfg.get("plots", True)), rmse_histogram, plot_by_atoms,
-               match_rate_by_atoms, metre_rows)
+    _write_csp(
+        outp,
+        metrics,
+        rows_as_dicts(rows),
+        rows,
+        bool(cfg.get("plots", True)),
+        rmse_histogram,
+        plot_by_atoms,
+        match_rate_by_atoms,
+        metre_rows,
+    )
     w, wo = metrics["with_validity_filter"], metrics["without_validity_filter"]
-    fmt = lambda x: "n/a" if x is None else f"{x:.4f}"
-    print(f"{metrics['protocol']['name']}: match rate {100 * w['match_rate']:.2f} % (RMSE {fmt(w['rmse'])}) with validity filter; "
-          f"{100 * wo['match_rate']:.2f} % (RMSE {fmt(wo['rmse'])}, cRMSE {fmt(wo['crmse'])}) without; "
-          f"n_ref={metrics['n_ref']} n_pred={metrics['n_pred']} -> {outp}")
+
+    def fmt(x):
+        return "n/a" if x is None else f"{x:.4f}"
+
+    print(
+        f"{metrics['protocol']['name']}: match rate {100 * w['match_rate']:.2f} % (RMSE {fmt(w['rmse'])}) with validity filter; "
+        f"{100 * wo['match_rate']:.2f} % (RMSE {fmt(wo['rmse'])}, cRMSE {fmt(wo['crmse'])}) without; "
+        f"n_ref={metrics['n_ref']} n_pred={metrics['n_pred']} -> {outp}"
+    )
     if metre_rows is not None:
         me = metrics["metre"]
         print(f"METRe {100 * me['metre']:.2f} % (cRMSE {fmt(me['crmse'])}; {me['n_pairs']} same-composition pairs)")
@@ -200,17 +216,25 @@ def _metre(cfg, refs, preds, metrics: dict) -> list:
     max_pairs = _int_or_none(mcfg.get("max_pairs", 2_000_000), "metre.max_pairs")
     v = cfg.get("validity") or {}
     m, rows = metre_metrics(
-        refs, preds, matcher=str(cfg.get("matcher", "csp")), workers=int(cfg.get("workers", 0)),
-        timeout_s=float(cfg.get("timeout_s", 30)), progress=bool(cfg.get("progress", True)),
-        valid_only=bool(mcfg.get("valid_only", False)), max_pairs=max_pairs,
-        validity_kwargs=dict(min_distance=float(v.get("min_distance", 0.5)), min_volume=float(v.get("min_volume", 0.1)),
-                             oxidation_states_set=str(v.get("oxidation_states_set", "smact14"))))
+        refs,
+        preds,
+        matcher=str(cfg.get("matcher", "csp")),
+        workers=int(cfg.get("workers", 0)),
+        timeout_s=float(cfg.get("timeout_s", 30)),
+        progress=bool(cfg.get("progress", True)),
+        valid_only=bool(mcfg.get("valid_only", False)),
+        max_pairs=max_pairs,
+        validity_kwargs=dict(
+            min_distance=float(v.get("min_distance", 0.5)),
+            min_volume=float(v.get("min_volume", 0.1)),
+            oxidation_states_set=str(v.get("oxidation_states_set", "smact14")),
+        ),
+    )
     metrics["metre"] = m
     return rows
 
 
-def _write_csp(outp: Path, metrics, row_dicts, rows, plots, rmse_histogram, plot_by_atoms, by_atoms,
-               metre_rows=None) -> None:
+def _write_csp(outp: Path, metrics, row_dicts, rows, plots, rmse_histogram, plot_by_atoms, by_atoms, metre_rows=None) -> None:
     from gencrystal.io import write_json
     from gencrystal.metrics.metre import metre_rows_as_dicts
 
@@ -446,22 +470,35 @@ def evaluate_pipeline(cfg) -> int:
     settings = StageSettings(
         pressure_gpa=check_pressure(cfg.get("pressure", 0.0), "pressure"),
         potential={k: (str(v) if v is not None else None) for k, v in pot.items() if k in ("name", "path", "device")},
-        relax_steps=int(cfg.get("relax_steps", 300)), fmax=fmax, max_neighbours=int(cfg.get("max_neighbours", 60)),
-        mlp_n=int(cfg.get("mlp_n", 100)), dft_n=int(cfg.get("dft_n", 20)), dft_budget_s=budget,
-        validity_mode=str(cfg.get("validity_mode", "paper")), workers=int(cfg.get("workers", 0)), timeout_s=timeout,
-        metre=bool(cfg.get("metre", True)))
+        relax_steps=int(cfg.get("relax_steps", 300)),
+        fmax=fmax,
+        max_neighbours=int(cfg.get("max_neighbours", 60)),
+        mlp_n=int(cfg.get("mlp_n", 100)),
+        dft_n=int(cfg.get("dft_n", 20)),
+        dft_budget_s=budget,
+        validity_mode=str(cfg.get("validity_mode", "paper")),
+        workers=int(cfg.get("workers", 0)),
+        timeout_s=timeout,
+        metre=bool(cfg.get("metre", True)),
+    )
     refs = _read(ref, cfg.get("ref_selection"), _int_or_none(cfg.get("limit"), "limit"), "ref")
     frames = _frames_with_ref_id(pred, cfg.get("pred_selection"))
     t0 = time.time()
     res = run_stages(refs, frames, outp, settings, dft=cfg.get("dft") if settings.dft_n > 0 else None)
     res.update(pred=pred, ref=ref, n_ref=len(refs), n_pred=len(frames), wall_time_s=round(time.time() - t0, 1))
     write_json(_jsonable(res), outp / "stages.json")
-    fmt = lambda x, pct=False: "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else (
-        f"{100 * x:.2f}" if pct else f"{x:.4f}")
+
+    def fmt(x, pct=False):
+        if x is None or (isinstance(x, float) and math.isnan(x)):
+            return "n/a"
+        return f"{100 * x:.2f}" if pct else f"{x:.4f}"
+
     for stage in ("mlp", "dft"):
         for r in (res.get(stage) or {}).get("rows", []):
-            print(f"[{stage} table, n={r['n_ref']}] {r['label']}: match rate {fmt(r['match_rate'], True)} % "
-                  f"(no filter {fmt(r['match_rate_unfiltered'], True)} %), RMSE {fmt(r['rmse'])}, cRMSE {fmt(r['crmse'])}, "
-                  f"METRe {fmt(r.get('metre'), True)} %, METRe cRMSE {fmt(r.get('metre_crmse'))}")
+            print(
+                f"[{stage} table, n={r['n_ref']}] {r['label']}: match rate {fmt(r['match_rate'], True)} % "
+                f"(no filter {fmt(r['match_rate_unfiltered'], True)} %), RMSE {fmt(r['rmse'])}, cRMSE {fmt(r['crmse'])}, "
+                f"METRe {fmt(r.get('metre'), True)} %, METRe cRMSE {fmt(r.get('metre_crmse'))}"
+            )
     print(f"wrote {outp / 'stages.json'}")
     return 0

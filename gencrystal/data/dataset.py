@@ -303,8 +303,10 @@ def load_table_split(
         folder = split_dir(cfg, root, scheme)
         by = next(k for k, v in SCHEMES.items() if v == scheme)
         if not (folder / "split.json").is_file():
-            raise GencrystalError(f"no {scheme} split of {name} in {str(folder)!r}; run `gencrystal data split "
-                                  f"data={cfg.get('download_name', name)} by={by}` first")
+            raise GencrystalError(
+                f"no {scheme} split of {name} in {str(folder)!r}; run `gencrystal data split "
+                f"data={cfg.get('download_name', name)} by={by}` first"
+            )
         cfg = {**cfg, "protocol": "standard", "splits": {s: s for s in SPLITS}, "format": "csv"}
     protocol = resolve_protocol(cfg, folder)
     stems = cfg.get("splits") or {s: s for s in SPLITS}
@@ -335,8 +337,9 @@ def load_table_split(
             len(parsed.num_atoms), float(off.get("holdout_fraction", 0.1)), int(off.get("seed", 42))
         )
         indices = train_idx if split == "train" else hold_idx
-    ds = CrystalDataset(parsed, indices, name=name, split=split, protocol=protocol if scheme == "standard" else scheme,
-                        pressure_bins=bins)
+    ds = CrystalDataset(
+        parsed, indices, name=name, split=split, protocol=protocol if scheme == "standard" else scheme, pressure_bins=bins
+    )
     if len(ds) == 0:
         raise GencrystalError(
             f"dataset {name} split {split} ({str(path)!r}) is empty: {parsed.n_rows} rows, {len(parsed.skipped)} unreadable"

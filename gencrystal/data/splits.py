@@ -80,9 +80,16 @@ def _read_columns(path: Path) -> list[str]:
     return [str(c) for c in pd.read_csv(path, nrows=0).columns]
 
 
-def write_grouped_split(data_cfg: Any, by: str = "composition", seed: int = 0, dedupe: bool = False,
-                        data_root: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-                        matcher: str = "novelty", force: bool = False) -> dict[str, Any]:
+def write_grouped_split(
+    data_cfg: Any,
+    by: str = "composition",
+    seed: int = 0,
+    dedupe: bool = False,
+    data_root: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    matcher: str = "novelty",
+    force: bool = False,
+) -> dict[str, Any]:
     """Write a group-disjoint split of the dataset ``data_cfg`` (module doc); returns the manifest.
 
     Raises :class:`GencrystalError` for an unknown ``by``, a dataset with a single
@@ -108,8 +115,9 @@ def write_grouped_split(data_cfg: Any, by: str = "composition", seed: int = 0, d
     folder = root / str(cfg.get("folder", name))
     if not folder.is_dir():
         raise GencrystalError(f"dataset folder {str(folder)!r} does not exist; run `gencrystal data download {name}`")
-    target = Path(out).expanduser().resolve() if out else split_dir({k: v for k, v in cfg.items() if k != "split_dir"},
-                                                                     root, scheme)
+    target = (
+        Path(out).expanduser().resolve() if out else split_dir({k: v for k, v in cfg.items() if k != "split_dir"}, root, scheme)
+    )
     if (target / "split.json").is_file() and not force:
         raise GencrystalError(f"a split already exists in {str(target)!r}; pass force=true to overwrite it")
     protocol = resolve_protocol({**cfg, "protocol": "auto"}, folder)
@@ -118,9 +126,15 @@ def write_grouped_split(data_cfg: Any, by: str = "composition", seed: int = 0, d
     tables, original = [], {}
     for split, path in sources.items():
         parsed, _ = load_table_source(
-            path, transform, cache_dir_for(cfg, root), id_column=str(cfg.get("id_column", "material_id")),
-            cif_column=str(cfg.get("cif_column", "cif")), pressure_column=str(cfg.get("pressure_column", "pressure")),
-            workers=int(cfg.get("parse_workers", 1)), progress=bool(cfg.get("progress", True)))
+            path,
+            transform,
+            cache_dir_for(cfg, root),
+            id_column=str(cfg.get("id_column", "material_id")),
+            cif_column=str(cfg.get("cif_column", "cif")),
+            pressure_column=str(cfg.get("pressure_column", "pressure")),
+            workers=int(cfg.get("parse_workers", 1)),
+            progress=bool(cfg.get("progress", True)),
+        )
         cols = [c for c in _read_columns(path) if c in parsed.table.columns]
         t = parsed.table[cols].copy()
         t["_composition"] = [_reduced(c) for c in parsed.table["composition"]]
@@ -136,8 +150,9 @@ def write_grouped_split(data_cfg: Any, by: str = "composition", seed: int = 0, d
         targets = [original["val"] - n_val, n_val, original["test"]]
     n_comp = pool["_composition"].nunique()
     if by == "composition" and n_comp < 3:
-        raise GencrystalError(f"{name} holds {n_comp} composition(s): a composition-grouped split is impossible; "
-                              "use by=structure dedupe=true")
+        raise GencrystalError(
+            f"{name} holds {n_comp} composition(s): a composition-grouped split is impossible; use by=structure dedupe=true"
+        )
     n_pooled = len(pool)
     groups = pool["_composition"].tolist()
     n_dup_removed = 0
@@ -149,7 +164,7 @@ def write_grouped_split(data_cfg: Any, by: str = "composition", seed: int = 0, d
         if dedupe:
             seen: set[int] = set()
             keep = []
-            for i, lab in enumerate(labels):
+            for lab in labels:
                 keep.append(lab not in seen)
                 seen.add(lab)
             n_dup_removed = int(len(keep) - sum(keep))
@@ -162,8 +177,10 @@ def write_grouped_split(data_cfg: Any, by: str = "composition", seed: int = 0, d
     assignment = assign_splits(dict(sizes), targets, seed=seed)
     pool["_split"] = [assignment[g] for g in groups]
     counts = {s: int((pool["_split"] == s).sum()) for s in SPLITS}
-    shared = {f"{a}-{b}": len(set(pool.loc[pool._split == a, "_composition"]) & set(pool.loc[pool._split == b, "_composition"]))
-              for a, b in (("train", "val"), ("train", "test"), ("val", "test"))}
+    shared = {
+        f"{a}-{b}": len(set(pool.loc[pool._split == a, "_composition"]) & set(pool.loc[pool._split == b, "_composition"]))
+        for a, b in (("train", "val"), ("train", "test"), ("val", "test"))
+    }
     target.mkdir(parents=True, exist_ok=True)
     (target / "split.json").unlink(missing_ok=True)
     for s in SPLITS:
@@ -171,13 +188,20 @@ def write_grouped_split(data_cfg: Any, by: str = "composition", seed: int = 0, d
         with atomic_write(target / f"{s}.csv") as fh:
             part.to_csv(fh, index=False)
     manifest = {
-        "dataset": name, "scheme": scheme, "by": by, "dedupe": bool(dedupe), "seed": int(seed),
+        "dataset": name,
+        "scheme": scheme,
+        "by": by,
+        "dedupe": bool(dedupe),
+        "seed": int(seed),
         "matcher": matcher if (by == "structure" or dedupe) else None,
         "source_protocol": protocol,
         "pooled": {s: {"file": p.name, "rows": original[s], "sha256": file_sha256(p)} for s, p in sources.items()},
-        "n_pooled_readable": n_pooled, "n_duplicates_removed": n_dup_removed,
-        "target_sizes": dict(zip(SPLITS, targets)), "sizes": counts,
-        "n_groups": len(sizes), "n_compositions": int(n_comp),
+        "n_pooled_readable": n_pooled,
+        "n_duplicates_removed": n_dup_removed,
+        "target_sizes": dict(zip(SPLITS, targets)),
+        "sizes": counts,
+        "n_groups": len(sizes),
+        "n_compositions": int(n_comp),
         "compositions_shared_between_splits": shared,
         "origin_of_test_rows": {s: int(((pool._split == "test") & (pool._source == s)).sum()) for s in sources},
     }

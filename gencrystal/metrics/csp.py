@@ -227,8 +227,9 @@ def csp_metrics(
     }
     if k > 1:
         metrics["first_candidate_1_sample"] = {
-            "with_validity_filter": _summary([r.first_matched_filtered for r in rows], [r.first_rmse_filtered for r in rows],
-                                             n_ref, stol),
+            "with_validity_filter": _summary(
+                [r.first_matched_filtered for r in rows], [r.first_rmse_filtered for r in rows], n_ref, stol
+            ),
             "without_validity_filter": _summary([r.first_matched for r in rows], [r.first_rmse for r in rows], n_ref, stol),
         }
     return metrics, rows

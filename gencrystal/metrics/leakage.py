@@ -28,8 +28,9 @@ def reduced_formula(structure: Structure) -> str:
     return structure.composition.reduced_formula
 
 
-def leakage_report(test: Sequence[Structure], others: Mapping[str, Sequence[Structure]], matcher: str = "novelty",
-                   structures: bool = True) -> dict[str, Any]:
+def leakage_report(
+    test: Sequence[Structure], others: Mapping[str, Sequence[Structure]], matcher: str = "novelty", structures: bool = True
+) -> dict[str, Any]:
     """Leakage of ``test`` into each split of ``others`` and into all of them together.
 
     Returns ``{"n_test", "n_test_compositions", "matcher", "against": {name: counts, ...,
@@ -55,8 +56,9 @@ def leakage_report(test: Sequence[Structure], others: Mapping[str, Sequence[Stru
         }
         if structures:
             cand = [s for s, k in zip(test, test_keys) if k in shared]
-            dup = sum(not novel for novel in novelty_flags(cand, [s for s in pool if reduced_formula(s) in shared],
-                                                           matcher=matcher))
+            dup = sum(
+                not novel for novel in novelty_flags(cand, [s for s in pool if reduced_formula(s) in shared], matcher=matcher)
+            )
             out["n_test_structures_duplicated"] = dup
             out["fraction_test_structures_duplicated"] = dup / n if n else 0.0
         return out
@@ -65,5 +67,10 @@ def leakage_report(test: Sequence[Structure], others: Mapping[str, Sequence[Stru
     if len(others) > 1:
         against["+".join(others)] = counts([s for pool in others.values() for s in pool])
     per_comp = Counter(test_keys)
-    return {"n_test": n, "n_test_compositions": len(test_comps), "max_test_structures_per_composition":
-            max(per_comp.values(), default=0), "matcher": matcher if structures else None, "against": against}
+    return {
+        "n_test": n,
+        "n_test_compositions": len(test_comps),
+        "max_test_structures_per_composition": max(per_comp.values(), default=0),
+        "matcher": matcher if structures else None,
+        "against": against,
+    }

@@ -51,10 +51,10 @@ class MetreRow:
     ref_id: str
     formula: str
     n_atoms: int
-    n_same_composition_preds: int   # predictions of this reference's reduced composition
+    n_same_composition_preds: int  # predictions of this reference's reduced composition
     matched: bool
-    rmse: float | None              # smallest RMSE over matching predictions
-    capped_rmse: float              # rmse when matched, else the matcher's stol
+    rmse: float | None  # smallest RMSE over matching predictions
+    capped_rmse: float  # rmse when matched, else the matcher's stol
     best_pred_id: str | None
     n_timeouts: int = 0
     n_errors: int = 0
@@ -67,10 +67,17 @@ def capped_rmse(rmses: Sequence[float | None], stol: float) -> float:
     return float(sum(stol if r is None else float(r) for r in rmses) / len(rmses))
 
 
-def metre_metrics(refs: Sequence[Entry], preds: Sequence[Entry], matcher: str = "csp", workers: int = 1,
-                  timeout_s: float = 30.0, progress: bool = True, valid_only: bool = False,
-                  max_pairs: int | None = DEFAULT_MAX_PAIRS, validity_kwargs: dict | None = None,
-                  ) -> tuple[dict[str, Any], list[MetreRow]]:
+def metre_metrics(
+    refs: Sequence[Entry],
+    preds: Sequence[Entry],
+    matcher: str = "csp",
+    workers: int = 1,
+    timeout_s: float = 30.0,
+    progress: bool = True,
+    valid_only: bool = False,
+    max_pairs: int | None = DEFAULT_MAX_PAIRS,
+    validity_kwargs: dict | None = None,
+) -> tuple[dict[str, Any], list[MetreRow]]:
     """METRe and cRMSE of ``preds`` against ``refs`` (module doc); returns ``(metrics, rows)``.
 
     ``metrics`` holds ``metre`` (matched references / all references), ``crmse``,
@@ -94,10 +101,18 @@ def metre_metrics(refs: Sequence[Entry], preds: Sequence[Entry], matcher: str = 
     ref_keys = [composition_key(r.structure) if r.structure is not None else None for r in refs]
     flat = [(i, j) for i, k in enumerate(ref_keys) if k is not None for j in by_comp.get(k, ())]
     if max_pairs is not None and len(flat) > max_pairs:
-        raise GencrystalError(f"METRe needs {len(flat):,} structure comparisons, more than metre.max_pairs={max_pairs:,} "
-                              "(a dataset with few compositions); raise metre.max_pairs or score a subset (limit=...)")
-    res = rms_distances([(preds[j].structure, refs[i].structure) for i, j in flat], matcher=matcher, workers=workers,
-                        timeout_s=timeout_s, progress=progress, desc="METRe StructureMatcher")
+        raise GencrystalError(
+            f"METRe needs {len(flat):,} structure comparisons, more than metre.max_pairs={max_pairs:,} "
+            "(a dataset with few compositions); raise metre.max_pairs or score a subset (limit=...)"
+        )
+    res = rms_distances(
+        [(preds[j].structure, refs[i].structure) for i, j in flat],
+        matcher=matcher,
+        workers=workers,
+        timeout_s=timeout_s,
+        progress=progress,
+        desc="METRe StructureMatcher",
+    )
     per_ref: dict[int, list[tuple[int, tuple]]] = defaultdict(list)
     for (i, j), r in zip(flat, res):
         per_ref[i].append((j, r))
@@ -108,10 +123,20 @@ def metre_metrics(refs: Sequence[Entry], preds: Sequence[Entry], matcher: str = 
             if status == MATCH and (best is None or rms < best):
                 best, best_id = rms, preds[j].id
         pairs = per_ref.get(i, [])
-        rows.append(MetreRow(
-            ref_id=ref.id, formula=ref_keys[i] or "", n_atoms=ref.n_atoms, n_same_composition_preds=len(pairs),
-            matched=best is not None, rmse=best, capped_rmse=stol if best is None else float(best), best_pred_id=best_id,
-            n_timeouts=sum(r[2] == TIMEOUT for _, r in pairs), n_errors=sum(r[2] == ERROR for _, r in pairs)))
+        rows.append(
+            MetreRow(
+                ref_id=ref.id,
+                formula=ref_keys[i] or "",
+                n_atoms=ref.n_atoms,
+                n_same_composition_preds=len(pairs),
+                matched=best is not None,
+                rmse=best,
+                capped_rmse=stol if best is None else float(best),
+                best_pred_id=best_id,
+                n_timeouts=sum(r[2] == TIMEOUT for _, r in pairs),
+                n_errors=sum(r[2] == ERROR for _, r in pairs),
+            )
+        )
     n_ref = len(refs)
     matched = [r.rmse for r in rows if r.matched]
     metrics: dict[str, Any] = {

@@ -82,8 +82,15 @@ def as_entries(frames_or_entries: Sequence) -> list[Entry]:
     return out
 
 
-def score(refs: Sequence[Entry], frames_or_entries: Sequence, label: str, validity_mode: str = "paper",
-          workers: int = 1, timeout_s: float = 30.0, metre: bool = True) -> dict[str, Any]:
+def score(
+    refs: Sequence[Entry],
+    frames_or_entries: Sequence,
+    label: str,
+    validity_mode: str = "paper",
+    workers: int = 1,
+    timeout_s: float = 30.0,
+    metre: bool = True,
+) -> dict[str, Any]:
     """One table row: CSP metrics of samples paired to ``refs`` by ``ref_id``/``material_id``/``id``.
 
     Keys: ``match_rate``/``rmse``/``crmse`` (validity filter), ``*_unfiltered`` (none),
@@ -94,14 +101,24 @@ def score(refs: Sequence[Entry], frames_or_entries: Sequence, label: str, validi
 
     preds = as_entries(frames_or_entries)
     cands, unpaired = pair_predictions(refs, preds, mode="id")
-    m, _ = csp_metrics(refs, preds, cands, validity_mode=validity_mode, workers=workers, timeout_s=timeout_s,
-                       progress=False)
+    m, _ = csp_metrics(refs, preds, cands, validity_mode=validity_mode, workers=workers, timeout_s=timeout_s, progress=False)
     w, wo = m["with_validity_filter"], m["without_validity_filter"]
-    row = {"label": label, "n_ref": m["n_ref"], "n_pred": m["n_pred"], "k": m["protocol"]["k"],
-           "match_rate": w["match_rate"], "rmse": w["rmse"], "crmse": w["crmse"],
-           "match_rate_unfiltered": wo["match_rate"], "rmse_unfiltered": wo["rmse"], "crmse_unfiltered": wo["crmse"],
-           "n_pred_valid": m["n_pred_valid"], "n_ref_valid": m["n_ref_valid"], "n_timeouts": m["n_timeouts"],
-           "n_unpaired": len(unpaired)}
+    row = {
+        "label": label,
+        "n_ref": m["n_ref"],
+        "n_pred": m["n_pred"],
+        "k": m["protocol"]["k"],
+        "match_rate": w["match_rate"],
+        "rmse": w["rmse"],
+        "crmse": w["crmse"],
+        "match_rate_unfiltered": wo["match_rate"],
+        "rmse_unfiltered": wo["rmse"],
+        "crmse_unfiltered": wo["crmse"],
+        "n_pred_valid": m["n_pred_valid"],
+        "n_ref_valid": m["n_ref_valid"],
+        "n_timeouts": m["n_timeouts"],
+        "n_unpaired": len(unpaired),
+    }
     if metre:
         from gencrystal.metrics.metre import metre_metrics
 
@@ -139,9 +156,15 @@ def _cached(path: Path, ref_id: str) -> dict | None:
     from ase.io import read
 
     b = read(str(path))
-    return {"atoms": b, "ref_id": ref_id, "converged": bool(b.info.get("converged")),
-            "error": str(b.info.get("error", "")) or None, "wall_s": float(b.info.get("wall_s", 0.0)), "cached": True,
-            "level_of_theory": str(b.info.get("level_of_theory", ""))}
+    return {
+        "atoms": b,
+        "ref_id": ref_id,
+        "converged": bool(b.info.get("converged")),
+        "error": str(b.info.get("error", "")) or None,
+        "wall_s": float(b.info.get("wall_s", 0.0)),
+        "cached": True,
+        "level_of_theory": str(b.info.get("level_of_theory", "")),
+    }
 
 
 def _store(path: Path, ref_id: str, result) -> dict:
@@ -149,14 +172,25 @@ def _store(path: Path, ref_id: str, result) -> dict:
     from gencrystal.io import write_extxyz
 
     b = result.atoms.copy()
-    b.info = {"ref_id": ref_id, "converged": bool(result.converged), "wall_s": float(result.wall_s),
-              "level_of_theory": str(result.level_of_theory)}
+    b.info = {
+        "ref_id": ref_id,
+        "converged": bool(result.converged),
+        "wall_s": float(result.wall_s),
+        "level_of_theory": str(result.level_of_theory),
+    }
     if result.error:  # (an empty string does not survive the extxyz comment line)
         b.info["error"] = str(result.error)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_extxyz([b], path)
-    return {"atoms": b, "ref_id": ref_id, "converged": bool(result.converged), "error": result.error,
-            "wall_s": float(result.wall_s), "cached": False, "level_of_theory": str(result.level_of_theory)}
+    return {
+        "atoms": b,
+        "ref_id": ref_id,
+        "converged": bool(result.converged),
+        "error": result.error,
+        "wall_s": float(result.wall_s),
+        "cached": False,
+        "level_of_theory": str(result.level_of_theory),
+    }
 
 
 def _potential_name(potential) -> str:
@@ -175,8 +209,14 @@ def run_mlp_stage(refs: Sequence[Entry], frames: Sequence, run_dir: Path, s: Sta
     mlp_refs = smallest(refs, s.mlp_n)
     ids = {r.id for r in mlp_refs}
     raw = [a for a in frames if str(a.info.get("ref_id")) in ids]
-    settings = {"stage": "mlp", "potential": _potential_name(s.potential), "pressure_gpa": s.pressure_gpa,
-                "steps": s.relax_steps, "fmax": s.fmax, "optimizer": "FIRE"}
+    settings = {
+        "stage": "mlp",
+        "potential": _potential_name(s.potential),
+        "pressure_gpa": s.pressure_gpa,
+        "steps": s.relax_steps,
+        "fmax": s.fmax,
+        "optimizer": "FIRE",
+    }
     todo = [i for i, a in enumerate(raw) if not a.info.get("flagged")]
     done: dict[int, dict] = {}
     for i in todo:
@@ -192,9 +232,18 @@ def run_mlp_stage(refs: Sequence[Entry], frames: Sequence, run_dir: Path, s: Sta
         done[i] = _store(_cache_path(run_dir, "mlp", raw[i], settings), str(raw[i].info["ref_id"]), result)
 
     if pending:
-        results = relax_structures([raw[i].copy() for i in pending], s.pressure_gpa, s.potential, steps=s.relax_steps,
-                                   fmax=s.fmax, guard=guard, workers=1, progress=True,
-                                   ids=[f"{raw[i].info['ref_id']}#{i}" for i in pending], on_result=keep)
+        results = relax_structures(
+            [raw[i].copy() for i in pending],
+            s.pressure_gpa,
+            s.potential,
+            steps=s.relax_steps,
+            fmax=s.fmax,
+            guard=guard,
+            workers=1,
+            progress=True,
+            ids=[f"{raw[i].info['ref_id']}#{i}" for i in pending],
+            on_result=keep,
+        )
         for k, result in enumerate(results):
             if pending[k] not in done:
                 keep(k, result)
@@ -208,13 +257,21 @@ def run_mlp_stage(refs: Sequence[Entry], frames: Sequence, run_dir: Path, s: Sta
     res = list(relaxed.values())
     level = next((h["level_of_theory"] for h in res if h["level_of_theory"]), settings["potential"])
     summary = {
-        "potential": level, "n_ref": len(mlp_refs), "steps": s.relax_steps, "fmax_eV_per_A": s.fmax,
-        "pressure_gpa": s.pressure_gpa, "n_samples": len(raw), "n_relaxed": len(relaxed),
-        "n_flagged_not_relaxed": len(raw) - len(todo), "n_too_dense_not_relaxed": len(too_dense),
-        "max_neighbours_3A": s.max_neighbours, "converged": sum(bool(h["converged"]) for h in res),
+        "potential": level,
+        "n_ref": len(mlp_refs),
+        "steps": s.relax_steps,
+        "fmax_eV_per_A": s.fmax,
+        "pressure_gpa": s.pressure_gpa,
+        "n_samples": len(raw),
+        "n_relaxed": len(relaxed),
+        "n_flagged_not_relaxed": len(raw) - len(todo),
+        "n_too_dense_not_relaxed": len(too_dense),
+        "max_neighbours_3A": s.max_neighbours,
+        "converged": sum(bool(h["converged"]) for h in res),
         "failed": sum(bool(h["error"]) and not h["converged"] for h in res),
         "n_cached": sum(bool(h["cached"]) for h in res),
-        "wall_s": round(sum(h["wall_s"] for h in res), 1), "wall_s_this_invocation": round(time.time() - t0, 1),
+        "wall_s": round(sum(h["wall_s"] for h in res), 1),
+        "wall_s_this_invocation": round(time.time() - t0, 1),
     }
     return summary, raw, mlp
 
@@ -246,8 +303,9 @@ def _within(seconds: float | None, func, *args, **kwargs):
         signal.signal(signal.SIGALRM, old)
 
 
-def run_dft_stage(refs: Sequence[Entry], mlp: Sequence, run_dir: Path, s: StageSettings, backend,
-                  settings: Mapping) -> tuple[dict, list[Entry], list]:
+def run_dft_stage(
+    refs: Sequence[Entry], mlp: Sequence, run_dir: Path, s: StageSettings, backend, settings: Mapping
+) -> tuple[dict, list[Entry], list]:
     """DFT relaxation of the MLP-relaxed samples of the ``s.dft_n`` smallest references (smallest
     first, each cached); returns ``(summary, references done, DFT-relaxed samples)``."""
     requested = smallest(refs, s.dft_n)
@@ -285,12 +343,20 @@ def run_dft_stage(refs: Sequence[Entry], mlp: Sequence, run_dir: Path, s: StageS
         dft.append(b)
     dft += flagged  # not computed: kept as sampled
     summary = {
-        "level_of_theory": backend.level_of_theory, "settings": dict(settings), "n_ref": len(dft_refs),
-        "n_requested": len(requested), "budget_s": s.dft_budget_s, "stopped_by_budget_before": stopped_at,
-        "ref_ids": [r.id for r in dft_refs], "converged": sum(bool(h["converged"]) for h in dres),
-        "n_computed": len(dres), "n_cached": sum(bool(h["cached"]) for h in dres),
-        "errors": [h["error"] for h in dres if h["error"]], "n_flagged_not_computed": len(flagged),
-        "wall_s": round(sum(h["wall_s"] for h in dres), 1), "wall_s_this_invocation": round(time.time() - t0, 1),
+        "level_of_theory": backend.level_of_theory,
+        "settings": dict(settings),
+        "n_ref": len(dft_refs),
+        "n_requested": len(requested),
+        "budget_s": s.dft_budget_s,
+        "stopped_by_budget_before": stopped_at,
+        "ref_ids": [r.id for r in dft_refs],
+        "converged": sum(bool(h["converged"]) for h in dres),
+        "n_computed": len(dres),
+        "n_cached": sum(bool(h["cached"]) for h in dres),
+        "errors": [h["error"] for h in dres if h["error"]],
+        "n_flagged_not_computed": len(flagged),
+        "wall_s": round(sum(h["wall_s"] for h in dres), 1),
+        "wall_s_this_invocation": round(time.time() - t0, 1),
     }
     return summary, dft_refs, dft
 
@@ -307,7 +373,8 @@ def cutoff_check(backend, atoms, factor: float, cache: Path) -> dict | None:
     from gencrystal.io import write_json
     from gencrystal.units import ev_per_a3_to_gpa
 
-    if factor <= 1.0 or not hasattr(backend, "ecut") or not dataclasses.is_dataclass(backend):
+    replaceable = bool(dataclasses.is_dataclass(backend)) and not isinstance(backend, type)
+    if factor <= 1.0 or not hasattr(backend, "ecut") or not replaceable:
         return None
     hi = dataclasses.replace(backend, ecut=float(backend.ecut) * factor, kpts=backend.kgrid(atoms))
     key = f"{atoms.info.get('ref_id', '')}:{backend.ecut:g}->{hi.ecut:g}"
@@ -321,16 +388,25 @@ def cutoff_check(backend, atoms, factor: float, cache: Path) -> dict | None:
             out[f"pressure_{name}_gpa"] = float(ev_per_a3_to_gpa(-a.get_stress()[:3].mean()))
             out[f"energy_{name}_ev_per_atom"] = float(a.get_potential_energy() / len(a))
             out[f"wall_{name}_s"] = round(time.perf_counter() - t0, 1)
-        out.update(ecut_low_ev=float(backend.ecut), ecut_high_ev=float(hi.ecut),
-                   delta_gpa=out["pressure_low_gpa"] - out["pressure_high_gpa"])
+        out.update(
+            ecut_low_ev=float(backend.ecut),
+            ecut_high_ev=float(hi.ecut),
+            delta_gpa=out["pressure_low_gpa"] - out["pressure_high_gpa"],
+        )
         done[key] = out
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_json(done, cache)
     return done[key]
 
 
-def run_stages(refs: Sequence[Entry], frames: Sequence, run_dir: str | Path, settings: StageSettings | None = None,
-               dft: Mapping | Any | None = None, progress_label: str = "") -> dict[str, Any]:
+def run_stages(
+    refs: Sequence[Entry],
+    frames: Sequence,
+    run_dir: str | Path,
+    settings: StageSettings | None = None,
+    dft: Mapping | Any | None = None,
+    progress_label: str = "",
+) -> dict[str, Any]:
     """Raw -> MLP -> DFT on the same references, scored at each stage (module doc).
 
     ``frames``: ASE Atoms with ``info['ref_id']``. ``dft``: a composed ``conf/dft/*.yaml`` node
@@ -349,16 +425,19 @@ def run_stages(refs: Sequence[Entry], frames: Sequence, run_dir: str | Path, set
         raise GencrystalError(f"sample {missing[0]} has no info['ref_id'] naming its reference")
     for a in frames:  # extxyz reads numeric ids (perov-5's) back as int
         a.info["ref_id"] = str(a.info["ref_id"])
-    out: dict[str, Any] = {"settings": {k: (v if isinstance(v, (int, float, str, bool)) else _potential_name(v))
-                                        for k, v in asdict(s).items()}}
+    out: dict[str, Any] = {
+        "settings": {k: (v if isinstance(v, (int, float, str, bool)) else _potential_name(v)) for k, v in asdict(s).items()}
+    }
     if s.mlp_n <= 0:
         return out
     sc = dict(validity_mode=s.validity_mode, workers=s.workers, timeout_s=s.timeout_s, metre=s.metre)
     mlp_sum, raw, mlp = run_mlp_stage(refs, frames, run_dir, s)
     write_extxyz(mlp, run_dir / "samples_mlp_relaxed.extxyz")
     mlp_refs = smallest(refs, s.mlp_n)
-    mlp_sum["rows"] = [score(mlp_refs, raw, "raw samples", **sc),
-                       score(mlp_refs, mlp, f"after MLP pre-relax ({mlp_sum['potential']})", **sc)]
+    mlp_sum["rows"] = [
+        score(mlp_refs, raw, "raw samples", **sc),
+        score(mlp_refs, mlp, f"after MLP pre-relax ({mlp_sum['potential']})", **sc),
+    ]
     out["mlp"] = mlp_sum
     if s.dft_n <= 0 or dft is None:
         return out
@@ -373,16 +452,19 @@ def run_stages(refs: Sequence[Entry], frames: Sequence, run_dir: str | Path, set
     dsum, dft_refs, dft_frames = run_dft_stage(refs, mlp, run_dir, s, backend, dft_settings)
     if s.cutoff_check > 1.0 and dsum["n_computed"]:  # on the first DFT-relaxed structure (not a raw sample)
         try:
-            dsum["cutoff_check"] = cutoff_check(backend, niggli_copy(dft_frames[0]), s.cutoff_check,
-                                                run_dir / "cutoff_check.json")
+            dsum["cutoff_check"] = cutoff_check(
+                backend, niggli_copy(dft_frames[0]), s.cutoff_check, run_dir / "cutoff_check.json"
+            )
         except Exception as exc:  # reported, not fatal: the stage table stands without it
             dsum["cutoff_check"] = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
     write_extxyz(dft_frames, run_dir / "samples_dft_relaxed.extxyz")
     ids = {r.id for r in dft_refs}
     if dft_refs:
-        dsum["rows"] = [score(dft_refs, [a for a in raw if a.info["ref_id"] in ids], "raw samples", **sc),
-                        score(dft_refs, [a for a in mlp if a.info["ref_id"] in ids], "after MLP pre-relax", **sc),
-                        score(dft_refs, dft_frames, f"after DFT relax ({dsum['level_of_theory']})", **sc)]
+        dsum["rows"] = [
+            score(dft_refs, [a for a in raw if a.info["ref_id"] in ids], "raw samples", **sc),
+            score(dft_refs, [a for a in mlp if a.info["ref_id"] in ids], "after MLP pre-relax", **sc),
+            score(dft_refs, dft_frames, f"after DFT relax ({dsum['level_of_theory']})", **sc),
+        ]
     else:
         dsum["rows"] = []
     out["dft"] = dsum

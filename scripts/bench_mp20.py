@@ -48,27 +48,24 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 REPO = Path(__file__).resolve().parent.parent
-PUBLISHED = [  # MP-20 test, one sample per crystal, DiffCSP validity filter (ANCHORS.md §2.5)
-    ("CDVAE (published)", 33.90, 0.1045, 5000),
-    ("DiffCSP (published)", 51.49, 0.0631, 2000),
-    ("FlowMM (published)", 61.39, 0.0566, 1000),
-]
-# One entry per dataset: data folder, experiment, test-set size, published anchors
-# (ANCHORS.md §2.5: (label, match rate %, RMSE, NFE of the model's sampler)).
-DATASETS: dict[str, dict[str, Any]] = {
-    "mp20": {"title": "MP-20", "folder": "mp_20", "experiment": "mp20_csp", "n_test": 9046, "full_epochs": 1000,
-             "published": PUBLISHED,
-             "published_k20": [("CDVAE (published)", 66.95, 0.1026, 5000), ("DiffCSP (published)", 77.93, 0.0492, 2000)]},
-    "perov5": {"title": "Perov-5", "folder": "perov_5", "experiment": "perov5_csp", "n_test": 3785, "full_epochs": 3000,
-               "published": [("CDVAE (published)", 45.31, 0.1138, 5000), ("DiffCSP (published)", 52.02, 0.0760, 2000),
-                             ("FlowMM (published)", 53.15, 0.0992, 1000)],
-               "published_k20": []},
-    "carbon24": {"title": "Carbon-24", "folder": "carbon_24", "experiment": "carbon24_csp", "n_test": 2030,
-                 "full_epochs": 4000,
-                 "published": [("CDVAE (published)", 17.09, 0.2969, 5000), ("DiffCSP (published)", 17.54, 0.2759, 2000),
-                               ("FlowMM (published)", 23.47, 0.4122, 1000)],
-                 "published_k20": []},
-}
+
+
+def load_datasets() -> dict[str, dict[str, Any]]:
+    """``conf/bench/csp.yaml``: per dataset its data folder, experiment, test-set size, full epochs and the
+    published anchors as ``(label, match rate %, RMSE, NFE)`` tuples."""
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "bench" / "csp.yaml"))["datasets"]
+    out = {}
+    for name, d in raw.items():
+        d = dict(d)
+        for key in ("published", "published_k20"):
+            d[key] = [(r["label"], float(r["match_rate"]), float(r["rmse"]), int(r["nfe"])) for r in d.get(key) or []]
+        out[name] = d
+    return out
+
+
+DATASETS: dict[str, dict[str, Any]] = load_datasets()
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -132,6 +129,8 @@ def train_variant(variant: str, args, run_root: Path) -> tuple[Path, dict]:
     ]
     if args.device.startswith("cuda"):
         overrides.append("trainer=gpu")
+    if args.split_scheme != "standard":
+        overrides.append(f"data.split_scheme={args.split_scheme}")
     if args.train_batches:
         overrides.append(f"+trainer.limit_train_batches={args.train_batches}")
     if args.batch_size:
@@ -221,7 +220,7 @@ def sample_references(ckpt: Path, refs, sampler, k: int, args, cache: Path | Non
 
         frames = read(str(cache), index=":")
         meta = json.loads(meta_path.read_text())
-        if len(frames) == len(refs) * k and [a.info.get("ref_id") for a in frames[::k]] == [r.id for r in refs]:
+        if len(frames) == len(refs) * k and [str(a.info.get("ref_id")) for a in frames[::k]] == [r.id for r in refs]:
             meta["reused"] = str(cache)
             return frames, meta
     gen = Generator(str(ckpt), device=args.device, sampler=sampler, batch_size=args.sample_batch, progress=True)
@@ -250,184 +249,57 @@ def same_weights(a: Path, b: Path) -> bool:
 
 # ---------------------------------------------------------------------------- scoring
 def score(refs, frames_or_entries, args, label: str) -> dict:
-    """CSP metrics of samples paired to ``refs`` by ``ref_id``/``material_id``/``id``."""
-    from gencrystal.metrics.csp import csp_metrics
-    from gencrystal.metrics.io import Entry, pair_predictions
-    from gencrystal.structures import to_structure
+    """One table row (:func:`gencrystal.metrics.pipeline.score`): match rate/RMSE/cRMSE with and without
+    the validity filter, METRe and its cRMSE."""
+    from gencrystal.metrics.pipeline import score as score_row
 
-    preds = []
-    for j, x in enumerate(frames_or_entries):
-        if isinstance(x, Entry):
-            preds.append(x)
-            continue
-        try:
-            s = to_structure(x)
-        except Exception:
-            s = None
-        preds.append(Entry(str(x.info.get("ref_id", j)), s, dict(x.info)))
-    cands, unpaired = pair_predictions(refs, preds, mode="id")
-    m, _ = csp_metrics(refs, preds, cands, validity_mode=args.validity_mode, workers=args.workers,
-                       timeout_s=args.timeout, progress=False)
-    w, wo = m["with_validity_filter"], m["without_validity_filter"]
-    return {"label": label, "n_ref": m["n_ref"], "n_pred": m["n_pred"], "k": m["protocol"]["k"],
-            "match_rate": w["match_rate"], "rmse": w["rmse"], "match_rate_unfiltered": wo["match_rate"],
-            "rmse_unfiltered": wo["rmse"], "n_pred_valid": m["n_pred_valid"], "n_ref_valid": m["n_ref_valid"],
-            "n_timeouts": m["n_timeouts"], "n_unpaired": len(unpaired)}
+    return score_row(refs, frames_or_entries, label, validity_mode=args.validity_mode, workers=args.workers,
+                     timeout_s=args.timeout, metre=not args.no_metre)
 
 
 # ---------------------------------------------------------------------------- stages
 def stagewise(refs, frames, args, run_root: Path) -> dict:
-    """Raw -> MLP pre-relaxed (N smallest refs) -> DFT-relaxed (M smallest), same refs per table."""
-    from gencrystal.io import write_extxyz
+    """Raw -> MLP pre-relaxed (N smallest refs) -> DFT-relaxed (M smallest): :func:`gencrystal.metrics.pipeline.run_stages`."""
+    from gencrystal.config import compose
+    from gencrystal.metrics.pipeline import StageSettings, run_stages
 
-    by_ref: dict[str, list] = {}
-    for a in frames:
-        by_ref.setdefault(a.info["ref_id"], []).append(a)
-    order = sorted(refs, key=lambda e: (e.n_atoms, e.id))
-    out: dict[str, Any] = {}
-    if args.prerelax_n <= 0:
-        return out
-    from gencrystal.relax import RelaxGuard, relax_structures
-
-    mlp_refs = order[: args.prerelax_n]
-    raw = [a for r in mlp_refs for a in by_ref.get(r.id, [])]
-    # samples the Generator flagged (atoms < 0.5 Å apart, volume/atom outside 1-200 Å^3) are not
-    # relaxed: degenerate cells can make a potential's neighbour list explode (one such sample
-    # held 4.5 GB for 5+ minutes); they stay as sampled and count as they score
-    todo = [i for i, a in enumerate(raw) if not a.info.get("flagged")]
-    # samples far denser than any 0 GPa crystal (more than --prerelax-max-neighbours atoms within 3 Å, CHGNet's
-    # bond-graph cutoff; real crystals have <= ~20) made one CHGNet relaxation take > 15 min and 4 GB (its angle
-    # graph grows with the square of that count): the relaxation's input guard rejects them before CHGNet runs;
-    # they are kept as sampled, like the flagged ones, and counted
-    guard = RelaxGuard(max_neighbors=args.prerelax_max_neighbours or None, neighbor_cutoff=3.0)
-    t0 = time.time()
-    res = relax_structures([raw[i].copy() for i in todo], 0.0, args.potential, steps=args.relax_steps, fmax=args.fmax,
-                           guard=guard, workers=1, progress=True, ids=[f"{raw[i].info['ref_id']}#{i}" for i in todo])
-    too_dense = [i for i, r in zip(todo, res) if r.error and "neighbours within" in r.error]
-    relaxed = {i: r for i, r in zip(todo, res) if i not in too_dense}
-    todo = [i for i in todo if i not in too_dense]
-    res = [relaxed[i] for i in todo]
-    mlp = []
-    for i, a in enumerate(raw):
-        b = relaxed[i].atoms.copy() if i in relaxed else a.copy()
-        b.info = {"ref_id": a.info["ref_id"], "flagged": bool(a.info.get("flagged"))}
-        mlp.append(b)
-    write_extxyz(mlp, run_root / "samples_mlp_relaxed.extxyz")
-    level = res[0].level_of_theory if res else args.potential
-    out["mlp"] = {
-        "potential": level, "n_ref": len(mlp_refs), "steps": args.relax_steps, "fmax_eV_per_A": args.fmax,
-        "n_relaxed": len(todo), "n_flagged_not_relaxed": len(raw) - len(todo) - len(too_dense),
-        "n_too_dense_not_relaxed": len(too_dense), "max_neighbours_3A": args.prerelax_max_neighbours,
-        "converged": sum(bool(r.converged) for r in res), "failed": sum(bool(r.error) and not r.converged for r in res),
-        "wall_s": round(time.time() - t0, 1),
-        "rows": [score(mlp_refs, raw, args, "raw samples"), score(mlp_refs, mlp, args, f"after MLP pre-relax ({level})")],
-    }
-    if args.dft_n > 0:
-        from gencrystal.config import compose  # noqa: F401  (config group resolution below)
-        from hydra.utils import instantiate
-        from omegaconf import OmegaConf
-
-        from gencrystal.config import conf_dir
-
-        dft_cfg = OmegaConf.load(conf_dir() / "dft" / f"{args.dft_config}.yaml")
-        if "defaults" in dft_cfg:  # resolve a one-level defaults list (e.g. gpaw_test -> gpaw)
-            base = OmegaConf.create()
-            for d in dft_cfg.defaults:
-                if d != "_self_":
-                    base = OmegaConf.merge(base, OmegaConf.load(conf_dir() / "dft" / f"{d}.yaml"))
-            body = OmegaConf.masked_copy(dft_cfg, [k for k in dft_cfg if k != "defaults"])
-            dft_cfg = OmegaConf.merge(base, body)
-        backend = instantiate(dft_cfg)
-        settings = OmegaConf.to_container(dft_cfg)
-        requested = order[: args.dft_n]
-        t0 = time.time()
-        done: dict[str, list] = {}  # ref id -> [(relaxed Atoms, converged, error, wall_s, cached)]
-        stopped_at = None
-        for ref in requested:  # smallest first; each result is cached, so a killed run resumes
-            todo = [a for a in mlp if a.info["ref_id"] == ref.id and not a.info.get("flagged")]
-            rows = []
-            for a in todo:
-                hit = _dft_cached(run_root, a, settings)
-                if hit is None:
-                    if args.dft_budget_s and time.time() - t0 > args.dft_budget_s:
-                        stopped_at = ref.id
-                        break
-                    r = backend.relax(niggli_copy(a), 0.0, sid=a.info["ref_id"])
-                    hit = _dft_store(run_root, a, settings, r)
-                rows.append(hit)
-            if stopped_at is not None:
-                break
-            done[ref.id] = rows
-        dft_refs = [r for r in requested if r.id in done]
-        ids = {r.id for r in dft_refs}
-        raw_d = [a for a in raw if a.info["ref_id"] in ids]
-        mlp_d = [a for a in mlp if a.info["ref_id"] in ids and not a.info.get("flagged")]
-        flagged_d = [a for a in mlp if a.info["ref_id"] in ids and a.info.get("flagged")]
-        dres = [h for r in dft_refs for h in done[r.id]]
-        dft = []
-        for h in dres:
-            b = h["atoms"].copy()
-            b.info = {"ref_id": h["ref_id"]}
-            dft.append(b)
-        dft += [a.copy() for a in flagged_d]  # not computed: kept as sampled
-        write_extxyz(dft, run_root / "samples_dft_relaxed.extxyz")
-        out["dft"] = {
-            "level_of_theory": backend.level_of_theory, "settings": settings, "n_ref": len(dft_refs),
-            "n_requested": len(requested), "budget_s": args.dft_budget_s, "stopped_by_budget_before": stopped_at,
-            "ref_ids": [r.id for r in dft_refs], "converged": sum(bool(h["converged"]) for h in dres),
-            "n_computed": len(dres), "n_cached": sum(bool(h["cached"]) for h in dres),
-            "errors": [h["error"] for h in dres if h["error"]],
-            "wall_s": round(sum(h["wall_s"] for h in dres), 1), "wall_s_this_invocation": round(time.time() - t0, 1),
-            "n_flagged_not_computed": len(flagged_d),
-            "rows": [score(dft_refs, raw_d, args, "raw samples"), score(dft_refs, mlp_d + flagged_d, args, "after MLP pre-relax"),
-                     score(dft_refs, dft, args, f"after DFT relax ({backend.level_of_theory})")],
-        }
-    return out
+    settings = StageSettings(potential=args.potential, relax_steps=args.relax_steps, fmax=args.fmax,
+                             max_neighbours=args.prerelax_max_neighbours, mlp_n=args.prerelax_n, dft_n=args.dft_n,
+                             dft_budget_s=args.dft_budget_s, validity_mode=args.validity_mode, workers=args.workers,
+                             timeout_s=args.timeout, metre=not args.no_metre, cutoff_check=args.cutoff_check)
+    dft = compose("evaluate_pipeline", [f"dft={args.dft_config}"]).dft if args.dft_n > 0 else None
+    return run_stages(refs, frames, run_root, settings, dft=dft)
 
 
-def niggli_copy(atoms):
-    """A copy with the Niggli-reduced cell (same crystal). Samples keep skewed cells (angles near 10° seen) that
-    make plane-wave DFT need many more grid points and k-points: a 2-atom NdAs sample ran > 25 min in GPAW."""
-    from ase.build import niggli_reduce
+# ---------------------------------------------------------------------------- leakage
+def split_files(args, data_root: Path) -> tuple[Path, list[Path]]:
+    """(test file, training files) of the run's split: the dataset folder (offline protocol: the model trains on
+    val) or the ``--split-scheme`` folder written by ``gencrystal data split``."""
+    from gencrystal.errors import GencrystalError
 
-    b = atoms.copy()
-    niggli_reduce(b)
-    return b
+    ds = DATASETS[args.dataset]
+    if args.split_scheme == "standard":
+        folder = data_root / ds["folder"]
+        train = [folder / "train.csv"] if (folder / "train.csv").is_file() else [folder / "val.csv"]
+        return folder / "test.csv", train
+    from gencrystal.data.splits import split_dir
 
-
-def _dft_path(run_root: Path, atoms, settings: dict) -> Path:
-    from gencrystal.metrics.stability import structure_key
-
-    key = structure_key(atoms, {**settings, "input_cell": "niggli"})  # the DFT input is niggli_copy(atoms)
-    return run_root / "dft_cache" / f"{atoms.info['ref_id']}_{key[:16]}.extxyz"
-
-
-def _dft_cached(run_root: Path, atoms, settings: dict) -> dict | None:
-    """A DFT relaxation of ``atoms`` with ``settings`` done by an earlier invocation, or None."""
-    path = _dft_path(run_root, atoms, settings)
-    if not path.is_file():
-        return None
-    from ase.io import read
-
-    b = read(str(path))
-    return {"atoms": b, "ref_id": atoms.info["ref_id"], "converged": bool(b.info.get("dft_converged")),
-            "error": str(b.info.get("dft_error", "")) or None, "wall_s": float(b.info.get("dft_wall_s", 0.0)), "cached": True}
+    folder = split_dir({"folder": ds["folder"]}, data_root, args.split_scheme)
+    if not (folder / "split.json").is_file():
+        raise GencrystalError(f"no {args.split_scheme} split in {str(folder)!r}; run `gencrystal data split "
+                              f"data={args.dataset} by=composition` first")
+    return folder / "test.csv", [folder / "train.csv", folder / "val.csv"]
 
 
-def _dft_store(run_root: Path, atoms, settings: dict, result) -> dict:
-    """Write one DFT result atomically to the cache and return it in the cached form."""
-    from gencrystal.io import write_extxyz
+def leakage(refs, train_files: Sequence[Path]) -> dict:
+    """Scored test crystals whose composition / structure also occurs in the training files."""
+    from gencrystal.metrics.io import read_cdvae_csv
+    from gencrystal.metrics.leakage import leakage_report
 
-    b = result.atoms.copy()
-    b.info = {"ref_id": atoms.info["ref_id"], "dft_converged": bool(result.converged),
-              "dft_wall_s": float(result.wall_s), "level_of_theory": result.level_of_theory}
-    if result.error:  # (an empty string does not survive the extxyz comment line)
-        b.info["dft_error"] = str(result.error)
-    path = _dft_path(run_root, atoms, settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_extxyz([b], path)
-    return {"atoms": b, "ref_id": atoms.info["ref_id"], "converged": bool(result.converged), "error": result.error,
-            "wall_s": float(result.wall_s), "cached": False}
+    pool = [e.structure for f in train_files for e in read_cdvae_csv(f)]
+    rep = leakage_report([r.structure for r in refs], {"training": pool})
+    rep["training_files"] = [f.name for f in train_files]
+    return rep
 
 
 # ---------------------------------------------------------------------------- report
@@ -437,6 +309,63 @@ def _pct(x):
 
 def _num(x, nd=4):
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+
+
+def _rel(path) -> str:
+    """A path without the machine's part (reports carry no machine paths): relative to the repository when
+    inside it, ``data/...`` for the shared data root, from ``runs/``/``checkpoints/``/``reports/`` on for another
+    checkout's outputs, else the file name."""
+    p = str(path)
+    if not os.path.isabs(p):
+        return p
+    path_ = Path(p)
+    try:
+        return str(path_.relative_to(REPO))
+    except ValueError:
+        pass
+    parts = path_.parts
+    if "shared" in parts and parts[parts.index("shared") + 1:][:1] == ("data",):  # the data root, as the docs name it
+        return str(Path(*parts[parts.index("shared") + 1:]))
+    for anchor in ("runs", "checkpoints", "reports"):
+        if anchor in parts:
+            return str(Path(*parts[parts.index(anchor):]))
+    return path_.name
+
+
+METRIC_HEAD = ("| match rate % | RMSE | cRMSE | match rate % (no filter) | RMSE (no filter) | cRMSE (no filter) | "
+               "METRe % | METRe cRMSE |")
+METRIC_SEP = "|---|---|---|---|---|---|---|---|"
+
+
+def _crmse(r: dict, suffix: str = "") -> float | None:
+    """The row's cRMSE; for rows scored before it was recorded, the same number from its definition:
+    match rate x RMSE + (1 - match rate) x stol (stol = 0.5)."""
+    if r.get(f"crmse{suffix}") is not None:
+        return r[f"crmse{suffix}"]
+    mr, rmse = r.get(f"match_rate{suffix}"), r.get(f"rmse{suffix}")
+    if mr is None or (isinstance(mr, float) and math.isnan(mr)):
+        return None
+    return 0.5 if not mr or rmse is None else mr * rmse + (1 - mr) * 0.5
+
+
+def _cells(r: dict) -> str:
+    """The eight metric cells of a row (standard with/without filter, METRe)."""
+    return (f"{_pct(r['match_rate'])} | {_num(r['rmse'])} | {_num(_crmse(r))} | {_pct(r['match_rate_unfiltered'])} | "
+            f"{_num(r['rmse_unfiltered'])} | {_num(_crmse(r, '_unfiltered'))} | {_pct(r.get('metre'))} | "
+            f"{_num(r.get('metre_crmse'))} |")
+
+
+def _leakage_lines(lk: dict | None, split: str) -> list[str]:
+    if not lk:
+        return []
+    c = lk["against"]["training"]
+    scope = lk.get("scope", "scored")
+    return [f"- leakage of the {split} split (`gencrystal data info ... leakage=`): {c['n_compositions_shared']:,} of "
+            f"{lk['n_test_compositions']:,} {scope} test compositions ({_pct(c['fraction_test_compositions_shared'])} %) "
+            f"also occur in the training files ({', '.join(lk['training_files'])}), carried by "
+            f"{c['n_test_structures_with_shared_composition']:,} of {lk['n_test']:,} {scope} crystals; "
+            f"{c.get('n_test_structures_duplicated', '–')} {scope} crystals are StructureMatcher duplicates of a training "
+            f"structure ({lk['matcher']} matcher: ltol 0.2, stol 0.3, angle_tol 5)" + (f"; {lk['source']}" if lk.get("source") else "")]
 
 
 def plot_nfe(rows: Sequence[dict], path: Path, dataset: str = "mp20") -> None:
@@ -484,7 +413,11 @@ def markdown(res: dict) -> str:
           f"- validity filter: `{a['validity_mode']}` (DiffCSP/FlowMM rule: 1-sample needs prediction and reference "
           "valid; SMACT `smact14`, 0.5 Å, 0.1 Å³); numbers without the filter are given beside",
           f"- a perfect model scores {_pct(res.get('ceiling'))} % with the filter on this selection "
-          "(SMACT-invalid references cannot match)", ""]
+          "(SMACT-invalid references cannot match)",
+          "- cRMSE: mean over all scored crystals of the RMSE, a miss counting as stol = 0.5; METRe: every sample "
+          "compared with every scored crystal of its reduced composition, a crystal matched when any sample matches "
+          "(no validity filter), its cRMSE likewise (docs/metrics.md)",
+          *_leakage_lines(res.get("leakage"), a.get("split_scheme", "standard")), ""]
     if res.get("training"):
         L += ["## Training", "", f"`experiment={ds['experiment']} model={a['model']}`, {a['epochs']} epochs"
               + (f" of {a['train_batches']} batches" if a.get("train_batches") else "") + "; the checkpoint scored is the "
@@ -494,21 +427,49 @@ def markdown(res: dict) -> str:
         for t in res["training"]:
             src = f" ({t['wall_s_source']})" if t.get("wall_s_source") and t["wall_s_source"] != "measured around train()" else ""
             L.append(f"| {t['variant']} | {a['epochs']} | {t.get('epochs')} | {t.get('global_step')} | {t.get('parameters')} | "
-                     f"{t.get('wall_s')}{src} | `{t['ckpt']}` |")
+                     f"{t.get('wall_s')}{src} | `{_rel(t['ckpt'])}` |")
         L.append("")
     elif res.get("ckpt"):
         c = res["ckpt"]
-        L += ["## Model", "", f"- checkpoint `{c.get('path')}`: epochs {c.get('epochs')}, steps {c.get('global_step')}, "
-              f"parameters {c.get('parameters')}", ""]
+        L += ["## Model", "", f"- checkpoint `{_rel(c.get('path'))}`: epochs {c.get('epochs')}, steps {c.get('global_step')}, "
+              f"parameters {c.get('parameters')}" + (f"; {c['note']}" if c.get("note") else ""), ""]
     L += ["## Match rate and RMSE", "",
-          "| model / sampler | NFE | n | match rate % | RMSE | match rate % (no filter) | RMSE (no filter) | sampling wall (s) |",
-          "|---|---|---|---|---|---|---|---|"]
+          "| model / sampler | NFE | n " + METRIC_HEAD + " sampling wall (s) |", "|---|---|---" + METRIC_SEP + "---|"]
     for name, mr, rmse, nfe in ds["published"]:
-        L.append(f"| {name} | {nfe} | {n_all} | {mr:.2f} | {rmse:.4f} | – | – | – |")
+        L.append(f"| {name} | {nfe} | {n_all} | {mr:.2f} | {rmse:.4f} | – | – | – | – | – | – | – |")
     for r in res["main"]:
-        L.append(f"| {r['label']} | {r.get('nfe', '–')} | {r['n_ref']} | {_pct(r['match_rate'])} | {_num(r['rmse'])} | "
-                 f"{_pct(r['match_rate_unfiltered'])} | {_num(r['rmse_unfiltered'])} | {r.get('wall_s', '–')} |")
-    L.append("")
+        L.append(f"| {r['label']} | {r.get('nfe', '–')} | {r['n_ref']} | {_cells(r)} {r.get('wall_s', '–')} |")
+    L += ["", "The published rows are the papers' standard match rate and RMSE on the standard random test split "
+          "(ANCHORS.md §2.5); none reports cRMSE or METRe.", ""]
+    if res["main"] and not any("metre" in r for r in res["main"]):
+        L += ["**This run predates METRe** (docs/metrics.md): its samples were not kept, so the METRe columns are "
+              "empty (–); re-running the command under Provenance fills them. Its cRMSE follows from its match rate "
+              "and RMSE (match rate × RMSE + (1 − match rate) × 0.5)"
+              + ("" if res.get("leakage") else ", and the leakage of its split was not measured") + ".", ""]
+    if ds.get("note"):
+        L += [f"Split: {ds['note']}", ""]
+    cmp_ = res.get("comparison")
+    if cmp_:
+        L += [f"## The same protocol on the {cmp_['split_scheme']} split", "",
+              f"`{cmp_['command']}` — the {cmp_['split_scheme']} split from `gencrystal data split` (every composition "
+              "whole in one split), same model size, training budget and sampler:", "",
+              *_leakage_lines(cmp_.get("leakage"), cmp_["split_scheme"]), "",
+              "| split | model / sampler | n " + METRIC_HEAD, "|---|---|---" + METRIC_SEP]
+        for r in res["main"]:
+            L.append(f"| {a.get('split_scheme', 'standard')} (random) | {r['label']} | {r['n_ref']} | {_cells(r)}")
+        for r in cmp_["main"]:
+            L.append(f"| {cmp_['split_scheme']} | {r['label']} | {r['n_ref']} | {_cells(r)}")
+        r0 = (res["main"] or [{}])[0]
+        if r0.get("match_rate_unfiltered") is not None and r0.get("n_ref"):
+            p_, n_ = r0["match_rate_unfiltered"], r0["n_ref"]
+            L += ["", f"Sampling noise: the binomial standard error of a match rate near {100 * p_:.1f} % on {n_:,} "
+                  f"crystals is ±{100 * math.sqrt(p_ * (1 - p_) / n_):.1f} percentage points; the two models are "
+                  "independent trainings, so differences of that size are not evidence either way."]
+        if cmp_.get("training"):
+            t = cmp_["training"]
+            L += ["", f"Its model: {t.get('epochs')} epochs (checkpoint epoch), {t.get('global_step')} steps, "
+                  f"{t.get('parameters')} parameters" + (f"; {t['note']}" if t.get("note") else "") + "."]
+        L.append("")
     for r in res["main"]:
         if r.get("n_pred_valid") is not None:
             L.append(f"- {r['label']}: {r['n_pred_valid']} of {r['n_pred']} samples valid (SMACT, atoms ≥ 0.5 Å apart, "
@@ -543,21 +504,21 @@ def markdown(res: dict) -> str:
               "test crystals; a crystal counts as matched when any of its samples matches (validity filter: prediction "
               f"valid), RMSE = the smallest among its matches; sampling took {mk['wall_s']} s. The 1-sample row scores "
               "the main run's samples of the same crystals.", "",
-              "| model / protocol | n | match rate % | RMSE | match rate % (no filter) | RMSE (no filter) |",
-              "|---|---|---|---|---|---|"]
+              "| model / protocol | n " + METRIC_HEAD, "|---|---" + METRIC_SEP]
         for name, mr, rmse, _ in ds.get("published_k20", []) if mk["k"] == 20 else []:
-            L.append(f"| {name}, 20 samples | {n_all} | {mr:.2f} | {rmse:.4f} | – | – |")
+            L.append(f"| {name}, 20 samples | {n_all} | {mr:.2f} | {rmse:.4f} | – | – | – | – | – | – |")
         for r in mk["rows"]:
-            L.append(f"| {r['label']} | {r['n_ref']} | {_pct(r['match_rate'])} | {_num(r['rmse'])} | "
-                     f"{_pct(r['match_rate_unfiltered'])} | {_num(r['rmse_unfiltered'])} |")
+            L.append(f"| {r['label']} | {r['n_ref']} | {_cells(r)}")
         if not ds.get("published_k20"):
             L.append("")
             L.append(f"ANCHORS.md §2.5 lists only 1-sample numbers for {ds['title']}; no published 20-sample row is "
                      "shown here.")
         L.append("")
     st = res.get("stages") or {}
-    if st:
+    if "mlp" in st or "dft" in st:
         L += ["## What each stage buys", ""]
+        if res.get("stages_command"):
+            L += [f"Stage table from `{res['stages_command']}` on this run's samples and scored crystals.", ""]
         if "mlp" in st:
             m = st["mlp"]
             L += [f"MLP pre-relaxation with {m['potential']} at 0 GPa (FIRE, FrechetCellFilter, fmax {m['fmax_eV_per_A']} eV/Å, "
@@ -567,11 +528,12 @@ def markdown(res: dict) -> str:
                   + (f" and {m['n_too_dense_not_relaxed']} with more than {m['max_neighbours_3A']} atoms within 3 Å of one "
                      "atom (far denser than any real crystal; CHGNet's cost grows with the square of that count)"
                      if m.get("n_too_dense_not_relaxed") else "")
-                  + f" kept as sampled; {m['wall_s']} s:", "",
-                  "| stage | n | match rate % | RMSE | match rate % (no filter) | RMSE (no filter) |", "|---|---|---|---|---|---|"]
-            for r in m["rows"]:
-                L.append(f"| {r['label']} | {r['n_ref']} | {_pct(r['match_rate'])} | {_num(r['rmse'])} | "
-                         f"{_pct(r['match_rate_unfiltered'])} | {_num(r['rmse_unfiltered'])} |")
+                  + f" kept as sampled; {m['wall_s']} s of relaxation (sum over structures"
+                  + (f", {m['n_cached']} from the per-structure cache" if m.get("n_cached") else "") + "):", "",
+                  "| stage | n " + METRIC_HEAD + " stage wall (s) |", "|---|---" + METRIC_SEP + "---|"]
+            walls = [res.get("main_sampling_wall_s", "–"), m["wall_s"]]
+            for r, w in zip(m["rows"], walls):
+                L.append(f"| {r['label']} | {r['n_ref']} | {_cells(r)} {w} |")
             L.append("")
         if "dft" in st:
             d = st["dft"]
@@ -584,18 +546,54 @@ def markdown(res: dict) -> str:
                   + (f" (N = {d['n_requested']} was asked for; the {d['budget_s']:g} s DFT budget ran out before "
                      f"{d['stopped_by_budget_before']})" if d.get("stopped_by_budget_before") else "")
                   + (f"; errors: {'; '.join(d['errors'])}" if d.get("errors") else "") + ":", "",
-                  "| stage | n | match rate % | RMSE | match rate % (no filter) | RMSE (no filter) |", "|---|---|---|---|---|---|"]
+                  *([f"Cutoff check on {c['formula']} ({c['ref_id']}, DFT-relaxed): stress pressure "
+                     f"{c['pressure_low_gpa']:+.2f} GPa at {c['ecut_low_ev']:g} eV vs {c['pressure_high_gpa']:+.2f} GPa at "
+                     f"{c['ecut_high_ev']:g} eV (ΔP = {c['delta_gpa']:+.2f} GPa; energy {c['energy_low_ev_per_atom']:.4f} vs "
+                     f"{c['energy_high_ev_per_atom']:.4f} eV/atom).", ""]
+                    if (c := d.get("cutoff_check")) and "delta_gpa" in c else
+                    ([f"Cutoff check failed: {c['error']}", ""] if c else [])),
+                  "| stage | n " + METRIC_HEAD, "|---|---" + METRIC_SEP]
             for r in d["rows"]:
-                L.append(f"| {r['label']} | {r['n_ref']} | {_pct(r['match_rate'])} | {_num(r['rmse'])} | "
-                         f"{_pct(r['match_rate_unfiltered'])} | {_num(r['rmse_unfiltered'])} |")
+                L.append(f"| {r['label']} | {r['n_ref']} | {_cells(r)}")
             L.append("")
+        if "mlp" in st and "dft" not in st:
+            L += ["No DFT stage in this run: on the shared 2-core machine the MLP stage alone took "
+                  f"{st['mlp']['wall_s']} s, and no DFT budget was left (`gencrystal evaluate pipeline ... dft_n=20 "
+                  "dft=gpaw dft_budget_s=...` adds it, resuming from the cached MLP relaxations).", ""]
     reused = [Path(m["reused"]).name for m in res.get("sample_meta", []) if m.get("reused")]
     L += ["## Timing", "", f"- wall time of this invocation: {res['wall_s']} s"
           + (f" (it re-used cached samples of an earlier invocation of the same command: {', '.join(reused)}; "
              "their sampling wall times are the ones measured when they were drawn)" if reused else ""), "",
           "Reproduce: the command under Provenance; samples and relaxed structures are in "
-          f"`{res['run_dir']}` and can be re-scored with `gencrystal evaluate csp pred=... ref=../shared/data/{ds['folder']}/test.csv`."]
+          f"`{_rel(res['run_dir'])}` and can be re-scored with `gencrystal evaluate csp pred=... "
+          f"ref=data/{ds['folder']}/test.csv protocol=metre`; the stage table alone with "
+          "`gencrystal evaluate pipeline pred=... ref=...`."]
     return "\n".join(L)
+
+
+def comparison(path: str) -> dict:
+    """The rows, leakage and model of another run's report JSON (the same protocol on another split)."""
+    other = json.loads(Path(path).read_text())
+    ck = other.get("ckpt") or {}
+    return {"split_scheme": other["settings"].get("split_scheme", "standard"),
+            "command": other.get("metadata", {}).get("command", ""), "main": other["main"],
+            "leakage": other.get("leakage"), "protocol": other.get("protocol"),
+            "training": {k: ck.get(k) for k in ("epochs", "global_step", "parameters", "note")}}
+
+
+def relative_paths(obj):
+    """``obj`` with every absolute path string made relative to the repository (reports carry no machine paths)."""
+    if isinstance(obj, dict):
+        return {k: relative_paths(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [relative_paths(v) for v in obj]
+    if isinstance(obj, str) and "../shared/data/" in obj:  # (text of runs before the reports named the data root data/)
+        obj = obj.replace("../shared/data/", "data/")
+    if isinstance(obj, str) and " " not in obj and "\n" not in obj:
+        key, eq, value = obj.rpartition("=")
+        if os.path.isabs(value):  # a path, or a key=path override
+            return f"{key}{eq}{_rel(value)}"
+    return obj
 
 
 # ---------------------------------------------------------------------------- main
@@ -603,6 +601,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("model")
     g.add_argument("--ckpt", help="trained checkpoint (skips training)")
+    g.add_argument("--ckpt-note", default="", help="how the --ckpt model was trained (shown in the report)")
     g.add_argument("--pred", nargs="+", help="score existing samples only (no model): extxyz/CIF folder/ASE db")
     g.add_argument("--pred-label", nargs="+", help="labels for --pred (default: file names)")
     g.add_argument("--epochs", type=int, default=2)
@@ -612,6 +611,9 @@ def parse_args(argv=None):
     g.add_argument("--train-override", nargs="*", default=[], help="extra Hydra overrides for training")
     g.add_argument("--lattice-variants", action="store_true", help="also train the constant-c lattice prior")
     g.add_argument("--data-root", default=None)
+    g.add_argument("--split-scheme", choices=["standard", "polymorph", "unique"], default="standard",
+                   help="standard: the dataset's own files; polymorph/unique: the re-split of `gencrystal data split` "
+                        "(trains with data.split_scheme=..., scores its test file)")
     g = p.add_argument_group("evaluation")
     g.add_argument("--dataset", choices=sorted(DATASETS), default="mp20",
                    help="mp20 | perov5 | carbon24 (data folder, experiment and published anchors)")
@@ -626,6 +628,11 @@ def parse_args(argv=None):
     g.add_argument("--validity-mode", default="paper", choices=["paper", "pred", "both"])
     g.add_argument("--workers", type=int, default=2)
     g.add_argument("--timeout", type=float, default=30.0)
+    g.add_argument("--no-metre", action="store_true", help="skip METRe (one matcher call per same-composition pair)")
+    g.add_argument("--no-leakage", action="store_true", help="skip the leakage count of the scored crystals")
+    g.add_argument("--compare-with", default=None, metavar="JSON",
+                   help="a report JSON of the same protocol on another split (e.g. reports/perov5_polymorph_csp.json): "
+                        "its rows and leakage are shown beside this run's")
     g.add_argument("--device", default="auto")
     g.add_argument("--sample-batch", type=int, default=128)
     g.add_argument("--seed", type=int, default=0)
@@ -638,8 +645,10 @@ def parse_args(argv=None):
     g.add_argument("--fmax", type=float, default=0.05)
     g.add_argument("--dft-n", type=int, default=2, help="DFT-relax samples of the N smallest scored crystals (0 = skip)")
     g.add_argument("--dft-config", default="gpaw_test", help="conf/dft/<name>.yaml")
+    g.add_argument("--cutoff-check", type=float, default=2.0,
+                   help="stress of the first DFT-relaxed structure at this multiple of the DFT cutoff too (0 = skip)")
     g.add_argument("--dft-budget-s", type=float, default=0.0,
-                   help="stop starting new DFT relaxations after this many seconds (0 = no limit); N shrinks to the "
+                   help="bound the DFT stage to this many seconds, a running relaxation included (0 = no limit); N shrinks to the "
                         "crystals done, and the report says so")
     g = p.add_argument_group("output")
     g.add_argument("--full", action="store_true",
@@ -649,6 +658,10 @@ def parse_args(argv=None):
     g.add_argument("--reports-dir", default=None)
     g.add_argument("--render-only", default=None, metavar="JSON",
                    help="re-write the markdown of an earlier run from its reports/<name>.json (nothing is recomputed)")
+    g.add_argument("--stages-json", default=None, metavar="JSON",
+                   help="with --render-only: take the stage table from this `gencrystal evaluate pipeline` stages.json "
+                        "(run on this report's samples and scored crystals)")
+    g.add_argument("--stages-command", default="", help="the `gencrystal evaluate pipeline` command that wrote --stages-json")
     a = p.parse_args(argv)
     a.name = a.name or f"{a.dataset}_csp"
     a.run_dir = a.run_dir or str(REPO / "runs" / f"bench_{a.dataset}")
@@ -668,6 +681,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.render_only:  # re-write the markdown from a saved JSON (its provenance is kept as it was)
         res = json.loads(Path(args.render_only).read_text())
+        if args.compare_with:  # add (or refresh) the other split's rows; the run's own numbers are untouched
+            res["comparison"] = comparison(args.compare_with)
+        if args.stages_json:  # the stage table of `gencrystal evaluate pipeline` on this run's samples and references
+            res["stages"] = {k: v for k, v in json.loads(Path(args.stages_json).read_text()).items() if k in ("mlp", "dft")}
+            res["stages_command"] = args.stages_command
+        res = {**relative_paths({k: v for k, v in res.items() if k != "metadata"}), "metadata": res.get("metadata")}
         reports = Path(args.reports_dir) if args.reports_dir else REPORTS_DIR
         jp, mp = write_report(res["settings"]["name"], res, markdown(res), reports_dir=reports)
         print(f"re-rendered {mp} from {args.render_only}")
@@ -676,7 +695,7 @@ def main(argv=None) -> int:
     data_root = Path(args.data_root) if args.data_root else data_root_default()
     args.data_root = str(data_root)
     ds = DATASETS[args.dataset]
-    test_csv = data_root / ds["folder"] / "test.csv"
+    test_csv, train_files = split_files(args, data_root)
     if not test_csv.is_file():
         raise GencrystalError(f"{ds['title']} test split not found at {str(test_csv)!r} (set --data-root or GENCRYSTAL_DATA)")
     run_root = Path(args.run_dir)
@@ -691,7 +710,18 @@ def main(argv=None) -> int:
     t = ds["title"]
     res["protocol"] = (f"standard: trained on {t} train, validated on val, scored on test" if has_train else
                        f"offline: {t} train is not on this machine -> trained on {t} val minus a seeded 10 % "
-                       f"hold-out (validation), scored on {t} test (see ../shared/data/README.md)")
+                       f"hold-out (validation), scored on {t} test (see data/README.md)")
+    if args.split_scheme != "standard":
+        man = json.loads((test_csv.parent / "split.json").read_text())
+        pooled = " + ".join(f"{k} ({v['rows']:,})" for k, v in man["pooled"].items())
+        res["protocol"] = (f"{args.split_scheme} split (`gencrystal data split data={args.dataset} by={man['by']} "
+                           f"seed={man['seed']}`): {t} {pooled} pooled and re-split with every "
+                           + ("composition" if man["by"] == "composition" else "group of duplicates")
+                           + f" in one split -> train {man['sizes']['train']:,} / val {man['sizes']['val']:,} / test "
+                           f"{man['sizes']['test']:,}; trained on its train, validated on its val, scored on its test")
+        res["split_manifest"] = {k: man[k] for k in ("by", "seed", "sizes", "target_sizes", "pooled", "dedupe")}
+    if not args.no_leakage:
+        res["leakage"] = leakage(refs, train_files)
     reasons = []
     if len(refs) < ds["n_test"]:
         reasons.append(f"{len(refs)} of {ds['n_test']:,} test crystals")
@@ -707,6 +737,13 @@ def main(argv=None) -> int:
         if args.ckpt:
             ckpts = {"given": Path(args.ckpt)}
             res["ckpt"] = {"path": args.ckpt, **checkpoint_facts(Path(args.ckpt))}
+            if args.ckpt_note:
+                res["ckpt"]["note"] = args.ckpt_note
+            if args.model != "cspnet" and (res["ckpt"].get("parameters") or 0) < 5e6:
+                reasons.append(f"a small model ({res['ckpt'].get('parameters'):,} parameters; DiffCSP's cspnet is larger)")
+            if (res["ckpt"].get("epochs") or 0) + 1 < ds["full_epochs"]:
+                reasons.append(f"{(res['ckpt'].get('epochs') or 0) + 1} training epochs (checkpoint) instead of "
+                               f"{ds['full_epochs']}")
         else:
             ckpts = {}
             for variant in (["murnaghan", "constant"] if args.lattice_variants else ["murnaghan"]):
@@ -766,6 +803,13 @@ def main(argv=None) -> int:
                               "wall_s": info["wall_s"], "rows": rows}
         if main_frames is not None:
             res["stages"] = stagewise(refs, main_frames, args, run_root)
+            m = res["stages"].get("mlp")
+            if m and res.get("sample_meta"):  # the raw stage's wall time: sampling, prorated to the stage's samples
+                first = res["sample_meta"][0]
+                res["main_sampling_wall_s"] = (f"≈{first['wall_s'] * m['n_samples'] / max(1, first['n_samples']):.1f} "
+                                               "(sampling, prorated)")
+    if args.compare_with:
+        res["comparison"] = comparison(args.compare_with)
     res["reduced"] = bool(reasons)
     res["reduced_because"] = reasons
     res["wall_s"] = round(time.time() - t_start, 1)
@@ -773,6 +817,7 @@ def main(argv=None) -> int:
     if res["nfe_sweep"]:
         reports.mkdir(parents=True, exist_ok=True)
         plot_nfe(res["nfe_sweep"], reports / f"{args.name}_nfe.png", args.dataset)
+    res = relative_paths(res)
     jp, mp = write_report(args.name, res, markdown(res), reports_dir=reports)
     print(f"wrote {mp} and {jp}")
     return 0

@@ -46,6 +46,12 @@ COMMANDS: list[Command] = [
         "Load a dataset, print counts and statistics, write a histogram plot.",
     ),
     Command(
+        ("data", "split"),
+        "data_split",
+        "gencrystal.cli.data:split",
+        "Re-split a dataset with every composition (by=composition) or duplicate group (by=structure) in one split.",
+    ),
+    Command(
         ("data", "download"),
         "data_download",
         "gencrystal.cli.data:download",
@@ -63,6 +69,12 @@ COMMANDS: list[Command] = [
         "evaluate_csp",
         "gencrystal.cli.metrics:evaluate_csp",
         "CSP match rate and RMSE of predictions against references (1- or k-sample; metrics.json, CSV, plots).",
+    ),
+    Command(
+        ("evaluate", "pipeline"),
+        "evaluate_pipeline",
+        "gencrystal.cli.metrics:evaluate_pipeline",
+        "Stage table: raw samples -> MLP pre-relaxation -> DFT, each scored (match rate, RMSE, cRMSE, METRe; resumable).",
     ),
     Command(
         ("evaluate", "dng"),
@@ -99,7 +111,6 @@ COMMANDS: list[Command] = [
         "search",
         "gencrystal.cli.search:run",
         "Search low-enthalpy structures at a pressure: method=random|pso|generative (resumable; ranking, plot).",
-        groups={"method": "search/method@method"},
     ),
     Command(
         ("sample",),

@@ -101,27 +101,109 @@ def _print_table(info: dict) -> None:
             hi = "∞" if b["hi"] is None else f"{b['hi']:g}"
             rows.append((f"V/atom at [{b['lo']:g}, {hi}) GPa", f"{b['mean']:.3f} ± {b['std']:.3f} Å³ ({b['count']:,})"))
     rows.append(("columns", ", ".join(info["columns"])))
+    lk = info.get("leakage")
+    if lk:
+        for name, c in lk["against"].items():
+            txt = (
+                f"{c['n_compositions_shared']:,} of {lk['n_test_compositions']:,} compositions "
+                f"({100 * c['fraction_test_compositions_shared']:.1f} %), carried by "
+                f"{c['n_test_structures_with_shared_composition']:,} structures"
+            )
+            if "n_test_structures_duplicated" in c:
+                txt += f"; {c['n_test_structures_duplicated']:,} structures duplicated ({lk['matcher']} matcher)"
+            rows.append((f"shared with {name}", txt))
     for k, v in rows:
         table.add_row(k, str(v))
     Console().print(table)
 
 
+def _leakage_splits(value, split: str) -> list[str]:
+    from gencrystal.data.dataset import SPLITS
+
+    if value in (None, False, "", "none", "null"):
+        return []
+    names = [str(v) for v in value] if not isinstance(value, str) else [v for v in value.split("+") if v]
+    for n in names:
+        if n not in SPLITS or n == split:
+            raise GencrystalError(f"leakage={value!r}: name splits other than split={split} from {', '.join(SPLITS)}")
+    return names
+
+
+def leakage(cfg: DictConfig, ds, others: list[str]) -> dict:
+    """Leakage of the loaded split ``ds`` into the ``others`` splits of the same dataset
+    (:func:`gencrystal.metrics.leakage.leakage_report`)."""
+    from gencrystal.data.dataset import load_split
+    from gencrystal.metrics.leakage import leakage_report
+    from gencrystal.structures import to_structure
+
+    def structures(d):
+        return [to_structure(d.to_atoms(i)) for i in range(len(d))]
+
+    pools = {n: structures(load_split(cfg.data, n, data_root=cfg.get("data_root"))) for n in others}
+    rep = leakage_report(
+        structures(ds),
+        pools,
+        matcher=str(cfg.get("leakage_matcher", "novelty")),
+        structures=bool(cfg.get("leakage_structures", True)),
+    )
+    rep["split"] = ds.split
+    return rep
+
+
 def info(cfg: DictConfig) -> int:
-    """Load ``data=<name>`` split ``split``; print statistics; write ``<out>/summary.json`` and ``<out>/histograms.png``."""
+    """Load ``data=<name>`` split ``split``; print statistics (and, with ``leakage=``, the compositions and
+    structures it shares with other splits); write ``<out>/summary.json`` and ``<out>/histograms.png``."""
     from gencrystal.data.dataset import load_split
     from gencrystal.io import write_json
 
     setup_logging()
+    others = _leakage_splits(cfg.get("leakage"), str(cfg.split))
     ds = load_split(cfg.data, str(cfg.split), data_root=cfg.get("data_root"))
     from gencrystal.runtime import thread_count
 
     result = {**summary(ds), "threads": thread_count()}
+    if others:
+        result["leakage"] = leakage(cfg, ds, others)
     out = Path(str(cfg.out))
     write_json(result, out / "summary.json")
     if cfg.get("plot", True):
         result["plot"] = str(plot_stats(ds, out / "histograms.png"))
     _print_table(result)
     print(f"wrote {out / 'summary.json'}" + (f" and {result['plot']}" if "plot" in result else ""))
+    return 0
+
+
+def split(cfg: DictConfig) -> int:
+    """``gencrystal data split data=<name> by=composition|structure``: write a group-disjoint split
+    (:func:`gencrystal.data.splits.write_grouped_split`) and print its sizes."""
+    from gencrystal.data.splits import write_grouped_split
+
+    setup_logging()
+    try:
+        seed = int(cfg.get("seed", 0))
+    except (TypeError, ValueError):
+        raise GencrystalError(f"seed must be an integer, got {cfg.get('seed')!r}") from None
+    m = write_grouped_split(
+        cfg.data,
+        by=str(cfg.get("by", "composition")),
+        seed=seed,
+        dedupe=bool(cfg.get("dedupe", False)),
+        data_root=cfg.get("data_root"),
+        out=cfg.get("out"),
+        matcher=str(cfg.get("matcher", "novelty")),
+        force=bool(cfg.get("force", False)),
+    )
+    sizes = ", ".join(f"{k} {v:,} (target {m['target_sizes'][k]:,})" for k, v in m["sizes"].items())
+    print(
+        f"{m['dataset']} {m['scheme']} split (by {m['by']}, seed {m['seed']}"
+        + (f", {m['n_duplicates_removed']:,} duplicates removed" if m["dedupe"] else "")
+        + f"): {sizes}; {m['n_groups']:,} groups, compositions shared between splits: "
+        f"{m['compositions_shared_between_splits']} -> {m['folder']}"
+    )
+    print(
+        f"train on it with: gencrystal train data={cfg.data.get('download_name', m['dataset'])} "
+        f"data.split_scheme={m['scheme']}" + (f" data.split_dir={m['folder']}" if cfg.get("out") else "")
+    )
     return 0
 
 

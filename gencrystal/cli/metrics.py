@@ -73,6 +73,7 @@ def _check_choices(cfg, validity_cfg) -> None:
 
     checks = [
         ("pair", cfg.get("pair", "id"), ("id", "order")),
+        ("protocol", cfg.get("protocol", "standard"), ("standard", "metre")),
         ("validity_mode", cfg.get("validity_mode", "paper"), VALIDITY_MODES),
         ("matcher", cfg.get("matcher", "csp"), tuple(MATCHER_SETTINGS)),
         ("validity.oxidation_states_set", validity_cfg.get("oxidation_states_set", "smact14"), tuple(OX_SETS)),
@@ -177,8 +178,19 @@ def evaluate_csp(cfg) -> int:
         "with_validity_filter": {str(k): v for k, v in match_rate_by_atoms(rows, True).items()},
         "without_validity_filter": {str(k): v for k, v in match_rate_by_atoms(rows, False).items()},
     }
+    metre_rows = None
+    if str(cfg.get("protocol", "standard")) == "metre":
+        metre_rows = _metre(cfg, refs, preds, metrics)
     _write_csp(
-        outp, metrics, rows_as_dicts(rows), rows, bool(cfg.get("plots", True)), rmse_histogram, plot_by_atoms, match_rate_by_atoms
+        outp,
+        metrics,
+        rows_as_dicts(rows),
+        rows,
+        bool(cfg.get("plots", True)),
+        rmse_histogram,
+        plot_by_atoms,
+        match_rate_by_atoms,
+        metre_rows,
     )
     w, wo = metrics["with_validity_filter"], metrics["without_validity_filter"]
 
@@ -187,16 +199,49 @@ def evaluate_csp(cfg) -> int:
 
     print(
         f"{metrics['protocol']['name']}: match rate {100 * w['match_rate']:.2f} % (RMSE {fmt(w['rmse'])}) with validity filter; "
-        f"{100 * wo['match_rate']:.2f} % (RMSE {fmt(wo['rmse'])}) without; n_ref={metrics['n_ref']} n_pred={metrics['n_pred']} -> {outp}"
+        f"{100 * wo['match_rate']:.2f} % (RMSE {fmt(wo['rmse'])}, cRMSE {fmt(wo['crmse'])}) without; "
+        f"n_ref={metrics['n_ref']} n_pred={metrics['n_pred']} -> {outp}"
     )
+    if metre_rows is not None:
+        me = metrics["metre"]
+        print(f"METRe {100 * me['metre']:.2f} % (cRMSE {fmt(me['crmse'])}; {me['n_pairs']} same-composition pairs)")
     return 0
 
 
-def _write_csp(outp: Path, metrics, row_dicts, rows, plots, rmse_histogram, plot_by_atoms, by_atoms) -> None:
+def _metre(cfg, refs, preds, metrics: dict) -> list:
+    """Add ``metrics["metre"]`` (METRe, cRMSE: :mod:`gencrystal.metrics.metre`); returns its per-reference rows."""
+    from gencrystal.metrics.metre import metre_metrics
+
+    mcfg = cfg.get("metre") or {}
+    max_pairs = _int_or_none(mcfg.get("max_pairs", 2_000_000), "metre.max_pairs")
+    v = cfg.get("validity") or {}
+    m, rows = metre_metrics(
+        refs,
+        preds,
+        matcher=str(cfg.get("matcher", "csp")),
+        workers=int(cfg.get("workers", 0)),
+        timeout_s=float(cfg.get("timeout_s", 30)),
+        progress=bool(cfg.get("progress", True)),
+        valid_only=bool(mcfg.get("valid_only", False)),
+        max_pairs=max_pairs,
+        validity_kwargs=dict(
+            min_distance=float(v.get("min_distance", 0.5)),
+            min_volume=float(v.get("min_volume", 0.1)),
+            oxidation_states_set=str(v.get("oxidation_states_set", "smact14")),
+        ),
+    )
+    metrics["metre"] = m
+    return rows
+
+
+def _write_csp(outp: Path, metrics, row_dicts, rows, plots, rmse_histogram, plot_by_atoms, by_atoms, metre_rows=None) -> None:
     from gencrystal.io import write_json
+    from gencrystal.metrics.metre import metre_rows_as_dicts
 
     outp.mkdir(parents=True, exist_ok=True)
     write_csv(row_dicts, outp / "per_structure.csv")
+    if metre_rows is not None:
+        write_csv(metre_rows_as_dicts(metre_rows), outp / "per_structure_metre.csv")
     if plots:
         rmse_histogram(
             [r.rmse_filtered for r in rows if r.matched_filtered],
@@ -381,4 +426,79 @@ def evaluate_dng(cfg) -> int:
         + (f"; S.U.N. {metrics['sun_rate']:.3f}" if "sun_rate" in metrics else "")
         + f" -> {outp}"
     )
+    return 0
+
+
+def _frames_with_ref_id(path: str, selection) -> list:
+    """Samples as ASE Atoms whose ``info['ref_id']`` names their reference (ref_id/material_id/id info, else file id)."""
+    from gencrystal.io import read_structures
+    from gencrystal.metrics.io import PAIR_ID_KEYS
+
+    frames = []
+    for sid, atoms in read_structures(path, selection=selection):
+        ref_id = next((str(atoms.info[k]) for k in PAIR_ID_KEYS if str(atoms.info.get(k, "")) != ""), str(sid))
+        atoms.info["ref_id"] = ref_id
+        frames.append(atoms)
+    if not frames:
+        raise GencrystalError(f"pred={path!r} holds no structures")
+    return frames
+
+
+def evaluate_pipeline(cfg) -> int:
+    """``gencrystal evaluate pipeline``: raw -> MLP -> DFT stage table (:func:`gencrystal.metrics.pipeline.run_stages`);
+    writes ``out/stages.json`` and the relaxed samples, caching every relaxation under ``out/``."""
+    from gencrystal.io import write_json
+    from gencrystal.metrics.csp import VALIDITY_MODES
+    from gencrystal.metrics.pipeline import StageSettings, run_stages
+    from gencrystal.units import check_pressure
+
+    pred, ref, out = _req(cfg, "pred"), _req(cfg, "ref"), _req(cfg, "out")
+    outp = _check_out(out)
+    _check_input(pred, "pred")
+    _check_input(ref, "ref")
+    if str(cfg.get("validity_mode", "paper")) not in VALIDITY_MODES:
+        raise GencrystalError(f"unknown validity_mode={cfg.get('validity_mode')!r}; choose from {', '.join(VALIDITY_MODES)}")
+    for key in ("mlp_n", "dft_n", "max_neighbours", "relax_steps"):
+        _nonneg_int(cfg.get(key, 0), key)
+    try:
+        budget, fmax, timeout = float(cfg.get("dft_budget_s") or 0), float(cfg.get("fmax", 0.05)), float(cfg.get("timeout_s", 30))
+    except (TypeError, ValueError):
+        raise GencrystalError("dft_budget_s, fmax and timeout_s must be numbers") from None
+    if budget < 0 or not fmax > 0 or not timeout > 0:
+        raise GencrystalError(f"need dft_budget_s >= 0, fmax > 0 and timeout_s > 0 (got {budget}, {fmax}, {timeout})")
+    pot = cfg.get("potential") or {}
+    settings = StageSettings(
+        pressure_gpa=check_pressure(cfg.get("pressure", 0.0), "pressure"),
+        potential={k: (str(v) if v is not None else None) for k, v in pot.items() if k in ("name", "path", "device")},
+        relax_steps=int(cfg.get("relax_steps", 300)),
+        fmax=fmax,
+        max_neighbours=int(cfg.get("max_neighbours", 60)),
+        mlp_n=int(cfg.get("mlp_n", 100)),
+        dft_n=int(cfg.get("dft_n", 20)),
+        dft_budget_s=budget,
+        validity_mode=str(cfg.get("validity_mode", "paper")),
+        workers=int(cfg.get("workers", 0)),
+        timeout_s=timeout,
+        metre=bool(cfg.get("metre", True)),
+    )
+    refs = _read(ref, cfg.get("ref_selection"), _int_or_none(cfg.get("limit"), "limit"), "ref")
+    frames = _frames_with_ref_id(pred, cfg.get("pred_selection"))
+    t0 = time.time()
+    res = run_stages(refs, frames, outp, settings, dft=cfg.get("dft") if settings.dft_n > 0 else None)
+    res.update(pred=pred, ref=ref, n_ref=len(refs), n_pred=len(frames), wall_time_s=round(time.time() - t0, 1))
+    write_json(_jsonable(res), outp / "stages.json")
+
+    def fmt(x, pct=False):
+        if x is None or (isinstance(x, float) and math.isnan(x)):
+            return "n/a"
+        return f"{100 * x:.2f}" if pct else f"{x:.4f}"
+
+    for stage in ("mlp", "dft"):
+        for r in (res.get(stage) or {}).get("rows", []):
+            print(
+                f"[{stage} table, n={r['n_ref']}] {r['label']}: match rate {fmt(r['match_rate'], True)} % "
+                f"(no filter {fmt(r['match_rate_unfiltered'], True)} %), RMSE {fmt(r['rmse'])}, cRMSE {fmt(r['crmse'])}, "
+                f"METRe {fmt(r.get('metre'), True)} %, METRe cRMSE {fmt(r.get('metre_crmse'))}"
+            )
+    print(f"wrote {outp / 'stages.json'}")
     return 0

@@ -8,6 +8,10 @@ file stem of each split (``splits``), the columns, the transform and the protoco
   of the val file, validate on the held-out rest, test on test;
 - ``auto`` (default): ``standard`` when the train file exists, else ``offline`` (logged).
 
+``split_scheme`` (default ``standard``) other than ``standard`` reads the group-disjoint
+train/val/test files that ``gencrystal data split`` wrote (:mod:`gencrystal.data.splits`:
+``polymorph`` = grouped by composition, ``unique`` = duplicates removed and grouped).
+
 Data root: the ``data_root`` argument > ``data.root`` in the config > ``$GENCRYSTAL_DATA``
 > ``data/`` (relative paths from the current directory).
 """
@@ -290,6 +294,20 @@ def load_table_split(
         raise GencrystalError(f"data root {str(root)!r} does not exist; set data_root= or GENCRYSTAL_DATA, or run `{download}`")
     if not folder.is_dir():
         raise GencrystalError(f"dataset folder {str(folder)!r} does not exist; run `{download}`")
+    scheme = str(cfg.get("split_scheme") or "standard")
+    if scheme != "standard":  # a group-disjoint re-split written by `gencrystal data split` (gencrystal.data.splits)
+        from gencrystal.data.splits import SCHEMES, split_dir
+
+        if scheme not in SCHEMES.values():
+            raise GencrystalError(f"data.split_scheme={scheme!r}: use standard, {', '.join(SCHEMES.values())}")
+        folder = split_dir(cfg, root, scheme)
+        by = next(k for k, v in SCHEMES.items() if v == scheme)
+        if not (folder / "split.json").is_file():
+            raise GencrystalError(
+                f"no {scheme} split of {name} in {str(folder)!r}; run `gencrystal data split "
+                f"data={cfg.get('download_name', name)} by={by}` first"
+            )
+        cfg = {**cfg, "protocol": "standard", "splits": {s: s for s in SPLITS}, "format": "csv"}
     protocol = resolve_protocol(cfg, folder)
     stems = cfg.get("splits") or {s: s for s in SPLITS}
     indices = None
@@ -319,7 +337,9 @@ def load_table_split(
             len(parsed.num_atoms), float(off.get("holdout_fraction", 0.1)), int(off.get("seed", 42))
         )
         indices = train_idx if split == "train" else hold_idx
-    ds = CrystalDataset(parsed, indices, name=name, split=split, protocol=protocol, pressure_bins=bins)
+    ds = CrystalDataset(
+        parsed, indices, name=name, split=split, protocol=protocol if scheme == "standard" else scheme, pressure_bins=bins
+    )
     if len(ds) == 0:
         raise GencrystalError(
             f"dataset {name} split {split} ({str(path)!r}) is empty: {parsed.n_rows} rows, {len(parsed.skipped)} unreadable"

@@ -130,6 +130,8 @@ def add_label_to_db(db, label: Atoms, source: str) -> int:
         "stress_pressure_gpa": -ev_per_a3_to_gpa(float(stress[:3].mean())),
         "volume_per_atom": label.get_volume() / n,
     }
+    # the DFT settings of the label (dft_code, dft_xc, dft_ecut_ev, dft_kpts, ...; see learn.loop.dft_settings)
+    kv.update({k: v for k, v in label.info.items() if k.startswith("dft_") and isinstance(v, (str, int, float, bool))})
     data = {"forces": np.asarray(label.calc.results["forces"], dtype=float), "stress": stress}
     return add_structure(db, label, pressure_gpa=p, level_of_theory=str(label.info["level_of_theory"]),
                          source=source, data=data, **kv)

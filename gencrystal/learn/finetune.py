@@ -128,11 +128,15 @@ def shifted_energies_per_atom(labels: Sequence[Atoms], offsets: dict[str, float]
 
 
 def load_base_model(name: str = "0.3.0", device: str = "cpu"):
-    """The shipped CHGNet model ``name`` (weights inside the chgnet wheel)."""
+    """The shipped CHGNet model ``name`` (weights inside the chgnet wheel), or the CHGNet
+    checkpoint at the path ``name`` (a fine-tuned trunk)."""
     from chgnet.model import CHGNet
 
     with contextlib.redirect_stdout(open(os.devnull, "w")):
-        model = CHGNet.load(model_name=name, use_device=device, verbose=False)
+        if Path(str(name)).is_file():
+            model = CHGNet.from_file(str(name)).to(device)
+        else:
+            model = CHGNet.load(model_name=name, use_device=device, verbose=False)
     model.graph_converter.set_isolated_atom_response("ignore")
     return model
 
@@ -253,4 +257,62 @@ def train_committee(labels: Sequence[Atoms], out_dir: str | os.PathLike, setting
                          base_model=f"chgnet-{settings.base_model}",
                          level_of_theory=level_of_theory or f"chgnet-committee-{out_dir.name}",
                          members_report=reports, **meta)
+    return out_dir
+
+
+def train_shared_trunk_committee(labels: Sequence[Atoms], out_dir: str | os.PathLike, settings: FinetuneSettings,
+                                 n_heads: int = 4, head_epochs: int | None = None, level_of_theory: str | None = None,
+                                 progress: bool = True, **meta) -> Path:
+    """Fine-tune a shared-trunk committee (:mod:`gencrystal.potentials.shared_trunk`) into ``out_dir``.
+
+    1. The trunk: one CHGNet fine-tuned from ``settings.base_model`` on *all* labels (no
+       bootstrap) → ``trunk.pth.tar``.
+    2. ``n_heads`` heads: each starts from the trunk's readout MLP and is fine-tuned for
+       ``head_epochs`` (default ``settings.epochs``) on its own bootstrap resample of the labels
+       (seed ``settings.seed + 1000 + m``) with every other parameter frozen, so all heads
+       read the same atom features.
+
+    Resumable: the trunk and each head (``head<m>.pth.tar``, removed once ``heads.pt`` is
+    written) are kept when they exist; ``committee.json`` is written last. The energy shift
+    (eV/atom per element) is fitted once, as in :func:`train_committee`.
+
+    Returns:
+        The committee directory.
+    """
+    import dataclasses
+
+    from tqdm.auto import tqdm
+
+    from gencrystal.potentials.shared_trunk import write_shared_trunk
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if n_heads < 2:
+        raise GencrystalError(f"n_heads={n_heads} must be at least 2 (the spread needs two heads)")
+    offsets = fit_energy_offsets(*offset_fit_labels(labels, settings.offset_fit_max_gpa, settings))
+    targets = shifted_energies_per_atom(labels, offsets)
+    trunk = out_dir / "trunk.pth.tar"
+    reports = []
+    if not trunk.is_file():
+        reports.append({"trunk": True, **train_member(labels, targets, dataclasses.replace(settings, bootstrap=False),
+                                                      0, trunk, out_dir / "train.log")})
+    trunk_names = [n for n, _ in load_base_model(str(trunk), settings.device).named_children()]
+    frozen = [n for n in trunk_names if n != "mlp"]
+    head_settings = dataclasses.replace(settings, base_model=str(trunk), bootstrap=True, freeze=frozen,
+                                        epochs=int(head_epochs or settings.epochs), seed=int(settings.seed) + 1000)
+    states = []
+    for m in tqdm(range(int(n_heads)), desc="fine-tune heads", disable=not progress, leave=False):
+        f = out_dir / f"head{m}.pth.tar"
+        if not f.is_file():
+            reports.append({"head": m, **train_member(labels, targets, head_settings, m, f, out_dir / "train.log")})
+        states.append({k: v.clone() for k, v in load_base_model(str(f), settings.device).mlp.state_dict().items()})
+    elements = sorted({s for a in labels for s in a.get_chemical_symbols()})
+    pressures = [float(a.info.get("pressure_gpa", 0.0)) for a in labels]
+    meta.setdefault("coverage", {"elements": elements, "pressure_gpa": [min(pressures), max(pressures)]})
+    write_shared_trunk(out_dir, trunk, states, energy_offsets=offsets, n_labels=len(labels),
+                       base_model=f"chgnet-{settings.base_model}", head_epochs=int(head_settings.epochs),
+                       level_of_theory=level_of_theory or f"chgnet-committee-{out_dir.name}",
+                       members_report=reports, **meta)
+    for m in range(int(n_heads)):
+        (out_dir / f"head{m}.pth.tar").unlink(missing_ok=True)
     return out_dir

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
@@ -183,8 +184,11 @@ def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential:
             "batched": bool(batched), "batch_size": int(batch_size), "torch_threads": int(torch_threads),
             "exp_cell_factor": exp_cell_factor, "symprec": float(symprec)}
     use_dask = scheduler is not None or int(workers) > 1
+    loaded = potential if isinstance(potential, Potential) else None if use_dask else as_potential(potential, device)
+    for msg in (loaded.coverage_warnings(atoms_list, pressure_gpa) if loaded is not None else []):
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
     if not use_dask:
-        pot = as_potential(potential, device)
+        pot = loaded
         with _progress(len(atoms_list), progress, f"relax [{pot.level_of_theory}]") as bar:
             return _relax_chunk(atoms_list, names, pot, pressure_gpa, opts, progress=bar, on_result=on_result)
     if isinstance(potential, Potential) and potential.spec is None:

@@ -36,7 +36,9 @@ SEVENN_NAMES = {
     "sevenn": "7net-0", "sevenn-0": "7net-0", "7net-0": "7net-0", "sevennet-0": "7net-0",
     "sevenn-l3i5": "7net-l3i5", "7net-l3i5": "7net-l3i5",
 }
-KNOWN_NAMES = sorted(set(CHGNET_NAMES) | set(SEVENN_NAMES))
+#: shipped committees by name -> their directory (relative to the repository root)
+SHIPPED_COMMITTEES = {"hp_committee": "checkpoints/hp_committee", "hp-committee": "checkpoints/hp_committee"}
+KNOWN_NAMES = sorted(set(CHGNET_NAMES) | set(SEVENN_NAMES) | set(SHIPPED_COMMITTEES))
 
 _CACHE: dict[tuple, "Potential"] = {}
 _LOCK = threading.Lock()
@@ -73,7 +75,29 @@ class Potential:
     spec: tuple | None = None
     device: str = "cpu"
     elements: frozenset[int] | None = None  # atomic numbers the model covers (None: unknown)
+    #: elements and pressure range (GPa) of the DFT labels a fine-tuned potential was trained on:
+    #: ``{"elements": ["Li", ...], "pressure_gpa": [lo, hi]}`` (None: not declared)
+    coverage: dict | None = None
+    #: the committee behind a committee potential (spreads on demand), else None
+    committee: Any = field(default=None, repr=False)
     _calc: Any = field(default=None, repr=False)
+
+    def coverage_warnings(self, atoms_list: Sequence[Atoms], pressure_gpa: float) -> list[str]:
+        """One line per way ``atoms_list`` at ``pressure_gpa`` (GPa) leaves :attr:`coverage`:
+        the elements outside its labels, named, and a pressure outside its label range."""
+        if not self.coverage:
+            return []
+        out = []
+        known = set(self.coverage.get("elements") or [])
+        outside = sorted({s for a in atoms_list for s in a.get_chemical_symbols()} - known) if known else []
+        if outside:
+            out.append(f"{self.level_of_theory}: element {', '.join(outside)} is outside its DFT labels "
+                       f"({', '.join(sorted(known))}); its predictions for {', '.join(outside)} are untested against DFT")
+        lo_hi = self.coverage.get("pressure_gpa")
+        if lo_hi and not float(lo_hi[0]) - 1e-9 <= float(pressure_gpa) <= float(lo_hi[1]) + 1e-9:
+            out.append(f"{self.level_of_theory}: pressure {float(pressure_gpa):g} GPa is outside its DFT labels "
+                       f"({float(lo_hi[0]):g}-{float(lo_hi[1]):g} GPa)")
+        return out
 
     def unsupported(self, atoms: Atoms) -> str | None:
         """A one-line reason when ``atoms`` holds an element the model does not cover, else None."""
@@ -141,7 +165,8 @@ def load_potential(name: str | os.PathLike = "chgnet", path: str | os.PathLike |
 
     Args:
         name: ``chgnet`` (CHGNet 0.3.0, default), ``chgnet-r2scan``, ``sevenn``
-            (SevenNet-0), ``sevenn-l3i5``, the path of a CHGNet / SevenNet checkpoint,
+            (SevenNet-0), ``sevenn-l3i5``, ``hp_committee`` (the shipped high-pressure
+            committee, ``checkpoints/hp_committee``), the path of a CHGNet / SevenNet checkpoint,
             or a committee directory written by ``gencrystal learn`` (committee mean).
         path: checkpoint of a fine-tuned model of the family ``name`` names
             (``name="chgnet", path="ft.pth.tar"``).
@@ -152,8 +177,16 @@ def load_potential(name: str | os.PathLike = "chgnet", path: str | os.PathLike |
         GencrystalError: unknown name, missing or unreadable checkpoint.
     """
     name = str(name)
+    if path is None and name.lower() in SHIPPED_COMMITTEES:  # the shipped shared-trunk committee
+        from gencrystal.potentials.shared_trunk import load_shared_trunk_potential
+
+        return load_shared_trunk_potential(SHIPPED_COMMITTEES[name.lower()], device=device)
     committee_dir = Path(str(path if path is not None else name)).expanduser()
     if committee_dir.is_dir():  # a committee of fine-tuned members written by `gencrystal learn`
+        from gencrystal.potentials.shared_trunk import is_shared_trunk_dir, load_shared_trunk_potential
+
+        if is_shared_trunk_dir(committee_dir):
+            return load_shared_trunk_potential(committee_dir, device=device)
         from gencrystal.learn.committee import load_committee_potential
 
         return load_committee_potential(committee_dir, device=device)

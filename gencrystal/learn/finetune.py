@@ -260,6 +260,17 @@ def train_committee(labels: Sequence[Atoms], out_dir: str | os.PathLike, setting
     return out_dir
 
 
+def _save_slim(src: Path, dst: Path) -> None:
+    """Rewrite a CHGNet trainer checkpoint as ``{"model": ...}`` (what ``CHGNet.from_file`` reads)."""
+    import torch
+
+    from gencrystal.io import atomic_write
+
+    state = torch.load(src, map_location="cpu", weights_only=False)
+    with atomic_write(dst, "wb") as fh:
+        torch.save({"model": state["model"]}, fh)
+
+
 def train_shared_trunk_committee(labels: Sequence[Atoms], out_dir: str | os.PathLike, settings: FinetuneSettings,
                                  n_heads: int = 4, head_epochs: int | None = None, level_of_theory: str | None = None,
                                  progress: bool = True, **meta) -> Path:
@@ -294,8 +305,11 @@ def train_shared_trunk_committee(labels: Sequence[Atoms], out_dir: str | os.Path
     trunk = out_dir / "trunk.pth.tar"
     reports = []
     if not trunk.is_file():
+        raw = out_dir / "trunk.train.pth.tar"
         reports.append({"trunk": True, **train_member(labels, targets, dataclasses.replace(settings, bootstrap=False),
-                                                      0, trunk, out_dir / "train.log")})
+                                                      0, raw, out_dir / "train.log")})
+        _save_slim(raw, trunk)  # the weights only: no optimizer or scheduler state
+        raw.unlink()
     trunk_names = [n for n, _ in load_base_model(str(trunk), settings.device).named_children()]
     frozen = [n for n in trunk_names if n != "mlp"]
     head_settings = dataclasses.replace(settings, base_model=str(trunk), bootstrap=True, freeze=frozen,

@@ -155,3 +155,22 @@ def labels_from_db(db, keys: Iterable[str]) -> dict[str, Atoms]:
             out[key] = a
             break
     return out
+
+
+def read_label_db(db, selection: str | None = None) -> list[Atoms]:
+    """Every label row of a label database (rows written by :func:`add_label_to_db`, with
+    forces and stress in ``data``) as labelled frames: ``SinglePointCalculator`` with the
+    DFT energy (eV), forces (eV/Å) and stress (Voigt eV/Å³); ``info`` keeps the row's
+    ``label_hash``, ``level_of_theory``, ``pressure_gpa``, ``source`` and ``dft_*`` settings."""
+    out = []
+    for row in db.select(selection):
+        if "forces" not in row.data or "stress" not in row.data:
+            continue
+        a = row.toatoms()
+        a.calc = SinglePointCalculator(a, energy=float(row.energy_per_atom) * len(a),
+                                       forces=np.asarray(row.data["forces"], dtype=float),
+                                       stress=np.asarray(row.data["stress"], dtype=float))
+        a.info.update({k: v for k, v in row.key_value_pairs.items()
+                       if k in ("label_hash", "level_of_theory", "pressure_gpa", "source") or k.startswith("dft_")})
+        out.append(a)
+    return out

@@ -41,11 +41,14 @@ PLOT = Path("reports/active_learning.png")
 _PROTO = "{{_target_:gencrystal.search.known_phases.prototype_structure,phase:{{_target_:gencrystal.search.known_phases.KNOWN_PHASES.get,_args_:[{}]}}}}"
 SYSTEMS: dict[str, dict] = {
     "li": {"name": "Li", "seed": "bcc Li, conventional cubic cell (2 atoms)", "composition": "Li2",
-           "pressures": "[0,25,50,100]", "seeds": None,  # conf/learn.yaml's default seed
-           "unsampled": {"fcc": "Li-fcc"}},
+           "pressures": "[0,25,50,100]", "unsampled": {"fcc Li": "Li-fcc"},
+           # the seed (the EOS structure) and two compressed copies (≈ the PBE volumes at 50 and 100 GPa)
+           "seeds": "[" + ",".join(f"{{_target_:ase.build.bulk,name:Li,crystalstructure:bcc,a:{a},cubic:true}}"
+                                   for a in (3.44, 2.6, 2.38)) + "]"},
     "si": {"name": "Si", "seed": "diamond Si, primitive cell (2 atoms)", "composition": "Si2",
-           "pressures": "[0,25,50,100]", "seeds": "[{_target_:ase.build.bulk,name:Si,crystalstructure:diamond,a:5.43}]",
-           "unsampled": {"β-Sn": "Si-betaSn"}},
+           "pressures": "[0,25,50,100]", "unsampled": {"β-Sn Si": "Si-betaSn"},
+           "seeds": "[" + ",".join(f"{{_target_:ase.build.bulk,name:Si,crystalstructure:diamond,a:{a}}}"
+                                   for a in (5.43, 5.0, 4.72)) + "]"},
     "sio2": {"name": "SiO2", "seed": "rutile-type SiO2 (stishovite), 6 atoms, AFLOW prototype A2B_tP6_136_f_a",
              "composition": "Si2O4", "pressures": "[0,25,50,100]", "seeds": f"[{_PROTO.format('sio2_rutile')}]"},
     "b": {"name": "B", "seed": "α-B12, 12 atoms, AFLOW prototype A_hR12_166_2h", "composition": "B12",
@@ -210,7 +213,7 @@ def shipped_eos(args) -> dict:
     labels' settings), CHGNet 0.3.0 and the shipped committee ``args.shipped``; cached in the
     loop folder (``eos_dft_<phase>.json``, ``eos_shipped.json``)."""
     from gencrystal.cli import compose
-    from gencrystal.demo import prototypes
+    from gencrystal.demo import _primitive, prototypes
     from gencrystal.learn.loop import ActiveLearningLoop
     from gencrystal.potentials.shared_trunk import load_shared_trunk
     from gencrystal.relax import load_potential
@@ -227,14 +230,21 @@ def shipped_eos(args) -> dict:
     eos_p = [float(p) for p in args.eos_pressures.split(",")] if args.eos_pressures else loop.pressures
     protos = {a.info["id"]: a for a in prototypes()}
     phases = {sysd["seed"].split(",")[0]: (loop.seeds[0], True)}
-    phases.update({name: (protos[pid], False) for name, pid in sysd.get("unsampled", {}).items()})
-    committee = load_shared_trunk(args.shipped, "cpu")
+    phases.update({name: (_primitive(protos[pid]), False) for name, pid in sysd.get("unsampled", {}).items()})
     t0 = time.perf_counter()
+    refs = {}
+    with single_threaded(1):  # DFT first (the seed's is shared with the loop's EOS, eos_dft.json)
+        for name, (atoms, sampled) in phases.items():
+            tag = name.replace(" ", "_").replace("β", "beta")
+            refs[name] = dft_reference(loop, atoms, eos_p, loop.out / ("eos_dft.json" if sampled else f"eos_dft_{tag}.json"))
+    if args.dft_only:
+        return {}
+    committee = load_shared_trunk(args.shipped, "cpu")
     result = {}
     with single_threaded(1):
         for name, (atoms, sampled) in phases.items():
             tag = name.replace(" ", "_").replace("β", "beta")
-            ref = dft_reference(loop, atoms, eos_p, loop.out / f"eos_dft_{tag}.json")
+            ref = refs[name]
             base = mlp_eos(f"base_{tag}", lambda: load_potential("chgnet-0.3.0", device="cpu").calculator(),
                            atoms, eos_p, loop.out / "eos_shipped.json", args)
             ours = mlp_eos(f"shipped_{tag}", lambda: committee.calculator(spread="energy"), atoms, eos_p,
@@ -357,6 +367,8 @@ def main(argv=None) -> int:
     ap.add_argument("--shipped", default=None,
                     help="a shared-trunk committee folder (checkpoints/hp_committee): compute the EOS of the system's "
                          "phases with it, CHGNet and DFT instead of running the loop")
+    ap.add_argument("--dft-only", action="store_true",
+                    help="with --shipped: only compute (and cache) the DFT reference EOS, write no report")
     ap.add_argument("--note", default="", help="free text added to the report (how the run went)")
     ap.add_argument("--report-only", action="store_true", help="rebuild md/png from reports/active_learning.json")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/learn.yaml (after --)")
@@ -365,6 +377,9 @@ def main(argv=None) -> int:
     from gencrystal.reporting import run_metadata, write_report
 
     report = load_report()
+    if args.shipped and args.dft_only:
+        shipped_eos(args)
+        return 0
     if args.shipped and not args.report_only:
         report.setdefault("shipped", {})[args.system] = shipped_eos(args)
     elif not args.report_only:

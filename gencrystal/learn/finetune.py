@@ -260,6 +260,25 @@ def train_committee(labels: Sequence[Atoms], out_dir: str | os.PathLike, setting
     return out_dir
 
 
+def label_coverage(labels: Sequence[Atoms]) -> dict:
+    """What the labels cover: their elements and, per element set, the span of their DFT
+    stress pressures −tr(σ)/3 (GPa); ``pressure_gpa`` is the range every element set spans
+    (the largest minimum to the smallest maximum, rounded to 1 GPa), the range in which no
+    system of the committee extrapolates in pressure."""
+    from gencrystal.units import ev_per_a3_to_gpa
+
+    _, _, stresses = label_arrays(labels)
+    by_system: dict[str, list[float]] = {}
+    for a, st in zip(labels, stresses):
+        key = "-".join(sorted(set(a.get_chemical_symbols())))
+        by_system.setdefault(key, []).append(-ev_per_a3_to_gpa(float(np.mean(st[:3]))))
+    spans = {k: [round(min(v), 1), round(max(v), 1)] for k, v in sorted(by_system.items())}
+    lo = max(v[0] for v in spans.values())
+    hi = min(v[1] for v in spans.values())
+    return {"elements": sorted({s for a in labels for s in a.get_chemical_symbols()}),
+            "pressure_gpa": [float(np.floor(max(lo, 0.0))), float(np.ceil(hi))], "dft_pressure_gpa_by_system": spans}
+
+
 def _save_slim(src: Path, dst: Path) -> None:
     """Rewrite a CHGNet trainer checkpoint as ``{"model": ...}`` (what ``CHGNet.from_file`` reads)."""
     import torch
@@ -320,9 +339,7 @@ def train_shared_trunk_committee(labels: Sequence[Atoms], out_dir: str | os.Path
         if not f.is_file():
             reports.append({"head": m, **train_member(labels, targets, head_settings, m, f, out_dir / "train.log")})
         states.append({k: v.clone() for k, v in load_base_model(str(f), settings.device).mlp.state_dict().items()})
-    elements = sorted({s for a in labels for s in a.get_chemical_symbols()})
-    pressures = [float(a.info.get("pressure_gpa", 0.0)) for a in labels]
-    meta.setdefault("coverage", {"elements": elements, "pressure_gpa": [min(pressures), max(pressures)]})
+    meta.setdefault("coverage", label_coverage(labels))
     write_shared_trunk(out_dir, trunk, states, energy_offsets=offsets, n_labels=len(labels),
                        base_model=f"chgnet-{settings.base_model}", head_epochs=int(head_settings.epochs),
                        level_of_theory=level_of_theory or f"chgnet-committee-{out_dir.name}",

@@ -247,9 +247,10 @@ class ActiveLearningLoop:
         if self._done(k, "selected"):
             return _read_frames(f)
         level = self.backend.level_of_theory
+        floor = self.cfg.select.get("min_volume_per_atom")
         pool, scores = [], []
         for a in frames:
-            if "error" in a.info:
+            if "error" in a.info or (floor and a.get_volume() / len(a) < float(floor)):
                 continue
             if "forces_std" in a.info:
                 fs, ss = float(a.info["forces_std"]), float(a.info["stress_std"])

@@ -1,4 +1,6 @@
-"""The demo (``make demo``) and the known structures behind it and the shipped model's seed set (Å, GPa).
+"""The known structures behind the demo (``make demo``) and the shipped model's seed set (Å, GPa).
+
+The demo's command line is :mod:`gencrystal.cli.demo`.
 
 :func:`prototypes` builds textbook crystal structures of Li, Si, SiO2 and B from their
 space groups and Wyckoff positions (ASE ``crystal``); :func:`random_structures` adds
@@ -13,7 +15,6 @@ starting points for relaxation at a pressure, not results.
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,7 +163,7 @@ def potential_coverage(potential: str) -> dict | None:
     import json
 
     from gencrystal.potentials.shared_trunk import COMMITTEE_FILE, resolve_committee_dir
-    from gencrystal.relax.potentials import SHIPPED_COMMITTEES
+    from gencrystal.potentials.names import SHIPPED_COMMITTEES
 
     folder = resolve_committee_dir(SHIPPED_COMMITTEES.get(str(potential).lower(), potential))
     meta = folder / COMMITTEE_FILE
@@ -251,7 +252,7 @@ def committee_spread(ranking: dict[str, list["RankedStructure"]], potential: str
     ranked structure it relaxed (its ``potential`` info equals the committee's level of theory):
     ``{(formula, id): {"energy_std_mev": meV/atom, "forces_std": eV/Å, "stress_std_gpa": GPa}}``.
     The energy spread is that of the enthalpy too (the heads share the structure, so P·V is common)."""
-    from gencrystal.relax.potentials import load_potential
+    from gencrystal.potentials import load_potential
 
     pot = load_potential(potential, device="cpu")
     if pot.committee is None:
@@ -431,58 +432,3 @@ def summarize(relaxed: str | Path | Sequence[str | Path], out: str | Path, press
     text = "\n".join(lines)
     print(text, flush=True)
     return text
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gencrystal.demo candidates|summarize ...`` (the steps of ``scripts/demo.sh``)."""
-    import argparse
-
-    from gencrystal.io import write_extxyz
-
-    p = argparse.ArgumentParser(prog="python -m gencrystal.demo")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("candidates", help="samples + known phases -> one extxyz to relax")
-    c.add_argument("--out", required=True)
-    c.add_argument("--no-known", action="store_true")
-    c.add_argument("samples", nargs="*")
-    sp = sub.add_parser("split", help="candidates -> those a potential covers and those relaxed with a fallback")
-    sp.add_argument("candidates")
-    sp.add_argument("--potential", required=True)
-    sp.add_argument("--fallback", required=True)
-    sp.add_argument("--pressure", type=float, required=True, help="GPa")
-    sp.add_argument("--covered", required=True, help="extxyz for the potential's structures")
-    sp.add_argument("--rest", required=True, help="extxyz for the fallback's structures")
-    s = sub.add_parser("summarize", help="rank relaxed.extxyz, write CIFs/PNGs, print the DFT command")
-    s.add_argument("relaxed", nargs="+")
-    s.add_argument("--uncertainty", default=None, help="committee potential whose spread is printed (hp_committee)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--pressure", type=float, required=True, help="GPa")
-    s.add_argument("--top", type=int, default=8)
-    args = p.parse_args(argv)
-    try:
-        if args.cmd == "candidates":
-            frames = demo_candidates([f for f in args.samples if Path(f).is_file()], known=not args.no_known)
-            write_extxyz(frames, args.out)
-            print(f"{len(frames)} candidates -> {args.out}")
-        elif args.cmd == "split":
-            from ase.io import read
-
-            frames = list(read(args.candidates, index=":", format="extxyz"))
-            covered, rest, messages = split_by_coverage(frames, args.potential, args.fallback, args.pressure)
-            for path, part in ((args.covered, covered), (args.rest, rest)):
-                if part:
-                    write_extxyz(part, path)
-                else:
-                    Path(path).unlink(missing_ok=True)
-            print("\n".join(messages))
-        else:
-            summarize([f for f in args.relaxed if Path(f).is_file()], args.out, args.pressure, top=args.top,
-                      uncertainty=args.uncertainty)
-    except GencrystalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

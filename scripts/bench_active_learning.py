@@ -212,11 +212,11 @@ def shipped_eos(args) -> dict:
     """EOS of the system's phases (the loop's seed and the phases it never sampled) with DFT (the
     labels' settings), CHGNet 0.3.0 and the shipped committee ``args.shipped``; cached in the
     loop folder (``eos_dft_<phase>.json``, ``eos_shipped.json``)."""
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.demo import _primitive, prototypes
     from gencrystal.learn.loop import ActiveLearningLoop
     from gencrystal.potentials.shared_trunk import load_shared_trunk
-    from gencrystal.relax import load_potential
+    from gencrystal.potentials import load_potential
     from gencrystal.relax.engine import single_threaded
     from gencrystal.reporting import run_metadata
 
@@ -286,10 +286,10 @@ def run_system(args) -> dict:
     """Loop + EOS for ``args.system``; the result dict stored under ``systems[args.system]``."""
     from omegaconf import OmegaConf
 
-    from gencrystal.cli import compose
-    from gencrystal.learn.committee import is_committee_dir, load_committee
+    from gencrystal.config import compose
+    from gencrystal.potentials.committee import is_committee_dir, load_committee
     from gencrystal.learn.loop import ActiveLearningLoop
-    from gencrystal.relax import load_potential
+    from gencrystal.potentials import load_potential
     from gencrystal.relax.engine import single_threaded
     from gencrystal.reporting import run_metadata
 

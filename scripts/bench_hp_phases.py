@@ -272,7 +272,7 @@ def plot(results, path):
 
 def main(argv=None):
     args = parse_args(argv)
-    from gencrystal.relax.engine import as_potential
+    from gencrystal.potentials import as_potential
     from gencrystal.reporting import REPORTS_DIR, write_report
     from gencrystal.search.known_phases import KNOWN_PHASES
 

@@ -68,9 +68,9 @@ else
   log "no checkpoint at $CKPT: relaxing the known Li and SiO2 phases only (train one: python scripts/train_default.py)"
 fi
 
-step candidates "$PY" -m gencrystal.demo candidates --out "$OUT/candidates.extxyz" "${samples[@]}"
+step candidates "$PY" -m gencrystal.cli.demo candidates --out "$OUT/candidates.extxyz" "${samples[@]}"
 log "$(tail -n 1 "$OUT/logs/candidates.log") (known phases: Li bcc/fcc/cI16, SiO2 stishovite/CaCl2/alpha-PbO2)"
-step split "$PY" -m gencrystal.demo split "$OUT/candidates.extxyz" --potential "$POTENTIAL" --fallback "$FALLBACK" \
+step split "$PY" -m gencrystal.cli.demo split "$OUT/candidates.extxyz" --potential "$POTENTIAL" --fallback "$FALLBACK" \
     --pressure $P --covered "$OUT/candidates_main.extxyz" --rest "$OUT/candidates_fallback.extxyz"
 while read -r line; do log "$line"; done < "$OUT/logs/split.log"
 relaxed=()
@@ -86,6 +86,6 @@ log "relaxed: $(cat "${relaxed[@]}" | grep -c Lattice) structures (details: $OUT
 unc=()
 case "$POTENTIAL" in *committee*) unc=(--uncertainty "$POTENTIAL") ;; esac
 echo
-"$PY" -m gencrystal.demo summarize "${relaxed[@]}" --out "$OUT" --pressure $P "${unc[@]}"
+"$PY" -m gencrystal.cli.demo summarize "${relaxed[@]}" --out "$OUT" --pressure $P "${unc[@]}"
 echo
 log "done in $(( $(date +%s) - start )) s; everything is under $OUT/"

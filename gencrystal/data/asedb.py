@@ -84,8 +84,10 @@ def read_db(url: str, selection: str | None, transform: CrystalTransform, *, pro
     return assemble_parsed(table, lattices, fracs, types, pressures, skipped, n_rows=len(rows), source=url)
 
 
-def load_db_split(cfg: Mapping, split: str, transform: CrystalTransform, pressure_bins: Sequence[float] = DEFAULT_PRESSURE_BINS):
-    """One split of ``data=asedb`` (see the module doc) as a :class:`CrystalDataset`."""
+def load_db_split(cfg: Mapping, split: str, transform: CrystalTransform, *, data_root: Any = None,
+                  pressure_bins: Sequence[float] = DEFAULT_PRESSURE_BINS):
+    """One split of ``data=asedb`` (see the module doc) as a :class:`CrystalDataset`: the
+    ``data.reader`` of ``conf/data/asedb.yaml`` (``data_root`` is unused: ``data.url`` names the db)."""
     from gencrystal.data.dataset import CrystalDataset, cache_dir_for, offline_indices
 
     url = cfg.get("url")

@@ -297,7 +297,7 @@ class CrystalDiffusionModule(pl.LightningModule):
 
     def _sampler(self, sampler: str | Mapping | DictConfig):
         if isinstance(sampler, str):
-            from gencrystal.cli import conf_dir
+            from gencrystal.config import conf_dir
 
             path = conf_dir() / "sampler" / f"{sampler}.yaml"
             if not path.is_file():

@@ -40,6 +40,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from gencrystal.errors import GencrystalError
+from gencrystal.potentials.base import Potential, Prediction, potential_factory, resolve_device
 
 COMMITTEE_FILE = "committee.json"
 FORMAT = "shared-trunk"
@@ -152,7 +153,7 @@ class SharedTrunkCommittee:
 
     def predict_members(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every head's energy per atom (M,), forces (M,N,3) eV/Å and stress (M,6) GPa
-        (one pass per head); the interface of :class:`gencrystal.learn.committee.Committee`."""
+        (one pass per head); the interface of :class:`gencrystal.potentials.committee.Committee`."""
         es, fs, ss = [], [], []
         with self._lock:
             for m in range(len(self)):
@@ -163,8 +164,8 @@ class SharedTrunkCommittee:
         return np.array(es), np.array(fs), np.array(ss)
 
     def spread(self, atoms: Atoms):
-        """The committee's :class:`gencrystal.learn.committee.Spread` on ``atoms`` (all heads)."""
-        from gencrystal.learn.committee import spread_of
+        """The committee's :class:`gencrystal.potentials.committee.Spread` on ``atoms`` (all heads)."""
+        from gencrystal.potentials.committee import spread_of
 
         return spread_of(*self.predict_members(atoms))
 
@@ -282,20 +283,19 @@ def load_shared_trunk(path: str | os.PathLike | None = None, device: str = "cpu"
         return committee
 
 
-def load_shared_trunk_potential(path: str | os.PathLike | None = None, device: str | None = "auto",
-                                spread: str = "energy", **_ignored):
+@potential_factory
+def load_shared_trunk_potential(path: str | None = None, device: str | None = "auto",
+                                spread: str = "energy") -> Potential:
     """The committee at ``path`` (default: the shipped ``checkpoints/hp_committee``) as a
-    :class:`gencrystal.relax.Potential`: the committee mean is the calculator (one CHGNet pass
-    per step), the energy spread is in ``calc.results['energy_std']`` (eV/atom); ``coverage``
-    carries the elements and pressures of its labels (warned about by ``relax_structures``).
+    :class:`gencrystal.potentials.Potential`: the committee mean is the calculator (one CHGNet
+    pass per step), the energy spread is in ``calc.results['energy_std']`` (eV/atom), the
+    committee itself in :attr:`Potential.committee`; ``coverage`` carries the elements and DFT
+    pressures of its labels (warned about by ``relax_structures``).
 
-    ``conf/potential/hp_committee.yaml`` instantiates it (``potential=hp_committee``); it pickles
-    as ``load_potential(<dir>)`` so Dask workers load it themselves. Extra keyword arguments of
-    a ``conf/potential`` entry (``name``, ``modal``) are ignored.
+    ``conf/potential/hp_committee.yaml`` names it (``potential=hp_committee``); like every
+    potential it pickles as its config, so Dask workers load it themselves.
     """
-    from gencrystal.relax.potentials import Potential, Prediction, _resolve_device
-
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     committee = load_shared_trunk(path, dev)
 
     def predict_batch(atoms_list: Sequence[Atoms]) -> list[Prediction]:
@@ -308,6 +308,5 @@ def load_shared_trunk_potential(path: str | os.PathLike | None = None, device: s
         return out
 
     label = str(committee.meta.get("level_of_theory") or f"chgnet-committee-{committee.path.name}")
-    return Potential("chgnet-committee", label, lambda: committee.calculator(spread), predict_batch,
-                     spec=(str(committee.path), None, device, None), device=dev, elements=None,
+    return Potential("chgnet-committee", label, lambda: committee.calculator(spread), predict_batch, device=dev,
                      coverage=committee.coverage, committee=committee)

@@ -7,7 +7,8 @@ Three ways to run, same results:
 - fanned out over Dask workers (``workers=N`` single-threaded processes on a
   ``LocalCluster``, or ``scheduler="tcp://host:8786"`` for an existing cluster, e.g. one
   started with dask-jobqueue on SLURM). Each worker loads the potential once from its
-  spec and relaxes chunks of structures (one by one, or batched when ``batched=True``).
+  config (``Potential.spec``, never the weights) and relaxes chunks of structures (one by
+  one, or batched when ``batched=True``).
 
 One structure's failure is recorded on its :class:`RelaxResult` and never stops the rest.
 """
@@ -17,14 +18,15 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from ase import Atoms
 
 from gencrystal.errors import GencrystalError
+from gencrystal.potentials import Potential, as_potential, build_potential
 from gencrystal.relax.ase_relax import OPTIMIZERS, RelaxGuard, relax_one
-from gencrystal.relax.potentials import Potential, load_potential
 from gencrystal.relax.result import RelaxResult
 from gencrystal.units import check_pressure
 
@@ -46,22 +48,6 @@ def single_threaded(torch_threads: int = 1):
             yield
     finally:
         torch.set_num_threads(old)
-
-
-def as_potential(potential: Any, device: str | None = "auto") -> Potential:
-    """A :class:`Potential` from a name, a checkpoint path, a config mapping
-    (``{name, path, device}``) or a :class:`Potential` (returned as is)."""
-    if isinstance(potential, Potential):
-        return potential
-    if isinstance(potential, (str, os.PathLike)):
-        return load_potential(str(potential), device=device)
-    if hasattr(potential, "get"):  # dict or DictConfig of conf/potential/*.yaml
-        name = potential.get("name")
-        if not name:
-            raise GencrystalError("potential config needs a name (chgnet, sevenn)")
-        return load_potential(name, path=potential.get("path"), device=potential.get("device", device),
-                              modal=potential.get("modal"))
-    raise GencrystalError(f"potential={potential!r} is not a name, a checkpoint path or a Potential")
 
 
 def _normalise_inputs(structures: Iterable, ids: Sequence[str] | None) -> tuple[list[Atoms], list[str]]:
@@ -128,10 +114,10 @@ def _relax_chunk(atoms_list: list[Atoms], ids: list[str], potential: Potential, 
 
 
 def _worker_task(atoms_list, ids, spec, pressure_gpa, opts):
-    """Dask task: load the potential from its spec (cached per worker process) and relax."""
+    """Dask task: build the potential from its config (cached per worker process) and relax."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    potential = load_potential(*spec)
+    potential = build_potential(spec)
     return _relax_chunk(atoms_list, ids, potential, pressure_gpa, opts)
 
 
@@ -147,8 +133,9 @@ def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential:
     Args:
         structures: ASE ``Atoms``, pymatgen ``Structure`` or ``(id, Atoms)`` pairs.
         pressure_gpa: target pressure, GPa (>= 0).
-        potential: ``"chgnet"``, ``"sevenn"``, a checkpoint path, a ``{name, path, device}``
-            mapping or a loaded :class:`Potential`.
+        potential: a loaded :class:`Potential`, a ``conf/potential`` config (``_target_``),
+            ``"chgnet"``, ``"sevenn"``, a checkpoint path or a ``{name, path, device}`` mapping
+            (:func:`gencrystal.potentials.as_potential`).
         optimizer: ``FIRE`` or ``BFGS`` (batched relaxation is FIRE only).
         fmax: generalised-force threshold, eV/Å (FrechetCellFilter's; cell part = virial/N).
         steps: maximum optimiser steps per structure.
@@ -184,24 +171,17 @@ def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential:
             "batched": bool(batched), "batch_size": int(batch_size), "torch_threads": int(torch_threads),
             "exp_cell_factor": exp_cell_factor, "symprec": float(symprec)}
     use_dask = scheduler is not None or int(workers) > 1
-    loaded = potential if isinstance(potential, Potential) else None if use_dask else as_potential(potential, device)
-    for msg in (loaded.coverage_warnings(atoms_list, pressure_gpa) if loaded is not None else []):
+    pot = as_potential(potential, device)  # validates the config before any worker starts
+    for msg in pot.coverage_warnings(atoms_list, pressure_gpa):  # elements/pressures outside its labels
         print(f"warning: {msg}", file=sys.stderr, flush=True)
     if not use_dask:
-        pot = loaded
         with _progress(len(atoms_list), progress, f"relax [{pot.level_of_theory}]") as bar:
             return _relax_chunk(atoms_list, names, pot, pressure_gpa, opts, progress=bar, on_result=on_result)
-    if isinstance(potential, Potential) and potential.spec is None:
-        raise GencrystalError(f"potential {potential.level_of_theory!r} was built in-process; Dask workers need a name or checkpoint path")
-    spec = potential.spec if isinstance(potential, Potential) else as_potential_spec(potential, device)
-    return _relax_dask(atoms_list, names, spec, pressure_gpa, opts, workers=int(workers), scheduler=scheduler,
-                       chunk_size=chunk_size, progress=progress, on_result=on_result)
-
-
-def as_potential_spec(potential: Any, device: str | None) -> tuple:
-    """The ``(name, path, device, modal)`` tuple a worker re-loads a potential from (validated here)."""
-    pot = as_potential(potential, device)  # validates the name/path before any worker starts
-    return pot.spec
+    if pot.spec is None:
+        raise GencrystalError(f"potential {pot.level_of_theory!r} was built in-process; Dask workers need "
+                              "its config (conf/potential/*.yaml, gencrystal.potentials.build_potential)")
+    return _relax_dask(atoms_list, names, pot.spec, pressure_gpa, opts, workers=int(workers), scheduler=scheduler,
+                       chunk_size=chunk_size, progress=progress, on_result=on_result, label=pot.level_of_theory)
 
 
 @contextlib.contextmanager
@@ -215,7 +195,8 @@ def _progress(total: int, enabled: bool, label: str):
         yield bar.update
 
 
-def _relax_dask(atoms_list, names, spec, pressure_gpa, opts, *, workers, scheduler, chunk_size, progress, on_result):
+def _relax_dask(atoms_list, names, spec, pressure_gpa, opts, *, workers, scheduler, chunk_size, progress, on_result,
+                label):
     from dask.distributed import Client, LocalCluster, as_completed
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -243,7 +224,7 @@ def _relax_dask(atoms_list, names, spec, pressure_gpa, opts, *, workers, schedul
         for lo, hi in chunks:
             fut = client.submit(_worker_task, atoms_list[lo:hi], names[lo:hi], spec, pressure_gpa, opts, pure=False)
             futures[fut] = (lo, hi)
-        with _progress(n, progress, f"relax [{spec[0]}]") as bar:
+        with _progress(n, progress, f"relax [{label}]") as bar:
             for fut in as_completed(list(futures)):
                 lo, hi = futures[fut]
                 try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gencrystal.cli import compose
+from gencrystal.config import compose
 from gencrystal.errors import GencrystalError
 from gencrystal.model.lattice_prior import LatticePriorParams
 

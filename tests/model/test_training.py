@@ -8,7 +8,8 @@ import copy
 import pytest
 import torch
 
-from gencrystal.cli import compose, main
+from gencrystal.cli import main
+from gencrystal.config import compose
 from gencrystal.errors import GencrystalError
 
 TINY = ["model=tiny", "logger=csv", "optim=adamw_constant", "num_workers=0", "data.progress=false"]

@@ -21,7 +21,7 @@ def _li():
 
 def test_heads_give_closed_form_spread_and_the_mean_is_one_pass(committee_dir):
     from gencrystal.potentials.shared_trunk import load_shared_trunk
-    from gencrystal.relax import load_potential
+    from gencrystal.potentials import load_potential
 
     committee = load_shared_trunk(committee_dir, "cpu")
     assert len(committee) == 3
@@ -43,7 +43,8 @@ def test_heads_give_closed_form_spread_and_the_mean_is_one_pass(committee_dir):
 
 
 def test_potential_by_name_and_path_pickles_and_relaxes(committee_dir):
-    from gencrystal.relax import Potential, load_potential, relax_structures
+    from gencrystal.potentials import Potential, load_potential
+    from gencrystal.relax import relax_structures
 
     pot = load_potential(str(committee_dir), device="cpu")
     assert isinstance(pot, Potential) and pot.level_of_theory == "chgnet-committee-test"
@@ -56,7 +57,8 @@ def test_potential_by_name_and_path_pickles_and_relaxes(committee_dir):
 
 
 def test_coverage_warnings_name_the_element_and_the_pressure(committee_dir, capsys):
-    from gencrystal.relax import load_potential, relax_structures
+    from gencrystal.potentials import load_potential
+    from gencrystal.relax import relax_structures
 
     pot = load_potential(str(committee_dir), device="cpu")
     quartz_like = bulk("Si", "diamond", a=5.43)

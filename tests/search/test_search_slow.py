@@ -65,7 +65,8 @@ def test_generative_search_samples_relaxes_and_resumes(tmp_path):
     GPa, relaxed with a cheap potential, stored, and resumed without repeats."""
     from ase.calculators.lj import LennardJones
 
-    from gencrystal.relax import calculator_potential, relax_structures
+    from gencrystal.potentials import calculator_potential
+    from gencrystal.relax import relax_structures
     from gencrystal.sampling.toy import train_toy_checkpoint
     from gencrystal.search import GenerativeSearch, run_search
 

@@ -125,7 +125,7 @@ def info(cfg: DictConfig) -> int:
 
 def download(cfg: DictConfig) -> int:
     """Fetch the standard split files of ``dataset`` into ``<data_root>/<folder>/``."""
-    from gencrystal.cli import compose, conf_dir
+    from gencrystal.config import compose, conf_dir
     from gencrystal.data.paths import resolve_data_root
     from gencrystal.data.download import download_dataset
 

@@ -27,7 +27,7 @@ Stages (each resumable: re-run the same command after a kill, finished work is s
 ``holdout``
     the known phases out of the training data: every row (any split, MP-20 rows included)
     that StructureMatcher (stol 0.5, ltol 0.3, angle_tol 10°) equates with a known-phase
-    benchmark target or a seed prototype (:mod:`gencrystal.data.holdout`) gets
+    benchmark target or a seed prototype (:mod:`gencrystal.search.holdout`) gets
     ``split=heldout_known`` and a ``known_phase`` key, so no split selects it; the list goes
     to ``<work>/holdout.json`` (``splits`` leaves such rows alone).
 ``train``
@@ -216,7 +216,7 @@ def stage_splits(args) -> None:
     if orphans:
         db.delete(orphans)
         log(f"removed {len(orphans)} rows of seeds no longer in the seed files")
-    from gencrystal.data.holdout import HELDOUT_SPLIT
+    from gencrystal.search.holdout import HELDOUT_SPLIT
 
     rows = [r for r in db.select() if not str(r.get("level_of_theory", "")).startswith("mp20")
             and r.get("split") != HELDOUT_SPLIT]
@@ -245,7 +245,7 @@ def stage_splits(args) -> None:
 @timed
 def stage_holdout(args) -> None:
     """Known phases out of every split (see the module docstring); idempotent."""
-    from gencrystal.data.holdout import HELDOUT_SPLIT, find_known_phases, known_phase_structures
+    from gencrystal.search.holdout import HELDOUT_SPLIT, find_known_phases, known_phase_structures
     from gencrystal.db.schema import connect
     from gencrystal.io import write_json
     from gencrystal.matching import MATCHER_SETTINGS

@@ -1,6 +1,6 @@
 """Known phases held out of the shipped generative model's training data.
 
-The hold-out itself (``scripts/train_default.py holdout`` via :mod:`gencrystal.data.holdout`)
+The hold-out itself (``scripts/train_default.py holdout`` via :mod:`gencrystal.search.holdout`)
 is checked on known structures; the shipped checkpoint is scanned for its recorded
 training ids."""
 
@@ -24,7 +24,7 @@ def _proto(name):
 
 
 def test_matcher_equates_distorted_known_phases_and_nothing_else():
-    from gencrystal.data.holdout import find_known_phases
+    from gencrystal.search.holdout import find_known_phases
 
     stish = _proto("SiO2-stishovite")
     stish.set_cell(stish.cell * 0.93, scale_atoms=True)  # compressed
@@ -47,7 +47,7 @@ def _leaked_sources() -> dict[str, str]:
     a known phase: the committed seed set, and MP-20 val when the benchmark data is present."""
     from ase.io import read
 
-    from gencrystal.data.holdout import find_known_phases
+    from gencrystal.search.holdout import find_known_phases
 
     seeds = [(f"{SEEDS.stem}:{a.info['id']}", a) for a in read(str(SEEDS), index=":")]
     leaked = find_known_phases(seeds)
@@ -56,7 +56,7 @@ def _leaked_sources() -> dict[str, str]:
         import pandas as pd
         from pymatgen.core import Composition, Structure
 
-        from gencrystal.data.holdout import known_phase_structures
+        from gencrystal.search.holdout import known_phase_structures
         from gencrystal.structures import to_atoms
 
         formulas = {Composition(a.get_chemical_formula(mode="metal")).reduced_formula

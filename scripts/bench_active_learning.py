@@ -208,6 +208,24 @@ def scaled_to(atoms, volume_per_atom: float):
     return a
 
 
+def label_summary(path: Path) -> dict:
+    """Count, volume range (Å³/atom), DFT stress-pressure range (GPa), k-grids and DFT wall time
+    (s) of a loop's label store."""
+    from gencrystal.learn.labels import LabelStore
+    from gencrystal.units import ev_per_a3_to_gpa
+
+    labels = LabelStore(path).labels
+    if not labels:
+        return {"n": 0}
+    v = [a.get_volume() / len(a) for a in labels]
+    p = [-ev_per_a3_to_gpa(float(np.mean(a.calc.results["stress"][:3]))) for a in labels]
+    return {"n": len(labels), "volume_per_atom": [round(min(v), 2), round(max(v), 2)],
+            "dft_pressure_gpa": [round(min(p), 1), round(max(p), 1)],
+            "relax_pressures_gpa": sorted({float(a.info.get("pressure_gpa", 0.0)) for a in labels}),
+            "kpts": sorted({str(a.info.get("dft_kpts", "?")) for a in labels}),
+            "dft_wall_s": round(sum(float(a.info.get("dft_wall_s", 0.0)) for a in labels), 1)}
+
+
 def shipped_eos(args) -> dict:
     """EOS of the system's phases (the loop's seed and the phases it never sampled) with DFT (the
     labels' settings), CHGNet 0.3.0 and the shipped committee ``args.shipped``; cached in the
@@ -237,6 +255,11 @@ def shipped_eos(args) -> dict:
         for name, (atoms, sampled) in phases.items():
             tag = name.replace(" ", "_").replace("β", "beta")
             refs[name] = dft_reference(loop, atoms, eos_p, loop.out / ("eos_dft.json" if sampled else f"eos_dft_{tag}.json"))
+        seed_name = next(iter(phases))
+        p_max = f"{max(eos_p):g}"
+        conv = convergence_check(loop.backend, {"seed": loop.seeds[0], f"seed at the {p_max} GPa DFT volume":
+                                                scaled_to(loop.seeds[0], refs[seed_name][p_max]["volume_per_atom"])},
+                                 args.convergence_factor, loop.out / "convergence_check.json")
     if args.dft_only:
         return {}
     committee = load_shared_trunk(args.shipped, "cpu")
@@ -261,6 +284,8 @@ def shipped_eos(args) -> dict:
                            "committee_energy_std_mev": ours[k].get("energy_std_at_minimum_mev")}
             result[name] = {"sampled_by_loop": sampled, "natoms": len(atoms), "eos": rows}
     return {"committee": str(args.shipped), "level_of_theory": committee.meta.get("level_of_theory"),
+            "convergence_check": conv, "labels": label_summary(loop.out / "labels.extxyz"),
+            "loop_config": {k: cfg[k] for k in ("candidates", "relax", "select") if k in cfg},
             "n_labels": committee.meta.get("n_labels"), "n_heads": len(committee),
             "dft_level_of_theory": loop.backend.level_of_theory,
             "dft_settings": {"ecut_ev": loop.backend.ecut, "kpt_density": loop.backend.kpt_density,
@@ -617,10 +642,24 @@ def _shipped_lines(shipped: dict) -> list[str]:
     for key, res in shipped.items():
         s = res["dft_settings"]
         meta = res.get("metadata", {})
-        lines += ["", f"{SYSTEMS[key]['name']}: DFT `{res['dft_level_of_theory']}` (GPAW {s['xc']}, {s['ecut_ev']:g} eV, "
-                  f"k-point density {s['kpt_density']} Å⁻¹, Fermi-Dirac {s['smearing_ev']} eV); wall {_minutes(res['wall_s'])}"
-                  + (f"; note: {res['note']}" if res.get("note") else "")
-                  + (f". Made by `{meta.get('command')}` at commit `{meta.get('commit')}`, {meta.get('date_utc')}." if meta else ".")]
+        lab = res.get("labels") or {}
+        lines += ["", f"**{SYSTEMS[key]['name']}**: DFT `{res['dft_level_of_theory']}` (GPAW {s['xc']}, plane waves "
+                  f"{s['ecut_ev']:g} eV, k-point density {s['kpt_density']} Å⁻¹ Γ-centred, Fermi-Dirac {s['smearing_ev']} eV), "
+                  "the same for the labels and the reference."]
+        conv = res.get("convergence_check")
+        for name, e in ((conv or {}).get("structures") or {}).items():
+            lines.append(f"Convergence ({name}, V = {e['volume_per_atom']:.3f} Å³/atom): P = {e['base']['pressure_gpa']:+.2f} GPa "
+                         f"at {conv['ecut_ev']:g} eV, k {e['base']['kpts']}; at {e['ecut']['ecut_ev']:g} eV ΔP = "
+                         f"{e['delta_ecut_gpa']:+.2f} GPa; at k {e['k']['kpts']} ΔP = {e['delta_k_gpa']:+.2f} GPa → "
+                         f"{'converged' if e['passed'] else 'NOT converged'} (< {conv['threshold_gpa']:g} GPa).")
+        if lab.get("n"):
+            lines.append(f"Labels (`gencrystal learn`, {lab['n']}): V {lab['volume_per_atom'][0]}–{lab['volume_per_atom'][1]} "
+                         f"Å³/atom, DFT pressure {lab['dft_pressure_gpa'][0]:+g} to {lab['dft_pressure_gpa'][1]:+g} GPa, from "
+                         f"relaxations at {', '.join(f'{p:g}' for p in lab['relax_pressures_gpa'])} GPa; k-grids "
+                         f"{', '.join(lab['kpts'])}; DFT wall {_minutes(lab['dft_wall_s'])}.")
+        lines.append(f"EOS wall {_minutes(res['wall_s'])}" + (f"; note: {res['note']}" if res.get("note") else "")
+                     + (f". Made by `{meta.get('command')}` at commit `{meta.get('commit')}`, {meta.get('date_utc')}."
+                        if meta else "."))
     lines.append("")
     return lines
 

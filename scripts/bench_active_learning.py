@@ -230,6 +230,8 @@ def shipped_eos(args) -> dict:
     """EOS of the system's phases (the loop's seed and the phases it never sampled) with DFT (the
     labels' settings), CHGNet 0.3.0 and the shipped committee ``args.shipped``; cached in the
     loop folder (``eos_dft_<phase>.json``, ``eos_shipped.json``)."""
+    from omegaconf import OmegaConf
+
     from gencrystal.config import compose
     from gencrystal.demo import _primitive, prototypes
     from gencrystal.learn.loop import ActiveLearningLoop
@@ -285,7 +287,7 @@ def shipped_eos(args) -> dict:
             result[name] = {"sampled_by_loop": sampled, "natoms": len(atoms), "eos": rows}
     return {"committee": str(args.shipped), "level_of_theory": committee.meta.get("level_of_theory"),
             "convergence_check": conv, "labels": label_summary(loop.out / "labels.extxyz"),
-            "loop_config": {k: cfg[k] for k in ("candidates", "relax", "select") if k in cfg},
+            "loop_config": {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("candidates", "relax", "select")},
             "n_labels": committee.meta.get("n_labels"), "n_heads": len(committee),
             "dft_level_of_theory": loop.backend.level_of_theory,
             "dft_settings": {"ecut_ev": loop.backend.ecut, "kpt_density": loop.backend.kpt_density,

@@ -208,6 +208,32 @@ def scaled_to(atoms, volume_per_atom: float):
     return a
 
 
+def evaluation_cost(committee, repeats: int = 10) -> dict:
+    """Wall time (ms, median of ``repeats``, interleaved, 1 thread) of one energy+forces+stress
+    evaluation of a 16-atom bcc Li cell: CHGNet 0.3.0, the committee mean (one pass, energy
+    spread included) and the committee with force and stress spreads (one pass per head)."""
+    from ase.build import bulk
+
+    from gencrystal.potentials import load_potential
+
+    atoms = bulk("Li", "bcc", a=2.75, cubic=True).repeat((2, 2, 2))
+    atoms.rattle(0.02, seed=0)
+    calcs = {"chgnet": load_potential("chgnet-0.3.0", device="cpu").calculator(),
+             "committee_mean": committee.calculator(spread="energy"), "committee_full_spread": committee.calculator()}
+    times: dict[str, list[float]] = {k: [] for k in calcs}
+    for i in range(repeats + 1):
+        for k, calc in calcs.items():
+            a = atoms.copy()
+            a.positions[0, 0] += 1e-4 * i  # a new structure each time: no cached result
+            a.calc = calc
+            t0 = time.perf_counter()
+            a.get_potential_energy(), a.get_forces(), a.get_stress()
+            if i:  # the first call warms up
+                times[k].append(1000 * (time.perf_counter() - t0))
+    return {"structure": "bcc Li, 16 atoms", "repeats": repeats, "n_heads": len(committee),
+            **{f"{k}_ms": round(float(np.median(v)), 1) for k, v in times.items()}}
+
+
 def label_summary(path: Path) -> dict:
     """Count, volume range (Å³/atom), DFT stress-pressure range (GPa), k-grids and DFT wall time
     (s) of a loop's label store."""
@@ -287,6 +313,7 @@ def shipped_eos(args) -> dict:
             result[name] = {"sampled_by_loop": sampled, "natoms": len(atoms), "eos": rows}
     return {"committee": str(args.shipped), "level_of_theory": committee.meta.get("level_of_theory"),
             "convergence_check": conv, "labels": label_summary(loop.out / "labels.extxyz"),
+            "cost": evaluation_cost(committee) if args.system == "li" else None,
             "loop_config": {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("candidates", "relax", "select")},
             "n_labels": committee.meta.get("n_labels"), "n_heads": len(committee),
             "dft_level_of_theory": loop.backend.level_of_theory,
@@ -641,6 +668,13 @@ def _shipped_lines(shipped: dict) -> list[str]:
                              f"{r['dft']:.3f}{'' if r['dft_converged'] else ' ‡'} | {r['chgnet_error_pct']:+.1f} % | "
                              f"**{r['committee_error_pct']:+.1f} %** | {_fmt(r.get('committee_energy_std_mev'), '{:.1f}')} | "
                              f"{_fmt(r.get('committee_stress_std_gpa'), '{:.2f}')} |")
+    for res in shipped.values():
+        c = res.get("cost")
+        if c:
+            lines += ["", f"Cost of one energy/forces/stress evaluation ({c['structure']}, 1 thread, median of "
+                      f"{c['repeats']}, interleaved, on the shared machine): CHGNet 0.3.0 {c['chgnet_ms']} ms, committee "
+                      f"mean with its energy spread {c['committee_mean_ms']} ms, with force and stress spreads of all "
+                      f"{c['n_heads']} heads {c['committee_full_spread_ms']} ms."]
     for key, res in shipped.items():
         s = res["dft_settings"]
         meta = res.get("metadata", {})

@@ -305,7 +305,9 @@ def train_shared_trunk_committee(labels: Sequence[Atoms], out_dir: str | os.Path
        read the same atom features.
 
     Resumable: the trunk and each head (``head<m>.pth.tar``, removed once ``heads.pt`` is
-    written) are kept when they exist; ``committee.json`` is written last. The energy shift
+    written) are kept when they exist; ``committee.json`` is written last. A run for other
+    labels or settings (``training.json`` holds their key) starts afresh; the same finished
+    run returns at once. The energy shift
     (eV/atom per element) is fitted once, as in :func:`train_committee`.
 
     Returns:
@@ -321,6 +323,25 @@ def train_shared_trunk_committee(labels: Sequence[Atoms], out_dir: str | os.Path
     out_dir.mkdir(parents=True, exist_ok=True)
     if n_heads < 2:
         raise GencrystalError(f"n_heads={n_heads} must be at least 2 (the spread needs two heads)")
+    import hashlib
+    import json
+
+    from gencrystal.io import write_json
+    from gencrystal.learn.labels import structure_hash
+
+    # what is being trained: the labels and the settings; a finished or partial run for
+    # anything else is started afresh (its trunk and heads would be stale)
+    key = hashlib.sha1(json.dumps([sorted(structure_hash(a) for a in labels), dataclasses.asdict(settings),
+                                   int(n_heads), head_epochs], default=str).encode()).hexdigest()[:16]
+    marker = out_dir / "training.json"
+    done = out_dir / "committee.json"
+    previous = json.loads(marker.read_text()).get("key") if marker.is_file() else None
+    if previous == key and done.is_file() and json.loads(done.read_text()).get("training_key") == key:
+        return out_dir
+    if previous != key:
+        for f in [done, out_dir / "heads.pt", out_dir / "trunk.pth.tar", *out_dir.glob("head*.pth.tar")]:
+            f.unlink(missing_ok=True)
+        write_json({"key": key, "n_labels": len(labels)}, marker)
     offsets = fit_energy_offsets(*offset_fit_labels(labels, settings.offset_fit_max_gpa, settings))
     targets = shifted_energies_per_atom(labels, offsets)
     trunk = out_dir / "trunk.pth.tar"
@@ -342,7 +363,7 @@ def train_shared_trunk_committee(labels: Sequence[Atoms], out_dir: str | os.Path
             reports.append({"head": m, **train_member(labels, targets, head_settings, m, f, out_dir / "train.log")})
         states.append({k: v.clone() for k, v in load_base_model(str(f), settings.device).mlp.state_dict().items()})
     meta.setdefault("coverage", label_coverage(labels))
-    write_shared_trunk(out_dir, trunk, states, energy_offsets=offsets, n_labels=len(labels),
+    write_shared_trunk(out_dir, trunk, states, energy_offsets=offsets, n_labels=len(labels), training_key=key,
                        base_model=f"chgnet-{settings.base_model}", head_epochs=int(head_settings.epochs),
                        level_of_theory=level_of_theory or f"chgnet-committee-{out_dir.name}",
                        members_report=reports, **meta)

@@ -711,6 +711,10 @@ def _markdown(systems: dict, plot_name: str, shipped: dict | None = None) -> str
         *_shipped_lines(shipped or {}),
         "## The loops",
         "",
+        *([f"The shipped committee's systems ({', '.join(SYSTEMS[k]['name'] for k in shipped)}) were labelled at the "
+           "converged settings above; their loops are summarised there, and the earlier 250 eV loops of those systems "
+           "are superseded (git history). The loops below ran at 250 eV; read their DFT convergence column first.", ""]
+          if shipped else []),
         *_summary_lines(systems),
         "",
         "† pressure not sampled by the loop (transfer, not fit). ‡ the DFT reference relaxation did not reach its "

@@ -259,7 +259,7 @@ def shipped_eos(args) -> dict:
     from omegaconf import OmegaConf
 
     from gencrystal.config import compose
-    from gencrystal.demo import _primitive, prototypes
+    from gencrystal.known_structures import _primitive, prototypes
     from gencrystal.learn.loop import ActiveLearningLoop
     from gencrystal.potentials.shared_trunk import load_shared_trunk
     from gencrystal.potentials import load_potential

@@ -18,7 +18,7 @@ SEEDS = REPO / "data" / "fixtures" / "hp_seeds.extxyz"
 
 
 def _proto(name):
-    from gencrystal.demo import prototypes
+    from gencrystal.known_structures import prototypes
 
     return next(a for a in prototypes() if a.info["id"] == name).copy()
 
@@ -34,12 +34,12 @@ def test_matcher_equates_distorted_known_phases_and_nothing_else():
     nacl = bulk("NaCl", "rocksalt", a=5.6)
     beta_tin = bulk("Sn", "diamond", a=6.5)  # no Sn reference: never matched
     found = find_known_phases([("stish", stish), ("li", li), ("quartz", quartz), ("nacl", nacl), ("sn", beta_tin)])
-    assert found["stish"] in ("known_phases:sio2_rutile", "prototype:SiO2-stishovite")
-    assert found["li"] == "prototype:Li-bcc"
-    assert found["quartz"] in ("known_phases:sio2_quartz", "prototype:SiO2-alpha-quartz")
+    assert found["stish"] == "known:SiO2-stishovite"
+    assert found["li"] == "known:Li-bcc"
+    assert found["quartz"] == "known:SiO2-alpha-quartz"
     assert "nacl" not in found and "sn" not in found
     fcc = bulk("Li", "fcc", a=4.3)
-    assert find_known_phases([("fcc", fcc)]) == {"fcc": "prototype:Li-fcc"}  # fcc is not taken for bcc
+    assert find_known_phases([("fcc", fcc)]) == {"fcc": "known:Li-fcc"}  # fcc is not taken for bcc
 
 
 def _leaked_sources() -> dict[str, str]:

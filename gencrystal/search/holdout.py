@@ -2,9 +2,8 @@
 
 The known-phase benchmark asks how many samples a model needs to find a known phase; a
 model that trained on that phase answers from memory. :func:`known_phase_structures`
-collects the benchmark's references — the targets of
-:data:`gencrystal.search.known_phases.KNOWN_PHASES` (AFLOW prototypes) and the seed
-prototypes of :func:`gencrystal.demo.prototypes` (Li, Si, SiO2, B) — and
+collects the references — every structure of :mod:`gencrystal.known_structures` (the
+benchmark targets, the seed prototypes of Li, Si, SiO2 and B, the demo's phases) — and
 :func:`find_known_phases` names every structure that pymatgen's ``StructureMatcher``
 (``csp`` settings of :mod:`gencrystal.matching`: stol 0.5, ltol 0.3, angle_tol 10°)
 equates with one of them. Structures are compared only with references of the same
@@ -23,14 +22,12 @@ HELDOUT_SPLIT = "heldout_known"
 
 
 def known_phase_structures() -> dict[str, Atoms]:
-    """The known-phase references by name: ``known_phases:<key>`` for every benchmark target
-    and ``prototype:<id>`` for every seed prototype (ASE Atoms, Å)."""
-    from gencrystal.demo import prototypes
-    from gencrystal.search.known_phases import KNOWN_PHASES, prototype_structure
+    """The known-phase references by name, ``known:<id>``: every structure of the one
+    catalogue :data:`gencrystal.known_structures.STRUCTURES` (the benchmark targets, the seed
+    prototypes and the demo's reference phases; ASE Atoms, Å)."""
+    from gencrystal.known_structures import STRUCTURES
 
-    out = {f"known_phases:{key}": prototype_structure(phase) for key, phase in KNOWN_PHASES.items()}
-    out.update({f"prototype:{a.info['id']}": a for a in prototypes()})
-    return out
+    return {f"known:{sid}": ks.atoms() for sid, ks in STRUCTURES.items()}
 
 
 def _reduced_formula(atoms: Atoms) -> str:

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from ase import Atoms
 
 from gencrystal.errors import GencrystalError
-from gencrystal.known_structures import DEMO_REFERENCES, prototypes  # noqa: F401  (re-exported: the one catalogue)
+from gencrystal.known_structures import DEMO_REFERENCES, prototypes
 
 
 def _named(atoms: Atoms, name: str) -> Atoms:
@@ -116,8 +116,8 @@ def potential_coverage(potential: str) -> dict | None:
     (``chgnet``, ``sevenn``: every element). Reads the JSON only; no model is loaded."""
     import json
 
-    from gencrystal.potentials.shared_trunk import COMMITTEE_FILE, resolve_committee_dir
     from gencrystal.potentials.names import SHIPPED_COMMITTEES
+    from gencrystal.potentials.shared_trunk import COMMITTEE_FILE, resolve_committee_dir
 
     folder = resolve_committee_dir(SHIPPED_COMMITTEES.get(str(potential).lower(), potential))
     meta = folder / COMMITTEE_FILE
@@ -201,7 +201,7 @@ class RankedStructure:
     atoms: Atoms
 
 
-def committee_spread(ranking: dict[str, list["RankedStructure"]], potential: str) -> dict[tuple[str, str], dict]:
+def committee_spread(ranking: dict[str, list[RankedStructure]], potential: str) -> dict[tuple[str, str], dict]:
     """The committee spread of ``potential`` (a shared-trunk committee name or folder) on every
     ranked structure it relaxed (its ``potential`` info equals the committee's level of theory):
     ``{(formula, id): {"energy_std_mev": meV/atom, "forces_std": eV/Å, "stress_std_gpa": GPa}}``.

@@ -4,8 +4,8 @@ around the ``sample`` and ``relax`` commands (library side: :mod:`gencrystal.dem
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from gencrystal.errors import GencrystalError
 

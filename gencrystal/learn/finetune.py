@@ -21,9 +21,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from ase import Atoms
@@ -74,8 +74,8 @@ class FinetuneSettings:
 def chgnet_stress_input(stress_voigt_ev_a3: np.ndarray) -> np.ndarray:
     """ASE stress (Voigt, eV/Å³, positive = tensile) → the 3×3 array CHGNet's
     ``StructureData`` expects (kBar, positive = compressive, as VASP prints it)."""
-    from ase.stress import voigt_6_to_full_3x3_stress
     from ase import units
+    from ase.stress import voigt_6_to_full_3x3_stress
 
     full = voigt_6_to_full_3x3_stress(np.asarray(stress_voigt_ev_a3, dtype=float))
     return -10.0 * full / units.GPa
@@ -231,7 +231,7 @@ def train_member(labels: Sequence[Atoms], targets_per_atom: np.ndarray, settings
             os.replace(tmp_file, out_file)
     hist = trainer.training_history
     mae = {k: float(hist[k]["val"][-1]) for k in "efs" if hist.get(k, {}).get("val")}
-    return {"member": int(member), "n_train": int(len(set(idx.tolist()))), "train_mae": mae}
+    return {"member": int(member), "n_train": len(set(idx.tolist())), "train_mae": mae}
 
 
 def train_committee(labels: Sequence[Atoms], out_dir: str | os.PathLike, settings: FinetuneSettings,

@@ -208,8 +208,8 @@ class ActiveLearningLoop:
     def relax(self, k: int, candidates: list[Atoms]) -> list[Atoms]:
         from tqdm.auto import tqdm
 
-        from gencrystal.learn.candidates import relax_with_frames
         from gencrystal.fanout import single_threaded
+        from gencrystal.learn.candidates import relax_with_frames
 
         f = self.iter_dir(k) / "frames.extxyz"
         if self._done(k, "relaxed"):
@@ -280,13 +280,13 @@ class ActiveLearningLoop:
         """DFT single points of the selected frames (never twice for one hash)."""
         from tqdm.auto import tqdm
 
+        from gencrystal.fanout import single_threaded
         from gencrystal.learn.labels import (
             add_label_to_db,
             dft_single_point,
             labels_from_db,
             structure_hash,
         )
-        from gencrystal.fanout import single_threaded
 
         level = self.backend.level_of_theory
         n_new, n_skipped, n_failed, wall = 0, 0, 0, 0.0
@@ -326,8 +326,8 @@ class ActiveLearningLoop:
                 "dft_wall_s": round(wall, 2)}
 
     def train(self, k: int, store) -> Path:
-        from gencrystal.learn.finetune import train_committee
         from gencrystal.fanout import single_threaded
+        from gencrystal.learn.finetune import train_committee
 
         d = self.committee_dir(k)
         if self._done(k, "trained"):

@@ -182,7 +182,10 @@ def load_committee(path: str | os.PathLike, device: str = "cpu") -> Committee:
     meta_file = root / COMMITTEE_FILE
     if not meta_file.is_file():
         raise GencrystalError(f"committee directory {str(path)!r} has no {COMMITTEE_FILE}")
-    from gencrystal.potentials.shared_trunk import is_shared_trunk_dir, load_shared_trunk
+    from gencrystal.potentials.shared_trunk import (
+        is_shared_trunk_dir,
+        load_shared_trunk,
+    )
 
     if is_shared_trunk_dir(root):
         return load_shared_trunk(root, device)  # type: ignore[return-value]

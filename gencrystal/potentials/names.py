@@ -70,7 +70,10 @@ def load_potential(name: str | os.PathLike = "chgnet", path: str | os.PathLike |
     Raises:
         GencrystalError: unknown name, missing or unreadable checkpoint.
     """
-    from gencrystal.potentials.shared_trunk import is_shared_trunk_dir, load_shared_trunk_potential
+    from gencrystal.potentials.shared_trunk import (
+        is_shared_trunk_dir,
+        load_shared_trunk_potential,
+    )
 
     name = os.fspath(name)
     if path is None and name.lower() in SHIPPED_COMMITTEES:  # the shipped shared-trunk committee

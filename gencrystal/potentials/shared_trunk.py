@@ -31,23 +31,29 @@ import io
 import json
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from gencrystal.errors import GencrystalError
-from gencrystal.potentials.base import Potential, Prediction, potential_factory, resolve_device
+from gencrystal.potentials.base import (
+    Potential,
+    Prediction,
+    potential_factory,
+    resolve_device,
+)
 
 COMMITTEE_FILE = "committee.json"
 FORMAT = "shared-trunk"
 #: the shipped high-pressure committee, relative to the repository root
 SHIPPED_DIR = Path("checkpoints") / "hp_committee"
 
-_CACHE: dict[tuple[str, str], "SharedTrunkCommittee"] = {}
+_CACHE: dict[tuple[str, str], SharedTrunkCommittee] = {}
 _LOCK = threading.Lock()
 
 
@@ -169,7 +175,7 @@ class SharedTrunkCommittee:
 
         return spread_of(*self.predict_members(atoms))
 
-    def calculator(self, spread: str = "full") -> "SharedTrunkCalculator":
+    def calculator(self, spread: str = "full") -> SharedTrunkCalculator:
         """An ASE calculator of the committee mean; ``spread="full"`` also puts the force and
         stress spreads in ``results`` (one pass per head), ``"energy"`` only the free energy
         spread."""

@@ -13,7 +13,7 @@ thousands of rows is quick.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from ase import Atoms
 

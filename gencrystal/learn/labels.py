@@ -149,7 +149,8 @@ def labels_from_db(db, keys: Iterable[str]) -> dict[str, Atoms]:
             a.calc = SinglePointCalculator(a, energy=e, forces=np.asarray(row.data["forces"]),
                                            stress=np.asarray(row.data["stress"]))
             a.info.update({"label_hash": key, "level_of_theory": row.level_of_theory,
-                           "pressure_gpa": float(row.pressure_gpa)})
+                           "pressure_gpa": float(row.pressure_gpa),
+                           **{k: v for k, v in row.key_value_pairs.items() if k.startswith("dft_")}})
             src = str(row.get("source", ""))
             if src.startswith("learn:"):
                 a.info["iteration"] = int(src.split(":")[1])

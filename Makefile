@@ -13,7 +13,7 @@ export WANDB_MODE ?= offline
 export GENCRYSTAL_DATA ?= $(abspath ../shared/data)
 export TORCH_INDEX
 
-.PHONY: install demo test test-slow test-all gpu-kit clean
+.PHONY: install demo test test-slow test-all lint gpu-kit clean
 
 install:
 	@bash scripts/install.sh
@@ -28,6 +28,12 @@ test: install
 # The slow tests (DFT relaxations, CHGNet searches, database builds, full MP-20 scoring); CI runs both.
 test-slow: install
 	$(PY) -m pytest -q -m slow tests
+
+# Lint, format check and types of gencrystal/ (settings in pyproject.toml).
+lint: install
+	$(PY) -m ruff check gencrystal
+	$(PY) -m ruff format --check gencrystal
+	$(PY) -m mypy
 
 test-all: install
 	$(PY) -m pytest -q tests

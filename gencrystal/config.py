@@ -38,10 +38,32 @@ def compose(config: str, overrides: Sequence[str] = ()) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return hydra_compose(config_name=config, overrides=list(overrides))
+            cfg = hydra_compose(config_name=config, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GencrystalError(f"bad configuration override: {first}") from exc
+    return typed(config, cfg)
+
+
+def typed(config: str, cfg: DictConfig) -> DictConfig:
+    """``cfg`` merged into the schema of ``config`` (:mod:`gencrystal.schemas`), when it has one:
+    an unknown key or a value of the wrong type is a one-line :class:`GencrystalError`."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from gencrystal.schemas import SCHEMAS
+
+    schema = SCHEMAS.get(config)
+    if schema is None:
+        return cfg
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GencrystalError(f"bad configuration: {key}: {first} (conf/{config}.yaml)") from exc
+    assert isinstance(merged, DictConfig)
+    return merged
 
 
 def instantiate(node: Any, what: str, **kwargs: Any) -> Any:
@@ -58,9 +80,16 @@ def instantiate(node: Any, what: str, **kwargs: Any) -> Any:
             cause = cause.__cause__
         if isinstance(cause, GencrystalError):
             raise cause from None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _first_line(exc)
+        if first.endswith(":") and exc.__cause__ is not None:  # "Error in call to target 'X':" + the reason
+            first = f"{first} {_first_line(exc.__cause__)}"
         raise GencrystalError(f"bad {what} configuration: {first}") from exc
     except GencrystalError:
         raise
     except Exception as exc:
-        raise GencrystalError(f"bad {what} configuration: {exc}") from exc
+        raise GencrystalError(f"bad {what} configuration: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

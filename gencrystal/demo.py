@@ -82,10 +82,16 @@ def random_structures(specs: Iterable[tuple[str, int, int]], seed: int = 0, max_
 #: pyxtal draws behind the shipped model's seed set: (formula, Z, count); the seed set keeps
 #: the first structure of each (``rand0``) to fit the CPU time of a shared machine
 SEED_RANDOM_SPECS: tuple[tuple[str, int, int], ...] = (
-    ("Li", 4, 2), ("Li", 8, 3), ("Li", 16, 2),
-    ("Si", 4, 2), ("Si", 8, 3),
-    ("SiO2", 2, 2), ("SiO2", 3, 2), ("SiO2", 4, 3),
-    ("B", 8, 2), ("B", 12, 2),
+    ("Li", 4, 2),
+    ("Li", 8, 3),
+    ("Li", 16, 2),
+    ("Si", 4, 2),
+    ("Si", 8, 3),
+    ("SiO2", 2, 2),
+    ("SiO2", 3, 2),
+    ("SiO2", 4, 3),
+    ("B", 8, 2),
+    ("B", 12, 2),
 )
 
 
@@ -105,9 +111,11 @@ def seed_structures(seed: int = 0) -> list[Atoms]:
 #: the known phases the demo relaxes beside the samples (ids in :mod:`gencrystal.known_structures`)
 DEMO_KNOWN: dict[str, tuple[str, ...]] = DEMO_REFERENCES
 
-CAUTION = ("CAUTION: CHGNet (like SevenNet) is badly wrong under strong compression - at 50 GPa it "
-           "puts bcc Li at 4.05 A^3/atom against PBE's 8.69 (reports/eos_li.md). Treat this ranking "
-           "as a pre-screen, not a result: validate the best structures with DFT.")
+CAUTION = (
+    "CAUTION: CHGNet (like SevenNet) is badly wrong under strong compression - at 50 GPa it "
+    "puts bcc Li at 4.05 A^3/atom against PBE's 8.69 (reports/eos_li.md). Treat this ranking "
+    "as a pre-screen, not a result: validate the best structures with DFT."
+)
 
 
 def potential_coverage(potential: str) -> dict | None:
@@ -196,7 +204,7 @@ class RankedStructure:
     space_group: str
     enthalpy_per_atom: float
     volume_per_atom: float
-    delta_h_mev: float          # H − H_min of its chemical system, meV/atom
+    delta_h_mev: float  # H − H_min of its chemical system, meV/atom
     converged: bool
     atoms: Atoms
 
@@ -240,12 +248,19 @@ def rank_relaxed(frames: Sequence[Atoms]) -> dict[str, list[RankedStructure]]:
             continue
         comp = Composition(atoms.get_chemical_formula(mode="metal"))
         red = comp.reduced_formula
-        groups.setdefault(red, []).append(RankedStructure(
-            id=str(info.get("id", "")), formula=comp.formula.replace(" ", ""),
-            space_group=str(info.get("space_group", "") or "") or space_group(atoms), enthalpy_per_atom=h,
-            volume_per_atom=float(atoms.get_volume() / len(atoms)), delta_h_mev=0.0,
-            converged=bool(info.get("converged", False)), atoms=atoms))
-    for red, items in groups.items():
+        groups.setdefault(red, []).append(
+            RankedStructure(
+                id=str(info.get("id", "")),
+                formula=comp.formula.replace(" ", ""),
+                space_group=str(info.get("space_group", "") or "") or space_group(atoms),
+                enthalpy_per_atom=h,
+                volume_per_atom=float(atoms.get_volume() / len(atoms)),
+                delta_h_mev=0.0,
+                converged=bool(info.get("converged", False)),
+                atoms=atoms,
+            )
+        )
+    for items in groups.values():
         items.sort(key=lambda r: r.enthalpy_per_atom)
         for r in items:
             r.delta_h_mev = 1000.0 * (r.enthalpy_per_atom - items[0].enthalpy_per_atom)
@@ -348,7 +363,10 @@ def summarize(relaxed: str | Path | Sequence[str | Path], out: str | Path, press
                                if Composition(a.get_chemical_formula(mode="metal")).reduced_formula == red])
         for sid, known in found:
             lines.append(f"  {sid} relaxed into {known} (same structure by StructureMatcher): the model found it")
-        safe = [f"{red}_{k + 1:02d}_{r.formula}_{r.space_group.split(' ')[0].replace('/', '-').replace('?', 'unknown')}" for k, r in enumerate(items)]
+        safe = [
+            f"{red}_{k + 1:02d}_{r.formula}_{r.space_group.split(' ')[0].replace('/', '-').replace('?', 'unknown')}"
+            for k, r in enumerate(items)
+        ]
         write_cifs([r.atoms for r in items], out / "cif", safe)
         best = items[0]
         write_cifs([best.atoms], out, [f"best_{red}"])
@@ -367,8 +385,10 @@ def summarize(relaxed: str | Path | Sequence[str | Path], out: str | Path, press
     lines.append("")
     for red, items in ranking.items():
         b = items[0]
-        lines.append(f"Best {red}: {b.formula}, space group {b.space_group}, H = {b.enthalpy_per_atom:.4f} eV/atom, "
-                     f"V = {b.volume_per_atom:.3f} A^3/atom ({b.id}) -> {out}/best_{red}.cif, {out}/best_{red}.png")
+        lines.append(
+            f"Best {red}: {b.formula}, space group {b.space_group}, H = {b.enthalpy_per_atom:.4f} eV/atom, "
+            f"V = {b.volume_per_atom:.3f} A^3/atom ({b.id}) -> {out}/best_{red}.cif, {out}/best_{red}.png"
+        )
     lines.append(f"All CIFs: {out}/cif/   ranking: {out}/ranking.json")
     lines.append("")
     universal = [red for red, pot in potentials_of.items() if not pot.startswith(("chgnet-committee", "hp-committee"))]
@@ -381,8 +401,9 @@ def summarize(relaxed: str | Path | Sequence[str | Path], out: str | Path, press
         lines.append(f"{', '.join(universal)}: " + CAUTION)
     lines.append("Validate the best with DFT (GPAW plane waves, vc-relax at the same pressure; minutes to hours each):")
     for red in ranking:
-        lines.append(f"  gencrystal validate input={out}/best_{red}.cif dft=gpaw pressure={pressure_gpa:g} top_k=1 "
-                     f"out={out}/dft_{red}")
+        lines.append(
+            f"  gencrystal validate input={out}/best_{red}.cif dft=gpaw pressure={pressure_gpa:g} top_k=1 out={out}/dft_{red}"
+        )
     text = "\n".join(lines)
     print(text, flush=True)
     return text

@@ -13,4 +13,4 @@ from ase.data import chemical_symbols
 #: Largest atomic number in the vocabulary (Fm).
 MAX_Z = 100
 #: Symbols of Z = 1..MAX_Z, index Z − 1.
-SYMBOLS: tuple[str, ...] = tuple(chemical_symbols[1:MAX_Z + 1])
+SYMBOLS: tuple[str, ...] = tuple(chemical_symbols[1 : MAX_Z + 1])

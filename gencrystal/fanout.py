@@ -88,8 +88,9 @@ def dask_client(fan: FanOut) -> Iterator[Any]:
         if fan.scheduler:
             client = Client(fan.scheduler, timeout="20s")
         else:
-            cluster = LocalCluster(n_workers=int(fan.workers), threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=40)
+            cluster = LocalCluster(
+                n_workers=int(fan.workers), threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+            )
             client = Client(cluster)
     except Exception as exc:
         where = fan.scheduler or f"LocalCluster x{fan.workers}"
@@ -116,9 +117,16 @@ def _run_chunk(fn: Callable, chunk: Sequence[tuple], torch_threads: int) -> list
     return out
 
 
-def run_tasks(fn: Callable, args_list: Sequence[tuple], fan: FanOut | None = None, *, label: str = "tasks",
-              progress: bool = True, on_result: Callable[[int, Any], None] | None = None,
-              on_error: Callable[[int, BaseException], Any] | None = None) -> list:
+def run_tasks(
+    fn: Callable,
+    args_list: Sequence[tuple],
+    fan: FanOut | None = None,
+    *,
+    label: str = "tasks",
+    progress: bool = True,
+    on_result: Callable[[int, Any], None] | None = None,
+    on_error: Callable[[int, BaseException], Any] | None = None,
+) -> list:
     """Run ``fn(*args)`` for every ``args``, in this process or over Dask (``fan``); results in order.
 
     ``fn`` must be importable (module level) for Dask. ``fan.chunk_size`` items go to one
@@ -153,8 +161,10 @@ def run_tasks(fn: Callable, args_list: Sequence[tuple], fan: FanOut | None = Non
         from dask.distributed import as_completed
 
         with dask_client(fan) as client:
-            futures = {client.submit(_run_chunk, fn, list(args_list[lo:hi]), fan.torch_threads, pure=False): (lo, hi)
-                       for lo, hi in chunks}
+            futures = {
+                client.submit(_run_chunk, fn, list(args_list[lo:hi]), fan.torch_threads, pure=False): (lo, hi)
+                for lo, hi in chunks
+            }
             for fut in as_completed(list(futures)):
                 lo, hi = futures[fut]
                 try:
@@ -165,8 +175,14 @@ def run_tasks(fn: Callable, args_list: Sequence[tuple], fan: FanOut | None = Non
     return results
 
 
-def parallel_map(func: Callable[[Any], Any], items: Sequence[Any], workers: int = 1, progress: bool = True,
-                 desc: str = "", chunk_size: int | None = None) -> list[Any]:
+def parallel_map(
+    func: Callable[[Any], Any],
+    items: Sequence[Any],
+    workers: int = 1,
+    progress: bool = True,
+    desc: str = "",
+    chunk_size: int | None = None,
+) -> list[Any]:
     """``[func(x) for x in items]`` through :func:`run_tasks` (``workers`` <= 0: all cores).
 
     ``func`` must be a module-level function; results keep the order of ``items``. Items
@@ -178,8 +194,7 @@ def parallel_map(func: Callable[[Any], Any], items: Sequence[Any], workers: int 
         workers = available_cores()
     workers = max(1, min(int(workers), n)) if n else 1
     size = chunk_size or max(1, min(64, -(-n // (workers * 8))))
-    return run_tasks(func, [(x,) for x in items], FanOut(workers=workers, chunk_size=size), label=desc,
-                     progress=progress)
+    return run_tasks(func, [(x,) for x in items], FanOut(workers=workers, chunk_size=size), label=desc, progress=progress)
 
 
 def available_cores() -> int:

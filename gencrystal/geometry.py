@@ -31,28 +31,6 @@ def symmetrize(matrix: torch.Tensor) -> torch.Tensor:
     return 0.5 * (matrix + matrix.transpose(-1, -2))
 
 
-def frac_to_cart(frac: torch.Tensor, lattice: torch.Tensor) -> torch.Tensor:
-    """Cartesian positions (Å) from fractional coordinates: ``x = f @ L`` (batched)."""
-    return frac @ lattice
-
-
-def cart_to_frac(cart: torch.Tensor, lattice: torch.Tensor) -> torch.Tensor:
-    """Fractional coordinates from Cartesian positions: ``f = x @ L⁻¹``."""
-    return cart @ torch.linalg.inv(lattice)
-
-
-def lattice_volume(lattice: torch.Tensor) -> torch.Tensor:
-    """Cell volume |det L| in Å³ (batched)."""
-    return torch.linalg.det(lattice).abs()
-
-
-def lattice_from_params_np(a: float, b: float, c: float, alpha: float, beta: float, gamma: float) -> np.ndarray:
-    """Lattice matrix (rows = vectors, Å) from lengths (Å) and angles (degrees)."""
-    from ase.geometry import cellpar_to_cell
-
-    return np.asarray(cellpar_to_cell([a, b, c, alpha, beta, gamma]))
-
-
 def polar_decomposition(lattice: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Left polar decomposition ``L = S @ Q`` (batched): ``S = (L Lᵀ)^(1/2)`` symmetric
     (Å) and ``Q`` orthogonal. Rotating the frame, ``L -> L @ R.T``, leaves ``S`` unchanged

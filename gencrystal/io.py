@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 
 from ase import Atoms
 
-from gencrystal.checks import require_finite, require_finite_atoms
+from gencrystal.checks import require_finite_atoms
 from gencrystal.errors import GencrystalError
 
 STRUCTURE_SUFFIXES = (".cif", ".extxyz", ".xyz", ".traj", ".vasp", ".db")
@@ -101,7 +101,9 @@ def _read_db(url: str, selection: str | None) -> list[tuple[str, Atoms]]:
         db = ase.db.connect(url)
         rows = list(db.select(selection) if selection else db.select())
     except Exception as exc:
-        raise GencrystalError(f"cannot read ASE database {url!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise GencrystalError(
+            f"cannot read ASE database {url!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
     out = []
     for row in rows:
         atoms = row.toatoms(add_additional_information=False)

@@ -192,7 +192,7 @@ def check_config(cfg: Any, rules: dict[str, Rule] | None = None) -> None:
     def walk(node: Any, prefix: str) -> None:
         if isinstance(node, DictConfig):
             for k in list(node.keys()):
-                key = f"{prefix}{k}"
+                key = prefix + str(k)  # keys are str (DictConfig types them as str | bytes | ...)
                 if key == "trainer" or OmegaConf.is_missing(node, k):
                     continue
                 try:

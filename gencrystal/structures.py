@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from ase import Atoms
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
@@ -44,3 +45,9 @@ def min_interatomic_distance(obj: Atoms | Structure) -> float:
     n = len(s)
     dm = dm + 1e9 * __import__("numpy").eye(n)
     return float(min(dm.min(), min(s.lattice.abc)))
+
+
+def sort_by_species(atoms: Atoms) -> Atoms:
+    """A copy with atoms ordered by atomic number (stable)."""
+    order = np.argsort(atoms.numbers, kind="stable")
+    return atoms[order]

@@ -11,7 +11,7 @@ checkpoint loading included, CPU only). Results go to ``reports/bench_sample.{js
                                    [--num-samples 16] [--repeats 3] [--samplers fast pc]
 
 Without ``--ckpt`` a tiny CSP model is trained first on the toy database of
-:mod:`gencrystal.sampling.toy` (say so when quoting the numbers: its NFE and speed are
+``tests/toy_model.py`` (say so when quoting the numbers: its NFE and speed are
 real, its structures are not meaningful). A GPU run is added when torch sees CUDA.
 """
 
@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     trained_here = args.ckpt is None
     work = tempfile.TemporaryDirectory()
     if trained_here:
-        from gencrystal.sampling.toy import train_toy_checkpoint
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for tests/
+        from tests.toy_model import train_toy_checkpoint
 
         t0 = time.perf_counter()
         ckpt = str(train_toy_checkpoint(Path(work.name), max_steps=args.train_steps))
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "conversion to Atoms and the distance/volume checks).",
         "",
         ("Checkpoint: **a tiny CSP model trained by this script** on the toy database of "
-         f"`gencrystal.sampling.toy` ({args.train_steps} steps, {train_s:.0f} s): NFE and speed are real, the "
+         f"`tests/toy_model.py` ({args.train_steps} steps, {train_s:.0f} s): NFE and speed are real, the "
          "structures are not meaningful." if trained_here else f"Checkpoint: `{ckpt}`."),
         "",
         "| sampler | device | NFE / sample | wall (s) | structures/s | flagged |",

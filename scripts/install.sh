@@ -9,7 +9,7 @@ PY=${PYTHON:-python3}
 VENV=.venv
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"
-stamp_key=$(cat requirements.txt requirements-dft.txt pyproject.toml scripts/install.sh 2>/dev/null | sha256sum | cut -c1-16)
+stamp_key=$(cat requirements.txt requirements-dft.txt requirements-dev.txt pyproject.toml scripts/install.sh 2>/dev/null | sha256sum | cut -c1-16)
 stamp="$VENV/.installed-$stamp_key"
 if [ -f "$stamp" ]; then exit 0; fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -22,6 +22,8 @@ else
 fi
 echo "[install] pinned dependencies (requirements.txt)"
 $PIP install -q -r requirements.txt
+echo "[install] development tools (requirements-dev.txt: ruff, mypy)"
+$PIP install -q -r requirements-dev.txt
 
 if [ -z "${GENCRYSTAL_NO_DFT:-}" ]; then
   echo "[install] GPAW (plane-wave DFT) and its PAW datasets"

@@ -17,7 +17,7 @@ def _limits(obj) -> dict:
 
 
 def test_every_stage_uses_the_same_defaults():
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.db.build import KeepCriteria
     from gencrystal.relax import RelaxGuard
 

@@ -6,7 +6,8 @@ import pytest
 from ase.build import bulk
 from ase.io import write
 
-from gencrystal.cli import COMMANDS, compose, main
+from gencrystal.cli import COMMANDS, main
+from gencrystal.config import compose
 from gencrystal.errors import GencrystalError
 from gencrystal.limits import check_config, check_count, check_quantity
 from gencrystal.units import MAX_PRESSURE_GPA, check_pressure

@@ -34,38 +34,97 @@ class Command:
     target: str  # "module:function" taking the composed DictConfig
     help: str
     positional: tuple[str, ...] = field(default_factory=tuple)  # config keys filled by bare words
+    # `key=NAME` choosing from a config group mounted at `key` (`search/method@method`)
+    groups: dict[str, str] = field(default_factory=dict)
 
 
 COMMANDS: list[Command] = [
-    Command(("data", "info"), "data_info", "gencrystal.cli.data:info",
-            "Load a dataset, print counts and statistics, write a histogram plot."),
-    Command(("data", "download"), "data_download", "gencrystal.cli.data:download",
-            "Download the standard CDVAE splits (mp20, perov5, carbon24, mpts52).",
-            positional=("dataset",)),
-    Command(("relax",), "relax", "gencrystal.cli.relax:run",
-            "Relax structures with an ML potential at a pressure (H = E + PV); rank, dedupe, write extxyz/summary."),
-    Command(("evaluate", "csp"), "evaluate_csp", "gencrystal.cli.metrics:evaluate_csp",
-            "CSP match rate and RMSE of predictions against references (1- or k-sample; metrics.json, CSV, plots)."),
-    Command(("evaluate", "dng"), "evaluate_dng", "gencrystal.cli.metrics:evaluate_dng",
-            "Generation metrics: validity, COV-R/P, Wasserstein, unique/novel, hull stability, S.U.N."),
-    Command(("train",), "train", "gencrystal.cli.train:run",
-            "Train the conditional crystal diffusion model (Lightning; experiment=NAME, trainer=cpu|gpu|ddp, resume=true)."),
-    Command(("db", "build"), "db_build", "gencrystal.cli.db:build",
-            "Relax a dataset/structures at several pressures into the ASE database (resumable)."),
-    Command(("db", "export"), "db_export", "gencrystal.cli.db:export",
-            "Write train/val/test splits of the database grouped by composition (.db + CSV)."),
-    Command(("db", "stats"), "db_stats", "gencrystal.cli.db:stats",
-            "Print database counts per pressure/element; plot volume per atom vs pressure."),
-    Command(("search",), "search", "gencrystal.cli.search:run",
-            "Search low-enthalpy structures at a pressure: method=random|pso|generative (resumable; ranking, plot)."),
-    Command(("sample",), "sample", "gencrystal.cli.sampling:run",
-            "Sample structures for a composition at a pressure (GPa) from a checkpoint; Z enumeration, input=FILE."),
-    Command(("validate",), "validate", "gencrystal.cli.validate:run",
-            "DFT (GPAW; VASP inputs) re-relaxation of the top-k MLP structures at the same pressure; ranking agreement."),
-    Command(("relax", "eos"), "relax_eos", "gencrystal.cli.relax:eos",
-            "Trust check: MLP vs DFT volumes and enthalpy differences of a structure over a pressure list (table + plot)."),
-    Command(("learn",), "learn", "gencrystal.cli.learn:run",
-            "Active learning from DFT: committee-uncertain frames -> GPAW labels -> fine-tuned CHGNet committee (resumable)."),
+    Command(
+        ("data", "info"),
+        "data_info",
+        "gencrystal.cli.data:info",
+        "Load a dataset, print counts and statistics, write a histogram plot.",
+    ),
+    Command(
+        ("data", "download"),
+        "data_download",
+        "gencrystal.cli.data:download",
+        "Download the standard CDVAE splits (mp20, perov5, carbon24, mpts52).",
+        positional=("dataset",),
+    ),
+    Command(
+        ("relax",),
+        "relax",
+        "gencrystal.cli.relax:run",
+        "Relax structures with an ML potential at a pressure (H = E + PV); rank, dedupe, write extxyz/summary.",
+    ),
+    Command(
+        ("evaluate", "csp"),
+        "evaluate_csp",
+        "gencrystal.cli.metrics:evaluate_csp",
+        "CSP match rate and RMSE of predictions against references (1- or k-sample; metrics.json, CSV, plots).",
+    ),
+    Command(
+        ("evaluate", "dng"),
+        "evaluate_dng",
+        "gencrystal.cli.metrics:evaluate_dng",
+        "Generation metrics: validity, COV-R/P, Wasserstein, unique/novel, hull stability, S.U.N.",
+    ),
+    Command(
+        ("train",),
+        "train",
+        "gencrystal.cli.train:run",
+        "Train the conditional crystal diffusion model (Lightning; experiment=NAME, trainer=cpu|gpu|ddp, resume=true).",
+    ),
+    Command(
+        ("db", "build"),
+        "db_build",
+        "gencrystal.cli.db:build",
+        "Relax a dataset/structures at several pressures into the ASE database (resumable).",
+    ),
+    Command(
+        ("db", "export"),
+        "db_export",
+        "gencrystal.cli.db:export",
+        "Write train/val/test splits of the database grouped by composition (.db + CSV).",
+    ),
+    Command(
+        ("db", "stats"),
+        "db_stats",
+        "gencrystal.cli.db:stats",
+        "Print database counts per pressure/element; plot volume per atom vs pressure.",
+    ),
+    Command(
+        ("search",),
+        "search",
+        "gencrystal.cli.search:run",
+        "Search low-enthalpy structures at a pressure: method=random|pso|generative (resumable; ranking, plot).",
+        groups={"method": "search/method@method"},
+    ),
+    Command(
+        ("sample",),
+        "sample",
+        "gencrystal.cli.sampling:run",
+        "Sample structures for a composition at a pressure (GPa) from a checkpoint; Z enumeration, input=FILE.",
+    ),
+    Command(
+        ("validate",),
+        "validate",
+        "gencrystal.cli.validate:run",
+        "DFT (GPAW; VASP inputs) re-relaxation of the top-k MLP structures at the same pressure; ranking agreement.",
+    ),
+    Command(
+        ("relax", "eos"),
+        "relax_eos",
+        "gencrystal.cli.relax:eos",
+        "Trust check: MLP vs DFT volumes and enthalpy differences of a structure over a pressure list (table + plot).",
+    ),
+    Command(
+        ("learn",),
+        "learn",
+        "gencrystal.cli.learn:run",
+        "Active learning from DFT: committee-uncertain frames -> GPAW labels -> fine-tuned CHGNet committee (resumable).",
+    ),
 ]
 
 
@@ -95,20 +154,22 @@ def _match(argv: Sequence[str]) -> tuple[Command, list[str]]:
             best = c
     if best is None:
         words = [a for a in argv if "=" not in a and not a.startswith("-")]
-        raise GencrystalError(
-            f"unknown command {' '.join(words[:2]) or argv[0]!r}; run `gencrystal --help` for the list"
-        )
-    return best, list(argv[len(best.words):])
+        raise GencrystalError(f"unknown command {' '.join(words[:2]) or argv[0]!r}; run `gencrystal --help` for the list")
+    return best, list(argv[len(best.words) :])
 
 
 def _split_args(cmd: Command, rest: list[str]) -> tuple[list[str], bool]:
-    """Turn bare words into overrides of the command's positional keys; detect ``--cfg``."""
+    """Turn bare words into overrides of the command's positional keys and ``key=NAME`` into a
+    choice from the group mounted at ``key``; detect ``--cfg``."""
     overrides: list[str] = []
     bare: list[str] = []
     print_cfg = False
     for a in rest:
         if a == "--cfg":
             print_cfg = True
+        elif "=" in a and a.split("=", 1)[0] in cmd.groups:
+            key, value = a.split("=", 1)
+            overrides.append(f"{cmd.groups[key]}={value}")
         elif "=" in a or a.startswith(("+", "~")):
             overrides.append(a)
         elif a.startswith("-"):
@@ -116,9 +177,7 @@ def _split_args(cmd: Command, rest: list[str]) -> tuple[list[str], bool]:
         else:
             bare.append(a)
     if len(bare) > len(cmd.positional):
-        raise GencrystalError(
-            f"unexpected argument {bare[len(cmd.positional)]!r} for `gencrystal {' '.join(cmd.words)}`"
-        )
+        raise GencrystalError(f"unexpected argument {bare[len(cmd.positional)]!r} for `gencrystal {' '.join(cmd.words)}`")
     overrides = [f"{k}={v}" for k, v in zip(cmd.positional, bare)] + overrides
     return overrides, print_cfg
 

@@ -44,8 +44,8 @@ def plot_stats(ds, path: str | Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.ticker
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     import numpy as np
     from ase.data import chemical_symbols
 
@@ -128,8 +128,8 @@ def info(cfg: DictConfig) -> int:
 def download(cfg: DictConfig) -> int:
     """Fetch the standard split files of ``dataset`` into ``<data_root>/<folder>/``."""
     from gencrystal.config import compose, conf_dir
-    from gencrystal.data.paths import resolve_data_root
     from gencrystal.data.download import download_dataset
+    from gencrystal.data.paths import resolve_data_root
 
     setup_logging()
     name = str(cfg.dataset)
@@ -143,7 +143,13 @@ def download(cfg: DictConfig) -> int:
         raise GencrystalError(f"dataset {name!r} has no download source (conf/data/{name}.yaml: download.base_url/files)")
     root = resolve_data_root(cfg.get("data_root"))
     folder = root / str(data_cfg.folder)
-    paths = download_dataset(str(base_url), files, folder, timeout_s=float(cfg.timeout_s), force=bool(cfg.get("force", False)),
-                             cif_column=str(data_cfg.cif_column))
+    paths = download_dataset(
+        str(base_url),
+        files,
+        folder,
+        timeout_s=float(cfg.timeout_s),
+        force=bool(cfg.get("force", False)),
+        cif_column=str(data_cfg.cif_column),
+    )
     print(f"{name}: {len(paths)} files in {folder}")
     return 0

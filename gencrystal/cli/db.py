@@ -19,18 +19,29 @@ def build(cfg: DictConfig) -> int:
     from gencrystal.relax.runs import relax_setup
 
     pressures = list(cfg.pressures) if not isinstance(cfg.pressures, (int, float)) else [cfg.pressures]
-    structures, label = load_source(str(cfg.source), split=str(cfg.split), selection=cfg.selection,
-                                    limit=cfg.limit, data_root=cfg.data_root)
+    structures, label = load_source(
+        str(cfg.source), split=str(cfg.split), selection=cfg.selection, limit=cfg.limit, data_root=cfg.data_root
+    )
     potential, opts = relax_setup(cfg)
-    summary = build_database(structures, pressures, str(cfg.db), potential,
-                             relax_options=opts, source_label=label,
-                             chunk_size=int(cfg.chunk_size), keep=instantiate(cfg.keep),
-                             merge_matcher=str(cfg.merge_matcher), progress=bool(cfg.progress))
+    summary = build_database(
+        structures,
+        pressures,
+        str(cfg.db),
+        potential,
+        relax_options=opts,
+        source_label=label,
+        chunk_size=int(cfg.chunk_size),
+        keep=instantiate(cfg.keep),
+        merge_matcher=str(cfg.merge_matcher),
+        progress=bool(cfg.progress),
+    )
     s = summary
-    print(f"db build: {s.total} tasks ({len(structures)} structures × {len(pressures)} pressures, {s.level_of_theory}); "
-          f"{s.skipped_done} already done, {s.relaxed} relaxed now: {s.kept} kept, {s.merged} merged as duplicates, "
-          f"{s.rejected} rejected{(' ' + json.dumps(s.rejected_reasons)) if s.rejected_reasons else ''}; "
-          f"{s.rows} rows in {cfg.db}")
+    print(
+        f"db build: {s.total} tasks ({len(structures)} structures × {len(pressures)} pressures, {s.level_of_theory}); "
+        f"{s.skipped_done} already done, {s.relaxed} relaxed now: {s.kept} kept, {s.merged} merged as duplicates, "
+        f"{s.rejected} rejected{(' ' + json.dumps(s.rejected_reasons)) if s.rejected_reasons else ''}; "
+        f"{s.rows} rows in {cfg.db}"
+    )
     return 0
 
 
@@ -38,10 +49,18 @@ def export(cfg: DictConfig) -> int:
     """``gencrystal db export``: train/val/test splits grouped by composition."""
     from gencrystal.db.export import export_splits
 
-    counts = export_splits(str(cfg.db), str(cfg.out), fractions=list(cfg.fractions), seed=int(cfg.seed),
-                           selection=cfg.selection, set_split_key=bool(cfg.set_split_key))
-    print(f"db export: {counts['train']} train / {counts['val']} val / {counts['test']} test rows "
-          f"(grouped by composition) -> {cfg.out}/{{train,val,test}}.{{db,csv}}")
+    counts = export_splits(
+        str(cfg.db),
+        str(cfg.out),
+        fractions=list(cfg.fractions),
+        seed=int(cfg.seed),
+        selection=cfg.selection,
+        set_split_key=bool(cfg.set_split_key),
+    )
+    print(
+        f"db export: {counts['train']} train / {counts['val']} val / {counts['test']} test rows "
+        f"(grouped by composition) -> {cfg.out}/{{train,val,test}}.{{db,csv}}"
+    )
     return 0
 
 

@@ -11,9 +11,10 @@ def run(cfg: DictConfig) -> int:
 
     loop = ActiveLearningLoop(cfg)
     summary = loop.run()
-    print(f"{summary['n_labels']} DFT labels ({summary['dft_level_of_theory']}) in {loop.out}; "
-          f"{summary['stop_reason']}")
+    print(f"{summary['n_labels']} DFT labels ({summary['dft_level_of_theory']}) in {loop.out}; {summary['stop_reason']}")
     if summary["committee"]:
-        print(f"committee: {summary['committee']}  (use potential=committee potential.path={summary['committee']} "
-              "or a member checkpoint, e.g. potential.path=.../member0.pth.tar)")
+        print(
+            f"committee: {summary['committee']}  (use potential=committee potential.path={summary['committee']} "
+            "or a member checkpoint, e.g. potential.path=.../member0.pth.tar)"
+        )
     return 0

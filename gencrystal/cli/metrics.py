@@ -71,10 +71,12 @@ def _check_choices(cfg, validity_cfg) -> None:
     from gencrystal.metrics.csp import VALIDITY_MODES
     from gencrystal.metrics.validity import OX_SETS
 
-    checks = [("pair", cfg.get("pair", "id"), ("id", "order")),
-              ("validity_mode", cfg.get("validity_mode", "paper"), VALIDITY_MODES),
-              ("matcher", cfg.get("matcher", "csp"), tuple(MATCHER_SETTINGS)),
-              ("validity.oxidation_states_set", validity_cfg.get("oxidation_states_set", "smact14"), tuple(OX_SETS))]
+    checks = [
+        ("pair", cfg.get("pair", "id"), ("id", "order")),
+        ("validity_mode", cfg.get("validity_mode", "paper"), VALIDITY_MODES),
+        ("matcher", cfg.get("matcher", "csp"), tuple(MATCHER_SETTINGS)),
+        ("validity.oxidation_states_set", validity_cfg.get("oxidation_states_set", "smact14"), tuple(OX_SETS)),
+    ]
     for name, value, allowed in checks:
         if str(value) not in allowed:
             raise GencrystalError(f"unknown {name}={value!r}; choose from {', '.join(allowed)}")
@@ -143,29 +145,50 @@ def evaluate_csp(cfg) -> int:
     t0 = time.time()
     refs = _read(ref, cfg.get("ref_selection"), limit, "ref")
     preds = _read(pred, cfg.get("pred_selection"), None, "pred")
-    cands, unpaired = pair_predictions(refs, preds, mode=str(cfg.get("pair", "id")),
-                                       id_keys=tuple(cfg.get("pair_keys") or ("ref_id", "material_id", "id")))
+    cands, unpaired = pair_predictions(
+        refs, preds, mode=str(cfg.get("pair", "id")), id_keys=tuple(cfg.get("pair_keys") or ("ref_id", "material_id", "id"))
+    )
     v = cfg.get("validity") or {}
     metrics, rows = csp_metrics(
-        refs, preds, cands, validity_mode=str(cfg.get("validity_mode", "paper")), matcher=str(cfg.get("matcher", "csp")),
-        workers=int(cfg.get("workers", 0)), timeout_s=float(cfg.get("timeout_s", 30)),
-        min_distance=float(v.get("min_distance", 0.5)), min_volume=float(v.get("min_volume", 0.1)),
-        oxidation_states_set=str(v.get("oxidation_states_set", "smact14")), progress=bool(cfg.get("progress", True)))
-    metrics.update({
-        "pred": pred, "ref": ref, "pairing": str(cfg.get("pair", "id")),
-        "n_pred_unpaired": len(unpaired), "unpaired_pred_ids": [preds[j].id for j in unpaired[:20]],
-        "limit": limit, "wall_time_s": round(time.time() - t0, 2),
-    })
+        refs,
+        preds,
+        cands,
+        validity_mode=str(cfg.get("validity_mode", "paper")),
+        matcher=str(cfg.get("matcher", "csp")),
+        workers=int(cfg.get("workers", 0)),
+        timeout_s=float(cfg.get("timeout_s", 30)),
+        min_distance=float(v.get("min_distance", 0.5)),
+        min_volume=float(v.get("min_volume", 0.1)),
+        oxidation_states_set=str(v.get("oxidation_states_set", "smact14")),
+        progress=bool(cfg.get("progress", True)),
+    )
+    metrics.update(
+        {
+            "pred": pred,
+            "ref": ref,
+            "pairing": str(cfg.get("pair", "id")),
+            "n_pred_unpaired": len(unpaired),
+            "unpaired_pred_ids": [preds[j].id for j in unpaired[:20]],
+            "limit": limit,
+            "wall_time_s": round(time.time() - t0, 2),
+        }
+    )
     metrics["match_rate_by_atoms"] = {
         "with_validity_filter": {str(k): v for k, v in match_rate_by_atoms(rows, True).items()},
         "without_validity_filter": {str(k): v for k, v in match_rate_by_atoms(rows, False).items()},
     }
-    _write_csp(outp, metrics, rows_as_dicts(rows), rows, bool(cfg.get("plots", True)), rmse_histogram, plot_by_atoms,
-               match_rate_by_atoms)
+    _write_csp(
+        outp, metrics, rows_as_dicts(rows), rows, bool(cfg.get("plots", True)), rmse_histogram, plot_by_atoms, match_rate_by_atoms
+    )
     w, wo = metrics["with_validity_filter"], metrics["without_validity_filter"]
-    fmt = lambda x: "n/a" if x is None else f"{x:.4f}"
-    print(f"{metrics['protocol']['name']}: match rate {100 * w['match_rate']:.2f} % (RMSE {fmt(w['rmse'])}) with validity filter; "
-          f"{100 * wo['match_rate']:.2f} % (RMSE {fmt(wo['rmse'])}) without; n_ref={metrics['n_ref']} n_pred={metrics['n_pred']} -> {outp}")
+
+    def fmt(x):
+        return "n/a" if x is None else f"{x:.4f}"
+
+    print(
+        f"{metrics['protocol']['name']}: match rate {100 * w['match_rate']:.2f} % (RMSE {fmt(w['rmse'])}) with validity filter; "
+        f"{100 * wo['match_rate']:.2f} % (RMSE {fmt(wo['rmse'])}) without; n_ref={metrics['n_ref']} n_pred={metrics['n_pred']} -> {outp}"
+    )
     return 0
 
 
@@ -175,10 +198,18 @@ def _write_csp(outp: Path, metrics, row_dicts, rows, plots, rmse_histogram, plot
     outp.mkdir(parents=True, exist_ok=True)
     write_csv(row_dicts, outp / "per_structure.csv")
     if plots:
-        rmse_histogram([r.rmse_filtered for r in rows if r.matched_filtered], [r.rmse for r in rows if r.matched],
-                       outp / "rmse_hist.png", title=f"{metrics['protocol']['name']} RMSE, matched references")
-        plot_by_atoms(by_atoms(rows, True), by_atoms(rows, False), outp / "match_rate_by_atoms.png",
-                      title=f"{metrics['protocol']['name']} match rate by atom count")
+        rmse_histogram(
+            [r.rmse_filtered for r in rows if r.matched_filtered],
+            [r.rmse for r in rows if r.matched],
+            outp / "rmse_hist.png",
+            title=f"{metrics['protocol']['name']} RMSE, matched references",
+        )
+        plot_by_atoms(
+            by_atoms(rows, True),
+            by_atoms(rows, False),
+            outp / "match_rate_by_atoms.png",
+            title=f"{metrics['protocol']['name']} match rate by atom count",
+        )
     write_json(_jsonable(metrics), outp / "metrics.json")  # last: its presence means the run completed
 
 
@@ -202,8 +233,11 @@ def evaluate_dng(cfg) -> int:
     preds = _read(pred, cfg.get("pred_selection"), limit, "pred")
     refs = _read(ref, cfg.get("ref_selection"), _int_or_none(cfg.get("ref_limit"), "ref_limit"), "ref")
     train_path = cfg.get("train")
-    train = _read(str(train_path), cfg.get("train_selection"), _int_or_none(cfg.get("train_limit"), "train_limit"),
-                  "train") if train_path else None
+    train = (
+        _read(str(train_path), cfg.get("train_selection"), _int_or_none(cfg.get("train_limit"), "train_limit"), "train")
+        if train_path
+        else None
+    )
     cut_name = str(cfg.get("cutoffs", "mp20"))
     if cut_name not in dng.COV_CUTOFFS:
         raise GencrystalError(f"unknown cutoffs={cut_name!r}; choose from {sorted(dng.COV_CUTOFFS)}")
@@ -230,13 +264,18 @@ def evaluate_dng(cfg) -> int:
     workers = int(cfg.get("workers", 0))
     progress = bool(cfg.get("progress", True))
     v = cfg.get("validity") or {}
-    vkw = dict(min_distance=float(v.get("min_distance", 0.5)), min_volume=float(v.get("min_volume", 0.1)),
-               oxidation_states_set=str(v.get("oxidation_states_set", "smact14")))
+    vkw = dict(
+        min_distance=float(v.get("min_distance", 0.5)),
+        min_volume=float(v.get("min_volume", 0.1)),
+        oxidation_states_set=str(v.get("oxidation_states_set", "smact14")),
+    )
 
     val = [crystal_validity(e.structure, **vkw) if e.structure is not None else Validity(False, False) for e in preds]
     n = len(preds)
     metrics: dict[str, Any] = {
-        "n_pred": n, "n_ref": len(refs), "n_train": len(train) if train else 0,
+        "n_pred": n,
+        "n_ref": len(refs),
+        "n_train": len(train) if train else 0,
         "struct_valid": float(np.mean([x.struct_valid for x in val])),
         "comp_valid": float(np.mean([x.comp_valid for x in val])),
         "valid": float(np.mean([x.valid for x in val])),
@@ -244,8 +283,9 @@ def evaluate_dng(cfg) -> int:
     }
     valid_structs = [e.structure for e, x in zip(preds, val) if x.valid]
     ref_structs = [e.structure for e in refs if e.structure is not None]
-    metrics.update(dng.wasserstein_metrics(valid_structs, ref_structs, n_samples=int(cfg.get("n_wdist", 1000)),
-                                           seed=int(cfg.get("seed", 0))))
+    metrics.update(
+        dng.wasserstein_metrics(valid_structs, ref_structs, n_samples=int(cfg.get("n_wdist", 1000)), seed=int(cfg.get("seed", 0)))
+    )
     if bool(cfg.get("coverage", True)):
         ps, pc = dng.fingerprints([e.structure for e in preds], workers=workers, progress=progress, desc="sample fingerprints")
         rs, rc = dng.fingerprints(ref_structs, workers=workers, progress=progress, desc="reference fingerprints")
@@ -267,17 +307,31 @@ def evaluate_dng(cfg) -> int:
         if extra:
             hull_refs += _read(str(extra), None, None, "energies.elements")
         pot_cfg = cfg.get("potential") if relax_on else None
-        pot_settings = ({k: (str(v) if v is not None else None) for k, v in pot_cfg.items() if k in ("name", "path", "modal")}
-                        if pot_cfg is not None else None)
+        pot_settings = (
+            {k: (str(v) if v is not None else None) for k, v in pot_cfg.items() if k in ("name", "path", "modal")}
+            if pot_cfg is not None
+            else None
+        )
         potential = _instantiate_potential(pot_cfg) if relax_on else None
         e_hull, e_pred, hull_summary = stability(
-            preds, hull_refs, energy_key=ekey, level_of_theory_key=str(en.get("level_of_theory_key", "level_of_theory")),
-            default_level=en.get("level_of_theory"), compute=relax_on, potential=potential, potential_settings=pot_settings,
-            pressure_gpa=hull_pressure, steps=int(hcfg.get("steps", 300)), fmax=float(hcfg.get("fmax", 0.05)),
-            optimizer=str(hcfg.get("optimizer", "FIRE")), require_converged=bool(hcfg.get("require_converged", False)),
-            element_prototypes=tuple(hcfg.get("element_prototypes") or ()), element_steps=int(hcfg.get("element_steps", 300)),
+            preds,
+            hull_refs,
+            energy_key=ekey,
+            level_of_theory_key=str(en.get("level_of_theory_key", "level_of_theory")),
+            default_level=en.get("level_of_theory"),
+            compute=relax_on,
+            potential=potential,
+            potential_settings=pot_settings,
+            pressure_gpa=hull_pressure,
+            steps=int(hcfg.get("steps", 300)),
+            fmax=float(hcfg.get("fmax", 0.05)),
+            optimizer=str(hcfg.get("optimizer", "FIRE")),
+            require_converged=bool(hcfg.get("require_converged", False)),
+            element_prototypes=tuple(hcfg.get("element_prototypes") or ()),
+            element_steps=int(hcfg.get("element_steps", 300)),
             cache_path=(outp / "hull_energies.jsonl") if (relax_on and bool(hcfg.get("cache", True))) else None,
-            progress=progress)
+            progress=progress,
+        )
         hull_summary["reference_set"] = hull_ref_name
         metrics["hull"] = hull_summary
     metrics.update(dng.sun_summary([x.valid for x in val], first, novel, e_hull, threshold))
@@ -288,28 +342,43 @@ def evaluate_dng(cfg) -> int:
     rows = []
     for i, e in enumerate(preds):
         s = e.structure
-        rows.append({
-            "id": e.id, "formula": s.composition.reduced_formula if s is not None else "",
-            "n_atoms": e.n_atoms, "struct_valid": val[i].struct_valid, "comp_valid": val[i].comp_valid,
-            "valid": val[i].valid, "density_g_cm3": float(s.density) if s is not None else None,
-            "n_elements": len(s.composition.elements) if s is not None else None,
-            "duplicate_group": labels[i], "unique_first": first[i],
-            "novel": (novel[i] if novel is not None else None),
-            "hull_enthalpy_eV_per_atom": (e_pred[i] if e_pred is not None and math.isfinite(e_pred[i]) else None),
-            "e_above_hull_eV_per_atom": (e_hull[i] if e_hull is not None and math.isfinite(e_hull[i]) else None),
-        })
+        rows.append(
+            {
+                "id": e.id,
+                "formula": s.composition.reduced_formula if s is not None else "",
+                "n_atoms": e.n_atoms,
+                "struct_valid": val[i].struct_valid,
+                "comp_valid": val[i].comp_valid,
+                "valid": val[i].valid,
+                "density_g_cm3": float(s.density) if s is not None else None,
+                "n_elements": len(s.composition.elements) if s is not None else None,
+                "duplicate_group": labels[i],
+                "unique_first": first[i],
+                "novel": (novel[i] if novel is not None else None),
+                "hull_enthalpy_eV_per_atom": (e_pred[i] if e_pred is not None and math.isfinite(e_pred[i]) else None),
+                "e_above_hull_eV_per_atom": (e_hull[i] if e_hull is not None and math.isfinite(e_hull[i]) else None),
+            }
+        )
     outp.mkdir(parents=True, exist_ok=True)
     write_csv(rows, outp / "per_structure.csv")
     if bool(cfg.get("plots", True)) and valid_structs:
-        distribution_comparison([s.density for s in valid_structs], [s.density for s in ref_structs],
-                                outp / "density.png", "density (g/cm$^3$)")
-        distribution_comparison([len(s.composition.elements) for s in valid_structs],
-                                [len(s.composition.elements) for s in ref_structs], outp / "num_elements.png",
-                                "number of elements", discrete=True)
+        distribution_comparison(
+            [s.density for s in valid_structs], [s.density for s in ref_structs], outp / "density.png", "density (g/cm$^3$)"
+        )
+        distribution_comparison(
+            [len(s.composition.elements) for s in valid_structs],
+            [len(s.composition.elements) for s in ref_structs],
+            outp / "num_elements.png",
+            "number of elements",
+            discrete=True,
+        )
     write_json(_jsonable(metrics), outp / "metrics.json")
-    print(f"DNG: valid {100 * metrics['valid']:.1f} % (struct {100 * metrics['struct_valid']:.1f}, comp "
-          f"{100 * metrics['comp_valid']:.1f}); COV-R {metrics.get('cov_recall', float('nan')):.3f} COV-P "
-          f"{metrics.get('cov_precision', float('nan')):.3f}; unique {metrics['unique_rate']:.3f}"
-          + (f"; novel {metrics['novel_rate']:.3f}" if 'novel_rate' in metrics else "")
-          + (f"; S.U.N. {metrics['sun_rate']:.3f}" if 'sun_rate' in metrics else "") + f" -> {outp}")
+    print(
+        f"DNG: valid {100 * metrics['valid']:.1f} % (struct {100 * metrics['struct_valid']:.1f}, comp "
+        f"{100 * metrics['comp_valid']:.1f}); COV-R {metrics.get('cov_recall', float('nan')):.3f} COV-P "
+        f"{metrics.get('cov_precision', float('nan')):.3f}; unique {metrics['unique_rate']:.3f}"
+        + (f"; novel {metrics['novel_rate']:.3f}" if "novel_rate" in metrics else "")
+        + (f"; S.U.N. {metrics['sun_rate']:.3f}" if "sun_rate" in metrics else "")
+        + f" -> {outp}"
+    )
     return 0

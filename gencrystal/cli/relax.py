@@ -40,7 +40,7 @@ def run(cfg) -> int:
         raise GencrystalError("input= is required (a CIF/extxyz file, a folder of CIFs or an ASE .db)")
     if str(cfg.optimizer).upper() not in ("FIRE", "BFGS"):
         raise GencrystalError(f"optimizer={cfg.optimizer!r} is unknown; choose FIRE or BFGS")
-    structures = read_structures(cfg.input, cfg.get("selection"))
+    structures = read_structures(cfg.input, cfg.selection)
     potential = build_potential(cfg.potential)
     guard = instantiate(cfg.guard, "guard")
     fan = instantiate(cfg.cluster, "cluster")
@@ -48,19 +48,32 @@ def run(cfg) -> int:
     if len(set(ids)) != len(ids):
         ids = [f"{sid}-{i}" for i, sid in enumerate(ids)]
     out = Path(cfg.out)
-    settings = OmegaConf.to_container(cfg, resolve=True)
+    settings: dict = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     settings.pop("cluster", None)
     key = settings_key({k: v for k, v in settings.items() if k not in ("out", "db", "resume")}, ids)
     ckpt = Checkpoint(out, key)
-    done, todo = ckpt.resume(len(structures), cfg.get("resume", True))
+    done, todo = ckpt.resume(len(structures), cfg.resume)
     if done:
         print(f"[relax] resuming: {len(done)} of {len(structures)} structures already relaxed")
-    new = relax_structures([structures[i][1] for i in todo], pressure, potential, optimizer=cfg.optimizer,
-                           fmax=cfg.fmax, steps=cfg.steps, guard=guard, batched=cfg.batched,
-                           batch_size=cfg.batch_size, workers=fan.workers, scheduler=fan.scheduler,
-                           chunk_size=fan.chunk_size, ids=[ids[i] for i in todo], torch_threads=fan.torch_threads,
-                           symprec=cfg.symprec, progress=True,
-                           on_result=lambda j, r: ckpt.save(todo[j], r))
+    new = relax_structures(
+        [structures[i][1] for i in todo],
+        pressure,
+        potential,
+        optimizer=cfg.optimizer,
+        fmax=cfg.fmax,
+        steps=cfg.steps,
+        guard=guard,
+        batched=cfg.batched,
+        batch_size=cfg.batch_size,
+        workers=fan.workers,
+        scheduler=fan.scheduler,
+        chunk_size=fan.chunk_size,
+        ids=[ids[i] for i in todo],
+        torch_threads=fan.torch_threads,
+        symprec=cfg.symprec,
+        progress=True,
+        on_result=lambda j, r: ckpt.save(todo[j], r),
+    )
     results = ckpt.merge(len(structures), done, todo, new)
     order = rank_and_group(results, cfg.matcher)
     ranked = [results[i] for i in order]
@@ -80,10 +93,10 @@ def run(cfg) -> int:
     write_json(summary, out / "summary.json")
     plot_enthalpy_rank(ranked, out / "enthalpy_rank.png", f"{summary['potential']} at {pressure:g} GPa")
     added = 0
-    if cfg.get("db"):
-        added = write_to_db(cfg.db, ranked, cfg.get("source", "relax"), key)
+    if cfg.db:
+        added = write_to_db(cfg.db, ranked, cfg.source, key)
     ckpt.clear()
-    _print_table(ranked, summary, out, cfg.get("db"), added)
+    _print_table(ranked, summary, out, cfg.db, added)
     return 0
 
 
@@ -93,15 +106,20 @@ def _json_row(r: RelaxResult) -> dict:
 
 
 def _print_table(ranked: Sequence[RelaxResult], summary: dict, out: Path, db, added: int) -> None:
-    print(f"[relax] {summary['n_converged']}/{summary['n_structures']} converged, {summary['n_unique']} unique, "
-          f"{summary['potential']} at {summary['pressure_gpa']:g} GPa -> {out}/relaxed.extxyz, summary.json"
-          + (f"; {added} rows added to {db}" if db else ""))
-    print(f"{'rank':>4}  {'id':<24} {'formula':<10} {'H (eV/atom)':>12} {'V (Å3/atom)':>11} {'steps':>5}  "
-          f"{'space group':<16} note")
+    print(
+        f"[relax] {summary['n_converged']}/{summary['n_structures']} converged, {summary['n_unique']} unique, "
+        f"{summary['potential']} at {summary['pressure_gpa']:g} GPa -> {out}/relaxed.extxyz, summary.json"
+        + (f"; {added} rows added to {db}" if db else "")
+    )
+    print(
+        f"{'rank':>4}  {'id':<24} {'formula':<10} {'H (eV/atom)':>12} {'V (Å3/atom)':>11} {'steps':>5}  {'space group':<16} note"
+    )
     for r in ranked[:20]:
         note = r.error or (f"= {r.extra['duplicate_of']}" if r.extra.get("duplicate_of") else "")
-        print(f"{r.extra.get('rank', 0):>4}  {r.id[:24]:<24} {r.atoms.get_chemical_formula(mode='metal'):<10} "
-              f"{r.enthalpy_per_atom:>12.4f} {r.volume_per_atom:>11.3f} {r.steps:>5}  {r.space_group:<16} {note}")
+        print(
+            f"{r.extra.get('rank', 0):>4}  {r.id[:24]:<24} {r.atoms.get_chemical_formula(mode='metal'):<10} "
+            f"{r.enthalpy_per_atom:>12.4f} {r.volume_per_atom:>11.3f} {r.steps:>5}  {r.space_group:<16} {note}"
+        )
     if len(ranked) > 20:
         print(f"... {len(ranked) - 20} more in summary.json")
 
@@ -111,10 +129,10 @@ def eos(cfg) -> int:
     from gencrystal.relax.eos import eos_check
 
     res = eos_check(cfg)
-    if cfg.get("db"):
+    if cfg.db:
         from gencrystal.db.results import write_to_db
 
-        write_to_db(cfg.db, res["relax_results"], cfg.get("source", "relax_eos"), "eos")
+        write_to_db(cfg.db, res["relax_results"], cfg.source, "eos")
     print(res["markdown"])
-    print(f"[eos] -> {cfg.out}/eos.json, eos.md, eos.png" + (f"; reports/{cfg.report}.*" if cfg.get("report") else ""))
+    print(f"[eos] -> {cfg.out}/eos.json, eos.md, eos.png" + (f"; reports/{cfg.report}.*" if cfg.report else ""))
     return 0

@@ -27,12 +27,12 @@ def build_requests(cfg, seed: int = 0) -> list:
     ``num_samples``/``chemical_system`` or from the ``input`` table."""
     from gencrystal.sampling.requests import expand_request, read_request_table
 
-    input_file = _opt(cfg, "input")
-    composition = _opt(cfg, "composition")
-    formula_units = _opt(cfg, "formula_units")
-    pressure = _opt(cfg, "pressure")
-    num_samples = _opt(cfg, "num_samples")
-    chemical_system = _opt(cfg, "chemical_system")
+    input_file = cfg.input
+    composition = cfg.composition
+    formula_units = cfg.formula_units
+    pressure = cfg.pressure
+    num_samples = cfg.num_samples
+    chemical_system = cfg.chemical_system
     if formula_units is not None and not isinstance(formula_units, (int, str)):
         formula_units = list(formula_units)
     if input_file is not None:
@@ -51,7 +51,7 @@ def _instantiate_checks(cfg):
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    if _opt(cfg, "checks") is None:
+    if cfg.checks is None:
         return None
     try:
         return instantiate(cfg.checks)
@@ -71,20 +71,20 @@ def run(cfg) -> int:
     ckpt = _opt(cfg, "ckpt")
     if ckpt is None or str(ckpt) in ("", "???"):
         raise GencrystalError("ckpt= is required (path to a trained checkpoint)")
-    seed = resolve_seed(_opt(cfg, "seed"))
+    seed = resolve_seed(cfg.seed)
     requests = build_requests(cfg, seed)
-    out = check_out_dir(_opt(cfg, "out"), bool(_opt(cfg, "overwrite", False)))
+    out = check_out_dir(cfg.out, bool(cfg.overwrite))
     checks = _instantiate_checks(cfg)
-    sampler = _opt(cfg, "sampler", "fast")
+    sampler = cfg.sampler
     t0 = time.perf_counter()
     gen = Generator(
         str(ckpt),
-        device=str(_opt(cfg, "device", "cpu")),
+        device=str(cfg.device),
         sampler=sampler,
-        guidance_scale=_opt(cfg, "guidance_scale", 1.0),
-        batch_size=_opt(cfg, "batch_size", 64),
+        guidance_scale=cfg.guidance_scale,
+        batch_size=cfg.batch_size,
         checks=checks,
-        progress=bool(_opt(cfg, "progress", True)),
+        progress=bool(cfg.progress),
     )
     load_s = time.perf_counter() - t0
     for line in gen.validate(requests):
@@ -103,7 +103,7 @@ def run(cfg) -> int:
             "max_volume_per_atom": gen.checks.max_volume_per_atom,
         },
     }
-    summary = write_run(result, out, extra, overwrite=bool(_opt(cfg, "overwrite", False)))
+    summary = write_run(result, out, extra, overwrite=bool(cfg.overwrite))
     print(
         f"wrote {summary['written']} structures ({summary['flagged']} flagged) to {out}/ "
         f"in {summary['wall_time_s']:.2f} s, {summary['nfe']} NFE per sample, sampler {summary['sampler']}, "

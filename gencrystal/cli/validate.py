@@ -12,11 +12,15 @@ def run(cfg: DictConfig) -> int:
     res = validate(cfg)
     out = cfg.out
     if "inputs_written" in res:  # a backend that only writes inputs (VASP)
-        print(f"[validate] wrote {len(res['inputs_written'])} {res['backend'].upper()} input folders under "
-              f"{res['inputs_dir']} (PSTRESS = {10 * res['pressure_gpa']:g} kbar); run them with your VASP licence")
+        print(
+            f"[validate] wrote {len(res['inputs_written'])} {res['backend'].upper()} input folders under "
+            f"{res['inputs_dir']} (PSTRESS = {10 * res['pressure_gpa']:g} kbar); run them with your VASP licence"
+        )
         return 0
     print(res["markdown"])
-    print(f"[validate] {res['n_dft_ok']}/{res['n_validated']} DFT relaxations ok, {res['n_same_structure']} kept their "
-          f"structure -> {out}/validation.json, validation.md, dft_relaxed.extxyz"
-          + (f"; {res['rows_added']} rows added to {cfg.db}" if cfg.get("db") else ""))
+    print(
+        f"[validate] {res['n_dft_ok']}/{res['n_validated']} DFT relaxations ok, {res['n_same_structure']} kept their "
+        f"structure -> {out}/validation.json, validation.md, dft_relaxed.extxyz"
+        + (f"; {res['rows_added']} rows added to {cfg.db}" if cfg.db else "")
+    )
     return 0

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from gencrystal.data.readers import ParsedSource, assemble_parsed, cached_parse, config_hash, file_sha256, CACHE_VERSION
+from gencrystal.data.readers import CACHE_VERSION, ParsedSource, assemble_parsed, cached_parse, config_hash, file_sha256
 from gencrystal.data.stats import DEFAULT_PRESSURE_BINS
 from gencrystal.data.transforms import CrystalTransform
 from gencrystal.errors import GencrystalError
@@ -57,8 +57,10 @@ def read_db(url: str, selection: str | None, transform: CrystalTransform, *, pro
         db = ase.db.connect(url)
         rows = list(db.select(selection) if selection else db.select())
     except Exception as exc:
-        raise GencrystalError(f"cannot read ASE database {url!r} with selection {selection!r}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise GencrystalError(
+            f"cannot read ASE database {url!r} with selection {selection!r}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
     keep_rows, lattices, fracs, types, formulas, pressures, skipped = [], [], [], [], [], [], []
     from gencrystal.checks import require_finite
 
@@ -88,8 +90,14 @@ def read_db(url: str, selection: str | None, transform: CrystalTransform, *, pro
     return assemble_parsed(table, lattices, fracs, types, pressures, skipped, n_rows=len(rows), source=url)
 
 
-def load_db_split(cfg: Mapping, split: str, transform: CrystalTransform, *, data_root: Any = None,
-                  pressure_bins: Sequence[float] = DEFAULT_PRESSURE_BINS):
+def load_db_split(
+    cfg: Mapping,
+    split: str,
+    transform: CrystalTransform,
+    *,
+    data_root: Any = None,
+    pressure_bins: Sequence[float] = DEFAULT_PRESSURE_BINS,
+):
     """One split of ``data=asedb`` (see the module doc) as a :class:`CrystalDataset`: the
     ``data.reader`` of ``conf/data/asedb.yaml`` (``data_root`` is unused: ``data.url`` names the db)."""
     from gencrystal.data.dataset import CrystalDataset, cache_dir_for, offline_indices
@@ -112,8 +120,14 @@ def load_db_split(cfg: Mapping, split: str, transform: CrystalTransform, *, data
     if not url.startswith("postgres") and Path(url).is_file():
         cdir = cache_dir_for(cfg, Path(url).parent)
         if cdir is not None:
-            key = config_hash({"version": CACHE_VERSION, "transform": transform.config(), "selection": selection,
-                               "source_sha256": file_sha256(url)})[:16]
+            key = config_hash(
+                {
+                    "version": CACHE_VERSION,
+                    "transform": transform.config(),
+                    "selection": selection,
+                    "source_sha256": file_sha256(url),
+                }
+            )[:16]
             cache_file = cdir / "asedb" / f"{Path(url).stem}-{key}.pkl"
     parsed = cached_parse(cache_file, lambda: read_db(url, selection, transform, progress=bool(cfg.get("progress", True))), url)
     indices = None
@@ -121,11 +135,14 @@ def load_db_split(cfg: Mapping, split: str, transform: CrystalTransform, *, data
         off = cfg.get("offline", {}) or {}
         tr, ho = offline_indices(len(parsed.num_atoms), float(off.get("holdout_fraction", 0.1)), int(off.get("seed", 42)))
         indices = tr if split == "train" else ho
-    ds = CrystalDataset(parsed, indices, name=str(cfg.get("name", "asedb")), split=split, protocol=protocol,
-                        pressure_bins=pressure_bins)
+    ds = CrystalDataset(
+        parsed, indices, name=str(cfg.get("name", "asedb")), split=split, protocol=protocol, pressure_bins=pressure_bins
+    )
     if len(ds) == 0:
-        raise GencrystalError(f"dataset {url!r} split {split} (selection {selection!r}) is empty: "
-                              f"{parsed.n_rows} rows matched, {len(parsed.skipped)} unreadable")
+        raise GencrystalError(
+            f"dataset {url!r} split {split} (selection {selection!r}) is empty: "
+            f"{parsed.n_rows} rows matched, {len(parsed.skipped)} unreadable"
+        )
     log.info("%s %s (%s protocol): %d structures from %s [%s]", ds.name, split, protocol, len(ds), url, selection)
     return ds
 
@@ -199,8 +216,16 @@ def write_structures(
                 kv["split"] = split
             for reserved in ("pressure_gpa", "level_of_theory", "source"):
                 kv.pop(reserved, None)
-            ids.append(add_structure(db, to_atoms(obj), pressure_gpa=float(pressures_gpa[i]),  # type: ignore[index]
-                                     level_of_theory=level_of_theory, source=str(sources[i]), **kv))
+            ids.append(
+                add_structure(
+                    db,
+                    to_atoms(obj),
+                    pressure_gpa=float(pressures_gpa[i]),  # type: ignore[index]
+                    level_of_theory=level_of_theory,
+                    source=str(sources[i]),
+                    **kv,
+                )
+            )
     return ids
 
 
@@ -216,7 +241,8 @@ def dataset_to_db(dataset, url: str, *, split: str | None = None, level_of_theor
         a.info = {}
     rows = dataset.table.to_dict("records")
     return write_structures(
-        url, atoms,
+        url,
+        atoms,
         pressures_gpa=dataset.table["pressure"].tolist(),
         level_of_theory=level_of_theory,
         sources=[f"{dataset.name}:{r['material_id']}" for r in rows],

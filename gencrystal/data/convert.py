@@ -50,7 +50,9 @@ def composition_vector(atom_types: Sequence[int] | np.ndarray | torch.Tensor) ->
     return (counts / counts.sum()).unsqueeze(0)
 
 
-def arrays_to_data(lattice: np.ndarray, frac: np.ndarray, numbers: np.ndarray, pressure_gpa: float = 0.0, material_id: str = "") -> Data:
+def arrays_to_data(
+    lattice: np.ndarray, frac: np.ndarray, numbers: np.ndarray, pressure_gpa: float = 0.0, material_id: str = ""
+) -> Data:
     """A :class:`Data` from already-canonical arrays (lattice Å [3,3], frac [n,3], Z [n], GPa)."""
     n = int(len(numbers))
     return Data(
@@ -128,6 +130,6 @@ def batch_to_atoms(batch: Batch | Data) -> list[Atoms]:
             info["material_id"] = str(ids[i])
         if pressure is not None:
             info["pressure_gpa"] = float(pressure[i])
-        out.append(_atoms(batch.frac_coords[start:start + n], batch.atom_types[start:start + n], lattices[i], info))
+        out.append(_atoms(batch.frac_coords[start : start + n], batch.atom_types[start : start + n], lattices[i], info))
         start += n
     return out

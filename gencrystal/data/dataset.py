@@ -104,8 +104,15 @@ class CrystalDataset(Dataset):
         self.compositions = comp / self.num_atoms.clamp(min=1).unsqueeze(1).to(torch.float32)
         self.material_ids = self.table["material_id"].astype(str).tolist() if "material_id" in self.table else []
         volumes = np.abs(np.linalg.det(parsed.lattices[idx])) if len(idx) else np.zeros(0)
-        self.stats = DatasetStats.compute(num_atoms, volumes, parsed.pressure[idx], parsed.atom_types[atom_idx],
-                                          name=name, split=split, pressure_bins=pressure_bins)
+        self.stats = DatasetStats.compute(
+            num_atoms,
+            volumes,
+            parsed.pressure[idx],
+            parsed.atom_types[atom_idx],
+            name=name,
+            split=split,
+            pressure_bins=pressure_bins,
+        )
 
     def __len__(self) -> int:
         return int(self.num_atoms.shape[0])
@@ -121,10 +128,10 @@ class CrystalDataset(Dataset):
             frac_coords=self.frac_coords[a:b],
             atom_types=self.atom_types[a:b],
             lattice=self.lattices[i].unsqueeze(0),
-            num_atoms=self.num_atoms[i:i + 1],
+            num_atoms=self.num_atoms[i : i + 1],
             num_nodes=n,
-            pressure=self.pressure[i:i + 1],
-            composition=self.compositions[i:i + 1],
+            pressure=self.pressure[i : i + 1],
+            composition=self.compositions[i : i + 1],
             material_id=self.material_ids[i],
         )
 
@@ -148,7 +155,7 @@ class CrystalDataset(Dataset):
         name: str = "custom",
         split: str = "",
         properties: Mapping[str, Sequence] | None = None,
-    ) -> "CrystalDataset":
+    ) -> CrystalDataset:
         """A dataset from in-memory structures (pymatgen Structure or ASE Atoms), pressures in GPa."""
         from gencrystal.units import check_pressure
 
@@ -193,10 +200,16 @@ def resolve_protocol(cfg: Mapping, folder: Path) -> str:
     train_stem = cfg.get("splits", {}).get("train", "train")
     if _find_file(folder, train_stem, cfg.get("format", "auto")) is not None:
         return "standard"
-    log.warning("%s: no %s split in %s — using the offline protocol (train on a seeded %.0f %% of %s, "
-                "validate on the rest, test on %s); set data.protocol=standard once the train split is there",
-                cfg.get("name"), train_stem, folder, 100 * (1 - float(cfg.get("offline", {}).get("holdout_fraction", 0.1))),
-                cfg.get("splits", {}).get("val", "val"), cfg.get("splits", {}).get("test", "test"))
+    log.warning(
+        "%s: no %s split in %s — using the offline protocol (train on a seeded %.0f %% of %s, "
+        "validate on the rest, test on %s); set data.protocol=standard once the train split is there",
+        cfg.get("name"),
+        train_stem,
+        folder,
+        100 * (1 - float(cfg.get("offline", {}).get("holdout_fraction", 0.1))),
+        cfg.get("splits", {}).get("val", "val"),
+        cfg.get("splits", {}).get("test", "test"),
+    )
     return "offline"
 
 
@@ -257,9 +270,14 @@ def load_split(data_cfg: Any, split: str, data_root: str | os.PathLike | None = 
 DEFAULT_READER = {"_target_": "gencrystal.data.dataset.load_table_split", "_partial_": True}
 
 
-def load_table_split(cfg: Mapping, split: str, transform: CrystalTransform, *,
-                     data_root: str | os.PathLike | None = None,
-                     pressure_bins: Sequence[float] = DEFAULT_PRESSURE_BINS) -> CrystalDataset:
+def load_table_split(
+    cfg: Mapping,
+    split: str,
+    transform: CrystalTransform,
+    *,
+    data_root: str | os.PathLike | None = None,
+    pressure_bins: Sequence[float] = DEFAULT_PRESSURE_BINS,
+) -> CrystalDataset:
     """One split of a CDVAE-style table dataset (``<root>/<folder>/<split>.feather|.csv``, one CIF
     per row; pressure column in GPa): the default ``data.reader`` (see :func:`load_split`)."""
     name = str(cfg.get("name", "dataset"))
@@ -281,22 +299,31 @@ def load_table_split(cfg: Mapping, split: str, transform: CrystalTransform, *,
     stem = stems.get(file_split, file_split)
     path = _find_file(folder, stem, fmt)
     if path is None:
-        raise GencrystalError(f"{name} {split} split not found: no {stem}.csv/.feather in {str(folder)!r}; run `{download}`"
-                              + (" or use data.protocol=offline" if split == "train" else ""))
+        raise GencrystalError(
+            f"{name} {split} split not found: no {stem}.csv/.feather in {str(folder)!r}; run `{download}`"
+            + (" or use data.protocol=offline" if split == "train" else "")
+        )
     parsed, key = load_table_source(
-        path, transform, cache_dir_for(cfg, root),
-        id_column=str(cfg.get("id_column", "material_id")), cif_column=str(cfg.get("cif_column", "cif")),
+        path,
+        transform,
+        cache_dir_for(cfg, root),
+        id_column=str(cfg.get("id_column", "material_id")),
+        cif_column=str(cfg.get("cif_column", "cif")),
         pressure_column=str(cfg.get("pressure_column", "pressure")),
-        workers=int(cfg.get("parse_workers", 1)), progress=bool(cfg.get("progress", True)),
+        workers=int(cfg.get("parse_workers", 1)),
+        progress=bool(cfg.get("progress", True)),
     )
     if protocol == "offline" and split in ("train", "val"):
         off = cfg.get("offline", {}) or {}
-        train_idx, hold_idx = offline_indices(len(parsed.num_atoms), float(off.get("holdout_fraction", 0.1)), int(off.get("seed", 42)))
+        train_idx, hold_idx = offline_indices(
+            len(parsed.num_atoms), float(off.get("holdout_fraction", 0.1)), int(off.get("seed", 42))
+        )
         indices = train_idx if split == "train" else hold_idx
     ds = CrystalDataset(parsed, indices, name=name, split=split, protocol=protocol, pressure_bins=bins)
     if len(ds) == 0:
-        raise GencrystalError(f"dataset {name} split {split} ({str(path)!r}) is empty: {parsed.n_rows} rows, "
-                              f"{len(parsed.skipped)} unreadable")
+        raise GencrystalError(
+            f"dataset {name} split {split} ({str(path)!r}) is empty: {parsed.n_rows} rows, {len(parsed.skipped)} unreadable"
+        )
     cdir = cache_dir_for(cfg, root)
     if cdir is not None:
         try:

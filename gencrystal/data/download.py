@@ -30,7 +30,9 @@ def _check_resolvable(url: str, timeout_s: float) -> None:
         return
     pool = ThreadPoolExecutor(max_workers=1)
     try:
-        pool.submit(socket.getaddrinfo, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)).result(timeout=timeout_s)
+        pool.submit(socket.getaddrinfo, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)).result(
+            timeout=timeout_s
+        )
     except FutureTimeout:
         raise OSError(f"name lookup of {parts.hostname} timed out after {timeout_s:g} s") from None
     finally:
@@ -48,20 +50,32 @@ def fetch(url: str, target: str | Path, timeout_s: float = 10.0, progress: bool 
         _check_resolvable(url, timeout_s)
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with atomic_write(target, "wb") as fh, tqdm(total=total, unit="B", unit_scale=True, desc=target.name,
-                                                        disable=not progress, mininterval=1.0) as bar:
+            with (
+                atomic_write(target, "wb") as fh,
+                tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress, mininterval=1.0) as bar,
+            ):
                 while block := resp.read(1 << 20):
                     fh.write(block)
                     bar.update(len(block))
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise GencrystalError(f"cannot download {url} to {target}: {str(reason).splitlines()[0] if str(reason) else type(exc).__name__} "
-                              f"(offline? place the file there by hand)") from exc
+        raise GencrystalError(
+            f"cannot download {url} to {target}: {str(reason).splitlines()[0] if str(reason) else type(exc).__name__} "
+            f"(offline? place the file there by hand)"
+        ) from exc
     return target
 
 
-def download_dataset(base_url: str, files: Sequence[str], folder: str | Path, *, timeout_s: float = 10.0,
-                     force: bool = False, progress: bool = True, cif_column: str = "cif") -> list[Path]:
+def download_dataset(
+    base_url: str,
+    files: Sequence[str],
+    folder: str | Path,
+    *,
+    timeout_s: float = 10.0,
+    force: bool = False,
+    progress: bool = True,
+    cif_column: str = "cif",
+) -> list[Path]:
     """Fetch ``<base_url>/<file>`` for every file into ``folder``; returns the paths now present.
 
     Existing non-empty files are kept unless ``force``. A downloaded CSV without a

@@ -91,7 +91,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except GencrystalError:
         raise
     except Exception as exc:
-        raise GencrystalError(f"cannot read table {str(p)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise GencrystalError(
+            f"cannot read table {str(p)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
     drop = [c for c in df.columns if str(c).startswith("Unnamed:") or str(c) == "index"]
     return df.drop(columns=drop).reset_index(drop=True)
 
@@ -168,8 +170,9 @@ def parse_table(
     if workers > 1 and len(jobs) > 200:
         from gencrystal.fanout import parallel_map
 
-        results = parallel_map(_parse_cif, jobs, workers=workers, progress=progress,
-                               desc=f"parse {Path(source).name or 'table'}", chunk_size=64)
+        results = parallel_map(
+            _parse_cif, jobs, workers=workers, progress=progress, desc=f"parse {Path(source).name or 'table'}", chunk_size=64
+        )
     else:
         results = [_parse_cif(j) for j in tqdm(jobs, **bar)]
 
@@ -206,8 +209,9 @@ def parse_table(
     return assemble_parsed(table, lattices, fracs, types, pressures, skipped, n_rows=len(df), source=str(source))
 
 
-def assemble_parsed(table, lattices: list, fracs: list, types: list, pressures: list, skipped: list,
-                    n_rows: int, source: str) -> "ParsedSource":
+def assemble_parsed(
+    table, lattices: list, fracs: list, types: list, pressures: list, skipped: list, n_rows: int, source: str
+) -> ParsedSource:
     """Stack per-structure arrays into a :class:`ParsedSource` and add the ``pressure`` (GPa)
     and ``num_atoms`` columns to its row-aligned ``table`` (shared by every reader)."""
     table["pressure"] = np.asarray(pressures, dtype=np.float64)
@@ -232,8 +236,9 @@ def report_skipped(parsed: ParsedSource, max_ids: int = 50) -> None:
         return
     shown = ", ".join(f"{sid} ({why})" for sid, why in parsed.skipped[:max_ids])
     more = f" and {len(parsed.skipped) - max_ids} more" if len(parsed.skipped) > max_ids else ""
-    log.warning("%s: skipped %d of %d rows that could not be read: %s%s",
-                parsed.source, len(parsed.skipped), parsed.n_rows, shown, more)
+    log.warning(
+        "%s: skipped %d of %d rows that could not be read: %s%s", parsed.source, len(parsed.skipped), parsed.n_rows, shown, more
+    )
 
 
 def load_table_source(
@@ -264,8 +269,16 @@ def load_table_source(
 
     def build() -> ParsedSource:
         df = read_table(path)
-        return parse_table(df, transform, id_column=id_column, cif_column=cif_column,
-                           pressure_column=pressure_column, workers=workers, source=str(path), progress=progress)
+        return parse_table(
+            df,
+            transform,
+            id_column=id_column,
+            cif_column=cif_column,
+            pressure_column=pressure_column,
+            workers=workers,
+            source=str(path),
+            progress=progress,
+        )
 
     return cached_parse(cache_file, build, str(path)), key
 

@@ -10,8 +10,9 @@ from ase import Atoms
 from gencrystal.errors import GencrystalError
 
 
-def load_source(source: str, split: str = "train", selection: str | None = None, limit: int | None = None,
-                data_root: str | None = None) -> tuple[list[tuple[str, Atoms]], str]:
+def load_source(
+    source: str, split: str = "train", selection: str | None = None, limit: int | None = None, data_root: str | None = None
+) -> tuple[list[tuple[str, Atoms]], str]:
     """The structures named by ``source`` and a label for the ``source`` key.
 
     ``source`` is a structure file / folder / ASE db (read by

@@ -65,7 +65,7 @@ class DatasetStats:
         name: str = "",
         split: str = "",
         pressure_bins: Sequence[float] = DEFAULT_PRESSURE_BINS,
-    ) -> "DatasetStats":
+    ) -> DatasetStats:
         """Statistics from per-structure atom counts, cell volumes (Å³), pressures (GPa)
         and the concatenated atomic numbers of all structures."""
         num_atoms = np.asarray(num_atoms, dtype=np.int64)
@@ -87,11 +87,15 @@ class DatasetStats:
             if i == 0:
                 mask |= pressures < lo  # below the first edge counts in the first bin
             sel = vpa[mask]
-            by_p.append({
-                "lo": lo, "hi": hi, "count": int(sel.size),
-                "mean": float(sel.mean()) if sel.size else None,
-                "std": float(sel.std()) if sel.size else None,
-            })
+            by_p.append(
+                {
+                    "lo": lo,
+                    "hi": hi,
+                    "count": int(sel.size),
+                    "mean": float(sel.mean()) if sel.size else None,
+                    "std": float(sel.std()) if sel.size else None,
+                }
+            )
         zc = np.bincount(atom_types, minlength=MAX_Z + 1)
         nz = np.nonzero(zc)[0]
         total = int(zc.sum())
@@ -122,7 +126,7 @@ class DatasetStats:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DatasetStats":
+    def from_dict(cls, d: dict[str, Any]) -> DatasetStats:
         """Inverse of :meth:`to_dict` (accepts int or str keys)."""
         d = dict(d)
         d["num_atoms_hist"] = {int(k): int(v) for k, v in d.get("num_atoms_hist", {}).items()}
@@ -138,7 +142,7 @@ class DatasetStats:
         write_json(self.to_dict(), path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "DatasetStats":
+    def load(cls, path: str | Path) -> DatasetStats:
         """Read a JSON file written by :meth:`save`."""
         with open(path) as fh:
             return cls.from_dict(json.load(fh))

@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-import numpy as np
 from ase import Atoms
 
 from gencrystal.checks import StructureChecks
@@ -162,12 +161,13 @@ def build_database(
     bar = tqdm(total=len(tasks), initial=summary.skipped_done, desc=f"db build [{level}]", unit="task", disable=not progress)
     try:
         for start in range(0, len(todo), chunk_size):
-            chunk = todo[start:start + chunk_size]
-            results = []
+            chunk = todo[start : start + chunk_size]
+            results: list = []
             for p in sorted({t[3] for t in chunk}):
                 part = [t for t in chunk if t[3] == p]
-                res = relax_fn([t[2] for t in part], pressure_gpa=p, potential=pot, ids=[t[1] for t in part],
-                               progress=False, **relax_options)
+                res = relax_fn(
+                    [t[2] for t in part], pressure_gpa=p, potential=pot, ids=[t[1] for t in part], progress=False, **relax_options
+                )
                 results.extend(zip(part, res))
             _commit_chunk(db, results, ledger, level, source_label, keep, matcher, summary)
             bar.update(len(chunk))
@@ -177,8 +177,9 @@ def build_database(
     return summary
 
 
-def _commit_chunk(db, results, ledger: dict, level: str, source_label: str, keep: KeepCriteria, matcher,
-                  summary: BuildSummary) -> None:
+def _commit_chunk(
+    db, results, ledger: dict, level: str, source_label: str, keep: KeepCriteria, matcher, summary: BuildSummary
+) -> None:
     """Write one chunk's rows and ledger entries in a single transaction."""
     new_entries: dict[str, list] = {}
     with db:
@@ -194,16 +195,23 @@ def _commit_chunk(db, results, ledger: dict, level: str, source_label: str, keep
             formula = _reduced_formula(res.atoms)
             dup = _find_duplicate(db, res.atoms, formula, p, level, matcher)
             kv = {
-                "energy_per_atom": res.energy_per_atom, "enthalpy_per_atom": res.enthalpy_per_atom,
-                "volume_per_atom": res.atoms.get_volume() / len(res.atoms), "reduced_formula": formula,
-                "material_id": _ref(source_label, sid), "task_key": key, "converged": bool(res.converged), "steps": int(res.steps),
-                "space_group": res.space_group or "", "rmsd_from_input": res.rmsd_from_input,
+                "energy_per_atom": res.energy_per_atom,
+                "enthalpy_per_atom": res.enthalpy_per_atom,
+                "volume_per_atom": res.atoms.get_volume() / len(res.atoms),
+                "reduced_formula": formula,
+                "material_id": _ref(source_label, sid),
+                "task_key": key,
+                "converged": bool(res.converged),
+                "steps": int(res.steps),
+                "space_group": res.space_group or "",
+                "rmsd_from_input": res.rmsd_from_input,
                 "parent_id": int(src_atoms.info.get("db_id", 0) or 0),
             }
             source = _ref(source_label, sid)
             if dup is None:
-                row_id = add_structure(db, res.atoms, pressure_gpa=p, level_of_theory=level, source=source,
-                                       merged_ids="", n_merged=0, **kv)
+                row_id = add_structure(
+                    db, res.atoms, pressure_gpa=p, level_of_theory=level, source=source, merged_ids="", n_merged=0, **kv
+                )
                 new_entries[key] = ["kept", row_id, ""]
                 summary.kept += 1
                 continue
@@ -211,8 +219,16 @@ def _commit_chunk(db, results, ledger: dict, level: str, source_label: str, keep
             if res.enthalpy_per_atom < float(dup.enthalpy_per_atom):
                 merged = merged + [str(dup.material_id)]
                 db.delete([dup.id])
-                row_id = add_structure(db, res.atoms, pressure_gpa=p, level_of_theory=level, source=source,
-                                       merged_ids=",".join(merged), n_merged=len(merged), **kv)
+                row_id = add_structure(
+                    db,
+                    res.atoms,
+                    pressure_gpa=p,
+                    level_of_theory=level,
+                    source=source,
+                    merged_ids=",".join(merged),
+                    n_merged=len(merged),
+                    **kv,
+                )
                 new_entries[key] = ["kept", row_id, ""]
                 new_entries[str(dup.task_key)] = ["merged", row_id, f"duplicate of {sid}"]
             else:

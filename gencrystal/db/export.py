@@ -50,8 +50,14 @@ def assign_splits(group_sizes: dict[str, int], fractions: Sequence[float], seed:
     return out
 
 
-def export_splits(db_url: str, out_dir: str | Path, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
-                  selection: str | None = None, set_split_key: bool = True) -> dict[str, int]:
+def export_splits(
+    db_url: str,
+    out_dir: str | Path,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    selection: str | None = None,
+    set_split_key: bool = True,
+) -> dict[str, int]:
     """Write ``<out_dir>/{train,val,test}.{db,csv}`` from the rows of ``db_url`` (see module doc).
 
     Returns the number of rows per split. Files are written atomically (a temporary
@@ -97,22 +103,40 @@ def export_splits(db_url: str, out_dir: str | Path, fractions: Sequence[float] =
                 kv.pop("pressure_gpa", None)
                 kv.pop("level_of_theory", None)
                 kv.pop("source", None)
-                add_structure(target, atoms, pressure_gpa=r.get("pressure_gpa", 0.0),
-                              level_of_theory=r.get("level_of_theory", ""), source=r.get("source", ""),
-                              **clean_key_values(kv))
-                records.append({
-                    "material_id": f"{r.get('material_id', 'row')}-{r.get('pressure_gpa', 0.0):g}GPa-{r.id}",
-                    "cif": str(CifWriter(to_structure(atoms))),
-                    "pressure": float(r.get("pressure_gpa", 0.0)),
-                    "formula": r.get("reduced_formula") or _reduced(r),
-                    "energy_per_atom": r.get("energy_per_atom"),
-                    "enthalpy_per_atom": r.get("enthalpy_per_atom"),
-                    "level_of_theory": r.get("level_of_theory", ""),
-                    "source_row": r.id,
-                })
+                add_structure(
+                    target,
+                    atoms,
+                    pressure_gpa=r.get("pressure_gpa", 0.0),
+                    level_of_theory=r.get("level_of_theory", ""),
+                    source=r.get("source", ""),
+                    **clean_key_values(kv),
+                )
+                records.append(
+                    {
+                        "material_id": f"{r.get('material_id', 'row')}-{r.get('pressure_gpa', 0.0):g}GPa-{r.id}",
+                        "cif": str(CifWriter(to_structure(atoms))),
+                        "pressure": float(r.get("pressure_gpa", 0.0)),
+                        "formula": r.get("reduced_formula") or _reduced(r),
+                        "energy_per_atom": r.get("energy_per_atom"),
+                        "enthalpy_per_atom": r.get("enthalpy_per_atom"),
+                        "level_of_theory": r.get("level_of_theory", ""),
+                        "source_row": r.id,
+                    }
+                )
         os.replace(tmp_db, out / f"{split}.db")
-        frame = pd.DataFrame.from_records(records, columns=["material_id", "cif", "pressure", "formula", "energy_per_atom",
-                                                           "enthalpy_per_atom", "level_of_theory", "source_row"])
+        frame = pd.DataFrame.from_records(
+            records,
+            columns=[
+                "material_id",
+                "cif",
+                "pressure",
+                "formula",
+                "energy_per_atom",
+                "enthalpy_per_atom",
+                "level_of_theory",
+                "source_row",
+            ],
+        )
         with atomic_write(out / f"{split}.csv") as fh:
             frame.to_csv(fh, index=False)
     if set_split_key:

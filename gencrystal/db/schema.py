@@ -43,8 +43,9 @@ DEFAULT_DB = "data/hp.db"
 
 def connect(url: str = DEFAULT_DB, **kwargs):
     """Open (creating if needed) the ASE database at a path or PostgreSQL URL."""
-    import ase.db
     from pathlib import Path
+
+    import ase.db
 
     if not str(url).startswith("postgres"):
         Path(url).parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +73,9 @@ def clean_key_values(kv: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def add_structure(db, atoms: Atoms, *, pressure_gpa: float, level_of_theory: str, source: str, data: dict | None = None, **key_values) -> int:
+def add_structure(
+    db, atoms: Atoms, *, pressure_gpa: float, level_of_theory: str, source: str, data: dict | None = None, **key_values
+) -> int:
     """Write one structure with schema keys; returns the new row id."""
     kv = clean_key_values({"pressure_gpa": pressure_gpa, "level_of_theory": level_of_theory, "source": source, **key_values})
     clean = Atoms(atoms.get_chemical_symbols(), positions=atoms.get_positions(), cell=atoms.get_cell(), pbc=True)

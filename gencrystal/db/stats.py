@@ -26,7 +26,7 @@ def collect_stats(db_url: str, selection: str | None = None) -> dict[str, Any]:
     per_source: Counter = Counter()
     points: list[tuple[float, float, str]] = []
     n = 0
-    for row in (db.select(selection) if selection else db.select()):
+    for row in db.select(selection) if selection else db.select():
         n += 1
         p = float(row.get("pressure_gpa", float("nan")))
         per_pressure[f"{p:g}"] += 1
@@ -88,7 +88,7 @@ def format_stats(stats: dict[str, Any], max_elements: int = 30) -> str:
     lines.append("rows containing each element:")
     items = list(stats["per_element"].items())
     for i in range(0, min(len(items), max_elements), 6):
-        lines.append("  " + "  ".join(f"{el:>2} {c:<6}" for el, c in items[i:i + 6]))
+        lines.append("  " + "  ".join(f"{el:>2} {c:<6}" for el, c in items[i : i + 6]))
     if len(items) > max_elements:
         lines.append(f"  ... {len(items) - max_elements} more elements")
     lines.append("rows per level of theory: " + ", ".join(f"{k} {v}" for k, v in stats["per_level_of_theory"].items()))

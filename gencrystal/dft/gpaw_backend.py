@@ -76,8 +76,14 @@ class GPAWBackend:
         """A GPAW calculator for ``atoms`` (k-grid from its cell)."""
         from gpaw import GPAW, PW, FermiDirac
 
-        kw: dict[str, Any] = dict(mode=PW(self.ecut), xc=self.xc, kpts={"size": self.kgrid(atoms), "gamma": True},
-                                  occupations=FermiDirac(self.smearing), txt=self.txt, maxiter=int(self.scf_maxiter))
+        kw: dict[str, Any] = dict(
+            mode=PW(self.ecut),
+            xc=self.xc,
+            kpts={"size": self.kgrid(atoms), "gamma": True},
+            occupations=FermiDirac(self.smearing),
+            txt=self.txt,
+            maxiter=int(self.scf_maxiter),
+        )
         if str(self.symmetry).lower() == "off":
             kw["symmetry"] = "off"
         kw.update(dict(self.extra))
@@ -92,8 +98,9 @@ class GPAWBackend:
             calc = self.calculator(atoms)
         except Exception as exc:
             return _failed(atoms, pressure_gpa, self.level_of_theory, sid, f"GPAW set-up failed: {_msg(exc)}", t0)
-        res = relax_one(atoms, calc, pressure_gpa, self.level_of_theory, optimizer=self.optimizer, fmax=self.fmax,
-                        steps=self.steps, sid=sid)
+        res = relax_one(
+            atoms, calc, pressure_gpa, self.level_of_theory, optimizer=self.optimizer, fmax=self.fmax, steps=self.steps, sid=sid
+        )
         if res.error and "ConvergenceError" in res.error:
             res.error = f"SCF not converged within scf_maxiter={self.scf_maxiter} ({res.error})"
             res.atoms.info["error"] = res.error
@@ -117,7 +124,15 @@ def _msg(exc: BaseException) -> str:
 
 def _failed(atoms: Atoms, pressure_gpa: float, level: str, sid: str, error: str, t0: float) -> RelaxResult:
     a = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
-    res = RelaxResult(atoms=a, pressure_gpa=pressure_gpa, error=error, level_of_theory=level, id=sid,
-                      volume_per_atom=a.get_volume() / len(a), wall_s=time.perf_counter() - t0, energy=math.nan)
+    res = RelaxResult(
+        atoms=a,
+        pressure_gpa=pressure_gpa,
+        error=error,
+        level_of_theory=level,
+        id=sid,
+        volume_per_atom=a.get_volume() / len(a),
+        wall_s=time.perf_counter() - t0,
+        energy=math.nan,
+    )
     a.info.update(res.info())
     return res

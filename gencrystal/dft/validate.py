@@ -42,8 +42,9 @@ def load_candidates(path: str, selection: str | None = None) -> list[tuple[str, 
     return read_structures(str(p), selection)
 
 
-def select_top_k(structures: Sequence[tuple[str, Atoms]], top_k: int, include_duplicates: bool = False
-                 ) -> list[tuple[str, Atoms]]:
+def select_top_k(
+    structures: Sequence[tuple[str, Atoms]], top_k: int, include_duplicates: bool = False
+) -> list[tuple[str, Atoms]]:
     """The ``top_k`` lowest MLP enthalpies among converged, error-free (and unique) structures.
 
     Structures without an MLP enthalpy (plain CIFs) keep their input order after those with one.
@@ -56,8 +57,13 @@ def select_top_k(structures: Sequence[tuple[str, Atoms]], top_k: int, include_du
         if not include_duplicates and info.get("duplicate_of"):
             continue
         keep.append((sid, a))
-    keep.sort(key=lambda t: (0, _finite(t[1].info["enthalpy_per_atom"]))
-              if math.isfinite(_finite(t[1].info.get("enthalpy_per_atom"))) else (1, 0.0))
+    keep.sort(
+        key=lambda t: (
+            (0, _finite(t[1].info["enthalpy_per_atom"]))
+            if math.isfinite(_finite(t[1].info.get("enthalpy_per_atom")))
+            else (1, 0.0)
+        )
+    )
     return keep[:top_k]
 
 
@@ -143,8 +149,12 @@ def plot_mlp_vs_dft(rows: Sequence[dict], path: Path, title: str) -> None:
     for formula, rs in sorted(by.items()):
         m0 = min(r["mlp_enthalpy_per_atom"] for r in rs)
         d0 = min(r["dft_enthalpy_per_atom"] for r in rs)
-        ax.plot([1000 * (r["mlp_enthalpy_per_atom"] - m0) for r in rs],
-                [1000 * (r["dft_enthalpy_per_atom"] - d0) for r in rs], "o", label=formula)
+        ax.plot(
+            [1000 * (r["mlp_enthalpy_per_atom"] - m0) for r in rs],
+            [1000 * (r["dft_enthalpy_per_atom"] - d0) for r in rs],
+            "o",
+            label=formula,
+        )
     lim = ax.get_xlim()[1] if by else 1.0
     ax.plot([0, lim], [0, lim], "k:", lw=0.8)
     ax.set_xlabel("ΔH MLP (meV/atom)")
@@ -159,18 +169,27 @@ def plot_mlp_vs_dft(rows: Sequence[dict], path: Path, title: str) -> None:
 
 
 def _markdown(rows: Sequence[dict], agreement: dict, pressure: float, level: str) -> str:
-    lines = [f"# DFT validation at {pressure:g} GPa ({level})", "",
-             "| id | formula | H_MLP (eV/at) | H_DFT (eV/at) | V_MLP → V_DFT (Å³/at) | ΔV % | RMSD (Å) | same | SG MLP → DFT | P_DFT (GPa) | status |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# DFT validation at {pressure:g} GPa ({level})",
+        "",
+        "| id | formula | H_MLP (eV/at) | H_DFT (eV/at) | V_MLP → V_DFT (Å³/at) | ΔV % | RMSD (Å) | same | SG MLP → DFT | P_DFT (GPa) | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         status = r["dft_error"] or "ok"
         lines.append(
             f"| {r['id']} | {r['formula']} | {r['mlp_enthalpy_per_atom']:.4f} | {r['dft_enthalpy_per_atom']:.4f} | "
             f"{r['mlp_volume_per_atom']:.3f} → {r['dft_volume_per_atom']:.3f} | {r['volume_change_pct']:+.1f} | "
             f"{r['rmsd_mlp_to_dft']:.3f} | {r['same_structure']} | {r['mlp_space_group']} → {r['dft_space_group'] or '-'} | "
-            f"{r['dft_pressure_gpa']:.2f} | {status} |")
-    lines += ["", "## Ranking agreement (per formula)", "", "| formula | n | Spearman ρ | MLP best | DFT best | agree |",
-              "|---|---|---|---|---|---|"]
+            f"{r['dft_pressure_gpa']:.2f} | {status} |"
+        )
+    lines += [
+        "",
+        "## Ranking agreement (per formula)",
+        "",
+        "| formula | n | Spearman ρ | MLP best | DFT best | agree |",
+        "|---|---|---|---|---|---|",
+    ]
     for f, a in agreement.items():
         rho = "n/a" if a["spearman"] is None else f"{a['spearman']:.3f}"
         lines.append(f"| {f} | {a['n']} | {rho} | {a['mlp_best']} | {a['dft_best']} | {a['best_agrees']} |")
@@ -180,7 +199,7 @@ def _markdown(rows: Sequence[dict], agreement: dict, pressure: float, level: str
 def _resolve_pressure(cfg, picked: Sequence[tuple[str, Atoms]]) -> float:
     from gencrystal.units import check_pressure
 
-    if cfg.get("pressure") is not None:
+    if cfg.pressure is not None:
         return check_pressure(cfg.pressure)
     ps = {round(_finite(a.info.get("pressure_gpa")), 6) for _, a in picked}
     if len(ps) != 1 or not all(math.isfinite(p) for p in ps):
@@ -200,12 +219,12 @@ def validate(cfg) -> dict[str, Any]:
 
     from gencrystal.config import instantiate
     from gencrystal.db.results import write_to_db
-    from gencrystal.io import write_extxyz, write_json
     from gencrystal.fanout import run_tasks
+    from gencrystal.io import write_extxyz, write_json
     from gencrystal.relax.runs import Checkpoint, settings_key
     from gencrystal.units import check_pressure
 
-    if cfg.get("pressure") is not None:
+    if cfg.pressure is not None:
         check_pressure(cfg.pressure)
     try:
         top_k = int(cfg.top_k)
@@ -215,8 +234,8 @@ def validate(cfg) -> dict[str, Any]:
         raise GencrystalError(f"top_k={top_k} must be >= 1")
     if cfg.get("input") in (None, "", "???"):
         raise GencrystalError("input= is required (a relax output folder, a structure file/folder or an ASE .db)")
-    structures = load_candidates(str(cfg.input), cfg.get("selection"))
-    picked = select_top_k(structures, top_k, bool(cfg.get("include_duplicates", False)))
+    structures = load_candidates(str(cfg.input), cfg.selection)
+    picked = select_top_k(structures, top_k, bool(cfg.include_duplicates))
     if not picked:
         raise GencrystalError(f"no converged, error-free structure to validate in {str(cfg.input)!r}")
     pressure = _resolve_pressure(cfg, picked)
@@ -226,48 +245,74 @@ def validate(cfg) -> dict[str, Any]:
 
     if not getattr(backend, "runs_locally", True):  # VASP: write inputs only
         folders = [str(backend.write_inputs(a, pressure, out / backend.name / sid)) for sid, a in picked]
-        written = {"pressure_gpa": pressure, "backend": backend.name, "inputs_written": folders,
-                   "ids": [sid for sid, _ in picked]}
+        written = {
+            "pressure_gpa": pressure,
+            "backend": backend.name,
+            "inputs_written": folders,
+            "ids": [sid for sid, _ in picked],
+        }
         write_json(written, out / "validation.json")
         return {**written, "inputs_dir": str(out / backend.name)}
 
     settings = OmegaConf.to_container(cfg, resolve=True)
-    key = settings_key({k: v for k, v in settings.items() if k not in ("out", "db", "resume", "cluster")},
-                        [sid for sid, _ in picked])
+    key = settings_key(
+        {k: v for k, v in settings.items() if k not in ("out", "db", "resume", "cluster")}, [sid for sid, _ in picked]
+    )
     ckpt = Checkpoint(out, key)
-    done, todo = ckpt.resume(len(picked), cfg.get("resume", True))
+    done, todo = ckpt.resume(len(picked), cfg.resume)
     if done:
         print(f"[validate] resuming: {len(done)} of {len(picked)} DFT relaxations already done")
 
     def on_error(j: int, exc: BaseException) -> RelaxResult:
         sid, a = picked[todo[j]]
-        res = RelaxResult(atoms=Atoms(a.numbers, positions=a.positions, cell=a.cell, pbc=True), pressure_gpa=pressure,
-                          error=f"{type(exc).__name__}: {exc}", level_of_theory=backend.level_of_theory, id=sid)
+        res = RelaxResult(
+            atoms=Atoms(a.numbers, positions=a.positions, cell=a.cell, pbc=True),
+            pressure_gpa=pressure,
+            error=f"{type(exc).__name__}: {exc}",
+            level_of_theory=backend.level_of_theory,
+            id=sid,
+        )
         res.atoms.info.update(res.info())
         return res
 
-    new = run_tasks(_dft_task, [(backend, picked[i][1], pressure, picked[i][0]) for i in todo], fan,
-                    label=f"DFT [{backend.level_of_theory}]", on_result=lambda j, r: ckpt.save(todo[j], r),
-                    on_error=on_error)
+    new = run_tasks(
+        _dft_task,
+        [(backend, picked[i][1], pressure, picked[i][0]) for i in todo],
+        fan,
+        label=f"DFT [{backend.level_of_theory}]",
+        on_result=lambda j, r: ckpt.save(todo[j], r),
+        on_error=on_error,
+    )
     dft = ckpt.merge(len(picked), done, todo, new)
     rows = [compare(a, r, cfg.matcher) for (sid, a), r in zip(picked, dft)]
     agreement = ranking_agreement(rows)
     for r, row in zip(dft, rows):
-        r.extra.update({"same_structure": bool(row["same_structure"]) if row["same_structure"] is not None else "",
-                        "rmsd_mlp_to_dft": row["rmsd_mlp_to_dft"], "mlp_enthalpy_per_atom": row["mlp_enthalpy_per_atom"]})
+        r.extra.update(
+            {
+                "same_structure": bool(row["same_structure"]) if row["same_structure"] is not None else "",
+                "rmsd_mlp_to_dft": row["rmsd_mlp_to_dft"],
+                "mlp_enthalpy_per_atom": row["mlp_enthalpy_per_atom"],
+            }
+        )
         r.atoms.info.update(r.info())
     write_extxyz([r.atoms for r in dft], out / "dft_relaxed.extxyz")
     clean_rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()} for row in rows]
-    result = {"pressure_gpa": pressure, "dft": settings.get("dft"), "level_of_theory": backend.level_of_theory,
-              "n_validated": len(rows), "n_dft_ok": sum(r.error is None for r in dft),
-              "n_same_structure": sum(1 for row in rows if row["same_structure"]),
-              "ranking_agreement": agreement, "structures": clean_rows}
+    result = {
+        "pressure_gpa": pressure,
+        "dft": settings.get("dft"),
+        "level_of_theory": backend.level_of_theory,
+        "n_validated": len(rows),
+        "n_dft_ok": sum(r.error is None for r in dft),
+        "n_same_structure": sum(1 for row in rows if row["same_structure"]),
+        "ranking_agreement": agreement,
+        "structures": clean_rows,
+    }
     write_json(result, out / "validation.json")
     from gencrystal.io import atomic_write
 
     with atomic_write(out / "validation.md") as fh:
         fh.write(_markdown(rows, agreement, pressure, backend.level_of_theory))
     plot_mlp_vs_dft(rows, out / "mlp_vs_dft.png", f"{backend.level_of_theory} at {pressure:g} GPa")
-    added = write_to_db(cfg.db, dft, cfg.get("source", "validate"), key) if cfg.get("db") else 0
+    added = write_to_db(cfg.db, dft, cfg.source, key) if cfg.db else 0
     ckpt.clear()
     return {**result, "markdown": _markdown(rows, agreement, pressure, backend.level_of_theory), "rows_added": added}

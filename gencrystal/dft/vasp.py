@@ -53,8 +53,14 @@ class VaspInputWriter:
     def incar_settings(self, pressure_gpa: float) -> dict[str, Any]:
         """The INCAR overrides for a relaxation at ``pressure_gpa`` (GPa)."""
         p = check_pressure(pressure_gpa)
-        inc: dict[str, Any] = {"PSTRESS": gpa_to_kbar(p), "ISMEAR": 0, "SIGMA": 0.05, "LREAL": False,
-                               "ISYM": int(self.isym), "NSW": int(self.nsw)}
+        inc: dict[str, Any] = {
+            "PSTRESS": gpa_to_kbar(p),
+            "ISMEAR": 0,
+            "SIGMA": 0.05,
+            "LREAL": False,
+            "ISYM": int(self.isym),
+            "NSW": int(self.nsw),
+        }
         if self.nsw <= 1:
             inc.update({"IBRION": -1, "ISIF": 2})
         if self.ediff is not None:
@@ -75,9 +81,13 @@ class VaspInputWriter:
         tmp = folder.with_name(f".{folder.name}.tmp")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            vis = MPRelaxSet(to_structure(atoms), user_incar_settings=self.incar_settings(pressure_gpa),
-                             user_potcar_functional=self.potcar_functional, user_potcar_settings={"W": "W_sv"},
-                             user_kpoints_settings=None)
+            vis = MPRelaxSet(
+                to_structure(atoms),
+                user_incar_settings=self.incar_settings(pressure_gpa),
+                user_potcar_functional=self.potcar_functional,
+                user_potcar_settings={"W": "W_sv"},
+                user_kpoints_settings=None,
+            )
             spec = not SETTINGS.get("PMG_VASP_PSP_DIR")
             try:
                 vis.write_input(str(tmp), potcar_spec=spec)

@@ -51,8 +51,18 @@ class LangevinCorrector:
         eps = 2.0 * alpha * self.snr**2 * z2 / s2.clamp(min=torch.finfo(s2.dtype).tiny)
         return torch.where(s2 > 0, eps.clamp(max=self.max_step_size), torch.zeros_like(eps))
 
-    def step(self, process: Any, x: Tensor, score: Tensor, t: Tensor, s: Tensor, *,
-             generator: torch.Generator | None = None, index: Tensor | None = None, **_: Any) -> Tensor:
+    def step(
+        self,
+        process: Any,
+        x: Tensor,
+        score: Tensor,
+        t: Tensor,
+        s: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        index: Tensor | None = None,
+        **_: Any,
+    ) -> Tensor:
         z = process.noise_like(x, generator)
         eps = expand_like(rows_of(self.step_size(process, z, score, t, s, index), index), x)
         return process.project(x + eps * score + torch.sqrt(2.0 * eps) * z)

@@ -22,8 +22,9 @@ from gencrystal.diffusion.segments import rows_of
 _NEG_INF = float("-inf")
 
 
-def masked_x0_log_probs(logits: Tensor, num_classes: int, *, allowed: Tensor | None = None,
-                        index: Tensor | None = None) -> Tensor:
+def masked_x0_log_probs(
+    logits: Tensor, num_classes: int, *, allowed: Tensor | None = None, index: Tensor | None = None
+) -> Tensor:
     """Log-softmax of x0 logits over ``num_classes`` classes, with disallowed classes at -inf.
 
     ``logits`` [N, K] or [N, K+1] (the mask column is dropped); ``allowed``: BoolTensor [K]
@@ -118,21 +119,22 @@ class MaskedD3PM(nn.Module):
         stay = torch.full_like(masked_rows, _NEG_INF).scatter(-1, x_t.unsqueeze(-1), 0.0)
         return torch.where((x_t == self.mask_index).unsqueeze(-1), masked_rows, stay)
 
-    def model_log_probs(self, x_t: Tensor, logits: Tensor, k_t: Tensor, k_s: Tensor, *,
-                        allowed: Tensor | None = None, index: Tensor | None = None) -> Tensor:
+    def model_log_probs(
+        self, x_t: Tensor, logits: Tensor, k_t: Tensor, k_s: Tensor, *, allowed: Tensor | None = None, index: Tensor | None = None
+    ) -> Tensor:
         """``log p_theta(x_s | x_t)`` from x0 logits -> [N, K+1]."""
         return self.posterior_log_probs(x_t, self.x0_log_probs(logits, allowed=allowed, index=index), k_t, k_s)
 
     # ------------------------------------------------------------------ training
-    def corrupt(self, x0: Tensor, t: Tensor, *, index: Tensor | None = None,
-                generator: torch.Generator | None = None) -> Corrupted:
+    def corrupt(
+        self, x0: Tensor, t: Tensor, *, index: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Corrupted:
         """Mask each row of ``x0`` (long [N], classes ``0..K-1``) with probability ``k/T``."""
         check_times(t)
         if x0.dtype not in (torch.long, torch.int64):
             raise ValueError(f"categorical x0 must be a long tensor, got {x0.dtype}")
         if x0.numel() and (int(x0.min()) < 0 or int(x0.max()) >= self.num_classes):
-            raise ValueError(f"class index out of range [0, {self.num_classes - 1}]: "
-                             f"{int(x0.min())}..{int(x0.max())}")
+            raise ValueError(f"class index out of range [0, {self.num_classes - 1}]: {int(x0.min())}..{int(x0.max())}")
         k = rows_of(self.discrete_time(t).clamp(min=1), index)
         u = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=x0.device)
         masked = u >= self.keep_prob(k, torch.float64)
@@ -152,7 +154,13 @@ class MaskedD3PM(nn.Module):
         return kl + self.hybrid_lambda * ce
 
     # ------------------------------------------------------------------ sampling
-    def prior_sample(self, like: Tensor, *, index: Tensor | None = None, allowed: Tensor | None = None,
-                     generator: torch.Generator | None = None) -> Tensor:
+    def prior_sample(
+        self,
+        like: Tensor,
+        *,
+        index: Tensor | None = None,
+        allowed: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """All rows masked (the stationary distribution), long, shape of ``like``."""
         return torch.full(like.shape, self.mask_index, dtype=torch.long, device=like.device)

@@ -107,8 +107,9 @@ class FlowTorus(nn.Module):
         dk = expand_like(self.schedule.dkappa(tau_rows), d)
         return wrap01(z + k * d), dk * d
 
-    def corrupt(self, x0: Tensor, t: Tensor, *, index: Tensor | None = None, generator: torch.Generator | None = None,
-                **_: object) -> Corrupted:
+    def corrupt(
+        self, x0: Tensor, t: Tensor, *, index: Tensor | None = None, generator: torch.Generator | None = None, **_: object
+    ) -> Corrupted:
         """Draw ``z ~ U[0,1)^d`` and place each row on its path at ``tau = 1 - t`` (``x0`` = data)."""
         check_times(t, allow_zero=True)
         z = rand_like(x0, generator)
@@ -200,15 +201,23 @@ class FlowMatrix(nn.Module):
         eye = torch.eye(n, dtype=dtype, device=mean.device)
         return torch.log(mu)[:, None, None] * eye, std / mu
 
-    def _prior_flow(self, like: Tensor, limit_mean: Tensor, limit_std: Tensor,
-                    generator: torch.Generator | None) -> Tensor:
+    def _prior_flow(self, like: Tensor, limit_mean: Tensor, limit_std: Tensor, generator: torch.Generator | None) -> Tensor:
         mean, std = self.prior_params(limit_mean, limit_std, like.dtype)
         noise = symmetric_noise(like.shape, generator=generator, dtype=like.dtype, device=like.device)
         return mean.expand_as(like) + expand_like(std, like) * noise
 
     # ------------------------------------------------------------------ training
-    def corrupt(self, x0: Tensor, t: Tensor, *, limit_mean: Tensor, limit_std: Tensor, index: Tensor | None = None,
-                generator: torch.Generator | None = None, **_: object) -> Corrupted:
+    def corrupt(
+        self,
+        x0: Tensor,
+        t: Tensor,
+        *,
+        limit_mean: Tensor,
+        limit_std: Tensor,
+        index: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **_: object,
+    ) -> Corrupted:
         """Straight path in flow coordinates from a prior draw to ``x0`` (data, [B, n, n]) at ``tau = 1 - t``."""
         check_times(t, allow_zero=True)
         if index is not None:
@@ -228,8 +237,9 @@ class FlowMatrix(nn.Module):
         err = (symmetrize(pred) - corrupted.target).pow(2)
         return err.reshape(err.shape[0], -1).mean(-1)
 
-    def prior_sample(self, like: Tensor, *, limit_mean: Tensor, limit_std: Tensor, generator: torch.Generator | None = None,
-                     **_: object) -> Tensor:
+    def prior_sample(
+        self, like: Tensor, *, limit_mean: Tensor, limit_std: Tensor, generator: torch.Generator | None = None, **_: object
+    ) -> Tensor:
         """A prior draw as a field value ``S`` (shape of ``like``)."""
         return self.from_flow(self._prior_flow(like, limit_mean, limit_std, generator))
 
@@ -241,7 +251,7 @@ class FlowMatrix(nn.Module):
         ``s`` cancels. The analogue of the VP lattice field's Gaussian preconditioning."""
         tau = (1.0 - t).to(x_t.dtype)
         k, dk = self.schedule.kappa(tau), self.schedule.dkappa(tau)
-        coeff = dk * (2.0 * k - 1.0) / ((1.0 - k) ** 2 + k ** 2)
+        coeff = dk * (2.0 * k - 1.0) / ((1.0 - k) ** 2 + k**2)
         mean, _std = self.prior_params(limit_mean, limit_std, x_t.dtype)
         return expand_like(coeff, x_t) * (self.to_flow(x_t) - mean)
 
@@ -288,8 +298,9 @@ class MaskedFlow(nn.Module):
         """Log-softmax over the K classes, disallowed classes at -inf (see MaskedD3PM)."""
         return masked_x0_log_probs(logits, self.num_classes, allowed=allowed, index=index)
 
-    def corrupt(self, x0: Tensor, t: Tensor, *, index: Tensor | None = None, generator: torch.Generator | None = None,
-                **_: object) -> Corrupted:
+    def corrupt(
+        self, x0: Tensor, t: Tensor, *, index: Tensor | None = None, generator: torch.Generator | None = None, **_: object
+    ) -> Corrupted:
         """Mask each row of ``x0`` (long [N]) with probability ``1 - kappa(1 - t)``."""
         check_times(t, allow_zero=True)
         if x0.dtype not in (torch.long, torch.int64):
@@ -310,8 +321,18 @@ class MaskedFlow(nn.Module):
         """All rows masked (long, shape of ``like``)."""
         return torch.full(like.shape, self.mask_index, dtype=torch.long, device=like.device)
 
-    def jump(self, x: Tensor, logits: Tensor, t: Tensor, s: Tensor, *, index: Tensor | None = None,
-             allowed: Tensor | None = None, generator: torch.Generator | None = None, **_: object) -> Tensor:
+    def jump(
+        self,
+        x: Tensor,
+        logits: Tensor,
+        t: Tensor,
+        s: Tensor,
+        *,
+        index: Tensor | None = None,
+        allowed: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **_: object,
+    ) -> Tensor:
         """One step ``t -> s`` (``s < t``): masked rows unmask with the exact probability of the path."""
         if x.numel() == 0:
             return x

@@ -38,17 +38,31 @@ def _is_discrete(process: Any) -> bool:
 def _check_flow(procs: Mapping[str, Any]) -> None:
     bad = [name for name, p in procs.items() if not getattr(p, "is_flow", False)]
     if bad:
-        raise TypeError(f"the flow sampler integrates flow fields only; {bad} are diffusion processes "
-                        f"(use a diffusion sampler: pc, fast or ode)")
+        raise TypeError(
+            f"the flow sampler integrates flow fields only; {bad} are diffusion processes "
+            f"(use a diffusion sampler: pc, fast or ode)"
+        )
 
 
 @torch.no_grad()
-def sample_flow(fields: Mapping[str, Any], velocity_fn: ScoreFn, init_state: Mapping[str, Tensor], num_steps: int, *,
-                solver: str = "euler", anneal_slope: float = 0.0, anneal_offset: float = 0.0,
-                anneal_fields: Sequence[str] = ("frac_coords",), context: Mapping[str, Mapping[str, Any]] | None = None,
-                generator: torch.Generator | None = None, batch_size: int | None = None, t_start: float = 1.0,
-                t_end: float = 0.0, progress: bool = False,
-                post_step: Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]] | None = None) -> SamplerOutput:
+def sample_flow(
+    fields: Mapping[str, Any],
+    velocity_fn: ScoreFn,
+    init_state: Mapping[str, Tensor],
+    num_steps: int,
+    *,
+    solver: str = "euler",
+    anneal_slope: float = 0.0,
+    anneal_offset: float = 0.0,
+    anneal_fields: Sequence[str] = ("frac_coords",),
+    context: Mapping[str, Mapping[str, Any]] | None = None,
+    generator: torch.Generator | None = None,
+    batch_size: int | None = None,
+    t_start: float = 1.0,
+    t_end: float = 0.0,
+    progress: bool = False,
+    post_step: Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]] | None = None,
+) -> SamplerOutput:
     """Integrate the flow of ``fields`` from ``init_state`` at ``t_start`` to ``t_end`` in ``num_steps`` steps.
 
     Arguments as for :func:`gencrystal.diffusion.sample`, plus ``solver`` (``euler``,
@@ -127,9 +141,15 @@ class FlowSampler:
 
     is_flow = True
 
-    def __init__(self, num_steps: int = 50, solver: str = "euler", anneal_slope: float = 0.0,
-                 anneal_offset: float = 0.0, anneal_fields: Sequence[str] = ("frac_coords",),
-                 progress: bool = False) -> None:
+    def __init__(
+        self,
+        num_steps: int = 50,
+        solver: str = "euler",
+        anneal_slope: float = 0.0,
+        anneal_offset: float = 0.0,
+        anneal_fields: Sequence[str] = ("frac_coords",),
+        progress: bool = False,
+    ) -> None:
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         if solver not in SOLVERS:
@@ -155,12 +175,30 @@ class FlowSampler:
             return self.num_steps
         return self.nfe
 
-    def __call__(self, fields: Mapping[str, Any], velocity_fn: ScoreFn, init_state: Mapping[str, Tensor], *,
-                 context: Mapping[str, Mapping[str, Any]] | None = None, generator: torch.Generator | None = None,
-                 batch_size: int | None = None, progress: bool | None = None,
-                 post_step: Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]] | None = None) -> SamplerOutput:
-        return sample_flow(fields, velocity_fn, init_state, self.num_steps, solver=self.solver,
-                           anneal_slope=self.anneal_slope, anneal_offset=self.anneal_offset,
-                           anneal_fields=self.anneal_fields, context=context, generator=generator,
-                           batch_size=batch_size, progress=self.progress if progress is None else progress,
-                           post_step=post_step)
+    def __call__(
+        self,
+        fields: Mapping[str, Any],
+        velocity_fn: ScoreFn,
+        init_state: Mapping[str, Tensor],
+        *,
+        context: Mapping[str, Mapping[str, Any]] | None = None,
+        generator: torch.Generator | None = None,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+        post_step: Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]] | None = None,
+    ) -> SamplerOutput:
+        return sample_flow(
+            fields,
+            velocity_fn,
+            init_state,
+            self.num_steps,
+            solver=self.solver,
+            anneal_slope=self.anneal_slope,
+            anneal_offset=self.anneal_offset,
+            anneal_fields=self.anneal_fields,
+            context=context,
+            generator=generator,
+            batch_size=batch_size,
+            progress=self.progress if progress is None else progress,
+            post_step=post_step,
+        )

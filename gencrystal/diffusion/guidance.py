@@ -29,8 +29,9 @@ def cfg_combine_logits(cond_logits: Tensor, uncond_logits: Tensor, scale: float)
     return out.masked_fill(forbidden, float("-inf"))
 
 
-def cfg_combine_multi(uncond: Tensor, conds: Mapping[str, Tensor], scales: Mapping[str, float], *,
-                      logits: bool = False) -> Tensor:
+def cfg_combine_multi(
+    uncond: Tensor, conds: Mapping[str, Tensor], scales: Mapping[str, float], *, logits: bool = False
+) -> Tensor:
     """Guidance with one scale per condition: ``u + sum_c scale_c (cond_c - u)``.
 
     ``conds[c]`` is the output with only condition ``c`` kept. With ``logits=True`` the
@@ -55,9 +56,16 @@ def cfg_combine_multi(uncond: Tensor, conds: Mapping[str, Tensor], scales: Mappi
     return out
 
 
-def cfg_combine_fields(cond: Mapping[str, Tensor], uncond: Mapping[str, Tensor], scale: float,
-                       discrete: Iterable[str] = ()) -> dict[str, Tensor]:
+def cfg_combine_fields(
+    cond: Mapping[str, Tensor], uncond: Mapping[str, Tensor], scale: float, discrete: Iterable[str] = ()
+) -> dict[str, Tensor]:
     """Apply :func:`cfg_combine` (or the logit version for names in ``discrete``) field by field."""
     discrete = set(discrete)
-    return {name: (cfg_combine_logits(cond[name], uncond[name], scale) if name in discrete
-                   else cfg_combine(cond[name], uncond[name], scale)) for name in cond}
+    return {
+        name: (
+            cfg_combine_logits(cond[name], uncond[name], scale)
+            if name in discrete
+            else cfg_combine(cond[name], uncond[name], scale)
+        )
+        for name in cond
+    }

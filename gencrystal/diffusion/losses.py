@@ -69,15 +69,19 @@ class FieldSet(nn.ModuleDict):
         """``{name: process}`` as the sampler takes it."""
         return {name: f.process for name, f in self.items()}
 
-    def corrupt(self, x0: Mapping[str, Tensor], t: Tensor, context: Mapping[str, Mapping[str, Any]] | None = None,
-                generator: torch.Generator | None = None) -> dict[str, Corrupted]:
+    def corrupt(
+        self,
+        x0: Mapping[str, Tensor],
+        t: Tensor,
+        context: Mapping[str, Mapping[str, Any]] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Corrupted]:
         """Noise every field of ``x0`` (fields without a process are not touched)."""
         context = context or {}
         missing = [name for name in self.keys() if name not in x0]
         if missing:
             raise KeyError(f"x0 lacks diffused field(s) {missing}")
-        return {name: f.corrupt(x0[name], t, generator=generator, **dict(context.get(name, {})))
-                for name, f in self.items()}
+        return {name: f.corrupt(x0[name], t, generator=generator, **dict(context.get(name, {}))) for name, f in self.items()}
 
     def loss(self, preds: Mapping[str, Tensor], corrupted: Mapping[str, Corrupted]) -> tuple[Tensor, dict[str, Tensor]]:
         """Total weighted loss and the per-field batch means ``{name: scalar}`` for logging."""

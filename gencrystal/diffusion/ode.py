@@ -24,10 +24,20 @@ from gencrystal.diffusion.schedules import time_grid
 
 
 @torch.no_grad()
-def sample_ode(fields: Mapping[str, Any], score_fn: ScoreFn, init_state: Mapping[str, Tensor], num_steps: int, *,
-               context: Mapping[str, Mapping[str, Any]] | None = None, generator: torch.Generator | None = None,
-               spacing: str = "power", power: float = 2.0, batch_size: int | None = None, progress: bool = False,
-               post_step: Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]] | None = None) -> SamplerOutput:
+def sample_ode(
+    fields: Mapping[str, Any],
+    score_fn: ScoreFn,
+    init_state: Mapping[str, Tensor],
+    num_steps: int,
+    *,
+    context: Mapping[str, Mapping[str, Any]] | None = None,
+    generator: torch.Generator | None = None,
+    spacing: str = "power",
+    power: float = 2.0,
+    batch_size: int | None = None,
+    progress: bool = False,
+    post_step: Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]] | None = None,
+) -> SamplerOutput:
     """Integrate the probability-flow ODE (Heun) from ``init_state`` at t = 1 to t = 0.
 
     Arguments as for :func:`gencrystal.diffusion.sample` (no predictors/correctors).
@@ -91,10 +101,28 @@ class ODESampler:
         """NFE of one run over ``fields``."""
         return self.nfe
 
-    def __call__(self, fields: Mapping[str, Any], score_fn: ScoreFn, init_state: Mapping[str, Tensor], *,
-                 context: Mapping[str, Mapping[str, Any]] | None = None, generator: torch.Generator | None = None,
-                 batch_size: int | None = None, progress: bool | None = None,
-                 post_step: Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]] | None = None) -> SamplerOutput:
-        return sample_ode(fields, score_fn, init_state, self.num_steps, context=context, generator=generator,
-                          spacing=self.spacing, power=self.power, batch_size=batch_size,
-                          progress=self.progress if progress is None else progress, post_step=post_step)
+    def __call__(
+        self,
+        fields: Mapping[str, Any],
+        score_fn: ScoreFn,
+        init_state: Mapping[str, Tensor],
+        *,
+        context: Mapping[str, Mapping[str, Any]] | None = None,
+        generator: torch.Generator | None = None,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+        post_step: Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]] | None = None,
+    ) -> SamplerOutput:
+        return sample_ode(
+            fields,
+            score_fn,
+            init_state,
+            self.num_steps,
+            context=context,
+            generator=generator,
+            spacing=self.spacing,
+            power=self.power,
+            batch_size=batch_size,
+            progress=self.progress if progress is None else progress,
+            post_step=post_step,
+        )

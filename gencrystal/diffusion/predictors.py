@@ -42,9 +42,19 @@ class WrappedVEAncestral:
     def __init__(self, eta: float = 1.0) -> None:
         self.eta = _check_eta(eta)
 
-    def step(self, process: WrappedVE, x: Tensor, score: Tensor, t: Tensor, s: Tensor, *,
-             generator: torch.Generator | None = None, index: Tensor | None = None,
-             std_scale: Tensor | None = None, **_: Any) -> Tensor:
+    def step(
+        self,
+        process: WrappedVE,
+        x: Tensor,
+        score: Tensor,
+        t: Tensor,
+        s: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        index: Tensor | None = None,
+        std_scale: Tensor | None = None,
+        **_: Any,
+    ) -> Tensor:
         sig_t = rows_of(process.sigma(t, std_scale), index).to(x.dtype)
         sig_s = rows_of(torch.where(s > 0, process.sigma(s, std_scale), torch.zeros_like(s)), index).to(x.dtype)
         sig_t, sig_s = expand_like(sig_t, x), expand_like(sig_s, x)
@@ -71,9 +81,20 @@ class VPAncestral:
     def __init__(self, eta: float = 1.0) -> None:
         self.eta = _check_eta(eta)
 
-    def step(self, process: VPProcess, x: Tensor, score: Tensor, t: Tensor, s: Tensor, *,
-             limit_mean: Tensor, limit_std: Tensor, generator: torch.Generator | None = None,
-             index: Tensor | None = None, **_: Any) -> Tensor:
+    def step(
+        self,
+        process: VPProcess,
+        x: Tensor,
+        score: Tensor,
+        t: Tensor,
+        s: Tensor,
+        *,
+        limit_mean: Tensor,
+        limit_std: Tensor,
+        generator: torch.Generator | None = None,
+        index: Tensor | None = None,
+        **_: Any,
+    ) -> Tensor:
         a_t = expand_like(process.mean_coeff(t).to(x.dtype).clamp(min=1e-12), x)
         a_s = expand_like(process.mean_coeff(s).to(x.dtype), x)
         std_lim = expand_like(limit_std.to(x.dtype), x)
@@ -82,8 +103,9 @@ class VPAncestral:
         eps_hat = -sq_t * std_lim * score
         y_t = (x - mu) / std_lim
         y0_hat = (y_t - sq_t * eps_hat) / a_t
-        c = self.eta * torch.sqrt(((1.0 - a_s**2) / (1.0 - a_t**2).clamp(min=1e-30)).clamp(min=0.0)
-                                  * (1.0 - (a_t / a_s) ** 2).clamp(min=0.0))
+        c = self.eta * torch.sqrt(
+            ((1.0 - a_s**2) / (1.0 - a_t**2).clamp(min=1e-30)).clamp(min=0.0) * (1.0 - (a_t / a_s) ** 2).clamp(min=0.0)
+        )
         y_s = a_s * y0_hat + torch.sqrt((1.0 - a_s**2 - c**2).clamp(min=0.0)) * eps_hat
         if self.eta > 0:
             y_s = y_s + c * process.noise_like(x, generator)
@@ -98,9 +120,19 @@ class D3PMAncestral:
     ``(alpha_s - alpha_t)/(1 - alpha_t)``; at ``s = 0`` every row is unmasked.
     """
 
-    def step(self, process: MaskedD3PM, x: Tensor, logits: Tensor, t: Tensor, s: Tensor, *,
-             generator: torch.Generator | None = None, index: Tensor | None = None,
-             allowed: Tensor | None = None, **_: Any) -> Tensor:
+    def step(
+        self,
+        process: MaskedD3PM,
+        x: Tensor,
+        logits: Tensor,
+        t: Tensor,
+        s: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        index: Tensor | None = None,
+        allowed: Tensor | None = None,
+        **_: Any,
+    ) -> Tensor:
         k_t = rows_of(process.discrete_time(t), index)
         k_s = rows_of(process.discrete_time(s), index)
         logp = process.model_log_probs(x, logits, k_t, k_s, allowed=allowed, index=index)

@@ -38,8 +38,7 @@ def _processes(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {name: getattr(f, "process", f) for name, f in fields.items()}
 
 
-def _infer_batch_size(processes: Mapping[str, Any], state: Mapping[str, Tensor],
-                      context: Mapping[str, Mapping[str, Any]]) -> int:
+def _infer_batch_size(processes: Mapping[str, Any], state: Mapping[str, Tensor], context: Mapping[str, Mapping[str, Any]]) -> int:
     for name in processes:
         ctx = context.get(name, {})
         if ctx.get("index") is None:
@@ -62,9 +61,12 @@ def _time_dtype(state: Mapping[str, Tensor]) -> torch.dtype:
     return torch.float32
 
 
-def draw_prior(fields: Mapping[str, Any], like: Mapping[str, Tensor],
-               context: Mapping[str, Mapping[str, Any]] | None = None,
-               generator: torch.Generator | None = None) -> dict[str, Tensor]:
+def draw_prior(
+    fields: Mapping[str, Any],
+    like: Mapping[str, Tensor],
+    context: Mapping[str, Mapping[str, Any]] | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
     """Initial state: each process's prior with the shape of ``like[name]``; other entries of ``like`` are kept."""
     context = context or {}
     procs = _processes(fields)
@@ -75,12 +77,23 @@ def draw_prior(fields: Mapping[str, Any], like: Mapping[str, Tensor],
 
 
 @torch.no_grad()
-def sample(fields: Mapping[str, Any], score_fn: ScoreFn, init_state: Mapping[str, Tensor], num_steps: int, *,
-           predictors: Mapping[str, Any] | None = None, correctors: Mapping[str, Any] | None = None,
-           context: Mapping[str, Mapping[str, Any]] | None = None, generator: torch.Generator | None = None,
-           spacing: str = "linear", power: float = 2.0, corrector_steps: int = 1, batch_size: int | None = None,
-           progress: bool = False, post_step: Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]] | None = None,
-           ) -> SamplerOutput:
+def sample(
+    fields: Mapping[str, Any],
+    score_fn: ScoreFn,
+    init_state: Mapping[str, Tensor],
+    num_steps: int,
+    *,
+    predictors: Mapping[str, Any] | None = None,
+    correctors: Mapping[str, Any] | None = None,
+    context: Mapping[str, Mapping[str, Any]] | None = None,
+    generator: torch.Generator | None = None,
+    spacing: str = "linear",
+    power: float = 2.0,
+    corrector_steps: int = 1,
+    batch_size: int | None = None,
+    progress: bool = False,
+    post_step: Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]] | None = None,
+) -> SamplerOutput:
     """Run the predictor-corrector loop from ``init_state`` (at t = 1) to t = 0.
 
     Args:
@@ -121,13 +134,13 @@ def sample(fields: Mapping[str, Any], score_fn: ScoreFn, init_state: Mapping[str
                 out = score_fn(dict(state), t)
                 nfe += 1
                 for name, corr in corrs.items():
-                    state[name] = corr.step(procs[name], state[name], out[name], t, s, generator=generator,
-                                            **context.get(name, {}))
+                    state[name] = corr.step(
+                        procs[name], state[name], out[name], t, s, generator=generator, **context.get(name, {})
+                    )
         out = score_fn(dict(state), t)
         nfe += 1
         for name, proc in procs.items():
-            state[name] = preds[name].step(proc, state[name], out[name], t, s, generator=generator,
-                                           **context.get(name, {}))
+            state[name] = preds[name].step(proc, state[name], out[name], t, s, generator=generator, **context.get(name, {}))
         if post_step is not None:
             state = dict(post_step(state, s))
     return SamplerOutput(state=state, nfe=nfe)
@@ -140,9 +153,16 @@ class PCSampler:
     :func:`sample`; :attr:`nfe` is the number of network evaluations it will make.
     """
 
-    def __init__(self, num_steps: int = 1000, predictors: Mapping[str, Any] | None = None,
-                 correctors: Mapping[str, Any] | None = None, corrector_steps: int = 1, spacing: str = "linear",
-                 power: float = 2.0, progress: bool = False) -> None:
+    def __init__(
+        self,
+        num_steps: int = 1000,
+        predictors: Mapping[str, Any] | None = None,
+        correctors: Mapping[str, Any] | None = None,
+        corrector_steps: int = 1,
+        spacing: str = "linear",
+        power: float = 2.0,
+        progress: bool = False,
+    ) -> None:
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         time_grid(1, spacing=spacing, power=power)  # validates spacing/power
@@ -164,11 +184,31 @@ class PCSampler:
         """NFE with every configured corrector active."""
         return self.num_steps * (1 + (self.corrector_steps if self.correctors else 0))
 
-    def __call__(self, fields: Mapping[str, Any], score_fn: ScoreFn, init_state: Mapping[str, Tensor], *,
-                 context: Mapping[str, Mapping[str, Any]] | None = None, generator: torch.Generator | None = None,
-                 batch_size: int | None = None, progress: bool | None = None,
-                 post_step: Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]] | None = None) -> SamplerOutput:
-        return sample(fields, score_fn, init_state, self.num_steps, predictors=self.predictors,
-                      correctors=self.correctors, context=context, generator=generator, spacing=self.spacing,
-                      power=self.power, corrector_steps=self.corrector_steps, batch_size=batch_size,
-                      progress=self.progress if progress is None else progress, post_step=post_step)
+    def __call__(
+        self,
+        fields: Mapping[str, Any],
+        score_fn: ScoreFn,
+        init_state: Mapping[str, Tensor],
+        *,
+        context: Mapping[str, Mapping[str, Any]] | None = None,
+        generator: torch.Generator | None = None,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+        post_step: Callable[[dict[str, Tensor], Tensor], dict[str, Tensor]] | None = None,
+    ) -> SamplerOutput:
+        return sample(
+            fields,
+            score_fn,
+            init_state,
+            self.num_steps,
+            predictors=self.predictors,
+            correctors=self.correctors,
+            context=context,
+            generator=generator,
+            spacing=self.spacing,
+            power=self.power,
+            corrector_steps=self.corrector_steps,
+            batch_size=batch_size,
+            progress=self.progress if progress is None else progress,
+            post_step=post_step,
+        )

@@ -23,8 +23,14 @@ def vp_mean_coeff(t: Tensor, beta_min: float, beta_max: float) -> Tensor:
     return torch.exp(-0.25 * t * t * (beta_max - beta_min) - 0.5 * t * beta_min)
 
 
-def sample_time(batch_size: int, *, t_min: float = 1e-5, generator: torch.Generator | None = None,
-                device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+def sample_time(
+    batch_size: int,
+    *,
+    t_min: float = 1e-5,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
     """Training times ``t ~ U[t_min, 1]``, one per sample -> Tensor[batch_size]."""
     if not 0.0 <= t_min < 1.0:
         raise ValueError(f"t_min must lie in [0, 1), got {t_min}")
@@ -34,8 +40,14 @@ def sample_time(batch_size: int, *, t_min: float = 1e-5, generator: torch.Genera
     return t_min + (1.0 - t_min) * u
 
 
-def time_grid(num_steps: int, *, spacing: str = "linear", power: float = 2.0,
-              dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
+def time_grid(
+    num_steps: int,
+    *,
+    spacing: str = "linear",
+    power: float = 2.0,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """Decreasing sampling grid ``t_0 = 1 > t_1 > ... > t_N = 0`` (``num_steps + 1`` points).
 
     Step ``i`` evaluates the network at ``t_i`` (so never at 0) and moves to ``t_{i+1}``;

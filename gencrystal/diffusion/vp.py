@@ -28,8 +28,13 @@ def symmetrize(x: Tensor) -> Tensor:
     return 0.5 * (x + x.transpose(-1, -2))
 
 
-def symmetric_noise(shape: tuple[int, ...] | torch.Size, *, generator: torch.Generator | None = None,
-                    dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
+def symmetric_noise(
+    shape: tuple[int, ...] | torch.Size,
+    *,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """Symmetric standard-normal matrices (last two dims square), unit variance per entry.
 
     Diagonal entries are ``e_ii``; each off-diagonal pair is ``(e_ij + e_ji)/sqrt(2)``,
@@ -54,8 +59,9 @@ class VPProcess(nn.Module):
     Units of ``x``, ``limit_mean`` and ``limit_std`` are the caller's (Å for a lattice).
     """
 
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, symmetric: bool = True,
-                 target: str = "score_times_std") -> None:
+    def __init__(
+        self, beta_min: float = 0.1, beta_max: float = 20.0, symmetric: bool = True, target: str = "score_times_std"
+    ) -> None:
         super().__init__()
         if not (0.0 <= beta_min < beta_max) or not math.isfinite(beta_max):
             raise ValueError(f"need 0 <= beta_min < beta_max, got beta_min={beta_min}, beta_max={beta_max}")
@@ -94,8 +100,16 @@ class VPProcess(nn.Module):
         return randn_like(x, generator)
 
     # ------------------------------------------------------------------ training
-    def corrupt(self, x0: Tensor, t: Tensor, *, limit_mean: Tensor, limit_std: Tensor,
-                index: Tensor | None = None, generator: torch.Generator | None = None) -> Corrupted:
+    def corrupt(
+        self,
+        x0: Tensor,
+        t: Tensor,
+        *,
+        limit_mean: Tensor,
+        limit_std: Tensor,
+        index: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Corrupted:
         """Noise ``x0`` [B, ...] to times ``t`` [B]; ``target`` is ``-eps`` or ``eps``."""
         check_times(t)
         if index is not None:
@@ -104,8 +118,7 @@ class VPProcess(nn.Module):
         eps = self.noise_like(x0, generator)
         x_t = mean + expand_like(std, x0) * eps
         target = -eps if self.target == "score_times_std" else eps
-        return Corrupted(x_t=x_t, target=target, t=t, index=None, num_segments=t.shape[0],
-                         aux={"std": std, "eps": eps})
+        return Corrupted(x_t=x_t, target=target, t=t, index=None, num_segments=t.shape[0], aux={"std": std, "eps": eps})
 
     def loss(self, pred: Tensor, corrupted: Corrupted) -> Tensor:
         """Squared error averaged over the matrix entries -> Tensor[B]."""
@@ -114,22 +127,39 @@ class VPProcess(nn.Module):
         err = (pred - corrupted.target).pow(2)
         return err.reshape(err.shape[0], -1).mean(-1)
 
-    def score_from_prediction(self, pred: Tensor, t: Tensor, *, limit_std: Tensor, limit_mean: Tensor | None = None,
-                              index: Tensor | None = None) -> Tensor:
+    def score_from_prediction(
+        self, pred: Tensor, t: Tensor, *, limit_std: Tensor, limit_mean: Tensor | None = None, index: Tensor | None = None
+    ) -> Tensor:
         """Network output -> score of ``p_t`` (``score = -eps / std``)."""
         std = expand_like(self.std(t, limit_std).to(pred.dtype), pred)
         return pred / std if self.target == "score_times_std" else -pred / std
 
     # ------------------------------------------------------------------ sampling
-    def ode_drift(self, x: Tensor, score: Tensor, t: Tensor, *, limit_mean: Tensor, limit_std: Tensor,
-                  index: Tensor | None = None, **_: object) -> Tensor:
+    def ode_drift(
+        self,
+        x: Tensor,
+        score: Tensor,
+        t: Tensor,
+        *,
+        limit_mean: Tensor,
+        limit_std: Tensor,
+        index: Tensor | None = None,
+        **_: object,
+    ) -> Tensor:
         """Probability-flow ODE velocity ``dx/dt = -beta(t)/2 (x - limit_mean + limit_std^2 score)``."""
         beta = expand_like(self.beta(t).to(x.dtype), x)
         var = expand_like(limit_std.to(x.dtype) ** 2, x)
         return -0.5 * beta * (x - limit_mean.to(x.dtype) + var * score)
 
-    def prior_sample(self, like: Tensor, *, limit_mean: Tensor, limit_std: Tensor, index: Tensor | None = None,
-                     generator: torch.Generator | None = None) -> Tensor:
+    def prior_sample(
+        self,
+        like: Tensor,
+        *,
+        limit_mean: Tensor,
+        limit_std: Tensor,
+        index: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Draw from the limit ``limit_mean + limit_std * noise`` (shape of ``like`` [B, ...])."""
         noise = self.noise_like(like, generator)
         return limit_mean.to(like.dtype).expand_as(like) + expand_like(limit_std.to(like.dtype), like) * noise

@@ -45,8 +45,7 @@ def _image_exponents(x: Tensor, mean: Tensor | float, sigma: Tensor | float, num
     return dk, -0.5 * dk * dk / var, sigma
 
 
-def wrapped_normal_log_prob(x: Tensor, mean: Tensor | float, sigma: Tensor | float,
-                            num_images: int = 10) -> Tensor:
+def wrapped_normal_log_prob(x: Tensor, mean: Tensor | float, sigma: Tensor | float, num_images: int = 10) -> Tensor:
     """Per-coordinate log density of the wrapped normal (same shape as ``x``).
 
     ``sigma`` broadcasts against ``x``. Sum over the last dimension for the density of a
@@ -56,8 +55,7 @@ def wrapped_normal_log_prob(x: Tensor, mean: Tensor | float, sigma: Tensor | flo
     return torch.logsumexp(expo, dim=-1) - torch.log(sigma) - 0.5 * math.log(2.0 * math.pi)
 
 
-def wrapped_normal_score(x: Tensor, mean: Tensor | float, sigma: Tensor | float,
-                         num_images: int = 10) -> Tensor:
+def wrapped_normal_score(x: Tensor, mean: Tensor | float, sigma: Tensor | float, num_images: int = 10) -> Tensor:
     """Per-coordinate score ``d/dx log p(x)`` of the wrapped normal (same shape as ``x``)."""
     dk, expo, sigma = _image_exponents(x, mean, sigma, num_images)
     w = torch.softmax(expo, dim=-1)
@@ -116,9 +114,16 @@ class WrappedVE(nn.Module):
     ``sigma_max * std_scale`` around 0.
     """
 
-    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 5.0, num_images: int | None = None,
-                 weighting: str = "score_times_std", prior: str = "uniform", remove_mean: bool = False,
-                 table_size: int = 1024) -> None:
+    def __init__(
+        self,
+        sigma_min: float = 0.01,
+        sigma_max: float = 5.0,
+        num_images: int | None = None,
+        weighting: str = "score_times_std",
+        prior: str = "uniform",
+        remove_mean: bool = False,
+        table_size: int = 1024,
+    ) -> None:
         super().__init__()
         if not (0.0 < sigma_min < sigma_max) or not math.isfinite(sigma_max):
             raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
@@ -127,8 +132,10 @@ class WrappedVE(nn.Module):
         if prior not in PRIORS:
             raise ValueError(f"unknown prior {prior!r} (expected one of {PRIORS})")
         if weighting == "sigma_norm" and sigma_max > 1.0:
-            raise ValueError(f"weighting='sigma_norm' needs sigma_max <= 1 (got {sigma_max}): "
-                             "use weighting='score_times_std' for large sigma_max")
+            raise ValueError(
+                f"weighting='sigma_norm' needs sigma_max <= 1 (got {sigma_max}): "
+                "use weighting='score_times_std' for large sigma_max"
+            )
         self.sigma_min = float(sigma_min)
         self.sigma_max = float(sigma_max)
         self.num_images = images_needed(sigma_max) if num_images is None else int(num_images)
@@ -177,8 +184,15 @@ class WrappedVE(nn.Module):
         """Score of ``p(x_t | x0)`` w.r.t. ``x_t`` per coordinate; ``sigma`` per row [N]."""
         return wrapped_normal_score(x_t, x0, expand_like(sigma, x_t), self.num_images)
 
-    def corrupt(self, x0: Tensor, t: Tensor, *, index: Tensor | None = None, std_scale: Tensor | None = None,
-                generator: torch.Generator | None = None) -> Corrupted:
+    def corrupt(
+        self,
+        x0: Tensor,
+        t: Tensor,
+        *,
+        index: Tensor | None = None,
+        std_scale: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Corrupted:
         """Noise ``x0`` [N, d] (in [0, 1)) to time ``t`` [B]; target as set by ``weighting``."""
         check_times(t)
         sig = self._row_sigma(t, index, std_scale).to(x0.dtype)
@@ -197,15 +211,22 @@ class WrappedVE(nn.Module):
         err = (pred - corrupted.target).pow(2)
         return err.reshape(err.shape[0], -1).mean(-1)
 
-    def score_from_prediction(self, pred: Tensor, t: Tensor, *, index: Tensor | None = None,
-                              std_scale: Tensor | None = None) -> Tensor:
+    def score_from_prediction(
+        self, pred: Tensor, t: Tensor, *, index: Tensor | None = None, std_scale: Tensor | None = None
+    ) -> Tensor:
         """Undo the target scaling: network output -> score of ``p_t`` (per coordinate)."""
         sig = self._row_sigma(t, index, std_scale).to(pred.dtype)
         return pred / expand_like(self.target_scale(sig), pred)
 
     # ------------------------------------------------------------------ sampling
-    def prior_sample(self, like: Tensor, *, index: Tensor | None = None, std_scale: Tensor | None = None,
-                     generator: torch.Generator | None = None) -> Tensor:
+    def prior_sample(
+        self,
+        like: Tensor,
+        *,
+        index: Tensor | None = None,
+        std_scale: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Draw ``x_1`` with the shape/dtype/device of ``like`` [N, d] (values in [0, 1))."""
         if self.prior == "uniform":
             return rand_like(like, generator)
@@ -214,8 +235,9 @@ class WrappedVE(nn.Module):
             sig = sig * rows_of(std_scale.to(like.dtype), index)
         return wrap01(expand_like(sig, like) * randn_like(like, generator))
 
-    def ode_drift(self, x: Tensor, score: Tensor, t: Tensor, *, index: Tensor | None = None,
-                  std_scale: Tensor | None = None, **_: object) -> Tensor:
+    def ode_drift(
+        self, x: Tensor, score: Tensor, t: Tensor, *, index: Tensor | None = None, std_scale: Tensor | None = None, **_: object
+    ) -> Tensor:
         """Probability-flow ODE velocity ``dx/dt = -1/2 g^2 score = -sigma_n^2 ln(sigma_max/sigma_min) score``."""
         sig = expand_like(self._row_sigma(t, index, std_scale).to(x.dtype), x)
         return -sig * sig * math.log(self.sigma_max / self.sigma_min) * score

@@ -12,6 +12,10 @@ Public API::
 :class:`ActiveLearningLoop` (see ``docs/learn.md``).
 """
 
+from gencrystal.learn.finetune import FinetuneSettings, train_committee
+from gencrystal.learn.labels import LabelStore, dft_single_point, structure_hash
+from gencrystal.learn.loop import ActiveLearningLoop
+from gencrystal.learn.select import UncertaintyPolicy, distance_fingerprint, select_frames
 from gencrystal.potentials.committee import (
     Committee,
     CommitteeCalculator,
@@ -20,10 +24,6 @@ from gencrystal.potentials.committee import (
     load_committee,
     load_committee_potential,
 )
-from gencrystal.learn.finetune import FinetuneSettings, train_committee
-from gencrystal.learn.labels import LabelStore, dft_single_point, structure_hash
-from gencrystal.learn.loop import ActiveLearningLoop
-from gencrystal.learn.select import UncertaintyPolicy, distance_fingerprint, select_frames
 
 __all__ = [
     "ActiveLearningLoop",

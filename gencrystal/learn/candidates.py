@@ -48,8 +48,7 @@ class CandidateSettings:
     n_generated: int = 0
 
 
-def perturb(atoms: Atoms, rng: np.random.Generator, rattle: float, strain: float,
-            volume_scale: Sequence[float]) -> Atoms:
+def perturb(atoms: Atoms, rng: np.random.Generator, rattle: float, strain: float, volume_scale: Sequence[float]) -> Atoms:
     """A copy of ``atoms`` with a random volume factor, symmetric strain and rattle (Å)."""
     out = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
     lo, hi = float(volume_scale[0]), float(volume_scale[1])
@@ -72,8 +71,9 @@ def same_formula(atoms: Atoms, composition: str) -> bool:
     return Composition(atoms.get_chemical_formula()).reduced_formula == parse_composition(composition).reduced_formula
 
 
-def draw_candidates(composition: str, pressure_gpa: float, seeds: Sequence[Atoms], settings: CandidateSettings,
-                    rng: np.random.Generator) -> list[Atoms]:
+def draw_candidates(
+    composition: str, pressure_gpa: float, seeds: Sequence[Atoms], settings: CandidateSettings, rng: np.random.Generator
+) -> list[Atoms]:
     """Candidates at one pressure (GPa); ``info['origin']`` says where each came from."""
     out: list[Atoms] = []
     for k, seed in enumerate(seeds):
@@ -85,18 +85,24 @@ def draw_candidates(composition: str, pressure_gpa: float, seeds: Sequence[Atoms
         from gencrystal.composition import parse_composition
         from gencrystal.search.generate import RandomStructureGenerator
 
-        gen = RandomStructureGenerator(parse_composition(composition).reduced_formula,
-                                       formula_units=tuple(settings.formula_units), pressure_gpa=float(pressure_gpa))
-        for j in range(int(settings.n_random)):
+        gen = RandomStructureGenerator(
+            parse_composition(composition).reduced_formula,
+            formula_units=tuple(settings.formula_units),
+            pressure_gpa=float(pressure_gpa),
+        )
+        for _ in range(int(settings.n_random)):
             a, prov = gen.draw(rng)
             a.info["origin"] = f"pyxtal:sg{prov['space_group']}"
             out.append(a)
     if settings.generator_checkpoint and int(settings.n_generated) > 0:
         from gencrystal.sampling import Generator
 
-        gen = Generator(str(settings.generator_checkpoint), device="cpu")
-        for j, a in enumerate(gen.sample(composition, pressure=float(pressure_gpa), n=int(settings.n_generated),
-                                         seed=int(rng.integers(2**31 - 1)))):
+        model = Generator(str(settings.generator_checkpoint), device="cpu")
+        for j, a in enumerate(
+            model.sample(
+                composition, pressure=float(pressure_gpa), n=int(settings.n_generated), seed=int(rng.integers(2**31 - 1))
+            )
+        ):
             a = Atoms(a.numbers, positions=a.positions, cell=a.cell, pbc=True)
             a.info["origin"] = f"generator:{j}"
             out.append(a)
@@ -122,8 +128,7 @@ class FrameRelaxSettings:
     frame_every: int = 5
 
 
-def relax_with_frames(atoms: Atoms, calc, pressure_gpa: float, settings: FrameRelaxSettings,
-                      guard: Any = None) -> list[Atoms]:
+def relax_with_frames(atoms: Atoms, calc, pressure_gpa: float, settings: FrameRelaxSettings, guard: Any = None) -> list[Atoms]:
     """Relax ``atoms`` at ``pressure_gpa`` (GPa) with the one relaxation loop
     (:func:`gencrystal.relax.relax_one`) and return the frames a
     :class:`~gencrystal.relax.ase_relax.FrameRecorder` observer kept (every
@@ -134,6 +139,15 @@ def relax_with_frames(atoms: Atoms, calc, pressure_gpa: float, settings: FrameRe
     from gencrystal.relax.ase_relax import FrameRecorder, relax_one
 
     recorder = FrameRecorder(pressure_gpa, settings.frame_every, atoms.info)
-    result = relax_one(atoms, calc, pressure_gpa, "", optimizer=settings.optimizer, fmax=settings.fmax,
-                       steps=settings.steps, guard=guard, observers=[recorder])
+    result = relax_one(
+        atoms,
+        calc,
+        pressure_gpa,
+        "",
+        optimizer=settings.optimizer,
+        fmax=settings.fmax,
+        steps=settings.steps,
+        guard=guard,
+        observers=[recorder],
+    )
     return recorder.finish(result)

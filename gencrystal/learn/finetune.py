@@ -164,13 +164,19 @@ def offset_fit_labels(labels: Sequence[Atoms], max_gpa: float, settings: Finetun
     chosen = [i for i in range(len(labels)) if p[i] <= max_gpa]
     n_el = len({x for a in labels for x in a.get_chemical_symbols()})
     if len(chosen) < n_el:
-        chosen = sorted(np.argsort(p)[:max(n_el, 1)].tolist())
+        chosen = sorted(np.argsort(p)[: max(n_el, 1)].tolist())
     subset = [labels[i] for i in chosen]
     return subset, base_energies_per_atom(subset, settings.base_model, settings.device)
 
 
-def train_member(labels: Sequence[Atoms], targets_per_atom: np.ndarray, settings: FinetuneSettings, member: int,
-                 out_file: str | os.PathLike, log_file: str | os.PathLike | None = None) -> dict:
+def train_member(
+    labels: Sequence[Atoms],
+    targets_per_atom: np.ndarray,
+    settings: FinetuneSettings,
+    member: int,
+    out_file: str | os.PathLike,
+    log_file: str | os.PathLike | None = None,
+) -> dict:
     """Fine-tune one member from the shipped weights and save it (atomically) to ``out_file``.
 
     Args:
@@ -209,21 +215,43 @@ def train_member(labels: Sequence[Atoms], targets_per_atom: np.ndarray, settings
         for name, param in model.named_parameters():
             if any(name.startswith(p) for p in settings.freeze):
                 param.requires_grad = False
-        data = StructureData([to_structure(a) for a in labels], list(map(float, targets_per_atom)),
-                             [f.tolist() for f in forces], stresses=[chgnet_stress_input(s).tolist() for s in stresses],
-                             structure_ids=list(range(n)), graph_converter=model.graph_converter, shuffle=False)
+        data = StructureData(
+            [to_structure(a) for a in labels],
+            list(map(float, targets_per_atom)),
+            [f.tolist() for f in forces],
+            stresses=[chgnet_stress_input(s).tolist() for s in stresses],
+            structure_ids=list(range(n)),
+            graph_converter=model.graph_converter,
+            shuffle=False,
+        )
         gen = torch.Generator().manual_seed(seed)
-        train_loader = DataLoader(data, batch_size=int(settings.batch_size), collate_fn=collate_graphs,
-                                  sampler=SubsetRandomSampler([int(i) for i in idx], generator=gen))
+        train_loader = DataLoader(
+            data,
+            batch_size=int(settings.batch_size),
+            collate_fn=collate_graphs,
+            sampler=SubsetRandomSampler([int(i) for i in idx], generator=gen),
+        )
         # CHGNet's trainer validates every epoch; on CPU a fixed subset (≤ 2 batches) keeps that cheap
         val_idx = list(range(min(n, 2 * int(settings.batch_size))))
-        val_loader = DataLoader(torch.utils.data.Subset(data, val_idx), batch_size=int(settings.batch_size),
-                                collate_fn=collate_graphs, shuffle=False)
-        trainer = Trainer(model=model, targets="efs", energy_loss_ratio=settings.energy_loss_ratio,
-                          force_loss_ratio=settings.force_loss_ratio, stress_loss_ratio=settings.stress_loss_ratio,
-                          optimizer="Adam", scheduler="CosLR", criterion=str(settings.criterion), epochs=int(settings.epochs),
-                          learning_rate=float(settings.learning_rate), print_freq=10**6, torch_seed=seed,
-                          data_seed=seed + 1, use_device=settings.device)
+        val_loader = DataLoader(
+            torch.utils.data.Subset(data, val_idx), batch_size=int(settings.batch_size), collate_fn=collate_graphs, shuffle=False
+        )
+        trainer = Trainer(
+            model=model,
+            targets="efs",
+            energy_loss_ratio=settings.energy_loss_ratio,
+            force_loss_ratio=settings.force_loss_ratio,
+            stress_loss_ratio=settings.stress_loss_ratio,
+            optimizer="Adam",
+            scheduler="CosLR",
+            criterion=str(settings.criterion),
+            epochs=int(settings.epochs),
+            learning_rate=float(settings.learning_rate),
+            print_freq=10**6,
+            torch_seed=seed,
+            data_seed=seed + 1,
+            use_device=settings.device,
+        )
         with tempfile.TemporaryDirectory(dir=out_file.parent) as tmp:
             trainer.train(train_loader, val_loader, save_dir=tmp)
             tmp_file = Path(tmp) / "final.pth.tar"
@@ -234,8 +262,14 @@ def train_member(labels: Sequence[Atoms], targets_per_atom: np.ndarray, settings
     return {"member": int(member), "n_train": len(set(idx.tolist())), "train_mae": mae}
 
 
-def train_committee(labels: Sequence[Atoms], out_dir: str | os.PathLike, settings: FinetuneSettings,
-                    level_of_theory: str | None = None, progress: bool = True, **meta) -> Path:
+def train_committee(
+    labels: Sequence[Atoms],
+    out_dir: str | os.PathLike,
+    settings: FinetuneSettings,
+    level_of_theory: str | None = None,
+    progress: bool = True,
+    **meta,
+) -> Path:
     """Fine-tune ``settings.n_members`` members on ``labels`` into ``out_dir`` (resumable:
     members whose checkpoint exists are kept). ``committee.json`` is written last, so a
     directory holding it is complete.
@@ -255,10 +289,16 @@ def train_committee(labels: Sequence[Atoms], out_dir: str | os.PathLike, setting
         if not f.is_file():
             reports.append(train_member(labels, targets, settings, m, f, out_dir / "train.log"))
         members.append(f.name)
-    write_committee_meta(out_dir, members, energy_offsets=offsets, n_labels=len(labels),
-                         base_model=f"chgnet-{settings.base_model}",
-                         level_of_theory=level_of_theory or f"chgnet-committee-{out_dir.name}",
-                         members_report=reports, **meta)
+    write_committee_meta(
+        out_dir,
+        members,
+        energy_offsets=offsets,
+        n_labels=len(labels),
+        base_model=f"chgnet-{settings.base_model}",
+        level_of_theory=level_of_theory or f"chgnet-committee-{out_dir.name}",
+        members_report=reports,
+        **meta,
+    )
     return out_dir
 
 

@@ -58,8 +58,10 @@ def dft_single_point(backend, atoms: Atoms) -> Atoms:
         stress = np.array(work.get_stress(voigt=True), dtype=float)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise GencrystalError(f"DFT single point failed for {atoms.get_chemical_formula()} "
-                              f"(V = {atoms.get_volume() / len(atoms):.3f} Å³/atom): {type(exc).__name__} {first}") from exc
+        raise GencrystalError(
+            f"DFT single point failed for {atoms.get_chemical_formula()} "
+            f"(V = {atoms.get_volume() / len(atoms):.3f} Å³/atom): {type(exc).__name__} {first}"
+        ) from exc
     if not (math.isfinite(energy) and np.all(np.isfinite(forces)) and np.all(np.isfinite(stress))):
         raise GencrystalError(f"DFT single point for {atoms.get_chemical_formula()} returned non-finite values")
     out = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
@@ -134,8 +136,9 @@ def add_label_to_db(db, label: Atoms, source: str) -> int:
     # the DFT settings of the label (dft_code, dft_xc, dft_ecut_ev, dft_kpts, ...; see learn.loop.dft_settings)
     kv.update({k: v for k, v in label.info.items() if k.startswith("dft_") and isinstance(v, (str, int, float, bool))})
     data = {"forces": np.asarray(label.calc.results["forces"], dtype=float), "stress": stress}
-    return add_structure(db, label, pressure_gpa=p, level_of_theory=str(label.info["level_of_theory"]),
-                         source=source, data=data, **kv)
+    return add_structure(
+        db, label, pressure_gpa=p, level_of_theory=str(label.info["level_of_theory"]), source=source, data=data, **kv
+    )
 
 
 def labels_from_db(db, keys: Iterable[str]) -> dict[str, Atoms]:
@@ -146,10 +149,10 @@ def labels_from_db(db, keys: Iterable[str]) -> dict[str, Atoms]:
         for row in db.select(label_hash=key):
             a = row.toatoms()
             e = float(row.energy_per_atom) * len(a)
-            a.calc = SinglePointCalculator(a, energy=e, forces=np.asarray(row.data["forces"]),
-                                           stress=np.asarray(row.data["stress"]))
-            a.info.update({"label_hash": key, "level_of_theory": row.level_of_theory,
-                           "pressure_gpa": float(row.pressure_gpa),
+            a.calc = SinglePointCalculator(
+                a, energy=e, forces=np.asarray(row.data["forces"]), stress=np.asarray(row.data["stress"])
+            )
+            a.info.update({"label_hash": key, "level_of_theory": row.level_of_theory, "pressure_gpa": float(row.pressure_gpa),
                            **{k: v for k, v in row.key_value_pairs.items() if k.startswith("dft_")}})
             src = str(row.get("source", ""))
             if src.startswith("learn:"):

@@ -91,7 +91,9 @@ class ActiveLearningLoop:
         self.composition = str(cfg.composition)
         comp = parse_composition(self.composition)
         self.elements = sorted(el.symbol for el in comp.elements)
-        self.pressures = [check_pressure(p) for p in (cfg.pressures if not isinstance(cfg.pressures, (int, float)) else [cfg.pressures])]
+        self.pressures = [
+            check_pressure(p) for p in (cfg.pressures if not isinstance(cfg.pressures, (int, float)) else [cfg.pressures])
+        ]
         if not self.pressures:
             raise GencrystalError("pressures=[] is empty; give at least one pressure in GPa")
         self.iterations = int(cfg.iterations)
@@ -150,8 +152,10 @@ class ActiveLearningLoop:
         except Exception as exc:
             raise GencrystalError(f"cannot read loop state {str(f)!r}: {exc}") from exc
         if state.get("composition") not in (None, self.composition):
-            raise GencrystalError(f"{str(self.out)!r} holds a loop for {state['composition']}, not {self.composition}; "
-                                  "use another out= or resume=false")
+            raise GencrystalError(
+                f"{str(self.out)!r} holds a loop for {state['composition']}, not {self.composition}; "
+                "use another out= or resume=false"
+            )
         return state
 
     def _save_state(self) -> None:
@@ -236,12 +240,21 @@ class ActiveLearningLoop:
         for p in self.pressures:
             sel = [a for a in have if abs(float(a.info["pressure_gpa"]) - p) < 1e-9]
             if sel:
-                per_p[f"{p:g}"] = {"stress_std_mean": float(np.mean([a.info["stress_std"] for a in sel])),
-                                   "forces_std_mean": float(np.mean([a.info["forces_std"] for a in sel]))}
-        return {"n_frames": len(frames), "n_uncertain": int(sum(unc)), "uncertain_fraction": float(np.mean(unc)),
-                "forces_std_mean": float(fs.mean()), "forces_std_max": float(fs.max()),
-                "stress_std_mean": float(ss.mean()), "stress_std_max": float(ss.max()),
-                "energy_std_mean": float(es.mean()), "per_pressure": per_p}
+                per_p[f"{p:g}"] = {
+                    "stress_std_mean": float(np.mean([a.info["stress_std"] for a in sel])),
+                    "forces_std_mean": float(np.mean([a.info["forces_std"] for a in sel])),
+                }
+        return {
+            "n_frames": len(frames),
+            "n_uncertain": int(sum(unc)),
+            "uncertain_fraction": float(np.mean(unc)),
+            "forces_std_mean": float(fs.mean()),
+            "forces_std_max": float(fs.max()),
+            "stress_std_mean": float(ss.mean()),
+            "stress_std_max": float(ss.max()),
+            "energy_std_mean": float(es.mean()),
+            "per_pressure": per_p,
+        }
 
     def select(self, k: int, frames: list[Atoms], store) -> list[Atoms]:
         from gencrystal.learn.labels import structure_hash
@@ -308,22 +321,30 @@ class ActiveLearningLoop:
                         try:
                             lab = dft_single_point(self.backend, a)
                         except GencrystalError as exc:  # SCF failure etc.: recorded, never retried
-                            self.failed[key] = {"iteration": int(k), "error": str(exc),
-                                                "volume_per_atom": a.get_volume() / len(a)}
+                            self.failed[key] = {
+                                "iteration": int(k),
+                                "error": str(exc),
+                                "volume_per_atom": a.get_volume() / len(a),
+                            }
                             write_json(self.failed, self.out / FAILED_FILE)
                             n_failed += 1
                             continue
-                        lab.info.update({"label_hash": key, "level_of_theory": level, "iteration": int(k),
-                                         "pressure_gpa": float(a.info.get("pressure_gpa", 0.0)),
-                                         **dft_settings(self.backend, a)})
+                        lab.info.update(
+                            {
+                                "label_hash": key,
+                                "level_of_theory": level,
+                                "iteration": int(k),
+                                "pressure_gpa": float(a.info.get("pressure_gpa", 0.0)),
+                                **dft_settings(self.backend, a),
+                            }
+                        )
                         wall += float(lab.info.get("dft_wall_s", 0.0))
                         n_new += 1
                         if self.db is not None:
                             add_label_to_db(self.db, lab, source=f"learn:{k}")
                     store.add(lab)
             self._set_stage(k, "labelled")
-        return {"n_new_labels": n_new, "n_skipped_labels": n_skipped, "n_failed_labels": n_failed,
-                "dft_wall_s": round(wall, 2)}
+        return {"n_new_labels": n_new, "n_skipped_labels": n_skipped, "n_failed_labels": n_failed, "dft_wall_s": round(wall, 2)}
 
     def train(self, k: int, store) -> Path:
         from gencrystal.fanout import single_threaded
@@ -335,8 +356,15 @@ class ActiveLearningLoop:
         if len(store) == 0:
             raise GencrystalError("no DFT labels to fine-tune on (every selected frame failed?)")
         with single_threaded(1):
-            train_committee(store.labels, d, self.finetune, level_of_theory=f"chgnet-committee-{self.out.name}-it{k}",
-                            progress=self.progress, iteration=k, dft_level_of_theory=self.backend.level_of_theory)
+            train_committee(
+                store.labels,
+                d,
+                self.finetune,
+                level_of_theory=f"chgnet-committee-{self.out.name}-it{k}",
+                progress=self.progress,
+                iteration=k,
+                dft_level_of_theory=self.backend.level_of_theory,
+            )
         self._set_stage(k, "trained")
         return d
 
@@ -352,8 +380,11 @@ class ActiveLearningLoop:
         if self.state.get("done"):
             self.state["done"] = False
         while k < self.iterations:
-            if self.state["stage"] == "trained" and int(self.state["iteration"]) == k and any(
-                    h["iteration"] == k for h in self.state["history"]):
+            if (
+                self.state["stage"] == "trained"
+                and int(self.state["iteration"]) == k
+                and any(h["iteration"] == k for h in self.state["history"])
+            ):
                 k += 1
                 continue
             t0 = time.perf_counter()
@@ -362,10 +393,13 @@ class ActiveLearningLoop:
             stats = self.spread_stats(k, frames)
             frac = stats.get("uncertain_fraction")
             if k > 0 and frac is not None and frac < float(self.policy.stop_fraction):
-                self.state["history"].append({"iteration": k, **stats, "n_new_labels": 0,
-                                              "n_labels_total": len(store), "committee": None})
-                self.state.update(done=True, stop_reason=f"uncertain fraction {frac:.3f} < stop_fraction "
-                                  f"{self.policy.stop_fraction:g} at iteration {k}")
+                self.state["history"].append(
+                    {"iteration": k, **stats, "n_new_labels": 0, "n_labels_total": len(store), "committee": None}
+                )
+                self.state.update(
+                    done=True,
+                    stop_reason=f"uncertain fraction {frac:.3f} < stop_fraction {self.policy.stop_fraction:g} at iteration {k}",
+                )
                 self._set_stage(k, "trained")
                 break
             selected = self.select(k, frames, store)
@@ -374,11 +408,20 @@ class ActiveLearningLoop:
             self.state["history"] = [h for h in self.state["history"] if h["iteration"] != k]
             # counted from the store, so an iteration resumed after its labelling stage reports them too
             lab["n_new_labels"] = store.by_iteration().get(k, 0)
-            lab["dft_wall_s"] = round(sum(float(a.info.get("dft_wall_s", 0.0)) for a in store.labels
-                                          if int(a.info.get("iteration", -1)) == k), 2)
-            self.state["history"].append({"iteration": k, **stats, "n_selected": len(selected), **lab,
-                                          "n_labels_total": len(store), "committee": str(d),
-                                          "wall_s": round(time.perf_counter() - t0, 1)})
+            lab["dft_wall_s"] = round(
+                sum(float(a.info.get("dft_wall_s", 0.0)) for a in store.labels if int(a.info.get("iteration", -1)) == k), 2
+            )
+            self.state["history"].append(
+                {
+                    "iteration": k,
+                    **stats,
+                    "n_selected": len(selected),
+                    **lab,
+                    "n_labels_total": len(store),
+                    "committee": str(d),
+                    "wall_s": round(time.perf_counter() - t0, 1),
+                }
+            )
             self._save_state()
             k += 1
         else:
@@ -399,10 +442,16 @@ class ActiveLearningLoop:
         from gencrystal.runtime import thread_count
 
         final = self.final_committee()
-        summary = {"composition": self.composition, "pressures_gpa": self.pressures,
-                   "dft_level_of_theory": self.backend.level_of_theory, "n_labels": len(store),
-                   "labels_per_iteration": store.by_iteration(), "history": self.state["history"],
-                   "stop_reason": self.state.get("stop_reason", ""),
-                   "committee": str(final) if final else None, "threads": thread_count()}
+        summary = {
+            "composition": self.composition,
+            "pressures_gpa": self.pressures,
+            "dft_level_of_theory": self.backend.level_of_theory,
+            "n_labels": len(store),
+            "labels_per_iteration": store.by_iteration(),
+            "history": self.state["history"],
+            "stop_reason": self.state.get("stop_reason", ""),
+            "committee": str(final) if final else None,
+            "threads": thread_count(),
+        }
         write_json(summary, self.out / "summary.json")
         return summary

@@ -52,8 +52,9 @@ class UncertaintyPolicy:
         return float(max(forces_std / self.force_threshold, stress_std / self.stress_threshold))
 
 
-def distance_fingerprint(atoms: Atoms, elements: Sequence[str], cutoff: float = 6.0, bin_size: float = 0.1,
-                         sigma: float = 0.1) -> np.ndarray:
+def distance_fingerprint(
+    atoms: Atoms, elements: Sequence[str], cutoff: float = 6.0, bin_size: float = 0.1, sigma: float = 0.1
+) -> np.ndarray:
     """Smoothed pair-distance histograms, one block per species pair (1-D array).
 
     Args:
@@ -81,8 +82,14 @@ def distance_fingerprint(atoms: Atoms, elements: Sequence[str], cutoff: float = 
     return out.ravel()
 
 
-def select_frames(frames: Sequence[Atoms], scores: Sequence[float], n_select: int, elements: Sequence[str],
-                  seed: int = 0, exclude: set[int] | None = None) -> list[int]:
+def select_frames(
+    frames: Sequence[Atoms],
+    scores: Sequence[float],
+    n_select: int,
+    elements: Sequence[str],
+    seed: int = 0,
+    exclude: set[int] | None = None,
+) -> list[int]:
     """Indices of up to ``n_select`` diverse, uncertain frames.
 
     Args:

@@ -22,7 +22,19 @@ from gencrystal.metrics.matching import rms_distances
 from gencrystal.metrics.validity import crystal_validity, smact_validity, structure_validity
 
 __all__ = [
-    "Entry", "EnergyEntry", "ReferenceHull", "coverage", "crystal_validity", "csp_metrics", "duplicate_groups",
-    "fingerprints", "novelty_flags", "pair_predictions", "read_entries", "rms_distances", "smact_validity",
-    "structure_validity", "wasserstein_metrics",
+    "Entry",
+    "EnergyEntry",
+    "ReferenceHull",
+    "coverage",
+    "crystal_validity",
+    "csp_metrics",
+    "duplicate_groups",
+    "fingerprints",
+    "novelty_flags",
+    "pair_predictions",
+    "read_entries",
+    "rms_distances",
+    "smact_validity",
+    "structure_validity",
+    "wasserstein_metrics",
 ]

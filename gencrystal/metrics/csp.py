@@ -23,8 +23,7 @@ reference in both. Every result is also reported without the filter.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -32,7 +31,7 @@ import numpy as np
 from gencrystal.errors import GencrystalError
 from gencrystal.matching import MATCHER_SETTINGS
 from gencrystal.metrics.io import Entry
-from gencrystal.metrics.matching import MATCH, TIMEOUT, ERROR, rms_distances
+from gencrystal.metrics.matching import ERROR, MATCH, TIMEOUT, rms_distances
 from gencrystal.metrics.validity import MIN_DISTANCE_A, MIN_VOLUME_A3, Validity, crystal_validity
 
 VALIDITY_MODES = ("paper", "pred", "both")
@@ -49,12 +48,12 @@ class RefResult:
     ref_comp_valid: bool
     n_candidates: int
     n_valid_candidates: int
-    matched: bool                 # without the validity filter
-    rmse: float | None            # min over matching candidates, without the filter
+    matched: bool  # without the validity filter
+    rmse: float | None  # min over matching candidates, without the filter
     best_pred_id: str | None
-    matched_filtered: bool        # with the validity filter of the chosen mode
+    matched_filtered: bool  # with the validity filter of the chosen mode
     rmse_filtered: float | None
-    first_matched: bool           # the first candidate only (1-sample on the first round)
+    first_matched: bool  # the first candidate only (1-sample on the first round)
     first_rmse: float | None
     first_matched_filtered: bool
     first_rmse_filtered: float | None
@@ -71,10 +70,19 @@ def _summary(matched: Sequence[bool], rmses: Sequence[float | None], n_ref: int)
     }
 
 
-def csp_metrics(refs: Sequence[Entry], preds: Sequence[Entry], candidates: Sequence[Sequence[int]],
-                validity_mode: str = "paper", matcher: str = "csp", workers: int = 1, timeout_s: float = 30.0,
-                min_distance: float = MIN_DISTANCE_A, min_volume: float = MIN_VOLUME_A3,
-                oxidation_states_set: str = "smact14", progress: bool = True) -> tuple[dict[str, Any], list[RefResult]]:
+def csp_metrics(
+    refs: Sequence[Entry],
+    preds: Sequence[Entry],
+    candidates: Sequence[Sequence[int]],
+    validity_mode: str = "paper",
+    matcher: str = "csp",
+    workers: int = 1,
+    timeout_s: float = 30.0,
+    min_distance: float = MIN_DISTANCE_A,
+    min_volume: float = MIN_VOLUME_A3,
+    oxidation_states_set: str = "smact14",
+    progress: bool = True,
+) -> tuple[dict[str, Any], list[RefResult]]:
     """Score predictions against references; returns ``(metrics, per-reference rows)``.
 
     ``candidates[i]`` lists the indices in ``preds`` paired with ``refs[i]`` (see
@@ -98,8 +106,14 @@ def csp_metrics(refs: Sequence[Entry], preds: Sequence[Entry], candidates: Seque
     pred_val = {j: validity(preds[j]) for j in used}
 
     flat = [(i, j) for i, c in enumerate(candidates) for j in c]
-    res = rms_distances([(preds[j].structure, refs[i].structure) for i, j in flat], matcher=matcher,
-                        workers=workers, timeout_s=timeout_s, progress=progress, desc="StructureMatcher")
+    res = rms_distances(
+        [(preds[j].structure, refs[i].structure) for i, j in flat],
+        matcher=matcher,
+        workers=workers,
+        timeout_s=timeout_s,
+        progress=progress,
+        desc="StructureMatcher",
+    )
     by_pair = {(i, j): r for (i, j), r in zip(flat, res)}
 
     rows: list[RefResult] = []
@@ -107,7 +121,7 @@ def csp_metrics(refs: Sequence[Entry], preds: Sequence[Entry], candidates: Seque
         cand = list(candidates[i])
         rv = ref_val[i]
 
-        def counts(j: int, first: bool) -> bool:
+        def counts(j: int, first: bool, cand: list = cand, rv=rv) -> bool:
             pv = pred_val[j]
             if validity_mode == "pred":
                 return pv.valid
@@ -134,19 +148,28 @@ def csp_metrics(refs: Sequence[Entry], preds: Sequence[Entry], candidates: Seque
                 if counts(j0, first=True):
                     first_f = rms0
         s = ref.structure
-        rows.append(RefResult(
-            ref_id=ref.id,
-            formula=s.composition.reduced_formula if s is not None else "",
-            n_atoms=ref.n_atoms,
-            ref_struct_valid=rv.struct_valid, ref_comp_valid=rv.comp_valid,
-            n_candidates=len(cand), n_valid_candidates=sum(pred_val[j].valid for j in cand),
-            matched=best is not None, rmse=best, best_pred_id=best_id,
-            matched_filtered=best_f is not None, rmse_filtered=best_f,
-            first_matched=first_rms is not None, first_rmse=first_rms,
-            first_matched_filtered=first_f is not None, first_rmse_filtered=first_f,
-            n_timeouts=sum(by_pair[(i, j)][2] == TIMEOUT for j in cand),
-            n_errors=sum(by_pair[(i, j)][2] == ERROR for j in cand),
-        ))
+        rows.append(
+            RefResult(
+                ref_id=ref.id,
+                formula=s.composition.reduced_formula if s is not None else "",
+                n_atoms=ref.n_atoms,
+                ref_struct_valid=rv.struct_valid,
+                ref_comp_valid=rv.comp_valid,
+                n_candidates=len(cand),
+                n_valid_candidates=sum(pred_val[j].valid for j in cand),
+                matched=best is not None,
+                rmse=best,
+                best_pred_id=best_id,
+                matched_filtered=best_f is not None,
+                rmse_filtered=best_f,
+                first_matched=first_rms is not None,
+                first_rmse=first_rms,
+                first_matched_filtered=first_f is not None,
+                first_rmse_filtered=first_f,
+                n_timeouts=sum(by_pair[(i, j)][2] == TIMEOUT for j in cand),
+                n_errors=sum(by_pair[(i, j)][2] == ERROR for j in cand),
+            )
+        )
 
     k = max((len(c) for c in candidates), default=0)
     with_f = _summary([r.matched_filtered for r in rows], [r.rmse_filtered for r in rows], n_ref)
@@ -166,17 +189,30 @@ def csp_metrics(refs: Sequence[Entry], preds: Sequence[Entry], candidates: Seque
         "protocol": {
             "name": "1-sample" if k <= 1 else f"{k}-sample",
             "k": k,
-            "matcher": {"kind": matcher, **MATCHER_SETTINGS[matcher], "primitive_cell": True, "scale": True,
-                        "attempt_supercell": False, "allow_subset": False},
+            "matcher": {
+                "kind": matcher,
+                **MATCHER_SETTINGS[matcher],
+                "primitive_cell": True,
+                "scale": True,
+                "attempt_supercell": False,
+                "allow_subset": False,
+            },
             "rmse": "get_rms_dist(pred, ref)[0], normalised by (V/n)^(1/3); mean over matched references",
             "match_rate": "matched references / all references",
             "validity_mode": validity_mode,
-            "validity_rule": ("1-sample: prediction and reference valid; k-sample: prediction valid (as the "
-                              "DiffCSP/FlowMM code)") if validity_mode == "paper"
-                             else ("prediction valid (as CDVAE's RecEval)" if validity_mode == "pred"
-                                   else "prediction and reference valid in both protocols"),
-            "validity": {"min_distance_A": min_distance, "min_volume_A3": min_volume,
-                         "smact_oxidation_states": oxidation_states_set, "max_ox_combinations": 1e7},
+            "validity_rule": ("1-sample: prediction and reference valid; k-sample: prediction valid (as the DiffCSP/FlowMM code)")
+            if validity_mode == "paper"
+            else (
+                "prediction valid (as CDVAE's RecEval)"
+                if validity_mode == "pred"
+                else "prediction and reference valid in both protocols"
+            ),
+            "validity": {
+                "min_distance_A": min_distance,
+                "min_volume_A3": min_volume,
+                "smact_oxidation_states": oxidation_states_set,
+                "max_ox_combinations": 1e7,
+            },
             "timeout_s_per_pair": timeout_s,
         },
         "with_validity_filter": with_f,
@@ -184,7 +220,9 @@ def csp_metrics(refs: Sequence[Entry], preds: Sequence[Entry], candidates: Seque
     }
     if k > 1:
         metrics["first_candidate_1_sample"] = {
-            "with_validity_filter": _summary([r.first_matched_filtered for r in rows], [r.first_rmse_filtered for r in rows], n_ref),
+            "with_validity_filter": _summary(
+                [r.first_matched_filtered for r in rows], [r.first_rmse_filtered for r in rows], n_ref
+            ),
             "without_validity_filter": _summary([r.first_matched for r in rows], [r.first_rmse for r in rows], n_ref),
         }
     return metrics, rows

@@ -84,8 +84,9 @@ def _fingerprints_one(structure):
     return structure_fingerprint(structure), composition_fingerprint(structure)
 
 
-def fingerprints(structures: Sequence[Structure | None], workers: int = 1, progress: bool = True,
-                 desc: str = "fingerprints") -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+def fingerprints(
+    structures: Sequence[Structure | None], workers: int = 1, progress: bool = True, desc: str = "fingerprints"
+) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
     """Structure and composition fingerprints of each structure (None where they fail)."""
     from gencrystal.fanout import parallel_map
 
@@ -94,10 +95,16 @@ def fingerprints(structures: Sequence[Structure | None], workers: int = 1, progr
     return [r[0] for r in res], [r[1] for r in res]
 
 
-def coverage(pred_struct: Sequence[np.ndarray | None], pred_comp: Sequence[np.ndarray | None],
-             ref_struct: Sequence[np.ndarray | None], ref_comp: Sequence[np.ndarray | None],
-             struct_cutoff: float, comp_cutoff: float, n_generated: int | None = None,
-             joint: bool = False) -> dict[str, Any]:
+def coverage(
+    pred_struct: Sequence[np.ndarray | None],
+    pred_comp: Sequence[np.ndarray | None],
+    ref_struct: Sequence[np.ndarray | None],
+    ref_comp: Sequence[np.ndarray | None],
+    struct_cutoff: float,
+    comp_cutoff: float,
+    n_generated: int | None = None,
+    joint: bool = False,
+) -> dict[str, Any]:
     """COV-R and COV-P (fractions) plus mean nearest distances.
 
     Samples or references whose fingerprints failed are dropped; COV-P is still divided
@@ -145,8 +152,9 @@ def coverage(pred_struct: Sequence[np.ndarray | None], pred_comp: Sequence[np.nd
     }
 
 
-def wasserstein_metrics(pred: Sequence[Structure], ref: Sequence[Structure], n_samples: int = 1000,
-                        seed: int = 0) -> dict[str, Any]:
+def wasserstein_metrics(
+    pred: Sequence[Structure], ref: Sequence[Structure], n_samples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
     """W1 distances of density (g/cm³) and number of elements; ``pred`` are valid samples.
 
     Draws ``n_samples`` of them without replacement (all when fewer, which is stated).
@@ -161,8 +169,9 @@ def wasserstein_metrics(pred: Sequence[Structure], ref: Sequence[Structure], n_s
     sub = [pred[i] for i in idx]
     return {
         "wdist_density": float(wasserstein_distance([s.density for s in sub], [s.density for s in ref])),
-        "wdist_num_elems": float(wasserstein_distance([len(s.composition.elements) for s in sub],
-                                                      [len(s.composition.elements) for s in ref])),
+        "wdist_num_elems": float(
+            wasserstein_distance([len(s.composition.elements) for s in sub], [len(s.composition.elements) for s in ref])
+        ),
         "n_wdist": len(sub),
         "n_wdist_requested": int(n_samples),
     }
@@ -217,8 +226,13 @@ def first_of_group(labels: Sequence[int]) -> list[bool]:
     return out
 
 
-def sun_summary(valid: Sequence[bool], unique_first: Sequence[bool], novel: Sequence[bool] | None,
-                e_hull: Sequence[float] | None, threshold: float) -> dict[str, Any]:
+def sun_summary(
+    valid: Sequence[bool],
+    unique_first: Sequence[bool],
+    novel: Sequence[bool] | None,
+    e_hull: Sequence[float] | None,
+    threshold: float,
+) -> dict[str, Any]:
     """Stable / unique / novel fractions and the S.U.N. rate, all over every sample."""
     n = len(valid)
     out: dict[str, Any] = {"unique_rate": float(np.mean(unique_first)) if n else None}

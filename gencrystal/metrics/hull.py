@@ -39,8 +39,10 @@ def check_single_theory(entries: Iterable[EnergyEntry], what: str = "hull") -> s
     """The one ``level_of_theory`` of ``entries``; raises when they mix potentials."""
     labels = {e.level_of_theory for e in entries}
     if len(labels) > 1:
-        raise GencrystalError(f"{what} mixes energies from different levels of theory: {sorted(labels)}; "
-                              "use one potential for reference and samples")
+        raise GencrystalError(
+            f"{what} mixes energies from different levels of theory: {sorted(labels)}; "
+            "use one potential for reference and samples"
+        )
     if not labels:
         raise GencrystalError(f"{what} has no energies")
     return labels.pop()
@@ -56,10 +58,8 @@ class ReferenceHull:
     def __init__(self, references: Sequence[EnergyEntry]):
         refs = [r for r in references if math.isfinite(r.energy_per_atom)]
         self.level_of_theory = check_single_theory(refs, "reference hull")
-        self._entries = [PDEntry(r.composition, r.energy_per_atom * r.composition.num_atoms, name=r.id or None)
-                         for r in refs]
-        self._elements_with_ref = {el.symbol for r in refs if len(r.composition.elements) == 1
-                                   for el in r.composition.elements}
+        self._entries = [PDEntry(r.composition, r.energy_per_atom * r.composition.num_atoms, name=r.id or None) for r in refs]
+        self._elements_with_ref = {el.symbol for r in refs if len(r.composition.elements) == 1 for el in r.composition.elements}
         self._cache: dict[tuple[str, ...], PhaseDiagram] = {}
 
     def missing_elements(self, composition: Composition) -> list[str]:
@@ -78,8 +78,9 @@ class ReferenceHull:
     def e_above_hull(self, entry: EnergyEntry) -> float:
         """Energy above the reference hull in eV/atom (negative: below it); NaN without elemental references."""
         if entry.level_of_theory != self.level_of_theory:
-            raise GencrystalError(f"sample energy from {entry.level_of_theory!r} cannot be compared with a hull "
-                                  f"from {self.level_of_theory!r}")
+            raise GencrystalError(
+                f"sample energy from {entry.level_of_theory!r} cannot be compared with a hull from {self.level_of_theory!r}"
+            )
         if not math.isfinite(entry.energy_per_atom) or self.missing_elements(entry.composition):
             return float("nan")
         chemsys = tuple(sorted(el.symbol for el in entry.composition.elements))
@@ -89,13 +90,9 @@ class ReferenceHull:
         return float(ehull)
 
 
-def e_above_hull_many(hull: ReferenceHull, entries: Sequence[EnergyEntry]) -> list[float]:
-    """:meth:`ReferenceHull.e_above_hull` over a sequence."""
-    return [hull.e_above_hull(e) for e in entries]
-
-
-def relax_energies(structures, pressure_gpa: float, potential: str = "chgnet", relax_kwargs: dict | None = None,
-                   use_enthalpy: bool = True) -> tuple[list[float], str]:
+def relax_energies(
+    structures, pressure_gpa: float, potential: str = "chgnet", relax_kwargs: dict | None = None, use_enthalpy: bool = True
+) -> tuple[list[float], str]:
     """Per-atom enthalpies (or energies) in eV of structures relaxed with a potential at ``pressure_gpa``.
 
     Uses :func:`gencrystal.relax.relax_structures` (``potential``: ``"chgnet"``,

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 from pymatgen.core import Structure
 
-from gencrystal.errors import GencrystalError
 from gencrystal.checks import require_finite
+from gencrystal.errors import GencrystalError
 from gencrystal.io import read_structures
 from gencrystal.structures import to_structure
 
@@ -38,8 +38,9 @@ class Entry:
         return len(self.structure) if self.structure is not None else int(self.info.get("n_atoms", 0))
 
 
-def read_cdvae_csv(path: str | os.PathLike, id_column: str = "material_id", cif_column: str = "cif",
-                   limit: int | None = None) -> list[Entry]:
+def read_cdvae_csv(
+    path: str | os.PathLike, id_column: str = "material_id", cif_column: str = "cif", limit: int | None = None
+) -> list[Entry]:
     """Read a CDVAE-style CSV (one CIF per row; or the same table as ``.feather``) into entries;
     other columns go to ``info``.
 
@@ -59,7 +60,9 @@ def read_cdvae_csv(path: str | os.PathLike, id_column: str = "material_id", cif_
         else:
             df = pd.read_csv(p, nrows=limit)
     except Exception as exc:
-        raise GencrystalError(f"cannot read CSV {str(p)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise GencrystalError(
+            f"cannot read CSV {str(p)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
     for col in (id_column, cif_column):
         if col not in df.columns:
             raise GencrystalError(f"CSV {str(p)!r} has no {col!r} column (columns: {', '.join(map(str, df.columns[:12]))})")
@@ -75,14 +78,17 @@ def read_cdvae_csv(path: str | os.PathLike, id_column: str = "material_id", cif_
                 warnings.simplefilter("ignore")
                 s = Structure.from_str(str(rec[cif_column]), fmt="cif")
         except Exception as exc:
-            raise GencrystalError(f"{str(p)!r} row {sid!r}: malformed CIF ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+            raise GencrystalError(
+                f"{str(p)!r} row {sid!r}: malformed CIF ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            ) from exc
         require_finite(s.lattice.matrix, s.frac_coords, str(p), f"row {i} ({sid})")
         out.append(Entry(sid, s, {k: rec[k] for k in extra}))
     return out
 
 
-def read_entries(path: str | os.PathLike, selection: str | None = None, limit: int | None = None,
-                 id_column: str = "material_id") -> list[Entry]:
+def read_entries(
+    path: str | os.PathLike, selection: str | None = None, limit: int | None = None, id_column: str = "material_id"
+) -> list[Entry]:
     """Read crystals from a CDVAE CSV, CIF file/folder, extxyz/traj file or ASE db.
 
     A structure that pymatgen cannot build (e.g. a degenerate generated cell) becomes an
@@ -117,8 +123,9 @@ def pair_key(entry: Entry, id_keys: Sequence[str] = PAIR_ID_KEYS) -> str:
     return entry.id
 
 
-def pair_predictions(refs: Sequence[Entry], preds: Sequence[Entry], mode: str = "id",
-                     id_keys: Sequence[str] = PAIR_ID_KEYS) -> tuple[list[list[int]], list[int]]:
+def pair_predictions(
+    refs: Sequence[Entry], preds: Sequence[Entry], mode: str = "id", id_keys: Sequence[str] = PAIR_ID_KEYS
+) -> tuple[list[list[int]], list[int]]:
     """Assign predictions to references.
 
     - ``mode="id"``: a prediction belongs to the reference whose id equals its
@@ -133,7 +140,9 @@ def pair_predictions(refs: Sequence[Entry], preds: Sequence[Entry], mode: str = 
     n = len(refs)
     if mode == "order":
         if len(preds) == 0 or len(preds) % n:
-            raise GencrystalError(f"pair=order needs a multiple of {n} predictions (one per reference per round), got {len(preds)}")
+            raise GencrystalError(
+                f"pair=order needs a multiple of {n} predictions (one per reference per round), got {len(preds)}"
+            )
         cands: list[list[int]] = [[] for _ in range(n)]
         for j in range(len(preds)):
             cands[j % n].append(j)
@@ -146,7 +155,7 @@ def pair_predictions(refs: Sequence[Entry], preds: Sequence[Entry], mode: str = 
             raise GencrystalError(f"reference id {r.id!r} occurs twice; ids must be unique for pair=id (or use pair=order)")
         index[r.id] = i
     cands = [[] for _ in range(n)]
-    unpaired = []
+    unpaired: list = []
     for j, p in enumerate(preds):
         i = index.get(pair_key(p, id_keys))
         if i is None:
@@ -156,5 +165,6 @@ def pair_predictions(refs: Sequence[Entry], preds: Sequence[Entry], mode: str = 
     if len(unpaired) == len(preds):
         raise GencrystalError(
             f"no prediction id matches a reference id (first prediction id {pair_key(preds[0], id_keys)!r}, "
-            f"first reference id {refs[0].id!r}); set info 'ref_id' on the predictions or use pair=order")
+            f"first reference id {refs[0].id!r}); set info 'ref_id' on the predictions or use pair=order"
+        )
     return cands, unpaired

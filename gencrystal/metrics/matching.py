@@ -95,9 +95,15 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def rms_distances(pairs: Sequence[tuple[Structure | None, Structure | None]], matcher: str = "csp",
-                  matcher_overrides: dict | None = None, workers: int = 1, timeout_s: float = 30.0,
-                  progress: bool = True, desc: str = "matching") -> list[tuple[float | None, float | None, str]]:
+def rms_distances(
+    pairs: Sequence[tuple[Structure | None, Structure | None]],
+    matcher: str = "csp",
+    matcher_overrides: dict | None = None,
+    workers: int = 1,
+    timeout_s: float = 30.0,
+    progress: bool = True,
+    desc: str = "matching",
+) -> list[tuple[float | None, float | None, str]]:
     """``get_rms_dist(pred, ref)`` for each ``(pred, ref)`` pair.
 
     Returns, per pair, ``(rms, max_dist, status)``: the dimensionless RMS displacement
@@ -148,8 +154,7 @@ def _parallel(pairs, out, matcher, overrides, workers, timeout_s, bar) -> None:
     while todo:
         for i in todo:
             state[i] = 0
-        pool = ctx.Pool(min(workers, len(todo)), initializer=_init_pool_worker,
-                        initargs=(matcher, overrides, timeout_s, state))
+        pool = ctx.Pool(min(workers, len(todo)), initializer=_init_pool_worker, initargs=(matcher, overrides, timeout_s, state))
         stuck: list[int] = []
         try:
             it = pool.imap_unordered(_one_indexed, [(i, pairs[i]) for i in todo], chunksize=1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -25,8 +24,7 @@ def _plt():
     return plt
 
 
-def rmse_histogram(rmse_filtered: Sequence[float], rmse_all: Sequence[float], path: str | os.PathLike,
-                   title: str = "") -> None:
+def rmse_histogram(rmse_filtered: Sequence[float], rmse_all: Sequence[float], path: str | os.PathLike, title: str = "") -> None:
     """Histogram of per-reference RMSE (dimensionless) of matched references."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
@@ -43,8 +41,12 @@ def rmse_histogram(rmse_filtered: Sequence[float], rmse_all: Sequence[float], pa
     plt.close(fig)
 
 
-def match_rate_by_atoms(by_atoms_filtered: dict[int, tuple[int, int]], by_atoms_all: dict[int, tuple[int, int]],
-                        path: str | os.PathLike, title: str = "") -> None:
+def match_rate_by_atoms(
+    by_atoms_filtered: dict[int, tuple[int, int]],
+    by_atoms_all: dict[int, tuple[int, int]],
+    path: str | os.PathLike,
+    title: str = "",
+) -> None:
     """Bar chart of match rate per atom count of the reference cell (with counts on a twin axis)."""
     plt = _plt()
     ns = sorted(by_atoms_all)
@@ -70,8 +72,9 @@ def match_rate_by_atoms(by_atoms_filtered: dict[int, tuple[int, int]], by_atoms_
     plt.close(fig)
 
 
-def distribution_comparison(pred: Sequence[float], ref: Sequence[float], path: str | os.PathLike, xlabel: str,
-                            discrete: bool = False) -> None:
+def distribution_comparison(
+    pred: Sequence[float], ref: Sequence[float], path: str | os.PathLike, xlabel: str, discrete: bool = False
+) -> None:
     """Overlaid normalised histograms of a per-crystal quantity, samples against references."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))

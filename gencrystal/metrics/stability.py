@@ -87,13 +87,23 @@ class EnergyCache:
         if row is None:
             return None
         h = row.get("enthalpy_per_atom")
-        return ComputedEnergy(float("nan") if h is None else float(h), row["level_of_theory"], bool(row["converged"]),
-                              row.get("error", ""), cached=True)
+        return ComputedEnergy(
+            float("nan") if h is None else float(h),
+            row["level_of_theory"],
+            bool(row["converged"]),
+            row.get("error", ""),
+            cached=True,
+        )
 
     def put(self, key: str, value: ComputedEnergy, sid: str = "") -> None:
-        row = {"key": key, "id": sid, "enthalpy_per_atom": (value.enthalpy_per_atom
-                                                             if math.isfinite(value.enthalpy_per_atom) else None),
-               "level_of_theory": value.level_of_theory, "converged": value.converged, "error": value.error}
+        row = {
+            "key": key,
+            "id": sid,
+            "enthalpy_per_atom": (value.enthalpy_per_atom if math.isfinite(value.enthalpy_per_atom) else None),
+            "level_of_theory": value.level_of_theory,
+            "converged": value.converged,
+            "error": value.error,
+        }
         self._data[key] = row
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,10 +112,20 @@ class EnergyCache:
                 fh.flush()
 
 
-def compute_energies(atoms_list: Sequence[Atoms], ids: Sequence[str], potential, pressure_gpa: float, *,
-                     steps: int = 300, fmax: float = 0.05, optimizer: str = "FIRE",
-                     settings: dict[str, Any] | None = None, cache: EnergyCache | None = None,
-                     progress: bool = True, desc: str = "energies") -> list[ComputedEnergy]:
+def compute_energies(
+    atoms_list: Sequence[Atoms],
+    ids: Sequence[str],
+    potential,
+    pressure_gpa: float,
+    *,
+    steps: int = 300,
+    fmax: float = 0.05,
+    optimizer: str = "FIRE",
+    settings: dict[str, Any] | None = None,
+    cache: EnergyCache | None = None,
+    progress: bool = True,
+    desc: str = "energies",
+) -> list[ComputedEnergy]:
     """Enthalpy per atom (eV) at ``pressure_gpa`` (GPa) of each structure with a potential.
 
     Args:
@@ -128,15 +148,20 @@ def compute_energies(atoms_list: Sequence[Atoms], ids: Sequence[str], potential,
     if steps < 0 or not fmax > 0:
         raise GencrystalError(f"hull relaxation needs steps >= 0 and fmax > 0, got steps={steps} fmax={fmax}")
     cache = cache or EnergyCache(None)
-    key_settings = {"potential": settings or str(potential), "pressure_gpa": p, "steps": int(steps),
-                    "fmax": float(fmax) if steps else None, "optimizer": str(optimizer).upper() if steps else None}
+    key_settings = {
+        "potential": settings or str(potential),
+        "pressure_gpa": p,
+        "steps": int(steps),
+        "fmax": float(fmax) if steps else None,
+        "optimizer": str(optimizer).upper() if steps else None,
+    }
     keys = [structure_key(a, key_settings) for a in atoms_list]
     out: list[ComputedEnergy | None] = [cache.get(k) for k in keys]
     todo = [i for i, x in enumerate(out) if x is None]
     if not todo:
         return out  # type: ignore[return-value]
-    from gencrystal.potentials import as_potential
     from gencrystal.fanout import single_threaded
+    from gencrystal.potentials import as_potential
 
     pot = as_potential(potential)
     if steps > 0:
@@ -147,9 +172,18 @@ def compute_energies(atoms_list: Sequence[Atoms], ids: Sequence[str], potential,
             out[i] = ComputedEnergy(float(r.enthalpy_per_atom), r.level_of_theory, bool(r.converged), r.error or "")
             cache.put(keys[i], out[i], ids[i])
 
-        relax_structures([atoms_list[i].copy() for i in todo], p, pot, steps=int(steps), fmax=float(fmax),
-                         optimizer=str(optimizer), workers=1, ids=[ids[i] for i in todo], progress=progress,
-                         on_result=on_result)
+        relax_structures(
+            [atoms_list[i].copy() for i in todo],
+            p,
+            pot,
+            steps=int(steps),
+            fmax=float(fmax),
+            optimizer=str(optimizer),
+            workers=1,
+            ids=[ids[i] for i in todo],
+            progress=progress,
+            on_result=on_result,
+        )
     else:
         from tqdm.auto import tqdm
 
@@ -166,8 +200,9 @@ def compute_energies(atoms_list: Sequence[Atoms], ids: Sequence[str], potential,
                         out[i] = ComputedEnergy(float(h), pot.level_of_theory, True, "")
                     except Exception as exc:  # one structure's failure is recorded, never fatal
                         msg = str(exc).strip().splitlines()
-                        out[i] = ComputedEnergy(float("nan"), pot.level_of_theory, False,
-                                                f"{type(exc).__name__}: {msg[0] if msg else ''}")
+                        out[i] = ComputedEnergy(
+                            float("nan"), pot.level_of_theory, False, f"{type(exc).__name__}: {msg[0] if msg else ''}"
+                        )
                 cache.put(keys[i], out[i], ids[i])
     for i in todo:  # a relaxation that never reported (should not happen) counts as failed
         if out[i] is None:
@@ -224,17 +259,33 @@ def _info_energy(entry, key: str | None, lot_key: str, default_lot: str | None, 
         return None
     lot = entry.info.get(lot_key, default_lot)
     if lot is None:
-        raise GencrystalError(f"{what} {entry.id!r} has no {lot_key!r} label; set energies.level_of_theory=... "
-                              "when all energies come from one potential")
+        raise GencrystalError(
+            f"{what} {entry.id!r} has no {lot_key!r} label; set energies.level_of_theory=... "
+            "when all energies come from one potential"
+        )
     return x, str(lot)
 
 
-def stability(preds, hull_refs, *, energy_key: str | None = None, level_of_theory_key: str = "level_of_theory",
-              default_level: str | None = None, compute: bool = False, potential=None,
-              potential_settings: dict | None = None, pressure_gpa: float = 0.0, steps: int = 300,
-              fmax: float = 0.05, optimizer: str = "FIRE", require_converged: bool = False,
-              element_prototypes: Sequence[str] = ELEMENT_PROTOTYPES, element_steps: int = 300,
-              cache_path: str | os.PathLike | None = None, progress: bool = True) -> tuple[list[float], list[float], dict]:
+def stability(
+    preds,
+    hull_refs,
+    *,
+    energy_key: str | None = None,
+    level_of_theory_key: str = "level_of_theory",
+    default_level: str | None = None,
+    compute: bool = False,
+    potential=None,
+    potential_settings: dict | None = None,
+    pressure_gpa: float = 0.0,
+    steps: int = 300,
+    fmax: float = 0.05,
+    optimizer: str = "FIRE",
+    require_converged: bool = False,
+    element_prototypes: Sequence[str] = ELEMENT_PROTOTYPES,
+    element_steps: int = 300,
+    cache_path: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> tuple[list[float], list[float], dict]:
     """Energy above a reference hull for each prediction.
 
     Args:
@@ -270,17 +321,34 @@ def stability(preds, hull_refs, *, energy_key: str | None = None, level_of_theor
 
     ref_vals, ref_missing = gather(hull_refs, "reference structure")
     pred_vals, pred_missing = gather(preds, "sample")
-    summary: dict[str, Any] = {"pressure_gpa": float(pressure_gpa), "energy_key": energy_key,
-                               "computed_with_potential": bool(compute), "n_from_info": 0, "n_computed": 0,
-                               "n_cached": 0, "n_unconverged_used": 0, "n_failed": 0}
+    summary: dict[str, Any] = {
+        "pressure_gpa": float(pressure_gpa),
+        "energy_key": energy_key,
+        "computed_with_potential": bool(compute),
+        "n_from_info": 0,
+        "n_computed": 0,
+        "n_cached": 0,
+        "n_unconverged_used": 0,
+        "n_failed": 0,
+    }
     summary["n_from_info"] = sum(v is not None for v in ref_vals + pred_vals)
 
     def fill(entries, vals, missing, what):
         if not missing:
             return
-        res = compute_energies([to_atoms(entries[i].structure) for i in missing], [f"{what}:{entries[i].id}" for i in missing],
-                               potential, pressure_gpa, steps=steps, fmax=fmax, optimizer=optimizer,
-                               settings=settings["potential"], cache=cache, progress=progress, desc=what)
+        res = compute_energies(
+            [to_atoms(entries[i].structure) for i in missing],
+            [f"{what}:{entries[i].id}" for i in missing],
+            potential,
+            pressure_gpa,
+            steps=steps,
+            fmax=fmax,
+            optimizer=optimizer,
+            settings=settings["potential"],
+            cache=cache,
+            progress=progress,
+            desc=what,
+        )
         for i, r in zip(missing, res):
             summary["n_cached" if r.cached else "n_computed"] += 1
             if r.usable(require_converged):
@@ -291,21 +359,34 @@ def stability(preds, hull_refs, *, energy_key: str | None = None, level_of_theor
 
     fill(hull_refs, ref_vals, ref_missing, "reference")
     fill(preds, pred_vals, pred_missing, "sample")
-    ref_entries = [EnergyEntry(e.structure.composition, v[0], v[1], e.id)
-                   for e, v in zip(hull_refs, ref_vals) if v is not None]
+    ref_entries = [EnergyEntry(e.structure.composition, v[0], v[1], e.id) for e, v in zip(hull_refs, ref_vals) if v is not None]
     # elemental references for the elements of the samples that lack one
     have = {r.composition.elements[0].symbol for r in ref_entries if len(r.composition.elements) == 1}
-    need = sorted({el.symbol for e in preds if e.structure is not None for el in e.structure.composition.elements}
-                  | {el.symbol for r in ref_entries for el in r.composition.elements})
+    need = sorted(
+        {el.symbol for e in preds if e.structure is not None for el in e.structure.composition.elements}
+        | {el.symbol for r in ref_entries for el in r.composition.elements}
+    )
     added: dict[str, Any] = {}
     if compute and element_prototypes:
-        cands = [(el, name, atoms) for el in need if el not in have for name, atoms in elemental_candidates(el, element_prototypes)]
+        cands = [
+            (el, name, atoms) for el in need if el not in have for name, atoms in elemental_candidates(el, element_prototypes)
+        ]
         if cands:
-            res = compute_energies([c[2] for c in cands], [c[1] for c in cands], potential, pressure_gpa,
-                                   steps=max(int(element_steps), 1), fmax=fmax, optimizer=optimizer,
-                                   settings=settings["potential"], cache=cache, progress=progress, desc="elements")
+            res = compute_energies(
+                [c[2] for c in cands],
+                [c[1] for c in cands],
+                potential,
+                pressure_gpa,
+                steps=max(int(element_steps), 1),
+                fmax=fmax,
+                optimizer=optimizer,
+                settings=settings["potential"],
+                cache=cache,
+                progress=progress,
+                desc="elements",
+            )
             best: dict[str, tuple[float, str, str, bool]] = {}
-            for (el, name, atoms), r in zip(cands, res):
+            for (el, name, _atoms), r in zip(cands, res):
                 summary["n_cached" if r.cached else "n_computed"] += 1
                 if not (math.isfinite(r.enthalpy_per_atom) and (r.converged or r.error.startswith("not converged"))):
                     continue
@@ -314,26 +395,40 @@ def stability(preds, hull_refs, *, energy_key: str | None = None, level_of_theor
             for el, (h, lot, name, conv) in sorted(best.items()):
                 ref_entries.append(EnergyEntry(_composition(el), h, lot, name))
                 added[el] = {"prototype": name.split(":", 1)[1], "enthalpy_per_atom_eV": h, "converged": conv}
-    pred_entries = [EnergyEntry(e.structure.composition, v[0], v[1], e.id) if v is not None else None
-                    for e, v in zip(preds, pred_vals)]
+    pred_entries = [
+        EnergyEntry(e.structure.composition, v[0], v[1], e.id) if v is not None else None for e, v in zip(preds, pred_vals)
+    ]
     level = check_single_theory(ref_entries + [x for x in pred_entries if x is not None], "reference hull and samples")
     hull = ReferenceHull(ref_entries)
     e_hull = [hull.e_above_hull(x) if x is not None else float("nan") for x in pred_entries]
     energies = [x.energy_per_atom if x is not None else float("nan") for x in pred_entries]
     finite = np.array([x for x in e_hull if math.isfinite(x)], dtype=float)
-    missing_el = sorted({el for e in preds if e.structure is not None
-                         for el in hull.missing_elements(e.structure.composition)})
-    summary.update({
-        "level_of_theory": level, "n_reference_entries": len(ref_entries), "n_reference_structures": len(hull_refs),
-        "elemental_references_added": added, "elements_without_reference": missing_el,
-        "relaxation": ({"steps": int(steps), "fmax_eV_per_A": float(fmax), "optimizer": str(optimizer).upper(),
-                        "require_converged": bool(require_converged), "element_steps": int(element_steps),
-                        "element_prototypes": list(element_prototypes)} if compute else None),
-        "n_pred_with_e_hull": int(finite.size),
-        "e_above_hull_mean_eV_per_atom": float(finite.mean()) if finite.size else None,
-        "e_above_hull_median_eV_per_atom": float(np.median(finite)) if finite.size else None,
-        "cache": str(cache_path) if cache_path and compute else None,
-    })
+    missing_el = sorted({el for e in preds if e.structure is not None for el in hull.missing_elements(e.structure.composition)})
+    summary.update(
+        {
+            "level_of_theory": level,
+            "n_reference_entries": len(ref_entries),
+            "n_reference_structures": len(hull_refs),
+            "elemental_references_added": added,
+            "elements_without_reference": missing_el,
+            "relaxation": (
+                {
+                    "steps": int(steps),
+                    "fmax_eV_per_A": float(fmax),
+                    "optimizer": str(optimizer).upper(),
+                    "require_converged": bool(require_converged),
+                    "element_steps": int(element_steps),
+                    "element_prototypes": list(element_prototypes),
+                }
+                if compute
+                else None
+            ),
+            "n_pred_with_e_hull": int(finite.size),
+            "e_above_hull_mean_eV_per_atom": float(finite.mean()) if finite.size else None,
+            "e_above_hull_median_eV_per_atom": float(np.median(finite)) if finite.size else None,
+            "cache": str(cache_path) if cache_path and compute else None,
+        }
+    )
     return e_hull, energies, summary
 
 

@@ -25,7 +25,7 @@ import itertools
 import math
 from dataclasses import dataclass
 from functools import lru_cache, reduce
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import numpy as np
 from ase import Atoms
@@ -95,8 +95,14 @@ def _reduced_counts(composition: Mapping[str, float] | Composition | str) -> tup
 
 
 @lru_cache(maxsize=65536)
-def _smact_valid_reduced(symbols: tuple[str, ...], counts: tuple[int, ...], oxidation_states_set: str,
-                         use_pauling_test: bool, include_alloys: bool, max_combinations: int) -> bool:
+def _smact_valid_reduced(
+    symbols: tuple[str, ...],
+    counts: tuple[int, ...],
+    oxidation_states_set: str,
+    use_pauling_test: bool,
+    include_alloys: bool,
+    max_combinations: int,
+) -> bool:
     import smact
     from smact.screening import pauling_test
 
@@ -133,21 +139,30 @@ def _smact_valid_reduced(symbols: tuple[str, ...], counts: tuple[int, ...], oxid
     return False
 
 
-def smact_validity(composition: Mapping[str, float] | Composition | str | Atoms | Structure,
-                   oxidation_states_set: str = "smact14", use_pauling_test: bool = True,
-                   include_alloys: bool = True, max_combinations: int = MAX_OX_COMBINATIONS) -> bool:
+def smact_validity(
+    composition: Mapping[str, float] | Composition | str | Atoms | Structure,
+    oxidation_states_set: str = "smact14",
+    use_pauling_test: bool = True,
+    include_alloys: bool = True,
+    max_combinations: int = MAX_OX_COMBINATIONS,
+) -> bool:
     """SMACT compositional validity of a composition (formula string, Composition, Atoms or Structure)."""
     if isinstance(composition, Atoms):
         composition = Composition(composition.get_chemical_formula())
     elif isinstance(composition, Structure):
         composition = composition.composition
     symbols, counts = _reduced_counts(composition)
-    return _smact_valid_reduced(symbols, counts, oxidation_states_set, bool(use_pauling_test),
-                                bool(include_alloys), int(max_combinations))
+    return _smact_valid_reduced(
+        symbols, counts, oxidation_states_set, bool(use_pauling_test), bool(include_alloys), int(max_combinations)
+    )
 
 
-def crystal_validity(obj: Atoms | Structure, min_distance: float = MIN_DISTANCE_A, min_volume: float = MIN_VOLUME_A3,
-                     oxidation_states_set: str = "smact14") -> Validity:
+def crystal_validity(
+    obj: Atoms | Structure,
+    min_distance: float = MIN_DISTANCE_A,
+    min_volume: float = MIN_VOLUME_A3,
+    oxidation_states_set: str = "smact14",
+) -> Validity:
     """Both validity flags of one crystal."""
     try:
         comp = to_structure(obj).composition
@@ -157,8 +172,3 @@ def crystal_validity(obj: Atoms | Structure, min_distance: float = MIN_DISTANCE_
     except Exception:
         comp_ok = False
     return Validity(struct_valid=structure_validity(obj, min_distance, min_volume), comp_valid=comp_ok)
-
-
-def validity_many(objs: Iterable[Atoms | Structure], **kw) -> list[Validity]:
-    """:func:`crystal_validity` over a sequence."""
-    return [crystal_validity(o, **kw) for o in objs]

@@ -70,8 +70,16 @@ class ScalarCondition(Condition):
     Cond-CDVAE's released runs).
     """
 
-    def __init__(self, column: str, out_dim: int = 64, n_basis: int = 80, start: float = -2.0, stop: float = 5.0,
-                 mean: float | None = None, std: float | None = None):
+    def __init__(
+        self,
+        column: str,
+        out_dim: int = 64,
+        n_basis: int = 80,
+        start: float = -2.0,
+        stop: float = 5.0,
+        mean: float | None = None,
+        std: float | None = None,
+    ):
         super().__init__(column, out_dim)
         self.expansion = GaussianExpansion(start, stop, n_basis)
         self.linear = nn.Linear(n_basis, out_dim)
@@ -125,8 +133,13 @@ class ConditionEmbedder(nn.Module):
     (all together unless ``dropout_iid``), replacing them with their null embeddings.
     """
 
-    def __init__(self, conditions: Mapping[str, Condition] | None = None, p_uncond: float = 0.2,
-                 dropout_iid: bool = False, out_dim: int = 128):
+    def __init__(
+        self,
+        conditions: Mapping[str, Condition] | None = None,
+        p_uncond: float = 0.2,
+        dropout_iid: bool = False,
+        out_dim: int = 128,
+    ):
         super().__init__()
         self.conditions = nn.ModuleDict(dict(conditions or {}))
         if not 0.0 <= p_uncond <= 1.0:
@@ -143,9 +156,14 @@ class ConditionEmbedder(nn.Module):
         """Condition name -> batch column it reads."""
         return {name: c.column for name, c in self.conditions.items()}
 
-    def forward(self, values: Mapping[str, torch.Tensor | None], batch_size: int,
-                uncond: bool | torch.Tensor = False, generator: torch.Generator | None = None,
-                drop: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor | None:
+    def forward(
+        self,
+        values: Mapping[str, torch.Tensor | None],
+        batch_size: int,
+        uncond: bool | torch.Tensor = False,
+        generator: torch.Generator | None = None,
+        drop: Mapping[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor | None:
         """``values`` maps condition *column* -> tensor ([B] or [B, k]); missing = absent.
 
         ``uncond``: True drops all; a bool tensor [B] drops those rows. ``drop`` maps a

@@ -87,7 +87,8 @@ def scatter_mean(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.
     """Mean of ``values`` rows grouped by ``index`` into ``size`` rows (empty -> 0)."""
     out = torch.zeros(size, values.shape[-1], dtype=values.dtype, device=values.device).index_add_(0, index, values)
     count = torch.zeros(size, dtype=values.dtype, device=values.device).index_add_(
-        0, index, torch.ones_like(index, dtype=values.dtype))
+        0, index, torch.ones_like(index, dtype=values.dtype)
+    )
     return out / count.clamp_min(1).unsqueeze(-1)
 
 
@@ -108,10 +109,18 @@ class Denoiser(nn.Module):
     #: number of type logits per atom the network outputs (0 = no type head)
     num_type_logits: int = NUM_ELEMENTS
 
-    def forward(self, frac_coords: torch.Tensor, lattice: torch.Tensor, atom_tokens: torch.Tensor,
-                num_atoms: torch.Tensor, batch: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None,
-                lattice_mean: torch.Tensor | None = None,
-                lattice_std: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # pragma: no cover - interface
+    def forward(
+        self,
+        frac_coords: torch.Tensor,
+        lattice: torch.Tensor,
+        atom_tokens: torch.Tensor,
+        num_atoms: torch.Tensor,
+        batch: torch.Tensor,
+        t: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        lattice_mean: torch.Tensor | None = None,
+        lattice_std: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
 
 
@@ -143,9 +152,17 @@ class CSPNet(Denoiser):
     type-head width (0 disables it, e.g. CSP), ``metric_scale`` (Å) normalises ``G``.
     """
 
-    def __init__(self, hidden_dim: int = 512, num_layers: int = 6, num_freqs: int = 128, time_dim: int = 256,
-                 cond_dim: int = 0, num_type_logits: int = NUM_ELEMENTS, metric_scale: float = 2.6,
-                 num_tokens: int = NUM_ELEMENTS + 1):
+    def __init__(
+        self,
+        hidden_dim: int = 512,
+        num_layers: int = 6,
+        num_freqs: int = 128,
+        time_dim: int = 256,
+        cond_dim: int = 0,
+        num_type_logits: int = NUM_ELEMENTS,
+        metric_scale: float = 2.6,
+        num_tokens: int = NUM_ELEMENTS + 1,
+    ):
         super().__init__()
         self.hidden_dim, self.num_freqs, self.time_dim = hidden_dim, num_freqs, time_dim
         self.cond_dim, self.num_type_logits, self.metric_scale = cond_dim, num_type_logits, metric_scale
@@ -158,8 +175,7 @@ class CSPNet(Denoiser):
         self.lattice_head = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, 6))
         self.type_head = nn.Linear(hidden_dim, num_type_logits) if num_type_logits > 0 else None
 
-    def forward(self, frac_coords, lattice, atom_tokens, num_atoms, batch, t, cond=None, lattice_mean=None,
-                lattice_std=None):
+    def forward(self, frac_coords, lattice, atom_tokens, num_atoms, batch, t, cond=None, lattice_mean=None, lattice_std=None):
         dtype = self.node_in.weight.dtype
         frac_coords, lattice, t = frac_coords.to(dtype), lattice.to(dtype), t.to(dtype)
         num_atoms = num_atoms.long()
@@ -168,12 +184,13 @@ class CSPNet(Denoiser):
         if lattice_mean is not None and lattice_std is not None:
             # (G − μ²I)/(2μσ) ≈ (S − μI)/σ: the metric's deviation from the prior, O(1)
             mu, sd = lattice_mean.to(dtype)[:, None, None], lattice_std.to(dtype)[:, None, None]
-            metric = (gram - mu ** 2 * torch.eye(3, dtype=dtype, device=gram.device)) / (2 * mu * sd)
+            metric = (gram - mu**2 * torch.eye(3, dtype=dtype, device=gram.device)) / (2 * mu * sd)
         else:
             n23 = num_atoms.to(dtype) ** (2.0 / 3.0)
-            metric = gram / (n23 * self.metric_scale ** 2)[:, None, None]
-        edge_feat = torch.cat([metric.flatten(1)[edge_batch],
-                               fourier_features(frac_coords[dst] - frac_coords[src], self.num_freqs)], dim=-1)
+            metric = gram / (n23 * self.metric_scale**2)[:, None, None]
+        edge_feat = torch.cat(
+            [metric.flatten(1)[edge_batch], fourier_features(frac_coords[dst] - frac_coords[src], self.num_freqs)], dim=-1
+        )
         parts = [self.atom_embedding(atom_tokens), sinusoidal_embedding(t, self.time_dim)[batch]]
         if self.cond_dim:
             if cond is None:

@@ -58,7 +58,7 @@ class LatticePriorParams:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LatticePriorParams":
+    def from_dict(cls, d: dict) -> LatticePriorParams:
         return cls(**d)
 
 
@@ -109,20 +109,39 @@ def fit_volume_model(
 
     sigma = 1.0 / np.sqrt(w)
     if model == "loglinear":
-        (a, b), _ = curve_fit(lambda x, a, b: a - b * x, pr, np.log(vol), p0=[math.log(c_mean), 0.0],
-                              sigma=sigma, bounds=([-np.inf, 0.0], [np.inf, np.inf]))
+        (a, b), _ = curve_fit(
+            lambda x, a, b: a - b * x,
+            pr,
+            np.log(vol),
+            p0=[math.log(c_mean), 0.0],
+            sigma=sigma,
+            bounds=([-np.inf, 0.0], [np.inf, np.inf]),
+        )
         pred = np.exp(a - b * pr)
         out = LatticePriorParams(volume_model="loglinear", c0=float(math.exp(a)), b=float(b))
     else:
         c0_guess = float(vol[np.argmin(pr)])
-        (c0, b0, bp), _ = curve_fit(_murnaghan, pr, vol, p0=[c0_guess, 100.0, 4.0], sigma=sigma,
-                                    bounds=([1e-3, 1e-2, 1e-2], [1e4, 1e4, 20.0]), maxfev=20000)
+        (c0, b0, bp), _ = curve_fit(
+            _murnaghan,
+            pr,
+            vol,
+            p0=[c0_guess, 100.0, 4.0],
+            sigma=sigma,
+            bounds=([1e-3, 1e-2, 1e-2], [1e4, 1e4, 20.0]),
+            maxfev=20000,
+        )
         pred = _murnaghan(pr, c0, b0, bp)
-        out = LatticePriorParams(volume_model="murnaghan", c0=float(c0), bulk_modulus=float(b0),
-                                 bulk_modulus_derivative=float(bp))
+        out = LatticePriorParams(
+            volume_model="murnaghan", c0=float(c0), bulk_modulus=float(b0), bulk_modulus_derivative=float(bp)
+        )
     rel = float(np.sqrt(np.average(((pred - vol) / vol) ** 2, weights=w)))
-    out.fit_info = {"requested": model, "fallback": False, "pressure_span_gpa": span, "bins": int(len(vol)),
-                    "weighted_rel_rmse": rel}
+    out.fit_info = {
+        "requested": model,
+        "fallback": False,
+        "pressure_span_gpa": span,
+        "bins": int(len(vol)),
+        "weighted_rel_rmse": rel,
+    }
     return out
 
 
@@ -170,7 +189,7 @@ class LatticePrior(torch.nn.Module):
 def fit_v(polar_lattices: np.ndarray, num_atoms: np.ndarray, mu: np.ndarray) -> float:
     """Per-entry variance of ``S − μ(n, P)·I`` per ``n^(2/3)`` (Å²), averaged over cells."""
     dev = np.asarray(polar_lattices, dtype=float) - np.asarray(mu, dtype=float)[:, None, None] * np.eye(3)
-    per = (dev ** 2).mean(axis=(1, 2)) / np.asarray(num_atoms, dtype=float) ** (2.0 / 3.0)
+    per = (dev**2).mean(axis=(1, 2)) / np.asarray(num_atoms, dtype=float) ** (2.0 / 3.0)
     return float(per.mean())
 
 
@@ -207,8 +226,13 @@ def fit_lattice_prior(
             bins.append((float(pr[sel].mean()), float(vpa[sel].mean()), int(sel.sum())))
     else:
         bins = [tuple(b) for b in pressure_bins]
-    params = fit_volume_model([b[0] for b in bins], [b[1] for b in bins], [b[2] for b in bins],
-                              model=volume_model, min_pressure_span_gpa=min_pressure_span_gpa)
+    params = fit_volume_model(
+        [b[0] for b in bins],
+        [b[1] for b in bins],
+        [b[2] for b in bins],
+        model=volume_model,
+        min_pressure_span_gpa=min_pressure_span_gpa,
+    )
     if v is not None:
         params.v = float(v)
     else:

@@ -31,7 +31,6 @@ Atom types enter the diffusion as ``Z − 1`` (0..99) with the mask state 100.
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -68,12 +67,24 @@ class CrystalNet(nn.Module):
         self.denoiser = denoiser
         self.conditions = conditions
 
-    def forward(self, frac_coords, lattice, atom_tokens, num_atoms, batch, t, cond_values: Mapping[str, torch.Tensor | None],
-                uncond: bool | torch.Tensor = False, drop: Mapping[str, torch.Tensor] | None = None,
-                lattice_mean: torch.Tensor | None = None, lattice_std: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        frac_coords,
+        lattice,
+        atom_tokens,
+        num_atoms,
+        batch,
+        t,
+        cond_values: Mapping[str, torch.Tensor | None],
+        uncond: bool | torch.Tensor = False,
+        drop: Mapping[str, torch.Tensor] | None = None,
+        lattice_mean: torch.Tensor | None = None,
+        lattice_std: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         cond = self.conditions(cond_values, len(num_atoms), uncond=uncond, drop=drop)
-        return self.denoiser(frac_coords, lattice, atom_tokens, num_atoms, batch, t, cond,
-                             lattice_mean=lattice_mean, lattice_std=lattice_std)
+        return self.denoiser(
+            frac_coords, lattice, atom_tokens, num_atoms, batch, t, cond, lattice_mean=lattice_mean, lattice_std=lattice_std
+        )
 
 
 class CrystalDiffusionModule(pl.LightningModule):
@@ -87,13 +98,23 @@ class CrystalDiffusionModule(pl.LightningModule):
             (units of their column, e.g. GPa).
     """
 
-    def __init__(self, cfg: Mapping | DictConfig, data_stats: Mapping | None = None,
-                 lattice_prior: Mapping | None = None, condition_scalers: Mapping | None = None):
+    def __init__(
+        self,
+        cfg: Mapping | DictConfig,
+        data_stats: Mapping | None = None,
+        lattice_prior: Mapping | None = None,
+        condition_scalers: Mapping | None = None,
+    ):
         super().__init__()
         cfg = _plain(cfg)
-        self.save_hyperparameters({"cfg": cfg, "data_stats": dict(data_stats or {}),
-                                   "lattice_prior": dict(lattice_prior or LatticePriorParams().to_dict()),
-                                   "condition_scalers": {k: list(v) for k, v in (condition_scalers or {}).items()}})
+        self.save_hyperparameters(
+            {
+                "cfg": cfg,
+                "data_stats": dict(data_stats or {}),
+                "lattice_prior": dict(lattice_prior or LatticePriorParams().to_dict()),
+                "condition_scalers": {k: list(v) for k, v in (condition_scalers or {}).items()},
+            }
+        )
         mcfg = cfg["model"]
         self.fields = _instantiate(cfg["diffusion"])
         self.csp = "atom_types" not in self.fields
@@ -111,10 +132,13 @@ class CrystalDiffusionModule(pl.LightningModule):
         for name, (mean, std) in self.hparams["condition_scalers"].items():
             if name in conditions and hasattr(conditions[name], "set_scaler"):
                 conditions[name].set_scaler(float(mean), float(std))
-        embedder = ConditionEmbedder(conditions, p_uncond=float(mcfg.get("p_uncond", 0.2)),
-                                     dropout_iid=bool(mcfg.get("dropout_iid", False)), out_dim=int(mcfg.get("cond_dim", 128)))
-        denoiser = _instantiate(mcfg["denoiser"], cond_dim=embedder.out_dim,
-                                num_type_logits=0 if self.csp else NUM_ELEMENTS)
+        embedder = ConditionEmbedder(
+            conditions,
+            p_uncond=float(mcfg.get("p_uncond", 0.2)),
+            dropout_iid=bool(mcfg.get("dropout_iid", False)),
+            out_dim=int(mcfg.get("cond_dim", 128)),
+        )
+        denoiser = _instantiate(mcfg["denoiser"], cond_dim=embedder.out_dim, num_type_logits=0 if self.csp else NUM_ELEMENTS)
         self.net = CrystalNet(denoiser, embedder)
         self.ema_decay = float(mcfg.get("ema_decay", 0.999))
         self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay), use_buffers=True)
@@ -150,18 +174,28 @@ class CrystalDiffusionModule(pl.LightningModule):
         return list(self.net.conditions.columns.values())
 
     # ------------------------------------------------------------------ context
-    def field_context(self, num_atoms: torch.Tensor, batch: torch.Tensor, pressure: torch.Tensor | None,
-                      dtype: torch.dtype, allowed: torch.Tensor | None = None) -> dict[str, dict[str, Any]]:
+    def field_context(
+        self,
+        num_atoms: torch.Tensor,
+        batch: torch.Tensor,
+        pressure: torch.Tensor | None,
+        dtype: torch.dtype,
+        allowed: torch.Tensor | None = None,
+    ) -> dict[str, dict[str, Any]]:
         """Per-field keyword context for the diffusion processes (see gencrystal.diffusion)."""
         ctx: dict[str, dict[str, Any]] = {}
         n = num_atoms.to(dtype)
         if "frac_coords" in self.fields:
-            ctx["frac_coords"] = {"index": batch,
-                                  "std_scale": n ** (-1.0 / 3.0) if self.coord_std_scaling else torch.ones_like(n)}
+            ctx["frac_coords"] = {
+                "index": batch,
+                "std_scale": n ** (-1.0 / 3.0) if self.coord_std_scaling else torch.ones_like(n),
+            }
         if "lattice" in self.fields:
-            ctx["lattice"] = {"index": None,
-                              "limit_mean": self.prior.mean_matrix(num_atoms, pressure, dtype=dtype).to(n.device),
-                              "limit_std": self.prior.std(num_atoms, dtype=dtype).to(n.device)}
+            ctx["lattice"] = {
+                "index": None,
+                "limit_mean": self.prior.mean_matrix(num_atoms, pressure, dtype=dtype).to(n.device),
+                "limit_std": self.prior.std(num_atoms, dtype=dtype).to(n.device),
+            }
         if "atom_types" in self.fields:
             ctx["atom_types"] = {"index": batch}
             if allowed is not None:
@@ -184,7 +218,7 @@ class CrystalDiffusionModule(pl.LightningModule):
             return None
         lat = ctx["lattice"]
         a = proc.mean_coeff(t).to(x_t.dtype)
-        sq = torch.sqrt((1.0 - a ** 2).clamp(min=0.0))[:, None, None]
+        sq = torch.sqrt((1.0 - a**2).clamp(min=0.0))[:, None, None]
         y = (x_t - lat["limit_mean"].to(x_t.dtype)) / lat["limit_std"].to(x_t.dtype)[:, None, None]
         return -sq * y if getattr(proc, "target", "score_times_std") == "score_times_std" else sq * y
 
@@ -223,8 +257,16 @@ class CrystalDiffusionModule(pl.LightningModule):
         ctx = self.field_context(num_atoms, index, pressure, dtype)
         corrupted = self.fields.corrupt({k: v for k, v in x0.items() if k in self.fields}, t, ctx, generator=generator)
         tokens = corrupted["atom_types"].x_t if "atom_types" in corrupted else types0
-        preds = net(corrupted["frac_coords"].x_t, corrupted["lattice"].x_t, tokens, num_atoms, index, t,
-                    self._cond_values(batch, self.condition_columns), **self._lattice_ref(ctx))
+        preds = net(
+            corrupted["frac_coords"].x_t,
+            corrupted["lattice"].x_t,
+            tokens,
+            num_atoms,
+            index,
+            t,
+            self._cond_values(batch, self.condition_columns),
+            **self._lattice_ref(ctx),
+        )
         preds = {k: v.float() if v.dtype == torch.bfloat16 else v for k, v in preds.items() if k in corrupted}
         skip = self.lattice_skip(corrupted["lattice"].x_t, t, ctx)
         if skip is not None:
@@ -271,7 +313,7 @@ class CrystalDiffusionModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
-    def load_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "CrystalDiffusionModule":
+    def load_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> CrystalDiffusionModule:
         """Load a trained module from ``path`` (EMA weights inside; config and statistics too).
 
         Raises :class:`GencrystalError` for a missing, unreadable or foreign file."""
@@ -303,9 +345,11 @@ class CrystalDiffusionModule(pl.LightningModule):
             hi = float(c.mean + c.stop * c.std)
             bad = v[(v < lo) | (v > hi)]
             if bad.numel():
-                warnings.warn(f"condition {name!r} = {float(bad[0]):g} lies outside the model's basis range "
-                              f"[{lo:g}, {hi:g}] (z in [{c.start:g}, {c.stop:g}]); its embedding fades to zero there",
-                              stacklevel=3)
+                warnings.warn(
+                    f"condition {name!r} = {float(bad[0]):g} lies outside the model's basis range "
+                    f"[{lo:g}, {hi:g}] (z in [{c.start:g}, {c.stop:g}]); its embedding fades to zero there",
+                    stacklevel=3,
+                )
 
     @property
     def is_flow(self) -> bool:
@@ -337,8 +381,9 @@ class CrystalDiffusionModule(pl.LightningModule):
             return str(self.hparams["cfg"]["model"].get("flow_sampler", "flow"))
         if not self.is_flow and flow_sampler:
             label = sampler if isinstance(sampler, str) else target.rsplit(".", 1)[-1]
-            raise GencrystalError(f"sampler {label!r} integrates a flow, but this checkpoint is a diffusion model "
-                                  "(use fast, pc or ode)")
+            raise GencrystalError(
+                f"sampler {label!r} integrates a flow, but this checkpoint is a diffusion model (use fast, pc or ode)"
+            )
         return sampler
 
     def _sampler(self, sampler: str | Mapping | DictConfig):
@@ -350,10 +395,16 @@ class CrystalDiffusionModule(pl.LightningModule):
             raise GencrystalError(f"bad sampler configuration: {str(cause).strip().splitlines()[0][:200]}") from None
 
     @torch.no_grad()
-    def sample(self, num_atoms: torch.Tensor, atom_types: torch.Tensor | None = None,
-               conditions: Mapping[str, torch.Tensor] | None = None, sampler: str | Mapping | DictConfig = "pc",
-               guidance_scale: float | Mapping[str, float] = 1.0, generator: torch.Generator | None = None,
-               progress: bool = False) -> dict[str, Any]:
+    def sample(
+        self,
+        num_atoms: torch.Tensor,
+        atom_types: torch.Tensor | None = None,
+        conditions: Mapping[str, torch.Tensor] | None = None,
+        sampler: str | Mapping | DictConfig = "pc",
+        guidance_scale: float | Mapping[str, float] = 1.0,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> dict[str, Any]:
         """Generate crystals with the EMA weights.
 
         Args:
@@ -410,8 +461,10 @@ class CrystalDiffusionModule(pl.LightningModule):
         dtype = torch.float32
         ctx = self.field_context(num_atoms, batch, pressure, dtype, allowed=allowed)
         procs = {name: self.fields[name].process for name in self.fields}
-        like = {"frac_coords": torch.zeros(n_total, 3, device=device, dtype=dtype),
-                "lattice": torch.zeros(b, 3, 3, device=device, dtype=dtype)}
+        like = {
+            "frac_coords": torch.zeros(n_total, 3, device=device, dtype=dtype),
+            "lattice": torch.zeros(b, 3, 3, device=device, dtype=dtype),
+        }
         state: dict[str, torch.Tensor] = {}
         for name, proc in procs.items():
             kw = {k: v for k, v in ctx[name].items() if k != "allowed"}
@@ -435,32 +488,42 @@ class CrystalDiffusionModule(pl.LightningModule):
         else:
             unknown = sorted(set(scales) - set(self.condition_columns))
             if unknown:
-                raise GencrystalError(f"guidance_scale names condition(s) {unknown} the model does not have "
-                                      f"(it has {self.condition_columns})")
+                raise GencrystalError(
+                    f"guidance_scale names condition(s) {unknown} the model does not have (it has {self.condition_columns})"
+                )
             guided = [c for c in scales if c in cond_values]
             variants = [set()] + [{c} for c in guided]
         k = len(variants)
         num_atoms_k = num_atoms.repeat(k)
         batch_k = torch.cat([batch + i * b for i in range(k)])
         values_k = {c: torch.cat([v] * k) for c, v in cond_values.items()}
-        drop_k = {c: torch.cat([torch.full((b,), c not in kept, dtype=torch.bool, device=device) for kept in variants])
-                  for c in cols}
+        drop_k = {
+            c: torch.cat([torch.full((b,), c not in kept, dtype=torch.bool, device=device) for kept in variants]) for c in cols
+        }
 
         ref = {key: torch.cat([v] * k) for key, v in self._lattice_ref(ctx).items()}
 
         def run(st, t):
             """One network call on the k-fold batch -> k score dicts (one per variant)."""
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                out = net(torch.cat([st["frac_coords"]] * k), torch.cat([st["lattice"]] * k),
-                          torch.cat([st["atom_types"]] * k), num_atoms_k, batch_k, t.repeat(k), values_k,
-                          drop=drop_k, **ref)
+                out = net(
+                    torch.cat([st["frac_coords"]] * k),
+                    torch.cat([st["lattice"]] * k),
+                    torch.cat([st["atom_types"]] * k),
+                    num_atoms_k,
+                    batch_k,
+                    t.repeat(k),
+                    values_k,
+                    drop=drop_k,
+                    **ref,
+                )
             skip = self.lattice_skip(st["lattice"], t, ctx) if "lattice" in procs else None
             results = []
             for i in range(k):
                 scores = {}
                 for name, proc in procs.items():
                     rows = n_total if name != "lattice" else b
-                    o = out[name][i * rows:(i + 1) * rows].float()
+                    o = out[name][i * rows : (i + 1) * rows].float()
                     if name == "lattice" and skip is not None:
                         o = o + skip
                     if name == "atom_types":
@@ -479,16 +542,34 @@ class CrystalDiffusionModule(pl.LightningModule):
                 return res[0]
             if gamma is not None:
                 cond, uncond = res
-                return {name: (guidance.cfg_combine_logits(cond[name], uncond[name], gamma) if name == "atom_types"
-                               else guidance.cfg_combine(cond[name], uncond[name], gamma)) for name in cond}
+                return {
+                    name: (
+                        guidance.cfg_combine_logits(cond[name], uncond[name], gamma)
+                        if name == "atom_types"
+                        else guidance.cfg_combine(cond[name], uncond[name], gamma)
+                    )
+                    for name in cond
+                }
             uncond = res[0]
-            return {name: guidance.cfg_combine_multi(uncond[name], {c: r[name] for c, r in zip(guided, res[1:])},
-                                                     {c: float(scales[c]) for c in guided}, logits=name == "atom_types")
-                    for name in uncond}
+            return {
+                name: guidance.cfg_combine_multi(
+                    uncond[name],
+                    {c: r[name] for c, r in zip(guided, res[1:])},
+                    {c: float(scales[c]) for c in guided},
+                    logits=name == "atom_types",
+                )
+                for name in uncond
+            }
 
         smp = self._sampler(sampler)
-        result = smp(procs, score_fn, state, context={k: {kk: vv for kk, vv in v.items()} for k, v in ctx.items()},
-                     generator=generator, progress=progress)
+        result = smp(
+            procs,
+            score_fn,
+            state,
+            context={k: {kk: vv for kk, vv in v.items()} for k, v in ctx.items()},
+            generator=generator,
+            progress=progress,
+        )
         final = result.state
         lattice = polar_symmetric(final["lattice"])
         types = final["atom_types"] if "atom_types" in final else state["atom_types"]
@@ -497,5 +578,4 @@ class CrystalDiffusionModule(pl.LightningModule):
             raise GencrystalError("sampling ended with masked atom types; the sampler did not reach t = 0")
         frac = torch.remainder(final["frac_coords"], 1.0)
         frac = torch.where(frac >= 1.0, frac - 1.0, frac)  # float32 remainder of -1e-9 is 1.0
-        return {"frac_coords": frac, "lattice": lattice,
-                "atom_types": types + 1, "num_atoms": num_atoms, "nfe": int(result.nfe)}
+        return {"frac_coords": frac, "lattice": lattice, "atom_types": types + 1, "num_atoms": num_atoms, "nfe": int(result.nfe)}

@@ -69,8 +69,9 @@ def per_device_batch_size(global_batch: int, devices: int, nodes: int, accumulat
     if per < 1:
         raise GencrystalError(f"batch_size={global_batch} is smaller than devices·nodes·accumulate = {denom}")
     if per * denom != global_batch:
-        log.warning("global batch %d is not divisible by %d: using %d per device (%d in all)",
-                    global_batch, denom, per, per * denom)
+        log.warning(
+            "global batch %d is not divisible by %d: using %d per device (%d in all)", global_batch, denom, per, per * denom
+        )
     return per
 
 
@@ -82,8 +83,11 @@ def fit_priors(train_ds, cfg: DictConfig) -> tuple[dict, dict]:
 
     pcfg = cfg.model.get("lattice_prior") or {}
     params = fit_lattice_prior(
-        train_ds.lattices.double().numpy(), train_ds.num_atoms.numpy(), train_ds.pressure.double().numpy(),
-        volume_model=str(pcfg.get("volume_model", "murnaghan")), v=pcfg.get("v"),
+        train_ds.lattices.double().numpy(),
+        train_ds.num_atoms.numpy(),
+        train_ds.pressure.double().numpy(),
+        volume_model=str(pcfg.get("volume_model", "murnaghan")),
+        v=pcfg.get("v"),
         bin_width_gpa=float(pcfg.get("bin_width_gpa", 5.0)),
         min_pressure_span_gpa=float(pcfg.get("min_pressure_span_gpa", 1.0)),
     )
@@ -137,8 +141,10 @@ def init_weights_from(module: torch.nn.Module, path: str | Path) -> dict[str, li
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         source = ckpt["state_dict"]
     except Exception as exc:
-        raise GencrystalError(f"init_from={str(path)!r} is not a gencrystal checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise GencrystalError(
+            f"init_from={str(path)!r} is not a gencrystal checkpoint "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     params = dict(module.named_parameters())  # includes the EMA copy (ema.module.*)
     report: dict[str, list[str]] = {"copied": [], "skipped": [], "missing": []}
     with torch.no_grad():
@@ -184,7 +190,7 @@ def _loggers(cfg: DictConfig, run_dir: Path) -> list:
 
     os.environ.setdefault("WANDB_MODE", "offline")
     loggers = []
-    for name, node in (cfg.get("logger") or {}).items():
+    for node in (cfg.get("logger") or {}).values():
         if node is None or not node.get("_target_"):
             continue
         if "Wandb" in str(node._target_):
@@ -196,14 +202,32 @@ def _loggers(cfg: DictConfig, run_dir: Path) -> list:
     return loggers
 
 
+def _callbacks(cfg: DictConfig, has_val: bool, has_scheduler: bool) -> list:
+    """The Lightning callbacks of ``cfg.callbacks`` (conf/callbacks), built by ``_target_``, without
+    those that monitor a metric when there is no validation and without a LearningRateMonitor when
+    there is no scheduler."""
+    from gencrystal.config import instantiate
+
+    cbs = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node is None or not node.get("_target_"):
+            continue
+        if node.get("monitor") and not has_val:
+            continue
+        if str(node._target_).endswith("LearningRateMonitor") and not has_scheduler:
+            continue
+        cbs.append(instantiate(node, f"callbacks.{name}"))
+    return cbs
+
+
 def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
     """Train the model described by ``cfg`` (composed ``conf/train.yaml``).
 
     Returns the best checkpoint (lowest ``val/loss``) when validation ran, else the last.
     ``callbacks`` adds Lightning callbacks (tests use it)."""
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
+    from gencrystal.config import instantiate
     from gencrystal.data.datamodule import CrystalDataModule
     from gencrystal.model.module import CrystalDiffusionModule
 
@@ -217,8 +241,10 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
         else:
             log.warning("resume=true but %s does not exist: starting a fresh run", last)
     elif last.is_file():
-        raise GencrystalError(f"run directory {str(run_dir)!r} already holds a checkpoint; "
-                              "pass resume=true to continue it or out=<new dir> for a new run")
+        raise GencrystalError(
+            f"run directory {str(run_dir)!r} already holds a checkpoint; "
+            "pass resume=true to continue it or out=<new dir> for a new run"
+        )
     pl.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
 
     tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -229,8 +255,13 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
     if str(tcfg.get("devices", 1)) in ("auto", "-1"):
         tcfg["devices"] = devices  # resolved from torchrun / SLURM / visible GPUs
 
-    dm = CrystalDataModule(cfg.data, batch_size=per_device, num_workers=int(cfg.get("num_workers", 0)),
-                           data_root=cfg.get("data_root"), eval_batch_size=int(cfg.get("eval_batch_size") or per_device))
+    dm = CrystalDataModule(
+        cfg.data,
+        batch_size=per_device,
+        num_workers=int(cfg.get("num_workers", 0)),
+        data_root=cfg.get("data_root"),
+        eval_batch_size=int(cfg.get("eval_batch_size") or per_device),
+    )
     train_ds = dm.dataset("train")  # bad data fails here, before anything is written
     if ckpt_path is not None:
         hp = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
@@ -241,8 +272,13 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
     module = CrystalDiffusionModule(cfg, data_stats=stats, lattice_prior=prior, condition_scalers=scalers)
     if ckpt_path is None and cfg.get("init_from"):
         rep = init_weights_from(module, str(cfg.init_from))
-        log.warning("init_from=%s: %d weight tensors copied, %d skipped (shape), %d not in the checkpoint",
-                    cfg.init_from, len(rep["copied"]), len(rep["skipped"]), len(rep["missing"]))
+        log.warning(
+            "init_from=%s: %d weight tensors copied, %d skipped (shape), %d not in the checkpoint",
+            cfg.init_from,
+            len(rep["copied"]),
+            len(rep["skipped"]),
+            len(rep["missing"]),
+        )
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a bad init_from leaves nothing behind
     if ckpt_path is None and int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
         from gencrystal.io import atomic_write
@@ -250,7 +286,6 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
         with atomic_write(run_dir / "config.yaml") as fh:
             fh.write(OmegaConf.to_yaml(cfg, resolve=True))
 
-    ck = cfg.get("checkpoint") or {}
     has_val = float(tcfg.get("limit_val_batches", 1.0) or 0) > 0
     if has_val:
         try:
@@ -258,19 +293,15 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
         except GencrystalError as exc:
             log.warning("no validation split (%s): training without validation; best.ckpt = last.ckpt", exc)
             has_val = False
-    cbs = [ModelCheckpoint(dirpath=str(ckpt_dir), filename="step{step}", save_last=True, save_top_k=0,
-                           every_n_train_steps=int(ck.get("every_n_steps", 500)), auto_insert_metric_name=False)]
-    if has_val:
-        cbs.append(ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor="val/loss", mode="min",
-                                   save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False))
+    cbs = _callbacks(cfg, has_val=has_val, has_scheduler=bool(cfg.get("optim", {}).get("scheduler")))
     loggers = _loggers(cfg, run_dir)
-    if cfg.get("optim", {}).get("scheduler"):
-        cbs.append(LearningRateMonitor(logging_interval="step"))
     cbs.extend(callbacks or [])
     if not has_val:
         tcfg["limit_val_batches"] = 0
-    trainer = pl.Trainer(**tcfg, callbacks=cbs, logger=loggers, default_root_dir=str(run_dir),
-                         plugins=[_AtomicCheckpointIO.make()])
+    tcfg.setdefault("_target_", "pytorch_lightning.Trainer")
+    trainer: pl.Trainer = instantiate(
+        tcfg, "trainer", callbacks=cbs, logger=loggers, default_root_dir=str(run_dir), plugins=[_AtomicCheckpointIO.make()]
+    )
     if not has_val:
         dm.val_dataloader = lambda: []  # type: ignore[method-assign]
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)

@@ -122,7 +122,7 @@ class Potential:
         out: list[Prediction] = []
         if self.predict_batch is not None:
             for start in range(0, len(atoms_list), batch_size):
-                out.extend(self.predict_batch(list(atoms_list[start:start + batch_size])))
+                out.extend(self.predict_batch(list(atoms_list[start : start + batch_size])))
             return out
         if self._calc is None:
             self._calc = self.make_calculator()
@@ -130,8 +130,7 @@ class Potential:
             a = atoms.copy()
             a.calc = self._calc
             self._calc.reset()
-            out.append(Prediction(float(a.get_potential_energy()), np.array(a.get_forces()),
-                                  np.array(a.get_stress(voigt=True))))
+            out.append(Prediction(float(a.get_potential_energy()), np.array(a.get_forces()), np.array(a.get_stress(voigt=True))))
         return out
 
     def __reduce__(self):
@@ -162,8 +161,10 @@ def _cached(config: dict[str, Any], make: Callable[[], Any]) -> Potential:
             return _CACHE[key]
         pot = make()
         if not isinstance(pot, Potential):
-            raise GencrystalError(f"potential _target_ {config['_target_']!r} returned a {type(pot).__name__}, "
-                                  "not a gencrystal.potentials.Potential")
+            raise GencrystalError(
+                f"potential _target_ {config['_target_']!r} returned a {type(pot).__name__}, "
+                "not a gencrystal.potentials.Potential"
+            )
         if pot.spec is None:
             pot.spec = config
         _CACHE[key] = pot
@@ -231,8 +232,9 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def calculator_potential(make_calculator: Callable[[], Any], level_of_theory: str, name: str = "calculator",
-                         elements: frozenset[int] | None = None) -> Potential:
+def calculator_potential(
+    make_calculator: Callable[[], Any], level_of_theory: str, name: str = "calculator", elements: frozenset[int] | None = None
+) -> Potential:
     """Wrap any ASE calculator factory as a :class:`Potential` (no batching).
 
     Called directly it is in-process only; returned from a factory named by a

@@ -29,8 +29,7 @@ ELEMENTS = frozenset(range(1, 95))
 
 def is_checkpoint(state: object) -> bool:
     """True when a loaded ``torch`` object is a CHGNet checkpoint (``{'model': {'model_args': ...}}``)."""
-    return (isinstance(state, dict) and isinstance(state.get("model"), dict)
-            and "model_args" in state["model"])
+    return isinstance(state, dict) and isinstance(state.get("model"), dict) and "model_args" in state["model"]
 
 
 @potential_factory
@@ -63,8 +62,9 @@ def load_chgnet(name: str = "chgnet", path: str | None = None, device: str | Non
             else:
                 model = CHGNet.from_file(path).to(dev)
     except Exception as exc:
-        raise GencrystalError(f"cannot load CHGNet {'checkpoint ' + repr(path) if path else model_name}: "
-                              f"{first_line(exc)}") from exc
+        raise GencrystalError(
+            f"cannot load CHGNet {'checkpoint ' + repr(path) if path else model_name}: {first_line(exc)}"
+        ) from exc
     model.eval()
     model.graph_converter.set_isolated_atom_response("ignore")
     level = f"chgnet-{model.version or model_name}" if path is None else f"chgnet-ft-{Path(path).name.split('.')[0]}"

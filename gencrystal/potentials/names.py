@@ -32,8 +32,10 @@ def check_checkpoint(path: str | os.PathLike) -> str:
     """
     p = Path(path).expanduser().resolve()
     if p.is_dir():
-        raise GencrystalError(f"potential checkpoint {str(path)!r} is a directory; a committee written by "
-                              "`gencrystal learn` is potential=committee potential.path=DIR")
+        raise GencrystalError(
+            f"potential checkpoint {str(path)!r} is a directory; a committee written by "
+            "`gencrystal learn` is potential=committee potential.path=DIR"
+        )
     if not p.is_file():
         raise GencrystalError(f"potential checkpoint {str(path)!r} does not exist")
     return str(p)
@@ -54,8 +56,12 @@ def checkpoint_family(path: str) -> str:
     raise GencrystalError(f"potential checkpoint {path!r} is neither a CHGNet nor a SevenNet checkpoint")
 
 
-def load_potential(name: str | os.PathLike = "chgnet", path: str | os.PathLike | None = None,
-                   device: str | None = "auto", modal: str | None = None) -> Potential:
+def load_potential(
+    name: str | os.PathLike = "chgnet",
+    path: str | os.PathLike | None = None,
+    device: str | None = "auto",
+    modal: str | None = None,
+) -> Potential:
     """Load (once per process) a built-in potential by name or a fine-tuned one by checkpoint path.
 
     Args:
@@ -102,7 +108,11 @@ def as_potential(potential: Any, device: str | None = "auto") -> Potential:
         if potential.get("_target_"):
             return build_potential(potential)
         if potential.get("name"):
-            return load_potential(potential.get("name"), path=potential.get("path"),
-                                  device=potential.get("device", device), modal=potential.get("modal"))
+            return load_potential(
+                potential.get("name"),
+                path=potential.get("path"),
+                device=potential.get("device", device),
+                modal=potential.get("modal"),
+            )
         raise GencrystalError("potential config needs a _target_ (conf/potential/*.yaml) or a name (chgnet, sevenn)")
     raise GencrystalError(f"potential={potential!r} is not a name, a checkpoint path, a config or a Potential")

@@ -23,8 +23,12 @@ from gencrystal.potentials.base import (
 
 #: Names :func:`load_sevenn` accepts (case-insensitive) and the shipped model each loads.
 NAMES = {
-    "sevenn": "7net-0", "sevenn-0": "7net-0", "7net-0": "7net-0", "sevennet-0": "7net-0",
-    "sevenn-l3i5": "7net-l3i5", "7net-l3i5": "7net-l3i5",
+    "sevenn": "7net-0",
+    "sevenn-0": "7net-0",
+    "7net-0": "7net-0",
+    "sevennet-0": "7net-0",
+    "sevenn-l3i5": "7net-l3i5",
+    "7net-l3i5": "7net-l3i5",
 }
 
 
@@ -34,8 +38,9 @@ def is_checkpoint(state: object) -> bool:
 
 
 @potential_factory
-def load_sevenn(name: str = "sevenn", path: str | None = None, device: str | None = "auto",
-                modal: str | None = None) -> Potential:
+def load_sevenn(
+    name: str = "sevenn", path: str | None = None, device: str | None = "auto", modal: str | None = None
+) -> Potential:
     """SevenNet: a shipped model by ``name`` or a fine-tuned checkpoint by ``path``.
 
     Args:
@@ -83,8 +88,9 @@ def load_sevenn(name: str = "sevenn", path: str | None = None, device: str | Non
     def make_calculator():
         with quiet(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return SevenNetCalculator(model=single, file_type="model_instance", device=dev, modal=modal,
-                                      sevennet_config=cp.config)
+            return SevenNetCalculator(
+                model=single, file_type="model_instance", device=dev, modal=modal, sevennet_config=cp.config
+            )
 
     def predict_batch(atoms_list: Sequence[Atoms]) -> list[Prediction]:
         data_list = []
@@ -102,7 +108,7 @@ def load_sevenn(name: str = "sevenn", path: str | None = None, device: str | Non
         out, start = [], 0
         for i, a in enumerate(atoms_list):
             n = len(a)
-            out.append(Prediction(float(energies[i]), forces[start:start + n].astype(float), stress[i].astype(float)))
+            out.append(Prediction(float(energies[i]), forces[start : start + n].astype(float), stress[i].astype(float)))
             start += n
         return out
 

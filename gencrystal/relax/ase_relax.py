@@ -69,9 +69,13 @@ class RelaxGuard:
 
     def input_checks(self) -> StructureChecks:
         """The guard's limits as the one structure sanity check (:mod:`gencrystal.checks`)."""
-        return StructureChecks(min_distance=self.min_distance, min_volume_per_atom=self.min_volume_per_atom,
-                               max_volume_per_atom=self.max_volume_per_atom, max_neighbors=self.max_neighbors,
-                               neighbor_cutoff=self.neighbor_cutoff)
+        return StructureChecks(
+            min_distance=self.min_distance,
+            min_volume_per_atom=self.min_volume_per_atom,
+            max_volume_per_atom=self.max_volume_per_atom,
+            max_neighbors=self.max_neighbors,
+            neighbor_cutoff=self.neighbor_cutoff,
+        )
 
     def check_input(self, atoms: Atoms) -> str | None:
         """A one-line reason when the input structure is unusable before relaxing, else None."""
@@ -89,13 +93,14 @@ class RelaxGuard:
         if not math.isfinite(v):
             return "volume became non-finite"
         if v < self.min_volume_per_atom or v > self.max_volume_per_atom:
-            return (f"volume guard: {v:.3g} Å³/atom left [{self.min_volume_per_atom:g}, "
-                    f"{self.max_volume_per_atom:g}]")
+            return f"volume guard: {v:.3g} Å³/atom left [{self.min_volume_per_atom:g}, {self.max_volume_per_atom:g}]"
         if v / v0 > self.max_volume_ratio or v0 / v > self.max_volume_ratio:
             return f"volume guard: V/V0 = {v / v0:.3g} beyond a factor {self.max_volume_ratio:g}"
         if abs(v - v_prev) / v_prev > self.max_step_volume_change:
-            return (f"volume guard: volume jumped {100 * (v - v_prev) / v_prev:+.0f}% in one step "
-                    f"(limit {100 * self.max_step_volume_change:.0f}%)")
+            return (
+                f"volume guard: volume jumped {100 * (v - v_prev) / v_prev:+.0f}% in one step "
+                f"(limit {100 * self.max_step_volume_change:.0f}%)"
+            )
         return None
 
 
@@ -115,9 +120,23 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def finish_result(initial: Atoms, atoms: Atoms, pressure_gpa: float, level: str, *, energy: float,
-                  stress: np.ndarray | None, converged: bool, steps: int, error: str | None,
-                  fmax: float, max_steps: int, sid: str, t0: float, symprec: float = 0.1) -> RelaxResult:
+def finish_result(
+    initial: Atoms,
+    atoms: Atoms,
+    pressure_gpa: float,
+    level: str,
+    *,
+    energy: float,
+    stress: np.ndarray | None,
+    converged: bool,
+    steps: int,
+    error: str | None,
+    fmax: float,
+    max_steps: int,
+    sid: str,
+    t0: float,
+    symprec: float = 0.1,
+) -> RelaxResult:
     """Assemble a :class:`RelaxResult` from a finished (or stopped) relaxation."""
     n = len(atoms)
     vol = atoms.get_volume()
@@ -202,9 +221,14 @@ class FrameRecorder:
         a = Atoms(work.numbers, positions=work.positions, cell=work.cell, pbc=True)
         a.info.update(self.info)
         stress = work.get_stress(voigt=True)
-        a.info.update({"pressure_gpa": self.pressure_gpa, "step": int(self.opt.nsteps),
-                       "volume_per_atom": work.get_volume() / len(work),
-                       "stress_pressure_gpa": -ev_per_a3_to_gpa(float(np.mean(stress[:3])))})
+        a.info.update(
+            {
+                "pressure_gpa": self.pressure_gpa,
+                "step": int(self.opt.nsteps),
+                "volume_per_atom": work.get_volume() / len(work),
+                "stress_pressure_gpa": -ev_per_a3_to_gpa(float(np.mean(stress[:3]))),
+            }
+        )
         results = getattr(work.calc, "results", {})
         for key in self.SPREAD_KEYS:
             if key in results:
@@ -232,10 +256,21 @@ class FrameRecorder:
         return self.frames
 
 
-def relax_one(atoms: Atoms, calc, pressure_gpa: float, level_of_theory: str, *, optimizer: str = "FIRE",
-              fmax: float = 0.05, steps: int = 300, guard: RelaxGuard | None = None, sid: str = "",
-              exp_cell_factor: float | None = None, symprec: float = 0.1,
-              observers: Sequence[Callable[[Atoms, Any], Any]] = ()) -> RelaxResult:
+def relax_one(
+    atoms: Atoms,
+    calc,
+    pressure_gpa: float,
+    level_of_theory: str,
+    *,
+    optimizer: str = "FIRE",
+    fmax: float = 0.05,
+    steps: int = 300,
+    guard: RelaxGuard | None = None,
+    sid: str = "",
+    exp_cell_factor: float | None = None,
+    symprec: float = 0.1,
+    observers: Sequence[Callable[[Atoms, Any], Any]] = (),
+) -> RelaxResult:
     """Relax one structure at ``pressure_gpa`` (GPa) with an ASE calculator; never raises
     (except :class:`GencrystalError` for an unknown optimizer).
 
@@ -287,9 +322,22 @@ def relax_one(atoms: Atoms, calc, pressure_gpa: float, level_of_theory: str, *, 
         error, converged = str(exc), False
     except Exception as exc:  # any calculator / filter failure stays on this structure
         error, converged = _one_line(exc), False
-    return finish_result(initial, _detached(work), pressure_gpa, level_of_theory, energy=watch.energy,
-                         stress=watch.stress, converged=converged, steps=opt.nsteps if opt is not None else 0,
-                         error=error, fmax=fmax, max_steps=steps, sid=sid, t0=t0, symprec=symprec)
+    return finish_result(
+        initial,
+        _detached(work),
+        pressure_gpa,
+        level_of_theory,
+        energy=watch.energy,
+        stress=watch.stress,
+        converged=converged,
+        steps=opt.nsteps if opt is not None else 0,
+        error=error,
+        fmax=fmax,
+        max_steps=steps,
+        sid=sid,
+        t0=t0,
+        symprec=symprec,
+    )
 
 
 def _detached(atoms: Atoms) -> Atoms:

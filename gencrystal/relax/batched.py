@@ -19,13 +19,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from ase import Atoms
 
-from gencrystal.relax.ase_relax import RelaxGuard, _one_line, check_finite, finish_result
 from gencrystal.potentials import Potential, Prediction
+from gencrystal.relax.ase_relax import RelaxGuard, _one_line, check_finite, finish_result
 from gencrystal.relax.result import RelaxResult
 from gencrystal.units import gpa_to_ev_per_a3
 
@@ -49,7 +49,7 @@ class _State:
     """One structure's FIRE state and bookkeeping."""
 
     atoms: Atoms
-    filt: object
+    filt: Any
     dt: float
     a: float
     vel: np.ndarray | None = None
@@ -74,7 +74,9 @@ def fire_step(st: _State, p: FireParams) -> None:
     else:
         vf = float(np.vdot(f, st.vel))
         if vf > 0.0:
-            st.vel = (1.0 - st.a) * st.vel + st.a * f / math.sqrt(float(np.vdot(f, f))) * math.sqrt(float(np.vdot(st.vel, st.vel)))
+            st.vel = (1.0 - st.a) * st.vel + st.a * f / math.sqrt(float(np.vdot(f, f))) * math.sqrt(
+                float(np.vdot(st.vel, st.vel))
+            )
             if st.nsince > p.nmin:
                 st.dt = min(st.dt * p.finc, p.dtmax)
                 st.a *= p.fa
@@ -107,11 +109,21 @@ def _predict_isolating(potential: Potential, atoms_list: list[Atoms], batch_size
         return out
 
 
-def relax_batched(atoms_list: Sequence[Atoms], potential: Potential, pressure_gpa: float, *, fmax: float = 0.05,
-                  steps: int = 300, guard: RelaxGuard | None = None, batch_size: int = 32,
-                  ids: Sequence[str] | None = None, fire: FireParams | None = None,
-                  exp_cell_factor: float | None = None, symprec: float = 0.1,
-                  progress: Callable[[int], None] | None = None) -> list[RelaxResult]:
+def relax_batched(
+    atoms_list: Sequence[Atoms],
+    potential: Potential,
+    pressure_gpa: float,
+    *,
+    fmax: float = 0.05,
+    steps: int = 300,
+    guard: RelaxGuard | None = None,
+    batch_size: int = 32,
+    ids: Sequence[str] | None = None,
+    fire: FireParams | None = None,
+    exp_cell_factor: float | None = None,
+    symprec: float = 0.1,
+    progress: Callable[[int], None] | None = None,
+) -> list[RelaxResult]:
     """Relax many structures together with batched potential calls and per-structure FIRE.
 
     Args:
@@ -162,8 +174,13 @@ def relax_batched(atoms_list: Sequence[Atoms], potential: Potential, pressure_gp
             if bad:
                 st.error = bad
                 continue
-            st.atoms.calc = SinglePointCalculator(st.atoms, energy=pred.energy, free_energy=pred.energy,
-                                                  forces=np.asarray(pred.forces, dtype=float), stress=st.stress)
+            st.atoms.calc = SinglePointCalculator(
+                st.atoms,
+                energy=pred.energy,
+                free_energy=pred.energy,
+                forces=np.asarray(pred.forces, dtype=float),
+                stress=st.stress,
+            )
             try:
                 st.grad = -st.filt.get_forces().ravel()
             except Exception as exc:
@@ -212,8 +229,22 @@ def relax_batched(atoms_list: Sequence[Atoms], potential: Potential, pressure_gp
 
     results = []
     for a, st, sid in zip(atoms_list, states, ids):
-        results.append(finish_result(a, Atoms(st.atoms.numbers, positions=st.atoms.positions, cell=st.atoms.cell, pbc=True),
-                                     pressure_gpa, potential.level_of_theory, energy=st.energy, stress=st.stress,
-                                     converged=st.converged, steps=st.steps, error=st.error, fmax=fmax,
-                                     max_steps=steps, sid=sid, t0=st.t0, symprec=symprec))
+        results.append(
+            finish_result(
+                a,
+                Atoms(st.atoms.numbers, positions=st.atoms.positions, cell=st.atoms.cell, pbc=True),
+                pressure_gpa,
+                potential.level_of_theory,
+                energy=st.energy,
+                stress=st.stress,
+                converged=st.converged,
+                steps=st.steps,
+                error=st.error,
+                fmax=fmax,
+                max_steps=steps,
+                sid=sid,
+                t0=st.t0,
+                symprec=symprec,
+            )
+        )
     return results

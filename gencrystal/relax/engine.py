@@ -48,8 +48,9 @@ def _normalise_inputs(structures: Iterable, ids: Sequence[str] | None) -> tuple[
     return atoms_list, names
 
 
-def _relax_chunk(atoms_list: list[Atoms], ids: list[str], potential: Potential, pressure_gpa: float, opts: dict,
-                 progress=None, on_result=None) -> list[RelaxResult]:
+def _relax_chunk(
+    atoms_list: list[Atoms], ids: list[str], potential: Potential, pressure_gpa: float, opts: dict, progress=None, on_result=None
+) -> list[RelaxResult]:
     """Relax a list of structures in this process (batched or one by one)."""
     from gencrystal.relax.batched import relax_batched
 
@@ -57,9 +58,15 @@ def _relax_chunk(atoms_list: list[Atoms], ids: list[str], potential: Potential, 
     skip = {i: why for i, why in skip.items() if why}
     if skip:  # elements the model does not know: recorded failures, the rest goes on
         keep = [i for i in range(len(atoms_list)) if i not in skip]
-        sub = _relax_chunk([atoms_list[i] for i in keep], [ids[i] for i in keep], potential, pressure_gpa, opts,
-                           progress=progress,
-                           on_result=None if on_result is None else (lambda j, r: on_result(keep[j], r)))
+        sub = _relax_chunk(
+            [atoms_list[i] for i in keep],
+            [ids[i] for i in keep],
+            potential,
+            pressure_gpa,
+            opts,
+            progress=progress,
+            on_result=None if on_result is None else (lambda j, r: on_result(keep[j], r)),
+        )
         out: list[RelaxResult] = [None] * len(atoms_list)  # type: ignore[list-item]
         for i, r in zip(keep, sub):
             out[i] = r
@@ -72,10 +79,19 @@ def _relax_chunk(atoms_list: list[Atoms], ids: list[str], potential: Potential, 
         return out
     with single_threaded(opts.get("torch_threads", 1)):
         if opts["batched"]:
-            out = relax_batched(atoms_list, potential, pressure_gpa, fmax=opts["fmax"], steps=opts["steps"],
-                                guard=opts["guard"], batch_size=opts["batch_size"], ids=ids,
-                                exp_cell_factor=opts.get("exp_cell_factor"), symprec=opts["symprec"],
-                                progress=progress)
+            out = relax_batched(
+                atoms_list,
+                potential,
+                pressure_gpa,
+                fmax=opts["fmax"],
+                steps=opts["steps"],
+                guard=opts["guard"],
+                batch_size=opts["batch_size"],
+                ids=ids,
+                exp_cell_factor=opts.get("exp_cell_factor"),
+                symprec=opts["symprec"],
+                progress=progress,
+            )
             if on_result is not None:
                 for i, r in enumerate(out):
                     on_result(i, r)
@@ -83,9 +99,21 @@ def _relax_chunk(atoms_list: list[Atoms], ids: list[str], potential: Potential, 
         out = []
         calc = potential.calculator()
         for a, sid in zip(atoms_list, ids):
-            out.append(relax_one(a, calc, pressure_gpa, potential.level_of_theory, optimizer=opts["optimizer"],
-                                 fmax=opts["fmax"], steps=opts["steps"], guard=opts["guard"], sid=sid,
-                                 exp_cell_factor=opts.get("exp_cell_factor"), symprec=opts["symprec"]))
+            out.append(
+                relax_one(
+                    a,
+                    calc,
+                    pressure_gpa,
+                    potential.level_of_theory,
+                    optimizer=opts["optimizer"],
+                    fmax=opts["fmax"],
+                    steps=opts["steps"],
+                    guard=opts["guard"],
+                    sid=sid,
+                    exp_cell_factor=opts.get("exp_cell_factor"),
+                    symprec=opts["symprec"],
+                )
+            )
             if on_result is not None:
                 on_result(len(out) - 1, out[-1])
             if progress is not None:
@@ -101,13 +129,28 @@ def _worker_task(atoms_list, ids, spec, pressure_gpa, opts):
     return _relax_chunk(atoms_list, ids, potential, pressure_gpa, opts)
 
 
-def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential: Any = "chgnet", *,
-                     optimizer: str = "FIRE", fmax: float = 0.05, steps: int = 300, guard: RelaxGuard | None = None,
-                     batched: bool = False, batch_size: int = 32, workers: int = 1, scheduler: str | None = None,
-                     chunk_size: int | None = None, ids: Sequence[str] | None = None, device: str | None = "auto",
-                     torch_threads: int = 1, exp_cell_factor: float | None = None, symprec: float = 0.1,
-                     progress: bool = True,
-                     on_result: Callable[[int, RelaxResult], None] | None = None) -> list[RelaxResult]:
+def relax_structures(
+    structures: Iterable,
+    pressure_gpa: float = 0.0,
+    potential: Any = "chgnet",
+    *,
+    optimizer: str = "FIRE",
+    fmax: float = 0.05,
+    steps: int = 300,
+    guard: RelaxGuard | None = None,
+    batched: bool = False,
+    batch_size: int = 32,
+    workers: int = 1,
+    scheduler: str | None = None,
+    chunk_size: int | None = None,
+    ids: Sequence[str] | None = None,
+    device: str | None = "auto",
+    torch_threads: int = 1,
+    exp_cell_factor: float | None = None,
+    symprec: float = 0.1,
+    progress: bool = True,
+    on_result: Callable[[int, RelaxResult], None] | None = None,
+) -> list[RelaxResult]:
     """Relax structures at ``pressure_gpa`` (GPa), minimising H = E + P·V; one result per input, same order.
 
     Args:
@@ -149,9 +192,17 @@ def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential:
     atoms_list, names = _normalise_inputs(structures, ids)
     if not atoms_list:
         return []
-    opts = {"optimizer": optimizer.upper(), "fmax": float(fmax), "steps": int(steps), "guard": guard or RelaxGuard(),
-            "batched": bool(batched), "batch_size": int(batch_size), "torch_threads": int(torch_threads),
-            "exp_cell_factor": exp_cell_factor, "symprec": float(symprec)}
+    opts = {
+        "optimizer": optimizer.upper(),
+        "fmax": float(fmax),
+        "steps": int(steps),
+        "guard": guard or RelaxGuard(),
+        "batched": bool(batched),
+        "batch_size": int(batch_size),
+        "torch_threads": int(torch_threads),
+        "exp_cell_factor": exp_cell_factor,
+        "symprec": float(symprec),
+    }
     use_dask = scheduler is not None or int(workers) > 1
     pot = as_potential(potential, device)  # validates the config before any worker starts
     for msg in pot.coverage_warnings(atoms_list, pressure_gpa):  # elements/pressures outside its labels
@@ -160,14 +211,26 @@ def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential:
         with progress_bar(len(atoms_list), progress, f"relax [{pot.level_of_theory}]") as bar:
             return _relax_chunk(atoms_list, names, pot, pressure_gpa, opts, progress=bar, on_result=on_result)
     if pot.spec is None:
-        raise GencrystalError(f"potential {pot.level_of_theory!r} was built in-process; Dask workers need "
-                              "its config (conf/potential/*.yaml, gencrystal.potentials.build_potential)")
-    return _relax_dask(atoms_list, names, pot.spec, pressure_gpa, opts, workers=int(workers), scheduler=scheduler,
-                       chunk_size=chunk_size, progress=progress, on_result=on_result, label=pot.level_of_theory)
+        raise GencrystalError(
+            f"potential {pot.level_of_theory!r} was built in-process; Dask workers need "
+            "its config (conf/potential/*.yaml, gencrystal.potentials.build_potential)"
+        )
+    return _relax_dask(
+        atoms_list,
+        names,
+        pot.spec,
+        pressure_gpa,
+        opts,
+        workers=int(workers),
+        scheduler=scheduler,
+        chunk_size=chunk_size,
+        progress=progress,
+        on_result=on_result,
+        label=pot.level_of_theory,
+    )
 
 
-def _relax_dask(atoms_list, names, spec, pressure_gpa, opts, *, workers, scheduler, chunk_size, progress, on_result,
-                label):
+def _relax_dask(atoms_list, names, spec, pressure_gpa, opts, *, workers, scheduler, chunk_size, progress, on_result, label):
     """Relax over Dask with :func:`gencrystal.fanout.run_tasks`, one chunk of structures per task."""
     n = len(atoms_list)
     # one structure per task unless batched: relaxation times differ by 100x (a 16-atom cell
@@ -179,23 +242,35 @@ def _relax_dask(atoms_list, names, spec, pressure_gpa, opts, *, workers, schedul
 
     def failed(k: int, exc: BaseException) -> list[RelaxResult]:  # worker died: this chunk's structures only
         lo, hi = chunks[k]
-        return [_failed(atoms_list[j], names[j], pressure_gpa, f"worker failed: {type(exc).__name__}: {exc}")
-                for j in range(lo, hi)]
+        return [
+            _failed(atoms_list[j], names[j], pressure_gpa, f"worker failed: {type(exc).__name__}: {exc}") for j in range(lo, hi)
+        ]
 
     def arrived(k: int, chunk: list[RelaxResult]) -> None:
         if on_result is not None:
             for j, r in enumerate(chunk):
                 on_result(chunks[k][0] + j, r)
 
-    done = run_tasks(_worker_task, [(atoms_list[lo:hi], names[lo:hi], spec, pressure_gpa, opts) for lo, hi in chunks],
-                     FanOut(workers=int(workers), scheduler=scheduler, torch_threads=int(opts.get("torch_threads", 1))),
-                     label=f"relax [{label}]", progress=progress, on_result=arrived, on_error=failed)
+    done = run_tasks(
+        _worker_task,
+        [(atoms_list[lo:hi], names[lo:hi], spec, pressure_gpa, opts) for lo, hi in chunks],
+        FanOut(workers=int(workers), scheduler=scheduler, torch_threads=int(opts.get("torch_threads", 1))),
+        label=f"relax [{label}]",
+        progress=progress,
+        on_result=arrived,
+        on_error=failed,
+    )
     return [r for chunk in done for r in chunk]
 
 
 def _failed(atoms: Atoms, sid: str, pressure_gpa: float, error: str, level: str = "") -> RelaxResult:
-    res = RelaxResult(atoms=Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True),
-                      pressure_gpa=pressure_gpa, error=error, id=sid, level_of_theory=level,
-                      volume_per_atom=atoms.get_volume() / len(atoms))
+    res = RelaxResult(
+        atoms=Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True),
+        pressure_gpa=pressure_gpa,
+        error=error,
+        id=sid,
+        level_of_theory=level,
+        volume_per_atom=atoms.get_volume() / len(atoms),
+    )
     res.atoms.info.update(res.info())
     return res

@@ -89,9 +89,25 @@ def result_from_atoms(atoms: Atoms) -> RelaxResult:
     info = dict(atoms.info)
     if "energy" not in info and atoms.calc is not None and "energy" in atoms.calc.results:
         info["energy"] = float(atoms.calc.results["energy"])  # ASE's extxyz reader moves it there
-    known = {"id", "energy", "energy_per_atom", "enthalpy_per_atom", "volume_per_atom", "pressure_gpa",
-             "stress_pressure_gpa", "converged", "steps", "error", "potential", "level_of_theory",
-             "rmsd_from_input", "space_group", "formula", "natoms", "wall_s"}
+    known = {
+        "id",
+        "energy",
+        "energy_per_atom",
+        "enthalpy_per_atom",
+        "volume_per_atom",
+        "pressure_gpa",
+        "stress_pressure_gpa",
+        "converged",
+        "steps",
+        "error",
+        "potential",
+        "level_of_theory",
+        "rmsd_from_input",
+        "space_group",
+        "formula",
+        "natoms",
+        "wall_s",
+    }
 
     def f(key: str) -> float:
         try:
@@ -101,13 +117,21 @@ def result_from_atoms(atoms: Atoms) -> RelaxResult:
 
     clean = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
     res = RelaxResult(
-        atoms=clean, energy=f("energy"), energy_per_atom=f("energy_per_atom"),
-        enthalpy_per_atom=f("enthalpy_per_atom"), volume_per_atom=f("volume_per_atom"),
-        pressure_gpa=f("pressure_gpa"), converged=bool(info.get("converged", False)),
-        steps=int(info.get("steps", 0)), error=(str(info["error"]) or None) if info.get("error") else None,
+        atoms=clean,
+        energy=f("energy"),
+        energy_per_atom=f("energy_per_atom"),
+        enthalpy_per_atom=f("enthalpy_per_atom"),
+        volume_per_atom=f("volume_per_atom"),
+        pressure_gpa=f("pressure_gpa"),
+        converged=bool(info.get("converged", False)),
+        steps=int(info.get("steps", 0)),
+        error=(str(info["error"]) or None) if info.get("error") else None,
         level_of_theory=str(info.get("level_of_theory", info.get("potential", ""))),
-        rmsd_from_input=f("rmsd_from_input"), stress_pressure_gpa=f("stress_pressure_gpa"),
-        id=str(info.get("id", "")), space_group=str(info.get("space_group", "")), wall_s=f("wall_s"),
+        rmsd_from_input=f("rmsd_from_input"),
+        stress_pressure_gpa=f("stress_pressure_gpa"),
+        id=str(info.get("id", "")),
+        space_group=str(info.get("space_group", "")),
+        wall_s=f("wall_s"),
         extra={k: v for k, v in info.items() if k not in known},
     )
     clean.info.update(res.info())

@@ -26,8 +26,7 @@ def rank_and_group(results: Sequence[RelaxResult], matcher: str = "csp") -> list
 
     ok = [i for i, r in enumerate(results) if r.error is None and math.isfinite(r.enthalpy_per_atom)]
     bad = [i for i in range(len(results)) if i not in set(ok)]
-    ok.sort(key=lambda i: (results[i].atoms.get_chemical_formula(mode="metal", empirical=True),
-                           results[i].enthalpy_per_atom))
+    ok.sort(key=lambda i: (results[i].atoms.get_chemical_formula(mode="metal", empirical=True), results[i].enthalpy_per_atom))
     labels = group_duplicates([results[i].atoms for i in ok], matcher) if ok else []
     counter: dict[str, int] = {}
     for pos, i in enumerate(ok):
@@ -134,7 +133,6 @@ def plot_enthalpy_rank(results: Sequence[RelaxResult], path: Path, title: str) -
     plt.close(fig)
 
 
-
 def relax_setup(cfg: DictConfig) -> tuple:
     """``(potential, relax options)`` from a config with ``potential`` (conf/potential),
     ``cluster`` (conf/cluster, a FanOut) and ``relax`` (conf/search/relax.yaml) nodes:
@@ -147,6 +145,7 @@ def relax_setup(cfg: DictConfig) -> tuple:
     fan = instantiate(cfg.cluster, "cluster")
     opts: dict[str, Any] = OmegaConf.to_container(cfg.relax, resolve=True)  # type: ignore[assignment]
     opts = {k: v for k, v in opts.items() if not str(k).startswith("_")}
-    opts.update(workers=int(fan.workers), scheduler=fan.scheduler, chunk_size=fan.chunk_size,
-                torch_threads=int(fan.torch_threads))
+    opts.update(
+        workers=int(fan.workers), scheduler=fan.scheduler, chunk_size=fan.chunk_size, torch_threads=int(fan.torch_threads)
+    )
     return potential, opts

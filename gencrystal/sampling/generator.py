@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from gencrystal.checks import StructureChecks
 from gencrystal.composition import composition_to_atomic_numbers
 from gencrystal.data.convert import composition_vector
 from gencrystal.data.transforms import MAX_Z
 from gencrystal.errors import GencrystalError
-from gencrystal.checks import StructureChecks
 from gencrystal.sampling.requests import SampleRequest, check_num_samples, expand_request, total_samples
 
 #: Length of the composition condition vector (fractions indexed by Z - 1).
@@ -248,7 +248,9 @@ class Generator:
                         f"checkpoint {self.ckpt!r} is a CSP model: composition= is required (e.g. composition=Li16)"
                     )
                 if r.chemical_system is not None:
-                    self._check_elements([int(_z(s)) for s in r.chemical_system], f"chemical_system={'-'.join(r.chemical_system)}")
+                    self._check_elements(
+                        [int(_z(s)) for s in r.chemical_system], f"chemical_system={'-'.join(r.chemical_system)}"
+                    )
             else:
                 n = r.num_atoms
                 if n > self.max_atoms:
@@ -261,8 +263,10 @@ class Generator:
                 unseen = self._unseen_elements(r.composition)
                 if unseen and (r.label, tuple(unseen)) not in seen_el:
                     seen_el.add((r.label, tuple(unseen)))
-                    out.append(f"composition {r.label}: element(s) {', '.join(unseen)} never occur in the training data "
-                               f"of {self.ckpt!r}; samples are an extrapolation")
+                    out.append(
+                        f"composition {r.label}: element(s) {', '.join(unseen)} never occur in the training data "
+                        f"of {self.ckpt!r}; samples are an extrapolation"
+                    )
             if not (lo - 1e-9 <= r.pressure_gpa <= hi + 1e-9) and r.pressure_gpa not in seen:
                 seen.add(r.pressure_gpa)
                 out.append(
@@ -370,8 +374,9 @@ class Generator:
                         frames.append(self._annotate(atoms, item, len(frames), seed, requests))
                     bar.update(len(batch))
         wall = time.perf_counter() - t0
-        return SampleRun(frames, requests, seed, nfe_per_sample, nfe_total, num_batches, wall, warn_lines,
-                         self.network_passes_per_step)
+        return SampleRun(
+            frames, requests, seed, nfe_per_sample, nfe_total, num_batches, wall, warn_lines, self.network_passes_per_step
+        )
 
     # ------------------------------------------------------------------ internals
     def _plan(self, requests: Sequence[SampleRequest], rng: np.random.Generator) -> list[dict]:
@@ -454,21 +459,23 @@ class Generator:
         if r.chemical_system is not None and not set(atoms.get_chemical_symbols()) <= set(r.chemical_system):
             flags.append("outside_chemical_system")
         requested = r.label if r.composition is not None else atoms.get_chemical_formula(mode="metal")
-        atoms.info.update({
-            "composition": requested,
-            "pressure_gpa": float(r.pressure_gpa),
-            "sample_index": int(index),
-            "seed": int(seed),
-            "ckpt": self.ckpt,
-            "request_index": int(item["request"]),
-            "formula": r.formula or requested,
-            "formula_units": int(r.formula_units) if r.formula_units is not None else 0,
-            "sampler": self.sampler_name,
-            "flagged": bool(flags),
-            "flags": ",".join(flags) if flags else "none",
-            "min_distance": float(check["min_distance"]),
-            "volume_per_atom": float(check["volume_per_atom"]),
-        })
+        atoms.info.update(
+            {
+                "composition": requested,
+                "pressure_gpa": float(r.pressure_gpa),
+                "sample_index": int(index),
+                "seed": int(seed),
+                "ckpt": self.ckpt,
+                "request_index": int(item["request"]),
+                "formula": r.formula or requested,
+                "formula_units": int(r.formula_units) if r.formula_units is not None else 0,
+                "sampler": self.sampler_name,
+                "flagged": bool(flags),
+                "flags": ",".join(flags) if flags else "none",
+                "min_distance": float(check["min_distance"]),
+                "volume_per_atom": float(check["volume_per_atom"]),
+            }
+        )
         return atoms
 
 

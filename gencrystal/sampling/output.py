@@ -77,7 +77,9 @@ def summarize(run: SampleRun, extra: dict[str, Any] | None = None) -> dict[str, 
     return summary
 
 
-def write_run(run: SampleRun, out: str | os.PathLike, extra: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
+def write_run(
+    run: SampleRun, out: str | os.PathLike, extra: dict[str, Any] | None = None, overwrite: bool = False
+) -> dict[str, Any]:
     """Write ``out/samples.extxyz``, ``out/cif/*.cif`` and ``out/summary.json`` atomically.
 
     Returns the summary dict. An existing non-empty ``out`` is replaced only with

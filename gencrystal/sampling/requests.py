@@ -159,9 +159,7 @@ def expand_request(
     if system is not None:
         outside = sorted(str(el) for el in comp.elements if str(el) not in system)
         if outside:
-            raise GencrystalError(
-                f"composition {formula!r} has elements {outside} outside chemical_system={'-'.join(system)!r}"
-            )
+            raise GencrystalError(f"composition {formula!r} has elements {outside} outside chemical_system={'-'.join(system)!r}")
     if formula_units is None:
         return [SampleRequest(comp, p, n, formula=str(formula), chemical_system=system)]
     zs = parse_int_range(formula_units)
@@ -219,7 +217,11 @@ def read_request_table(
         if isinstance(fu, float) and fu == int(fu):
             fu = int(fu)
         try:
-            out.extend(expand_request(row.get("composition"), pressure, num, str(fu) if fu is not None else None, row.get("chemical_system"), rotate))
+            out.extend(
+                expand_request(
+                    row.get("composition"), pressure, num, str(fu) if fu is not None else None, row.get("chemical_system"), rotate
+                )
+            )
         except GencrystalError as exc:
             raise GencrystalError(f"input={str(path)!r} row {i}: {exc}") from None
     return out

@@ -20,6 +20,7 @@ from pymatgen.core import Composition
 
 from gencrystal.checks import StructureChecks
 from gencrystal.errors import GencrystalError
+from gencrystal.structures import sort_by_species  # noqa: F401  (re-exported)
 
 
 @functools.lru_cache(maxsize=256)
@@ -45,12 +46,6 @@ def default_volume_factor(pressure_gpa: float) -> float:
     """Volume factor applied to pyxtal's ambient volume estimate: ``(1 + P/100 GPa)^(-1/3)``,
     a rough compression that lets relaxations at pressure start near the right density."""
     return float((1.0 + pressure_gpa / 100.0) ** (-1.0 / 3.0))
-
-
-def sort_by_species(atoms: Atoms) -> Atoms:
-    """A copy with atoms ordered by atomic number (stable)."""
-    order = np.argsort(atoms.numbers, kind="stable")
-    return atoms[order]
 
 
 @dataclass
@@ -88,8 +83,11 @@ class RandomStructureGenerator:
         if self.volume_factor is None:
             self.volume_factor = default_volume_factor(self.pressure_gpa)
         self.volume_range = (float(self.volume_range[0]), float(self.volume_range[1]))
-        self.checks = StructureChecks(min_distance=float(self.min_distance), min_volume_per_atom=self.volume_range[0],
-                                      max_volume_per_atom=self.volume_range[1])
+        self.checks = StructureChecks(
+            min_distance=float(self.min_distance),
+            min_volume_per_atom=self.volume_range[0],
+            max_volume_per_atom=self.volume_range[1],
+        )
 
     def cell_composition(self, z: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
         """Element symbols (sorted by Z) and counts for ``z`` formula units."""
@@ -115,8 +113,14 @@ class RandomStructureGenerator:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    crystal.from_random(3, sg, list(symbols), list(counts), factor=float(self.volume_factor),
-                                        random_state=int(rng.integers(2**31 - 1)))
+                    crystal.from_random(
+                        3,
+                        sg,
+                        list(symbols),
+                        list(counts),
+                        factor=float(self.volume_factor),
+                        random_state=int(rng.integers(2**31 - 1)),
+                    )
                 if not crystal.valid:
                     last = f"pyxtal could not place atoms in space group {sg}"
                     continue

@@ -88,8 +88,14 @@ class SearchContext:
 
     def random_proposal(self, index: int, generation: int, rng: np.random.Generator) -> Proposal:
         atoms, meta = self.generator.draw(rng)
-        return Proposal(index, atoms, generation, "random", particle=index,
-                        meta={"init_space_group": meta["space_group"], "formula_units": meta["formula_units"]})
+        return Proposal(
+            index,
+            atoms,
+            generation,
+            "random",
+            particle=index,
+            meta={"init_space_group": meta["space_group"], "formula_units": meta["formula_units"]},
+        )
 
 
 class SearchMethod:
@@ -155,9 +161,9 @@ class PSOSearch(SearchMethod):
 
     def __post_init__(self):
         if self.population < 2:
-            raise GencrystalError(f"pso.population={self.population} must be >= 2")
+            raise GencrystalError(f"method.population={self.population} must be >= 2")
         if not 0.0 <= self.fresh_fraction <= 1.0:
-            raise GencrystalError(f"pso.fresh_fraction={self.fresh_fraction} must be in [0, 1]")
+            raise GencrystalError(f"method.fresh_fraction={self.fresh_fraction} must be in [0, 1]")
         self._budget = None
 
     def batch_size(self) -> int:
@@ -168,9 +174,17 @@ class PSOSearch(SearchMethod):
         return super().batches(budget)
 
     def settings(self):
-        return {"population": self.population, "fresh_fraction": self.fresh_fraction, "c1": self.c1, "c2": self.c2,
-                "w_start": self.w_start, "w_end": self.w_end, "max_frac_velocity": self.max_frac_velocity,
-                "max_lattice_velocity": self.max_lattice_velocity, "n_generations": self.n_generations}
+        return {
+            "population": self.population,
+            "fresh_fraction": self.fresh_fraction,
+            "c1": self.c1,
+            "c2": self.c2,
+            "w_start": self.w_start,
+            "w_end": self.w_end,
+            "max_frac_velocity": self.max_frac_velocity,
+            "max_lattice_velocity": self.max_lattice_velocity,
+            "n_generations": self.n_generations,
+        }
 
     def propose(self, batch, start, stop, history, ctx):
         from gencrystal.search.fingerprint import is_duplicate
@@ -178,8 +192,14 @@ class PSOSearch(SearchMethod):
 
         if batch == 0:
             return [ctx.random_proposal(i, 0, rng_for(ctx.seed, 0, i - start)) for i in range(start, stop)]
-        params = PSOParams(c1=self.c1, c2=self.c2, w_start=self.w_start, w_end=self.w_end,
-                           max_frac_velocity=self.max_frac_velocity, max_lattice_velocity=self.max_lattice_velocity)
+        params = PSOParams(
+            c1=self.c1,
+            c2=self.c2,
+            w_start=self.w_start,
+            w_end=self.w_end,
+            max_frac_velocity=self.max_frac_velocity,
+            max_lattice_velocity=self.max_lattice_velocity,
+        )
         n_gen = self.n_generations or max(1, math.ceil((self._budget or stop) / self.population))
         w = params.inertia(batch, n_gen)
         ok = [c for c in history if c.ok]
@@ -189,8 +209,11 @@ class PSOSearch(SearchMethod):
         better_seen = sorted(ok, key=lambda c: (c.enthalpy_per_atom, c.index))
         selected: list[Candidate] = []
         for c in previous:
-            refs = [(ctx.fingerprint(o), o.enthalpy_per_atom) for o in better_seen
-                    if (o.enthalpy_per_atom, o.index) < (c.enthalpy_per_atom, c.index) and len(o.atoms) == len(c.atoms)]
+            refs = [
+                (ctx.fingerprint(o), o.enthalpy_per_atom)
+                for o in better_seen
+                if (o.enthalpy_per_atom, o.index) < (c.enthalpy_per_atom, c.index) and len(o.atoms) == len(c.atoms)
+            ]
             if is_duplicate(ctx.fingerprint(c), c.enthalpy_per_atom, refs, ctx.fingerprint_tol, ctx.enthalpy_tol) is None:
                 selected.append(c)
         n_pso = int(round((stop - start) * (1.0 - self.fresh_fraction)))
@@ -207,8 +230,7 @@ class PSOSearch(SearchMethod):
         return out
 
     def _move(self, index, batch, particle: Candidate, ok, rng, w, params, ctx, pso_update) -> Proposal | None:
-        same = [c for c in ok if len(c.atoms) == len(particle.atoms)
-                and np.array_equal(c.atoms.numbers, particle.atoms.numbers)]
+        same = [c for c in ok if len(c.atoms) == len(particle.atoms) and np.array_equal(c.atoms.numbers, particle.atoms.numbers)]
         gbest = min(same, key=lambda c: (c.enthalpy_per_atom, c.index))
         lineage = [c for c in same if c.particle == particle.particle]
         pbest = min(lineage, key=lambda c: (c.enthalpy_per_atom, c.index)) if lineage else particle
@@ -217,9 +239,16 @@ class PSOSearch(SearchMethod):
         for _ in range(self.max_tries):
             atoms, vf_new, vl_new = pso_update(particle.atoms, vf, vl, pbest.atoms, gbest.atoms, rng, w, params)
             if ctx.generator.checks.ok(atoms):
-                return Proposal(index, atoms, batch, "pso", parent_index=particle.index, particle=particle.particle,
-                                meta={"pbest": pbest.index, "gbest": gbest.index, "inertia": w},
-                                data={"velocity_frac": vf_new, "velocity_lattice": vl_new})
+                return Proposal(
+                    index,
+                    atoms,
+                    batch,
+                    "pso",
+                    parent_index=particle.index,
+                    particle=particle.particle,
+                    meta={"pbest": pbest.index, "gbest": gbest.index, "inertia": w},
+                    data={"velocity_frac": vf_new, "velocity_lattice": vl_new},
+                )
             vf = None if vf is None else 0.5 * np.asarray(vf)
             vl = None if vl is None else 0.5 * np.asarray(vl)
         return None
@@ -250,26 +279,40 @@ class GenerativeSearch(SearchMethod):
     def generator(self):
         if self._generator is None:
             if not self.ckpt:
-                raise GencrystalError("method=generative needs a trained checkpoint: generative.ckpt=PATH")
+                raise GencrystalError("method=generative needs a trained checkpoint: method.ckpt=PATH")
             try:
                 from gencrystal.sampling import Generator
             except ImportError as exc:  # pragma: no cover - sampling ships with the package
                 raise GencrystalError(f"method=generative needs gencrystal.sampling: {exc}") from exc
-            self._generator = Generator(self.ckpt, device=self.device, sampler=self.sampler,
-                                        guidance_scale=self.guidance_scale, batch_size=max(1, self.batch))
+            self._generator = Generator(
+                self.ckpt,
+                device=self.device,
+                sampler=self.sampler,
+                guidance_scale=self.guidance_scale,
+                batch_size=max(1, self.batch),
+            )
         return self._generator
 
     def propose(self, batch, start, stop, history, ctx):
         gen = self.generator()
         seed = int(np.random.SeedSequence([ctx.seed, batch]).generate_state(1)[0] % (2**31 - 1))
         zs = ctx.formula_units
-        frames = gen.sample(ctx.generator.reduced.reduced_formula, ctx.pressure_gpa, stop - start, seed=seed,
-                            formula_units=list(zs))
+        frames = gen.sample(
+            ctx.generator.reduced.reduced_formula, ctx.pressure_gpa, stop - start, seed=seed, formula_units=list(zs)
+        )
         out = []
         for i, atoms in zip(range(start, stop), frames):
             a = sort_by_species(atoms)
             a.info = {}
             a.pbc = True
-            out.append(Proposal(i, a, batch, "generative", particle=i,
-                                meta={"sample_seed": seed, "flagged": bool(atoms.info.get("flagged", False))}))
+            out.append(
+                Proposal(
+                    i,
+                    a,
+                    batch,
+                    "generative",
+                    particle=i,
+                    meta={"sample_seed": seed, "flagged": bool(atoms.info.get("flagged", False))},
+                )
+            )
         return out

@@ -133,7 +133,11 @@ def pso_update(
     to_p = periodic_displacement(numbers, s_x, f_x, s_p, f_p)
     to_g = periodic_displacement(numbers, s_x, f_x, s_g, f_g)
     vf = np.zeros_like(f_x) if velocity_frac is None or np.shape(velocity_frac) != f_x.shape else np.asarray(velocity_frac, float)
-    vl = np.zeros((3, 3)) if velocity_lattice is None or np.shape(velocity_lattice) != (3, 3) else np.asarray(velocity_lattice, float)
+    vl = (
+        np.zeros((3, 3))
+        if velocity_lattice is None or np.shape(velocity_lattice) != (3, 3)
+        else np.asarray(velocity_lattice, float)
+    )
     r1, r2 = rng.random(2)
     vf = w * vf + params.c1 * r1 * to_p.frac + params.c2 * r2 * to_g.frac
     vl = w * vl + params.c1 * r1 * to_p.lattice + params.c2 * r2 * to_g.lattice

@@ -50,8 +50,9 @@ class SearchResult:
         return len(self.candidates)
 
 
-def search_identity(method: SearchMethod, formula: str, formula_units: Sequence[int], pressure_gpa: float, seed: int,
-                    level: str) -> str:
+def search_identity(
+    method: SearchMethod, formula: str, formula_units: Sequence[int], pressure_gpa: float, seed: int, level: str
+) -> str:
     """``"<method>:<formula>:Z<z,...>:<P>GPa:seed<s>:<level>[:<settings hash>]"``: the key of a
     search's rows. Methods whose settings change the proposals (PSO population and
     coefficients, generative checkpoint and batch) add a short hash of them, so that a
@@ -77,16 +78,21 @@ def load_candidates(db, search_id: str) -> dict[int, Candidate]:
         h = row.get("enthalpy_per_atom")
         ok = row.get("status") == "ok"
         out[idx] = Candidate(
-            index=idx, row_id=row.id, atoms=row.toatoms(), enthalpy_per_atom=float(h) if (ok and h is not None) else math.nan,
-            ok=ok, generation=int(row.get("generation", 0)), particle=int(row.get("particle", idx)),
-            origin=str(row.get("origin", "")), data=dict(row.data) if row.data else {},
+            index=idx,
+            row_id=row.id,
+            atoms=row.toatoms(),
+            enthalpy_per_atom=float(h) if (ok and h is not None) else math.nan,
+            ok=ok,
+            generation=int(row.get("generation", 0)),
+            particle=int(row.get("particle", idx)),
+            origin=str(row.get("origin", "")),
+            data=dict(row.data) if row.data else {},
         )
     return out
 
 
 def _candidate_ok(res, ctx: SearchContext) -> bool:
-    return (res.error is None and res.converged and math.isfinite(res.enthalpy_per_atom)
-            and DEFAULTS.ok(res.atoms))
+    return res.error is None and res.converged and math.isfinite(res.enthalpy_per_atom) and DEFAULTS.ok(res.atoms)
 
 
 def run_search(
@@ -147,16 +153,20 @@ def run_search(
     relax_options = dict(relax_options or {})
     pot = as_potential(potential, relax_options.pop("device", "auto"))
     level = pot.level_of_theory
-    gen = RandomStructureGenerator(formula, tuple(formula_units), pressure_gpa, volume_factor, min_distance,
-                                   tuple(volume_range))
+    gen = RandomStructureGenerator(formula, tuple(formula_units), pressure_gpa, volume_factor, min_distance, tuple(volume_range))
     ctx = SearchContext(formula, tuple(gen.formula_units), pressure_gpa, int(seed), gen, fingerprint_tol, enthalpy_tol)
     search_id = search_identity(method, formula, ctx.formula_units, pressure_gpa, seed, level)
     db = connect(db_url)
     history = load_candidates(db, search_id)
     n_before = len([i for i in history if i < budget])
     stopped = any(stop_when(c) for c in history.values()) if stop_when else False
-    bar = tqdm(total=budget, initial=n_before, desc=f"search {method.name} {formula} {pressure_gpa:g} GPa", unit="struct",
-               disable=not progress)
+    bar = tqdm(
+        total=budget,
+        initial=n_before,
+        desc=f"search {method.name} {formula} {pressure_gpa:g} GPa",
+        unit="struct",
+        disable=not progress,
+    )
     n_new = 0
     try:
         for b, (start, stop) in enumerate(method.batches(int(budget))):
@@ -167,9 +177,15 @@ def run_search(
             earlier = [history[i] for i in sorted(history) if i < start]
             proposals = [p for p in method.propose(b, start, stop, earlier, ctx) if p.index not in history]
             for k in range(0, len(proposals), chunk):
-                part = proposals[k:k + chunk]
-                results = relax_fn([p.atoms for p in part], pressure_gpa=pressure_gpa, potential=pot,
-                                   ids=[f"{search_id}#{p.index}" for p in part], progress=False, **relax_options)
+                part = proposals[k : k + chunk]
+                results = relax_fn(
+                    [p.atoms for p in part],
+                    pressure_gpa=pressure_gpa,
+                    potential=pot,
+                    ids=[f"{search_id}#{p.index}" for p in part],
+                    progress=False,
+                    **relax_options,
+                )
                 new = _write_chunk(db, part, results, history, search_id, method.name, level, pressure_gpa, seed, ctx)
                 n_new += len(new)
                 bar.update(len(new))
@@ -187,8 +203,18 @@ def run_search(
     return result
 
 
-def _write_chunk(db, part: list[Proposal], results, history: dict, search_id: str, method: str, level: str,
-                 pressure_gpa: float, seed: int, ctx: SearchContext) -> list[Candidate]:
+def _write_chunk(
+    db,
+    part: list[Proposal],
+    results,
+    history: dict,
+    search_id: str,
+    method: str,
+    level: str,
+    pressure_gpa: float,
+    seed: int,
+    ctx: SearchContext,
+) -> list[Candidate]:
     new: list[Candidate] = []
     with db:
         for p, r in zip(part, results):
@@ -196,19 +222,40 @@ def _write_chunk(db, part: list[Proposal], results, history: dict, search_id: st
             atoms = r.atoms if r.atoms is not None and len(r.atoms) == len(p.atoms) else p.atoms
             parent_row = history[p.parent_index].row_id if p.parent_index in history else 0
             kv = {
-                "energy_per_atom": r.energy_per_atom, "enthalpy_per_atom": r.enthalpy_per_atom,
-                "volume_per_atom": atoms.get_volume() / len(atoms), "search_id": search_id, "candidate": p.index,
-                "generation": p.generation, "particle": p.particle, "origin": p.origin, "method": method,
-                "status": "ok" if ok else "failed", "converged": bool(r.converged), "steps": int(r.steps),
-                "error": (r.error or "")[:200], "space_group": r.space_group or "", "seed": int(seed),
-                "reduced_formula": ctx.generator.reduced.reduced_formula, "parent_id": parent_row,
+                "energy_per_atom": r.energy_per_atom,
+                "enthalpy_per_atom": r.enthalpy_per_atom,
+                "volume_per_atom": atoms.get_volume() / len(atoms),
+                "search_id": search_id,
+                "candidate": p.index,
+                "generation": p.generation,
+                "particle": p.particle,
+                "origin": p.origin,
+                "method": method,
+                "status": "ok" if ok else "failed",
+                "converged": bool(r.converged),
+                "steps": int(r.steps),
+                "error": (r.error or "")[:200],
+                "space_group": r.space_group or "",
+                "seed": int(seed),
+                "reduced_formula": ctx.generator.reduced.reduced_formula,
+                "parent_id": parent_row,
                 **{k: v for k, v in p.meta.items() if isinstance(v, (int, float, str, bool))},
             }
             data = {k: np.asarray(v) for k, v in p.data.items()}
-            row_id = add_structure(db, atoms, pressure_gpa=pressure_gpa, level_of_theory=level,
-                                   source=f"search:{method}", data=data, **kv)
-            cand = Candidate(p.index, row_id, atoms.copy(), float(r.enthalpy_per_atom) if ok else math.nan, ok,
-                             p.generation, p.particle, p.origin, data)
+            row_id = add_structure(
+                db, atoms, pressure_gpa=pressure_gpa, level_of_theory=level, source=f"search:{method}", data=data, **kv
+            )
+            cand = Candidate(
+                p.index,
+                row_id,
+                atoms.copy(),
+                float(r.enthalpy_per_atom) if ok else math.nan,
+                ok,
+                p.generation,
+                p.particle,
+                p.origin,
+                data,
+            )
             new.append(cand)
     for c in new:
         history[c.index] = c
@@ -241,18 +288,25 @@ def _row(c: Candidate, rank, dup, level, pressure) -> dict[str, Any]:
 
     return {
         "rank": rank if rank is not None else "",
-        "candidate": c.index, "db_row": c.row_id, "generation": c.generation, "origin": c.origin,
+        "candidate": c.index,
+        "db_row": c.row_id,
+        "generation": c.generation,
+        "origin": c.origin,
         "status": "ok" if c.ok else "failed",
         "enthalpy_per_atom": c.enthalpy_per_atom if c.ok else None,
-        "volume_per_atom": c.atoms.get_volume() / len(c.atoms), "natoms": len(c.atoms),
+        "volume_per_atom": c.atoms.get_volume() / len(c.atoms),
+        "natoms": len(c.atoms),
         "formula": c.atoms.get_chemical_formula(mode="metal"),
-        "space_group": space_group(c.atoms) if c.ok else "", "duplicate_of": dup,
-        "pressure_gpa": pressure, "level_of_theory": level,
+        "space_group": space_group(c.atoms) if c.ok else "",
+        "duplicate_of": dup,
+        "pressure_gpa": pressure,
+        "level_of_theory": level,
     }
 
 
-def write_outputs(result: SearchResult, out: Path, ctx: SearchContext, *, budget: int, method: SearchMethod,
-                  n_best: int = 5) -> dict[str, str]:
+def write_outputs(
+    result: SearchResult, out: Path, ctx: SearchContext, *, budget: int, method: SearchMethod, n_best: int = 5
+) -> dict[str, str]:
     """Write ranking.csv/json, best.extxyz, convergence.png and state.json into ``out``."""
     import pandas as pd
 
@@ -265,7 +319,7 @@ def write_outputs(result: SearchResult, out: Path, ctx: SearchContext, *, budget
         frame.to_csv(fh, index=False)
     write_json(rows, out / "ranking.json")
     by_index = {c.index: c for c in result.candidates}
-    best_frames = []
+    best_frames: list = []
     for r in rows:
         if r["status"] == "ok" and r["duplicate_of"] == -1 and len(best_frames) < n_best:
             a = by_index[r["candidate"]].atoms.copy()
@@ -275,15 +329,29 @@ def write_outputs(result: SearchResult, out: Path, ctx: SearchContext, *, budget
     if best_frames:
         write_extxyz(best_frames, out / "best.extxyz")
         files["best_extxyz"] = str(out / "best.extxyz")
-    files["convergence_png"] = str(plot_convergence(result.candidates, out / "convergence.png",
-                                                    f"{method.name}: {ctx.formula} at {ctx.pressure_gpa:g} GPa ({result.level_of_theory})"))
+    files["convergence_png"] = str(
+        plot_convergence(
+            result.candidates,
+            out / "convergence.png",
+            f"{method.name}: {ctx.formula} at {ctx.pressure_gpa:g} GPa ({result.level_of_theory})",
+        )
+    )
     state = {
-        "search_id": result.search_id, "method": method.name, "settings": method.settings(), "formula": ctx.formula,
-        "formula_units": list(ctx.formula_units), "pressure_gpa": ctx.pressure_gpa, "seed": ctx.seed,
-        "level_of_theory": result.level_of_theory, "budget": budget, "n_done": result.n_done,
-        "n_ok": sum(c.ok for c in result.candidates), "stopped_early": result.stopped_early,
-        "best": None if result.best is None else {"candidate": result.best.index, "db_row": result.best.row_id,
-                                                  "enthalpy_per_atom": result.best.enthalpy_per_atom},
+        "search_id": result.search_id,
+        "method": method.name,
+        "settings": method.settings(),
+        "formula": ctx.formula,
+        "formula_units": list(ctx.formula_units),
+        "pressure_gpa": ctx.pressure_gpa,
+        "seed": ctx.seed,
+        "level_of_theory": result.level_of_theory,
+        "budget": budget,
+        "n_done": result.n_done,
+        "n_ok": sum(c.ok for c in result.candidates),
+        "stopped_early": result.stopped_early,
+        "best": None
+        if result.best is None
+        else {"candidate": result.best.index, "db_row": result.best.row_id, "enthalpy_per_atom": result.best.enthalpy_per_atom},
         "convergence": convergence_curve(result.candidates),
     }
     write_json(state, out / "state.json")

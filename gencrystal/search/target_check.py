@@ -46,13 +46,21 @@ def space_group_number(symbol: str) -> int | None:
 
 
 def _summary(res) -> dict[str, Any]:
-    return {"converged": bool(res.converged), "error": res.error, "steps": int(res.steps),
-            "volume_per_atom": float(res.volume_per_atom), "enthalpy_per_atom": float(res.enthalpy_per_atom),
-            "space_group": res.space_group, "level_of_theory": res.level_of_theory, "wall_s": float(res.wall_s)}
+    return {
+        "converged": bool(res.converged),
+        "error": res.error,
+        "steps": int(res.steps),
+        "volume_per_atom": float(res.volume_per_atom),
+        "enthalpy_per_atom": float(res.enthalpy_per_atom),
+        "space_group": res.space_group,
+        "level_of_theory": res.level_of_theory,
+        "wall_s": float(res.wall_s),
+    }
 
 
-def dft_relax_cached(atoms: Atoms, pressure_gpa: float, backend, settings: dict, cache_dir: str | Path,
-                     sid: str) -> tuple[Atoms, dict[str, Any]]:
+def dft_relax_cached(
+    atoms: Atoms, pressure_gpa: float, backend, settings: dict, cache_dir: str | Path, sid: str
+) -> tuple[Atoms, dict[str, Any]]:
     """DFT relaxation of ``atoms`` at ``pressure_gpa`` (GPa), read from ``cache_dir`` when an earlier
     run did it with the same structure and ``settings``; returns (relaxed Atoms, summary)."""
     from ase.io import read
@@ -78,9 +86,16 @@ def dft_relax_cached(atoms: Atoms, pressure_gpa: float, backend, settings: dict,
     return b, summary
 
 
-def potential_check(target: Target, potential: Any, *, relax_options: dict | None = None, backend=None,
-                    settings: dict | None = None, cache_dir: str | Path | None = None,
-                    volume_tol: float = 0.05) -> tuple[Atoms, dict[str, Any]]:
+def potential_check(
+    target: Target,
+    potential: Any,
+    *,
+    relax_options: dict | None = None,
+    backend=None,
+    settings: dict | None = None,
+    cache_dir: str | Path | None = None,
+    volume_tol: float = 0.05,
+) -> tuple[Atoms, dict[str, Any]]:
     """Relax ``target``'s known structure at its pressure with ``potential`` (and with the DFT
     ``backend`` when given) and judge the potential: returns (the potential-relaxed structure,
     the check as a dict with ``status`` trusted / untrusted / unchecked and the reasons).
@@ -97,18 +112,25 @@ def potential_check(target: Target, potential: Any, *, relax_options: dict | Non
     from gencrystal.relax import relax_structures
 
     known = target.structure()
-    res = relax_structures([known], pressure_gpa=target.pressure_gpa, potential=potential, progress=False,
-                           **(relax_options or {}))[0]
-    out: dict[str, Any] = {"target": target.key, "pressure_gpa": target.pressure_gpa,
-                           "volume_per_atom_start": known.get_volume() / len(known),
-                           "potential": _summary(res),
-                           "same_phase": {k: matches(res.atoms, known, k) for k in ("loose", "medium", "strict")},
-                           "volume_tol": volume_tol, "reasons": []}
+    res = relax_structures(
+        [known], pressure_gpa=target.pressure_gpa, potential=potential, progress=False, **(relax_options or {})
+    )[0]
+    out: dict[str, Any] = {
+        "target": target.key,
+        "pressure_gpa": target.pressure_gpa,
+        "volume_per_atom_start": known.get_volume() / len(known),
+        "potential": _summary(res),
+        "same_phase": {k: matches(res.atoms, known, k) for k in ("loose", "medium", "strict")},
+        "volume_tol": volume_tol,
+        "reasons": [],
+    }
     sg_pot = space_group_number(res.space_group)
     if not res.converged:
         out["reasons"].append(f"the potential's relaxation did not converge ({res.error})")
     if sg_pot != _catalogue_space_group(target):
-        out["reasons"].append(f"the potential changes the space group ({_catalogue_space_group(target)} -> {res.space_group or '?'})")
+        out["reasons"].append(
+            f"the potential changes the space group ({_catalogue_space_group(target)} -> {res.space_group or '?'})"
+        )
     if backend is None:
         out["dft"] = None
         out["status"] = UNTRUSTED if out["reasons"] else UNCHECKED
@@ -117,8 +139,9 @@ def potential_check(target: Target, potential: Any, *, relax_options: dict | Non
         return res.atoms, out
     if cache_dir is None:
         raise ValueError("cache_dir is required with a DFT backend")
-    dft_atoms, dft = dft_relax_cached(primitive_cell(known), target.pressure_gpa, backend, settings or {}, cache_dir,
-                                      sid=target.key)
+    dft_atoms, dft = dft_relax_cached(
+        primitive_cell(known), target.pressure_gpa, backend, settings or {}, cache_dir, sid=target.key
+    )
     out["dft"] = dft
     v_dft = float(dft.get("volume_per_atom", math.nan))
     dv = res.volume_per_atom / v_dft - 1.0 if v_dft > 0 else math.nan

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gencrystal.cli import compose, main
+from gencrystal.cli import main
+from gencrystal.config import compose
 
 STEPS = 800
 TINY = ["model=tiny", "logger=csv", "optim=adamw_constant", "num_workers=0", "data.progress=false",
@@ -115,7 +116,7 @@ def test_zero_lattice_residual_samples_the_lattice_prior():
 @pytest.fixture(scope="module")
 def flow_ckpt(tmp_path_factory):
     """`gencrystal train experiment=hp_csp_flow` on the toy pressure database (a few steps)."""
-    from gencrystal.sampling.toy import build_toy_db
+    from tests.toy_model import build_toy_db
 
     root = tmp_path_factory.mktemp("flow")
     db = build_toy_db(root / "toy.db")
@@ -163,8 +164,8 @@ def test_flow_checkpoint_round_trips_through_the_cli(flow_ckpt, tmp_path, capsys
 def test_flow_checkpoint_in_a_generative_search_and_the_demo_sampling_step(flow_ckpt, tmp_path):
     from ase.calculators.lj import LennardJones
 
-    from gencrystal.demo import main as demo_main
-    from gencrystal.relax import calculator_potential
+    from gencrystal.cli.demo import main as demo_main
+    from gencrystal.potentials import calculator_potential
     from gencrystal.search import GenerativeSearch, run_search
 
     ckpt, _db = flow_ckpt
@@ -185,7 +186,7 @@ def test_dng_flow_trains_and_samples_types_by_discrete_flow(tmp_path):
     """`experiment=mp20_dng_flow` (on the toy database): atom types come from the masked flow,
     restricted to a chemical system when asked."""
     from gencrystal.model.module import CrystalDiffusionModule
-    from gencrystal.sampling.toy import build_toy_db
+    from tests.toy_model import build_toy_db
 
     db = build_toy_db(tmp_path / "toy.db")
     out = tmp_path / "dng"
@@ -200,3 +201,30 @@ def test_dng_flow_trains_and_samples_types_by_discrete_flow(tmp_path):
     assert res["nfe"] == 50 and set(res["atom_types"].tolist()) <= {3, 12}
     assert main(["sample", f"ckpt={out / 'checkpoints' / 'best.ckpt'}", "chemical_system=Li-Mg", "pressure=0",
                  "num_samples=2", "seed=0", f"out={tmp_path / 'dng_s'}", "progress=false"]) == 0
+
+
+def test_flow_guidance_reuses_the_guidance_code_and_counts_nfe_once():
+    """γ = 0 is the unconditional flow (equal to sampling with the condition absent), γ = 1 the
+    conditional one; per-condition scales work; the guided (doubled) batch is one NFE per call."""
+    from gencrystal.model.lattice_prior import LatticePriorParams
+    from gencrystal.model.module import CrystalDiffusionModule
+
+    torch.manual_seed(0)
+    prior = LatticePriorParams(volume_model="murnaghan", c0=15.0, bulk_modulus=100.0, bulk_modulus_derivative=4.0, v=0.1)
+    m = CrystalDiffusionModule(compose("train", ["model=tiny", "diffusion=csp_flow", "model.p_uncond=0.2"]),
+                               data_stats={"max_atoms": 8, "pressure_min": 0.0, "pressure_max": 100.0},
+                               lattice_prior=prior.to_dict(), condition_scalers={"pressure": [50.0, 30.0]}).eval()
+    n, z = torch.tensor([3]), torch.tensor([6, 6, 6])
+    comp = torch.zeros(1, 100)
+    comp[0, 5] = 1.0
+    smp = {"_target_": "gencrystal.diffusion.FlowSampler", "num_steps": 4, "solver": "midpoint"}
+
+    def run(conds, scale):
+        return m.sample(n, z, conds, sampler=smp, guidance_scale=scale, generator=torch.Generator().manual_seed(3))
+
+    cond, gamma0, absent = run({"composition": comp}, 1.0), run({"composition": comp}, 0.0), run({}, 1.0)
+    assert cond["nfe"] == gamma0["nfe"] == 8
+    assert torch.allclose(gamma0["lattice"], absent["lattice"], atol=1e-5)
+    assert not torch.allclose(cond["lattice"], absent["lattice"], atol=1e-5)
+    guided = run({"composition": comp, "pressure": torch.tensor([20.0])}, {"composition": 2.0, "pressure": 1.5})
+    assert guided["nfe"] == 8 and guided["lattice"].shape == (1, 3, 3)

@@ -87,7 +87,7 @@ def fake_ckpt(tmp_path, monkeypatch):
 def tiny_ckpt(tmp_path_factory):
     """A real CSP checkpoint: the tiny model trained for 30 steps on the toy database
     (textbook crystals at 0-100 GPa, at most 16 atoms per cell; no downloaded data)."""
-    from gencrystal.sampling.toy import train_toy_checkpoint
+    from tests.toy_model import train_toy_checkpoint
 
     torch.set_num_threads(1)
     return train_toy_checkpoint(tmp_path_factory.mktemp("tiny_model"), max_steps=30)
@@ -96,7 +96,7 @@ def tiny_ckpt(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_dng_ckpt(tmp_path_factory):
     """A real de-novo checkpoint (atom types diffuse): the tiny model, 30 steps, toy database."""
-    from gencrystal.sampling.toy import train_toy_checkpoint
+    from tests.toy_model import train_toy_checkpoint
 
     torch.set_num_threads(1)
     return train_toy_checkpoint(tmp_path_factory.mktemp("tiny_dng"), max_steps=30, extra_overrides=("diffusion=dng",))

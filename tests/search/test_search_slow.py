@@ -41,7 +41,7 @@ def test_search_cli_with_chgnet_resumes_with_a_larger_budget(tmp_path, capsys):
     from gencrystal.cli import main
 
     out = tmp_path / "s"
-    args = ["search", "composition=Si2O4", "pressure=50", "method=pso", "pso.population=2", "seed=1", f"out={out}",
+    args = ["search", "composition=Si2O4", "pressure=50", "method=pso", "method.population=2", "seed=1", f"out={out}",
             "relax.steps=60", "relax.fmax=0.1", "progress=false"]
     assert main(args + ["budget=2"]) == 0
     assert "2/2 candidates (2 new)" in capsys.readouterr().out
@@ -66,7 +66,7 @@ def test_generative_search_samples_relaxes_and_resumes(tmp_path):
 
     from gencrystal.potentials import calculator_potential
     from gencrystal.relax import relax_structures
-    from gencrystal.sampling.toy import train_toy_checkpoint
+    from tests.toy_model import train_toy_checkpoint
     from gencrystal.search import GenerativeSearch, run_search
 
     ckpt = train_toy_checkpoint(tmp_path / "toy", max_steps=5)

@@ -1,7 +1,8 @@
 """A toy pressure-labelled ASE database of textbook crystals, to train a tiny model on.
 
-Used by the sampling tests (a checkpoint trained inside the test session) and by
-``scripts/bench_sample.py`` when no checkpoint is given. It is *not* physics: the
+Used by the sampling and search tests (a checkpoint trained inside the test session) and by
+``scripts/bench_sample.py`` when no checkpoint is given (run from the repository root:
+``from tests.toy_model import train_toy_checkpoint``). It is *not* physics: the
 compression follows a made-up equation of state, so a model trained on it only
 exercises the machinery.
 

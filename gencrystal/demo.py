@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from ase import Atoms
 
 from gencrystal.errors import GencrystalError
-from gencrystal.known_structures import DEMO_REFERENCES, prototypes  # noqa: F401  (re-exported: the one catalogue)
+from gencrystal.known_structures import DEMO_REFERENCES, prototypes
 
 
 def _named(atoms: Atoms, name: str) -> Atoms:
@@ -118,6 +118,54 @@ CAUTION = (
 )
 
 
+def potential_coverage(potential: str) -> dict | None:
+    """The ``coverage`` (``{"elements": [...], "pressure_gpa": [lo, hi]}``) a potential name or
+    committee folder declares in its ``committee.json``; None for a universal potential
+    (``chgnet``, ``sevenn``: every element). Reads the JSON only; no model is loaded."""
+    import json
+
+    from gencrystal.potentials.names import SHIPPED_COMMITTEES
+    from gencrystal.potentials.shared_trunk import COMMITTEE_FILE, resolve_committee_dir
+
+    folder = resolve_committee_dir(SHIPPED_COMMITTEES.get(str(potential).lower(), potential))
+    meta = folder / COMMITTEE_FILE
+    if not meta.is_file():
+        if str(potential).lower() in SHIPPED_COMMITTEES:
+            raise GencrystalError(f"potential={potential}: {str(meta)!r} is missing (build it: "
+                                  "python scripts/train_hp_committee.py)")
+        return None
+    return json.loads(meta.read_text()).get("coverage")
+
+
+def split_by_coverage(frames: Sequence[Atoms], potential: str, fallback: str,
+                      pressure_gpa: float) -> tuple[list[Atoms], list[Atoms], list[str]]:
+    """Split the demo's structures into those ``potential`` covers (every element among its
+    labels' elements, ``pressure_gpa`` inside their range) and those relaxed with the named
+    ``fallback`` instead; returns ``(covered, fallback_frames, messages)``, one message per
+    reduced formula saying which potential relaxes it and, for a fallback, why."""
+    from pymatgen.core import Composition
+
+    cov = potential_coverage(potential)
+    lo, hi = (cov or {}).get("pressure_gpa") or (-math.inf, math.inf)
+    elements = set((cov or {}).get("elements") or [])
+    covered: list[Atoms] = []
+    rest: list[Atoms] = []
+    messages: dict[str, str] = {}
+    for a in frames:
+        red = Composition(a.get_chemical_formula(mode="metal")).reduced_formula
+        outside = sorted(set(a.get_chemical_symbols()) - elements) if cov and elements else []
+        p_out = not (float(lo) <= float(pressure_gpa) <= float(hi))
+        if outside or p_out:
+            rest.append(a)
+            why = (f"element {', '.join(outside)} is outside {potential}'s DFT labels ({', '.join(sorted(elements))})"
+                   if outside else f"{pressure_gpa:g} GPa is outside {potential}'s labels ({lo:g}-{hi:g} GPa)")
+            messages[red] = f"{red}: {why}; relaxed with the fallback potential {fallback} instead (no uncertainty)"
+        else:
+            covered.append(a)
+            messages.setdefault(red, f"{red}: relaxed with {potential}")
+    return covered, rest, [messages[k] for k in sorted(messages)]
+
+
 def demo_candidates(sample_files: Sequence[str | Path] = (), known: bool = True) -> list[Atoms]:
     """The structures the demo relaxes: every unflagged frame of ``sample_files``
     (``gencrystal sample`` extxyz outputs; ids ``sample:<formula>:<index>``) plus, with
@@ -159,6 +207,27 @@ class RankedStructure:
     delta_h_mev: float  # H − H_min of its chemical system, meV/atom
     converged: bool
     atoms: Atoms
+
+
+def committee_spread(ranking: dict[str, list[RankedStructure]], potential: str) -> dict[tuple[str, str], dict]:
+    """The committee spread of ``potential`` (a shared-trunk committee name or folder) on every
+    ranked structure it relaxed (its ``potential`` info equals the committee's level of theory):
+    ``{(formula, id): {"energy_std_mev": meV/atom, "forces_std": eV/Å, "stress_std_gpa": GPa}}``.
+    The energy spread is that of the enthalpy too (the heads share the structure, so P·V is common)."""
+    from gencrystal.potentials import load_potential
+
+    pot = load_potential(potential, device="cpu")
+    if pot.committee is None:
+        raise GencrystalError(f"potential {potential!r} is not a committee: it has no spread")
+    out = {}
+    for red, items in ranking.items():
+        for r in items:
+            if str(r.atoms.info.get("potential", "")) != pot.level_of_theory:
+                continue
+            sp = pot.committee.spread(r.atoms)
+            out[(red, r.id)] = {"energy_std_mev": 1000.0 * sp.energy_std, "forces_std": sp.forces_std,
+                                "stress_std_gpa": sp.stress_std}
+    return out
 
 
 def rank_relaxed(frames: Sequence[Atoms]) -> dict[str, list[RankedStructure]]:
@@ -245,15 +314,18 @@ def plot_structure(atoms: Atoms, path: str | Path, title: str) -> None:
     plt.close(fig)
 
 
-def summarize(relaxed: str | Path, out: str | Path, pressure_gpa: float, top: int = 8) -> str:
+def summarize(relaxed: str | Path | Sequence[str | Path], out: str | Path, pressure_gpa: float, top: int = 8,
+              uncertainty: str | None = None) -> str:
     """Print and return the demo's enthalpy ranking; write CIFs and the best structures' PNGs.
 
     Args:
-        relaxed: ``relaxed.extxyz`` of ``gencrystal relax``.
+        relaxed: ``relaxed.extxyz`` of ``gencrystal relax`` (or several: one per potential).
         out: demo output folder: ``cif/<system>_<rank>_<formula>_<space group>.cif``,
             ``best_<system>.png``, ``best_<system>.cif``, ``ranking.json``.
         pressure_gpa: the relaxation pressure, GPa (for the text).
         top: rows printed per chemical system.
+        uncertainty: a committee potential (``hp_committee``): its spread is printed beside the
+            enthalpy of every structure it relaxed (``±H``, meV/atom; the stress spread, GPa).
     """
     from ase.io import read
     from pymatgen.core import Composition
@@ -261,26 +333,34 @@ def summarize(relaxed: str | Path, out: str | Path, pressure_gpa: float, top: in
     from gencrystal.io import write_cifs, write_json
 
     out = Path(out)
-    frames = read(str(relaxed), index=":", format="extxyz")
+    files = [relaxed] if isinstance(relaxed, (str, Path)) else list(relaxed)
+    frames = [a for f in files for a in read(str(f), index=":", format="extxyz")]
     ranking = rank_relaxed(frames)
     if not ranking:
-        raise GencrystalError(f"no structure in {str(relaxed)!r} relaxed successfully")
-    lines = [f"Enthalpy ranking at {pressure_gpa:g} GPa (CHGNet, H = E + PV; dH relative to the best of each system)"]
+        raise GencrystalError(f"no structure in {', '.join(map(str, files))} relaxed successfully")
+    spread = committee_spread(ranking, uncertainty) if uncertainty else {}
+    lines = [f"Enthalpy ranking at {pressure_gpa:g} GPa (H = E + PV; dH relative to the best of each system"
+             + ("; +-H = committee spread of the enthalpy, sigma = of the stress" if spread else "") + ")"]
     table = {}
+    potentials_of: dict[str, str] = {}
     for red, items in ranking.items():
         lines.append("")
         n_all = sum(1 for a in frames if Composition(a.get_chemical_formula(mode="metal")).reduced_formula == red)
-        lines.append(f"  {red}: {len(items)} ranked of {n_all} relaxed (duplicates and failed relaxations left out)")
-        lines.append(
-            f"  {'rank':>4}  {'id':<22} {'formula':<8} {'space group':<12} {'H (eV/atom)':>12} "
-            f"{'dH (meV/at)':>11} {'V (A^3/at)':>10}"
-        )
+        pots = sorted({str(r.atoms.info.get("potential", "") or "?") for r in items})
+        potentials_of[red] = ", ".join(pots)
+        lines.append(f"  {red}: {len(items)} ranked of {n_all} relaxed (duplicates and failed relaxations left out); "
+                     f"potential: {potentials_of[red]}")
+        unc_head = f" {'+-H (meV/at)':>12} {'sigma (GPa)':>11}" if spread else ""
+        lines.append(f"  {'rank':>4}  {'id':<22} {'formula':<8} {'space group':<12} {'H (eV/atom)':>12}{unc_head} "
+                     f"{'dH (meV/at)':>11} {'V (A^3/at)':>10}")
         for k, r in enumerate(items[:top]):
-            lines.append(
-                f"  {k + 1:>4}  {r.id:<22} {r.formula:<8} {r.space_group:<12} {r.enthalpy_per_atom:>12.4f} "
-                f"{r.delta_h_mev:>11.1f} {r.volume_per_atom:>10.3f}" + ("" if r.converged else "  (not converged)")
-            )
-        found = rediscoveries([a for a in frames if Composition(a.get_chemical_formula(mode="metal")).reduced_formula == red])
+            sp = spread.get((red, r.id))
+            unc = (f" {sp['energy_std_mev']:>12.1f} {sp['stress_std_gpa']:>11.2f}" if sp else
+                   f" {'-':>12} {'-':>11}" if spread else "")
+            lines.append(f"  {k + 1:>4}  {r.id:<22} {r.formula:<8} {r.space_group:<12} {r.enthalpy_per_atom:>12.4f}{unc} "
+                         f"{r.delta_h_mev:>11.1f} {r.volume_per_atom:>10.3f}" + ("" if r.converged else "  (not converged)"))
+        found = rediscoveries([a for a in frames
+                               if Composition(a.get_chemical_formula(mode="metal")).reduced_formula == red])
         for sid, known in found:
             lines.append(f"  {sid} relaxed into {known} (same structure by StructureMatcher): the model found it")
         safe = [
@@ -290,33 +370,18 @@ def summarize(relaxed: str | Path, out: str | Path, pressure_gpa: float, top: in
         write_cifs([r.atoms for r in items], out / "cif", safe)
         best = items[0]
         write_cifs([best.atoms], out, [f"best_{red}"])
-        plot_structure(
-            best.atoms,
-            out / f"best_{red}.png",
-            f"best {red} at {pressure_gpa:g} GPa (CHGNet): {best.formula} {best.space_group}, "
-            f"H = {best.enthalpy_per_atom:.4f} eV/atom, V = {best.volume_per_atom:.2f} A^3/atom",
-        )
-        table[red] = [
-            {
-                "id": r.id,
-                "formula": r.formula,
-                "space_group": r.space_group,
-                "enthalpy_per_atom_ev": r.enthalpy_per_atom,
-                "delta_h_mev_per_atom": r.delta_h_mev,
-                "volume_per_atom_a3": r.volume_per_atom,
-                "converged": r.converged,
-                "cif": f"cif/{s}.cif",
-            }
-            for r, s in zip(items, safe)
-        ]
-    write_json(
-        {
-            "pressure_gpa": pressure_gpa,
-            "ranking": table,
-            "rediscovered": [{"sample": sid, "known_phase": known} for sid, known in rediscoveries(frames)],
-        },
-        out / "ranking.json",
-    )
+        plot_structure(best.atoms, out / f"best_{red}.png",
+                       f"best {red} at {pressure_gpa:g} GPa ({potentials_of[red]}): {best.formula} {best.space_group}, "
+                       f"H = {best.enthalpy_per_atom:.4f} eV/atom, V = {best.volume_per_atom:.2f} A^3/atom")
+        table[red] = [{"id": r.id, "formula": r.formula, "space_group": r.space_group,
+                       "enthalpy_per_atom_ev": r.enthalpy_per_atom, "delta_h_mev_per_atom": r.delta_h_mev,
+                       "volume_per_atom_a3": r.volume_per_atom, "converged": r.converged, "cif": f"cif/{s}.cif",
+                       "potential": str(r.atoms.info.get("potential", "") or ""),
+                       **({"committee_spread": spread[(red, r.id)]} if (red, r.id) in spread else {})}
+                      for r, s in zip(items, safe)]
+    write_json({"pressure_gpa": pressure_gpa, "ranking": table,
+                "rediscovered": [{"sample": sid, "known_phase": known} for sid, known in rediscoveries(frames)]},
+               out / "ranking.json")
     lines.append("")
     for red, items in ranking.items():
         b = items[0]
@@ -326,7 +391,14 @@ def summarize(relaxed: str | Path, out: str | Path, pressure_gpa: float, top: in
         )
     lines.append(f"All CIFs: {out}/cif/   ranking: {out}/ranking.json")
     lines.append("")
-    lines.append(CAUTION)
+    universal = [red for red, pot in potentials_of.items() if not pot.startswith(("chgnet-committee", "hp-committee"))]
+    if spread:
+        covered = [red for red in ranking if red not in universal]
+        lines.append(f"{', '.join(covered)}: relaxed with the committee fine-tuned on converged GPAW-PBE labels "
+                     "(checkpoints/hp_committee/README.md; its EOS errors against PBE: reports/active_learning.md); "
+                     "a large +-H or sigma marks a structure unlike its labels.")
+    if universal:
+        lines.append(f"{', '.join(universal)}: " + CAUTION)
     lines.append("Validate the best with DFT (GPAW plane waves, vc-relax at the same pressure; minutes to hours each):")
     for red in ranking:
         lines.append(

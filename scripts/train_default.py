@@ -24,12 +24,21 @@ Stages (each resumable: re-run the same command after a kill, finished work is s
 ``splits``
     CHGNet rows get a ``split`` key grouped by the seed they came from (every pressure of
     one seed in the same split; seeded 80/10/10).
+``holdout``
+    the known phases out of the training data: every row (any split, MP-20 rows included)
+    that StructureMatcher (stol 0.5, ltol 0.3, angle_tol 10°) equates with a known-phase
+    benchmark target or a seed prototype (:mod:`gencrystal.search.holdout`) gets
+    ``split=heldout_known`` and a ``known_phase`` key, so no split selects it; the list goes
+    to ``<work>/holdout.json`` (``splits`` leaves such rows alone).
 ``train``
     ``gencrystal train experiment=default_model resume=true`` (``trainer.max_time`` caps it;
     ``--init-from CKPT`` starts from another checkpoint's weights, priors refit on this data).
 ``ship``
     best (lowest EMA val/loss) checkpoint → ``checkpoints/gencrystal-hp-csp-small.ckpt``,
-    without optimizer/loop state (model + EMA weights, config, data statistics).
+    without optimizer/loop state (model + EMA weights, config, data statistics), with the
+    training rows' ids (``gencrystal_training_ids``: ``<source>@<P>GPa`` of every
+    ``split=train`` row of the database at ship time) and the hold-out record
+    (``gencrystal_holdout``) that ``tests/test_holdout.py`` scans.
 ``evaluate``
     one sample per held-out ``test`` row (MP-20 test at 0 GPa and held-out CHGNet rows at
     their pressure) → ``gencrystal evaluate csp``; metrics and the validation loss go to
@@ -54,7 +63,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "data" / "fixtures" / "hp_seeds.extxyz"
 SHIPPED = ROOT / "checkpoints" / "gencrystal-hp-csp-small.ckpt"
-STAGES = ["seeds", "mp20seeds", "db", "mp20", "splits", "train", "ship", "evaluate"]
+STAGES = ["seeds", "mp20seeds", "db", "mp20", "splits", "holdout", "train", "ship", "evaluate"]
 GC = [sys.executable, "-m", "gencrystal"]
 
 
@@ -207,7 +216,10 @@ def stage_splits(args) -> None:
     if orphans:
         db.delete(orphans)
         log(f"removed {len(orphans)} rows of seeds no longer in the seed files")
-    rows = [r for r in db.select() if not str(r.get("level_of_theory", "")).startswith("mp20")]
+    from gencrystal.search.holdout import HELDOUT_SPLIT
+
+    rows = [r for r in db.select() if not str(r.get("level_of_theory", "")).startswith("mp20")
+            and r.get("split") != HELDOUT_SPLIT]
     groups = sorted({str(r.get("material_id", r.id)) for r in rows})
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(groups))
@@ -228,6 +240,45 @@ def stage_splits(args) -> None:
             if r.get("split") != s:
                 db.update(r.id, split=s)
     log(f"CHGNet rows by split: {counts} ({len(groups)} seed groups)")
+
+
+@timed
+def stage_holdout(args) -> None:
+    """Known phases out of every split (see the module docstring); idempotent."""
+    from gencrystal.search.holdout import HELDOUT_SPLIT, find_known_phases, known_phase_structures
+    from gencrystal.db.schema import connect
+    from gencrystal.io import write_json
+    from gencrystal.matching import MATCHER_SETTINGS
+
+    db = connect(str(Path(args.work) / "hp.db"))
+    rows = list(db.select())
+    refs = known_phase_structures()
+    found = find_known_phases(((str(r.id), r.toatoms()) for r in rows), refs)
+    removed = []
+    with db:
+        for r in rows:
+            if str(r.id) not in found:
+                continue
+            removed.append({"source": str(r.get("source", "")), "pressure_gpa": float(r.get("pressure_gpa", 0.0)),
+                            "split_before": str(r.get("split", "")), "known_phase": found[str(r.id)]})
+            if r.get("split") != HELDOUT_SPLIT:
+                db.update(r.id, split=HELDOUT_SPLIT, known_phase=found[str(r.id)])
+    record = {"matcher": MATCHER_SETTINGS["csp"], "references": sorted(refs), "n_rows_scanned": len(rows),
+              "removed": sorted(removed, key=lambda x: (x["source"], x["pressure_gpa"]))}
+    write_json(record, Path(args.work) / "holdout.json")
+    log(f"holdout: {len(removed)} of {len(rows)} rows equal a known phase ({len(refs)} references) -> split={HELDOUT_SPLIT}")
+
+
+def training_record(args) -> dict:
+    """The ids of the training rows (``<source>@<P>GPa`` of every ``split=train`` row) and the
+    hold-out record of the work folder, as stored in the shipped checkpoint."""
+    from gencrystal.db.schema import connect
+
+    db = connect(str(Path(args.work) / "hp.db"))
+    ids = sorted(f"{r.get('source', r.id)}@{float(r.get('pressure_gpa', 0.0)):g}GPa" for r in db.select(split="train"))
+    hold = Path(args.work) / "holdout.json"
+    return {"gencrystal_training_ids": ids,
+            "gencrystal_holdout": json.loads(hold.read_text()) if hold.is_file() else None}
 
 
 @timed
@@ -258,6 +309,9 @@ def stage_ship(args) -> None:
     for k in ckpt:  # datamodule statistics (Lightning stores them under the class name)
         if k.endswith("DataModule") or k == "datamodule_hyper_parameters":
             keep[k] = ckpt[k]
+    keep.update(training_record(args))
+    if keep["gencrystal_holdout"] is None:
+        raise SystemExit("no holdout.json in the work folder: run the holdout stage before shipping")
     keep["gencrystal_shipped"] = {"source": str(src.relative_to(ROOT)) if src.is_relative_to(ROOT) else str(src),
                                   "shipped_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     SHIPPED.parent.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,11 @@
-"""``python -m gencrystal.cli.demo candidates|summarize ...``: the steps of ``scripts/demo.sh``
+"""``python -m gencrystal.cli.demo candidates|split|summarize ...``: the steps of ``scripts/demo.sh``
 around the ``sample`` and ``relax`` commands (library side: :mod:`gencrystal.demo`)."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from gencrystal.errors import GencrystalError
 
@@ -14,7 +14,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run one demo step; returns the exit code (2 on bad input)."""
     import argparse
 
-    from gencrystal.demo import demo_candidates, summarize
+    from gencrystal.demo import demo_candidates, split_by_coverage, summarize
     from gencrystal.io import write_extxyz
 
     p = argparse.ArgumentParser(prog="python -m gencrystal.cli.demo")
@@ -23,8 +23,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--out", required=True)
     c.add_argument("--no-known", action="store_true")
     c.add_argument("samples", nargs="*")
+    sp = sub.add_parser("split", help="candidates -> those a potential covers and those relaxed with a fallback")
+    sp.add_argument("candidates")
+    sp.add_argument("--potential", required=True)
+    sp.add_argument("--fallback", required=True)
+    sp.add_argument("--pressure", type=float, required=True, help="GPa")
+    sp.add_argument("--covered", required=True, help="extxyz for the potential's structures")
+    sp.add_argument("--rest", required=True, help="extxyz for the fallback's structures")
     s = sub.add_parser("summarize", help="rank relaxed.extxyz, write CIFs/PNGs, print the DFT command")
-    s.add_argument("relaxed")
+    s.add_argument("relaxed", nargs="+", help="relaxed.extxyz files (one per potential)")
+    s.add_argument("--uncertainty", default=None, help="committee potential whose spread is printed (hp_committee)")
     s.add_argument("--out", required=True)
     s.add_argument("--pressure", type=float, required=True, help="GPa")
     s.add_argument("--top", type=int, default=8)
@@ -34,8 +42,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             frames = demo_candidates([f for f in args.samples if Path(f).is_file()], known=not args.no_known)
             write_extxyz(frames, args.out)
             print(f"{len(frames)} candidates -> {args.out}")
+        elif args.cmd == "split":
+            from ase.io import read
+
+            frames = list(read(args.candidates, index=":", format="extxyz"))
+            covered, rest, messages = split_by_coverage(frames, args.potential, args.fallback, args.pressure)
+            for path, part in ((args.covered, covered), (args.rest, rest)):
+                if part:
+                    write_extxyz(part, path)
+                else:
+                    Path(path).unlink(missing_ok=True)
+            print("\n".join(messages))
         else:
-            summarize(args.relaxed, args.out, args.pressure, top=args.top)
+            summarize([f for f in args.relaxed if Path(f).is_file()], args.out, args.pressure, top=args.top,
+                      uncertainty=args.uncertainty)
     except GencrystalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -21,9 +21,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from ase import Atoms
@@ -130,11 +130,15 @@ def shifted_energies_per_atom(labels: Sequence[Atoms], offsets: dict[str, float]
 
 
 def load_base_model(name: str = "0.3.0", device: str = "cpu"):
-    """The shipped CHGNet model ``name`` (weights inside the chgnet wheel)."""
+    """The shipped CHGNet model ``name`` (weights inside the chgnet wheel), or the CHGNet
+    checkpoint at the path ``name`` (a fine-tuned trunk)."""
     from chgnet.model import CHGNet
 
     with contextlib.redirect_stdout(open(os.devnull, "w")):
-        model = CHGNet.load(model_name=name, use_device=device, verbose=False)
+        if Path(str(name)).is_file():
+            model = CHGNet.from_file(str(name)).to(device)
+        else:
+            model = CHGNet.load(model_name=name, use_device=device, verbose=False)
     model.graph_converter.set_isolated_atom_response("ignore")
     return model
 
@@ -255,7 +259,7 @@ def train_member(
             os.replace(tmp_file, out_file)
     hist = trainer.training_history
     mae = {k: float(hist[k]["val"][-1]) for k in "efs" if hist.get(k, {}).get("val")}
-    return {"member": int(member), "n_train": int(len(set(idx.tolist()))), "train_mae": mae}
+    return {"member": int(member), "n_train": len(set(idx.tolist())), "train_mae": mae}
 
 
 def train_committee(
@@ -295,4 +299,114 @@ def train_committee(
         members_report=reports,
         **meta,
     )
+    return out_dir
+
+
+def label_coverage(labels: Sequence[Atoms]) -> dict:
+    """What the labels cover: their elements and, per element set, the span of their DFT
+    stress pressures −tr(σ)/3 (GPa); ``pressure_gpa`` is the range every element set spans
+    (the largest minimum to the smallest maximum, rounded to 1 GPa), the range in which no
+    system of the committee extrapolates in pressure."""
+    from gencrystal.units import ev_per_a3_to_gpa
+
+    _, _, stresses = label_arrays(labels)
+    by_system: dict[str, list[float]] = {}
+    for a, st in zip(labels, stresses):
+        key = "-".join(sorted(set(a.get_chemical_symbols())))
+        by_system.setdefault(key, []).append(-ev_per_a3_to_gpa(float(np.mean(st[:3]))))
+    spans = {k: [round(min(v), 1), round(max(v), 1)] for k, v in sorted(by_system.items())}
+    lo = max(v[0] for v in spans.values())
+    hi = min(v[1] for v in spans.values())
+    return {"elements": sorted({s for a in labels for s in a.get_chemical_symbols()}),
+            "pressure_gpa": [float(np.floor(max(lo, 0.0))), float(np.ceil(hi))], "dft_pressure_gpa_by_system": spans}
+
+
+def _save_slim(src: Path, dst: Path) -> None:
+    """Rewrite a CHGNet trainer checkpoint as ``{"model": ...}`` (what ``CHGNet.from_file`` reads)."""
+    import torch
+
+    from gencrystal.io import atomic_write
+
+    state = torch.load(src, map_location="cpu", weights_only=False)
+    with atomic_write(dst, "wb") as fh:
+        torch.save({"model": state["model"]}, fh)
+
+
+def train_shared_trunk_committee(labels: Sequence[Atoms], out_dir: str | os.PathLike, settings: FinetuneSettings,
+                                 n_heads: int = 4, head_epochs: int | None = None, level_of_theory: str | None = None,
+                                 progress: bool = True, **meta) -> Path:
+    """Fine-tune a shared-trunk committee (:mod:`gencrystal.potentials.shared_trunk`) into ``out_dir``.
+
+    1. The trunk: one CHGNet fine-tuned from ``settings.base_model`` on *all* labels (no
+       bootstrap) → ``trunk.pth.tar``.
+    2. ``n_heads`` heads: each starts from the trunk's readout MLP and is fine-tuned for
+       ``head_epochs`` (default ``settings.epochs``) on its own bootstrap resample of the labels
+       (seed ``settings.seed + 1000 + m``) with every other parameter frozen, so all heads
+       read the same atom features.
+
+    Resumable: the trunk and each head (``head<m>.pth.tar``, removed once ``heads.pt`` is
+    written) are kept when they exist; ``committee.json`` is written last. A run for other
+    labels or settings (``training.json`` holds their key) starts afresh; the same finished
+    run returns at once. The energy shift
+    (eV/atom per element) is fitted once, as in :func:`train_committee`.
+
+    Returns:
+        The committee directory.
+    """
+    import dataclasses
+
+    from tqdm.auto import tqdm
+
+    from gencrystal.potentials.shared_trunk import write_shared_trunk
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if n_heads < 2:
+        raise GencrystalError(f"n_heads={n_heads} must be at least 2 (the spread needs two heads)")
+    import hashlib
+    import json
+
+    from gencrystal.io import write_json
+    from gencrystal.learn.labels import structure_hash
+
+    # what is being trained: the labels and the settings; a finished or partial run for
+    # anything else is started afresh (its trunk and heads would be stale)
+    key = hashlib.sha1(json.dumps([sorted(structure_hash(a) for a in labels), dataclasses.asdict(settings),
+                                   int(n_heads), head_epochs], default=str).encode()).hexdigest()[:16]
+    marker = out_dir / "training.json"
+    done = out_dir / "committee.json"
+    previous = json.loads(marker.read_text()).get("key") if marker.is_file() else None
+    if previous == key and done.is_file() and json.loads(done.read_text()).get("training_key") == key:
+        return out_dir
+    if previous != key:
+        for f in [done, out_dir / "heads.pt", out_dir / "trunk.pth.tar", *out_dir.glob("head*.pth.tar")]:
+            f.unlink(missing_ok=True)
+        write_json({"key": key, "n_labels": len(labels)}, marker)
+    offsets = fit_energy_offsets(*offset_fit_labels(labels, settings.offset_fit_max_gpa, settings))
+    targets = shifted_energies_per_atom(labels, offsets)
+    trunk = out_dir / "trunk.pth.tar"
+    reports = []
+    if not trunk.is_file():
+        raw = out_dir / "trunk.train.pth.tar"
+        reports.append({"trunk": True, **train_member(labels, targets, dataclasses.replace(settings, bootstrap=False),
+                                                      0, raw, out_dir / "train.log")})
+        _save_slim(raw, trunk)  # the weights only: no optimizer or scheduler state
+        raw.unlink()
+    trunk_names = [n for n, _ in load_base_model(str(trunk), settings.device).named_children()]
+    frozen = [n for n in trunk_names if n != "mlp"]
+    head_settings = dataclasses.replace(settings, base_model=str(trunk), bootstrap=True, freeze=frozen,
+                                        epochs=int(head_epochs or settings.epochs), seed=int(settings.seed) + 1000)
+    states = []
+    for m in tqdm(range(int(n_heads)), desc="fine-tune heads", disable=not progress, leave=False):
+        f = out_dir / f"head{m}.pth.tar"
+        if not f.is_file():
+            reports.append({"head": m, **train_member(labels, targets, head_settings, m, f, out_dir / "train.log")})
+        states.append({k: v.clone() for k, v in load_base_model(str(f), settings.device).mlp.state_dict().items()})
+    meta.setdefault("coverage", label_coverage(labels))
+    write_shared_trunk(out_dir, trunk, states, energy_offsets=offsets, n_labels=len(labels), training_key=key,
+                       base_model=f"chgnet-{settings.base_model}", head_epochs=int(head_settings.epochs),
+                       level_of_theory=level_of_theory or f"chgnet-committee-{out_dir.name}",
+                       members_report=reports, **meta)
+    for m in range(int(n_heads)):
+        (out_dir / f"head{m}.pth.tar").unlink(missing_ok=True)
     return out_dir

@@ -14,8 +14,9 @@ import hashlib
 import math
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -132,6 +133,8 @@ def add_label_to_db(db, label: Atoms, source: str) -> int:
         "stress_pressure_gpa": -ev_per_a3_to_gpa(float(stress[:3].mean())),
         "volume_per_atom": label.get_volume() / n,
     }
+    # the DFT settings of the label (dft_code, dft_xc, dft_ecut_ev, dft_kpts, ...; see learn.loop.dft_settings)
+    kv.update({k: v for k, v in label.info.items() if k.startswith("dft_") and isinstance(v, (str, int, float, bool))})
     data = {"forces": np.asarray(label.calc.results["forces"], dtype=float), "stress": stress}
     return add_structure(
         db, label, pressure_gpa=p, level_of_theory=str(label.info["level_of_theory"]), source=source, data=data, **kv
@@ -149,10 +152,30 @@ def labels_from_db(db, keys: Iterable[str]) -> dict[str, Atoms]:
             a.calc = SinglePointCalculator(
                 a, energy=e, forces=np.asarray(row.data["forces"]), stress=np.asarray(row.data["stress"])
             )
-            a.info.update({"label_hash": key, "level_of_theory": row.level_of_theory, "pressure_gpa": float(row.pressure_gpa)})
+            a.info.update({"label_hash": key, "level_of_theory": row.level_of_theory, "pressure_gpa": float(row.pressure_gpa),
+                           **{k: v for k, v in row.key_value_pairs.items() if k.startswith("dft_")}})
             src = str(row.get("source", ""))
             if src.startswith("learn:"):
                 a.info["iteration"] = int(src.split(":")[1])
             out[key] = a
             break
+    return out
+
+
+def read_label_db(db, selection: str | None = None) -> list[Atoms]:
+    """Every label row of a label database (rows written by :func:`add_label_to_db`, with
+    forces and stress in ``data``) as labelled frames: ``SinglePointCalculator`` with the
+    DFT energy (eV), forces (eV/Å) and stress (Voigt eV/Å³); ``info`` keeps the row's
+    ``label_hash``, ``level_of_theory``, ``pressure_gpa``, ``source`` and ``dft_*`` settings."""
+    out = []
+    for row in db.select(selection):
+        if "forces" not in row.data or "stress" not in row.data:
+            continue
+        a = row.toatoms()
+        a.calc = SinglePointCalculator(a, energy=float(row.energy_per_atom) * len(a),
+                                       forces=np.asarray(row.data["forces"], dtype=float),
+                                       stress=np.asarray(row.data["stress"], dtype=float))
+        a.info.update({k: v for k, v in row.key_value_pairs.items()
+                       if k in ("label_hash", "level_of_theory", "pressure_gpa", "source") or k.startswith("dft_")})
+        out.append(a)
     return out

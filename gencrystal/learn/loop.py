@@ -59,6 +59,21 @@ def _plain(frames: list[Atoms]) -> list[Atoms]:
     return out
 
 
+def dft_settings(backend, atoms: Atoms) -> dict[str, Any]:
+    """The DFT settings a label was computed with, as ``dft_*`` scalars (stored with the label
+    and in its database row): code, functional, cutoff (eV), k-point density (Å⁻¹) and the grid
+    used for ``atoms``, smearing (eV), symmetry."""
+    out: dict[str, Any] = {"dft_code": str(getattr(backend, "name", type(backend).__name__))}
+    for attr, key in (("xc", "dft_xc"), ("ecut", "dft_ecut_ev"), ("kpt_density", "dft_kpt_density"),
+                      ("smearing", "dft_smearing_ev"), ("symmetry", "dft_symmetry")):
+        value = getattr(backend, attr, None)
+        if value is not None:
+            out[key] = value if isinstance(value, str) else float(value)
+    if hasattr(backend, "kgrid"):
+        out["dft_kpts"] = "x".join(str(int(k)) for k in backend.kgrid(atoms))
+    return out
+
+
 class ActiveLearningLoop:
     """One resumable active-learning run (see the module docstring).
 
@@ -249,9 +264,10 @@ class ActiveLearningLoop:
         if self._done(k, "selected"):
             return _read_frames(f)
         level = self.backend.level_of_theory
+        floor = self.cfg.select.get("min_volume_per_atom")
         pool, scores = [], []
         for a in frames:
-            if "error" in a.info:
+            if "error" in a.info or (floor and a.get_volume() / len(a) < float(floor)):
                 continue
             if "forces_std" in a.info:
                 fs, ss = float(a.info["forces_std"]), float(a.info["stress_std"])
@@ -319,6 +335,7 @@ class ActiveLearningLoop:
                                 "level_of_theory": level,
                                 "iteration": int(k),
                                 "pressure_gpa": float(a.info.get("pressure_gpa", 0.0)),
+                                **dft_settings(self.backend, a),
                             }
                         )
                         wall += float(lab.info.get("dft_wall_s", 0.0))

@@ -62,6 +62,8 @@ class Potential:
             process; set by :func:`build_potential` (None: built in-process only, not picklable).
         device: ``cpu`` or ``cuda[:i]``.
         elements: atomic numbers the model covers (None: unknown, nothing is refused).
+        coverage: elements and DFT pressure range of a fine-tuned potential's labels (warned about).
+        committee: the committee of a committee potential (its spreads), else None.
     """
 
     name: str
@@ -71,7 +73,29 @@ class Potential:
     spec: dict[str, Any] | None = None
     device: str = "cpu"
     elements: frozenset[int] | None = None
+    #: elements and pressure range (GPa) of the DFT labels a fine-tuned potential was trained on:
+    #: ``{"elements": ["Li", ...], "pressure_gpa": [lo, hi]}`` (None: not declared)
+    coverage: dict | None = None
+    #: the committee behind a committee potential (spreads on demand), else None
+    committee: Any = field(default=None, repr=False)
     _calc: Any = field(default=None, repr=False)
+
+    def coverage_warnings(self, atoms_list: Sequence[Atoms], pressure_gpa: float) -> list[str]:
+        """One line per way ``atoms_list`` at ``pressure_gpa`` (GPa) leaves :attr:`coverage`:
+        the elements outside its labels, named, and a pressure outside its label range."""
+        if not self.coverage:
+            return []
+        out = []
+        known = set(self.coverage.get("elements") or [])
+        outside = sorted({s for a in atoms_list for s in a.get_chemical_symbols()} - known) if known else []
+        if outside:
+            out.append(f"{self.level_of_theory}: element {', '.join(outside)} is outside its DFT labels "
+                       f"({', '.join(sorted(known))}); its predictions for {', '.join(outside)} are untested against DFT")
+        lo_hi = self.coverage.get("pressure_gpa")
+        if lo_hi and not float(lo_hi[0]) - 1e-9 <= float(pressure_gpa) <= float(lo_hi[1]) + 1e-9:
+            out.append(f"{self.level_of_theory}: pressure {float(pressure_gpa):g} GPa is outside its DFT labels "
+                       f"({float(lo_hi[0]):g}-{float(lo_hi[1]):g} GPa)")
+        return out
 
     def unsupported(self, atoms: Atoms) -> str | None:
         """A one-line reason when ``atoms`` holds an element the model does not cover, else None."""

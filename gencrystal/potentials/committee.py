@@ -169,7 +169,9 @@ def write_committee_meta(path: str | os.PathLike, members: Sequence[str], **meta
 
 
 def load_committee(path: str | os.PathLike, device: str = "cpu") -> Committee:
-    """Load a committee directory (see the module docstring).
+    """Load a committee directory (see the module docstring); a shared-trunk committee
+    (:mod:`gencrystal.potentials.shared_trunk`, same ``predict_members``/``spread``/``calculator``
+    interface) is loaded as one.
 
     Raises:
         GencrystalError: no ``committee.json``, a missing member, or an unreadable checkpoint.
@@ -180,6 +182,13 @@ def load_committee(path: str | os.PathLike, device: str = "cpu") -> Committee:
     meta_file = root / COMMITTEE_FILE
     if not meta_file.is_file():
         raise GencrystalError(f"committee directory {str(path)!r} has no {COMMITTEE_FILE}")
+    from gencrystal.potentials.shared_trunk import (
+        is_shared_trunk_dir,
+        load_shared_trunk,
+    )
+
+    if is_shared_trunk_dir(root):
+        return load_shared_trunk(root, device)  # type: ignore[return-value]
     try:
         meta = json.loads(meta_file.read_text())
         members = list(meta["members"])

@@ -17,8 +17,10 @@ from gencrystal.errors import GencrystalError
 from gencrystal.potentials import chgnet, sevenn
 from gencrystal.potentials.base import Potential, build_potential, first_line
 
+#: shipped committees by name -> their directory (relative to the repository root)
+SHIPPED_COMMITTEES = {"hp_committee": "checkpoints/hp_committee", "hp-committee": "checkpoints/hp_committee"}
 #: Names accepted by :func:`load_potential` (case-insensitive).
-KNOWN_NAMES = sorted(set(chgnet.NAMES) | set(sevenn.NAMES))
+KNOWN_NAMES = sorted(set(chgnet.NAMES) | set(sevenn.NAMES) | set(SHIPPED_COMMITTEES))
 _CHECKPOINT_SUFFIXES = (".pth", ".tar", ".pt", ".ckpt")
 
 
@@ -64,7 +66,9 @@ def load_potential(
 
     Args:
         name: ``chgnet`` (CHGNet 0.3.0), ``chgnet-r2scan``, ``sevenn`` (SevenNet-0),
-            ``sevenn-l3i5``, or the path of a CHGNet / SevenNet checkpoint.
+            ``sevenn-l3i5``, ``hp_committee`` (the shipped high-pressure committee,
+            ``checkpoints/hp_committee``), a shared-trunk committee folder, or the path of a
+            CHGNet / SevenNet checkpoint.
         path: checkpoint of a fine-tuned model of the family ``name`` names.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:i]``.
         modal: SevenNet multi-fidelity modal, when the checkpoint has several.
@@ -72,7 +76,16 @@ def load_potential(
     Raises:
         GencrystalError: unknown name, missing or unreadable checkpoint.
     """
+    from gencrystal.potentials.shared_trunk import (
+        is_shared_trunk_dir,
+        load_shared_trunk_potential,
+    )
+
     name = os.fspath(name)
+    if path is None and name.lower() in SHIPPED_COMMITTEES:  # the shipped shared-trunk committee
+        return load_shared_trunk_potential(SHIPPED_COMMITTEES[name.lower()], device=device)
+    if path is None and is_shared_trunk_dir(name):
+        return load_shared_trunk_potential(name, device=device)
     if path is None and (os.sep in name or Path(name).suffix in _CHECKPOINT_SUFFIXES or Path(name).is_dir()):
         path = check_checkpoint(name)
         name = checkpoint_family(path)

@@ -16,6 +16,7 @@ One structure's failure is recorded on its :class:`RelaxResult` and never stops 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -203,11 +204,12 @@ def relax_structures(
         "symprec": float(symprec),
     }
     use_dask = scheduler is not None or int(workers) > 1
+    pot = as_potential(potential, device)  # validates the config before any worker starts
+    for msg in pot.coverage_warnings(atoms_list, pressure_gpa):  # elements/pressures outside its labels
+        print(f"warning: {msg}", file=sys.stderr, flush=True)
     if not use_dask:
-        pot = as_potential(potential, device)
         with progress_bar(len(atoms_list), progress, f"relax [{pot.level_of_theory}]") as bar:
             return _relax_chunk(atoms_list, names, pot, pressure_gpa, opts, progress=bar, on_result=on_result)
-    pot = as_potential(potential, device)  # validates the config before any worker starts
     if pot.spec is None:
         raise GencrystalError(
             f"potential {pot.level_of_theory!r} was built in-process; Dask workers need "

@@ -1,0 +1,119 @@
+"""Known phases held out of the shipped generative model's training data.
+
+The hold-out itself (``scripts/train_default.py holdout`` via :mod:`gencrystal.search.holdout`)
+is checked on known structures; the shipped checkpoint is scanned for its recorded
+training ids."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from ase.build import bulk
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "checkpoints" / "gencrystal-hp-csp-small.ckpt"
+SEEDS = REPO / "data" / "fixtures" / "hp_seeds.extxyz"
+
+
+def _proto(name):
+    from gencrystal.known_structures import prototypes
+
+    return next(a for a in prototypes() if a.info["id"] == name).copy()
+
+
+def test_matcher_equates_distorted_known_phases_and_nothing_else():
+    from gencrystal.search.holdout import find_known_phases
+
+    stish = _proto("SiO2-stishovite")
+    stish.set_cell(stish.cell * 0.93, scale_atoms=True)  # compressed
+    stish.rattle(0.02, seed=0)
+    li = bulk("Li", "bcc", a=2.9, cubic=True).repeat((2, 1, 1))  # a bcc supercell at another volume
+    quartz = _proto("SiO2-alpha-quartz")
+    nacl = bulk("NaCl", "rocksalt", a=5.6)
+    beta_tin = bulk("Sn", "diamond", a=6.5)  # no Sn reference: never matched
+    found = find_known_phases([("stish", stish), ("li", li), ("quartz", quartz), ("nacl", nacl), ("sn", beta_tin)])
+    assert found["stish"] == "known:SiO2-stishovite"
+    assert found["li"] == "known:Li-bcc"
+    assert found["quartz"] == "known:SiO2-alpha-quartz"
+    assert "nacl" not in found and "sn" not in found
+    fcc = bulk("Li", "fcc", a=4.3)
+    assert find_known_phases([("fcc", fcc)]) == {"fcc": "known:Li-fcc"}  # fcc is not taken for bcc
+
+
+def _leaked_sources() -> dict[str, str]:
+    """``{db source: known phase}`` of every structure the shipped model's recipe feeds it that is
+    a known phase: the committed seed set, and MP-20 val when the benchmark data is present."""
+    from ase.io import read
+
+    from gencrystal.search.holdout import find_known_phases
+
+    seeds = [(f"{SEEDS.stem}:{a.info['id']}", a) for a in read(str(SEEDS), index=":")]
+    leaked = find_known_phases(seeds)
+    val = Path(os.environ.get("GENCRYSTAL_DATA", REPO.parent / "shared" / "data")) / "mp_20" / "val.csv"
+    if val.is_file():
+        import pandas as pd
+        from pymatgen.core import Composition, Structure
+
+        from gencrystal.search.holdout import known_phase_structures
+        from gencrystal.structures import to_atoms
+
+        formulas = {Composition(a.get_chemical_formula(mode="metal")).reduced_formula
+                    for a in known_phase_structures().values()}
+        table = pd.read_csv(val)
+        rows = [(f"mp20:val:{r.material_id}", to_atoms(Structure.from_str(r.cif, fmt="cif")))
+                for r in table.itertuples() if Composition(r.pretty_formula).reduced_formula in formulas]
+        leaked.update(find_known_phases(rows))
+    return leaked
+
+
+def test_the_seed_set_holds_known_phases_so_the_holdout_is_needed():
+    leaked = _leaked_sources()
+    assert "hp_seeds:SiO2-stishovite" in leaked and "hp_seeds:Li-cI16" in leaked
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the shipped checkpoint was trained before the hold-out stage existed: its training data holds the "
+    "Li/Si/SiO2/B seed prototypes (stishovite, CaCl2- and alpha-PbO2-type SiO2, cI16 Li, ...) and it records no "
+    "training ids; retraining with `scripts/train_default.py` (holdout stage, ~70 CPU-min) makes this pass"))
+def test_shipped_model_training_ids_hold_no_known_phase():
+    import torch
+
+    if not SHIPPED.is_file():
+        pytest.skip(f"shipped checkpoint {SHIPPED.relative_to(REPO)} is missing")
+    ckpt = torch.load(SHIPPED, map_location="cpu", weights_only=False)
+    ids = ckpt.get("gencrystal_training_ids")
+    assert ids, f"{SHIPPED.name} records no training ids (gencrystal_training_ids), so the hold-out cannot be shown"
+    assert ckpt.get("gencrystal_holdout"), f"{SHIPPED.name} records no hold-out (gencrystal_holdout)"
+    trained = {i.rsplit("@", 1)[0] for i in ids}
+    leaked = {src: phase for src, phase in _leaked_sources().items() if src in trained}
+    assert not leaked, f"known phases in the training data: {leaked}"
+
+
+def test_holdout_stage_moves_known_phases_out_of_every_split_and_ship_records_ids(tmp_path):
+    import argparse
+    import importlib.util
+    import json
+
+    from gencrystal.db.schema import add_structure, connect
+
+    spec = importlib.util.spec_from_file_location("train_default", REPO / "scripts" / "train_default.py")
+    td = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(td)
+    db = connect(str(tmp_path / "hp.db"))
+    stish = _proto("SiO2-stishovite")
+    stish.set_cell(stish.cell * 0.95, scale_atoms=True)
+    for atoms, src, split in ((stish, "hp_seeds:SiO2-stishovite", "train"), (bulk("NaCl", "rocksalt", a=5.6), "mp20:val:x", "train"),
+                              (bulk("Li", "bcc", a=3.0, cubic=True), "mp20:test:y", "test")):
+        add_structure(db, atoms, pressure_gpa=50.0, level_of_theory="chgnet-0.3.0", source=src, split=split)
+    args = argparse.Namespace(work=str(tmp_path))
+    td.stage_holdout(args)
+    splits = {r.source: r.split for r in connect(str(tmp_path / "hp.db")).select()}
+    assert splits == {"hp_seeds:SiO2-stishovite": "heldout_known", "mp20:val:x": "train", "mp20:test:y": "heldout_known"}
+    record = json.loads((tmp_path / "holdout.json").read_text())
+    assert {r["source"] for r in record["removed"]} == {"hp_seeds:SiO2-stishovite", "mp20:test:y"}
+    assert record["matcher"] == {"stol": 0.5, "ltol": 0.3, "angle_tol": 10.0}
+    td.stage_holdout(args)  # idempotent
+    rec = td.training_record(args)
+    assert rec["gencrystal_training_ids"] == ["mp20:val:x@50GPa"] and rec["gencrystal_holdout"]["removed"]

@@ -137,3 +137,23 @@ class StructureChecks:
 
 #: The documented defaults.
 DEFAULTS = StructureChecks()
+
+
+def require_finite(cell, positions, source: str, index: int | str) -> None:
+    """Raise when a structure's cell (Å) or positions (Cartesian Å or fractional) hold NaN or Inf.
+
+    The reader's side of the ``non_finite`` flag: ``source`` names the file or database and
+    ``index`` the frame or row in it (``"frame 3"``, ``"row id=7"``, ``"row 12 (mp-1234)"``).
+    Every structure reader calls this before any work starts, so a non-finite structure
+    never reaches a potential, a matcher or a model.
+    """
+    for what, arr in (("cell", cell), ("positions", positions)):
+        a = np.asarray(arr, dtype=float)
+        if not np.isfinite(a).all():
+            bad = "NaN" if np.isnan(a).any() else "Inf"
+            raise GencrystalError(f"{source!r} {index}: {what} contains {bad} (non-finite structures are refused)")
+
+
+def require_finite_atoms(atoms: Atoms, source: str, index: int | str) -> None:
+    """:func:`require_finite` for an ASE ``Atoms`` (cell and Cartesian positions, Å)."""
+    require_finite(atoms.cell.array, atoms.positions, source, index)

@@ -157,7 +157,7 @@ def run_system(args) -> dict:
     from gencrystal.potentials.committee import is_committee_dir, load_committee
     from gencrystal.learn.loop import ActiveLearningLoop
     from gencrystal.potentials import load_potential
-    from gencrystal.relax.engine import single_threaded
+    from gencrystal.fanout import single_threaded
     from gencrystal.reporting import run_metadata
 
     sysd = SYSTEMS[args.system]

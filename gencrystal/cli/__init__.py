@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from gencrystal.config import compose, conf_dir  # noqa: F401  (re-exported for callers of the CLI)
 from gencrystal.errors import GencrystalError
@@ -77,6 +77,7 @@ def _usage() -> str:
         "Machine-learning crystal structure prediction under pressure (units: Å, eV, GPa).",
         "Every command is a Hydra app over conf/: override any entry with key=value.",
         "`gencrystal <command> --cfg` prints the composed config and exits.",
+        "Every command takes threads=N: torch/BLAS threads (default: the cores this process may use).",
         "",
         "commands:",
     ]
@@ -127,12 +128,72 @@ def _load(target: str) -> Callable:
     return getattr(importlib.import_module(module), func)
 
 
+def _pop_threads(overrides: list[str]) -> tuple[list[str], str | None]:
+    """Take ``threads=N`` out of the overrides: a CLI option of every command, not a config key."""
+    rest, threads = [], None
+    for o in overrides:
+        key, _, value = o.lstrip("+").partition("=")
+        if key == "threads":
+            threads = value
+        else:
+            rest.append(o)
+    return rest, threads
+
+
+def _db_paths(cfg: Any) -> list[str]:
+    """Database locations named in a composed config (for an error that carries no path)."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+        elif isinstance(node, str) and (node.endswith(".db") or node.startswith("postgres")):
+            found.append(node)
+
+    if cfg is not None:
+        from omegaconf import OmegaConf
+
+        try:
+            walk(OmegaConf.to_container(cfg, resolve=True))
+        except Exception:
+            pass
+    return sorted(set(found))
+
+
+def _out_of(cfg: Any) -> Any:
+    """The command's ``out=`` folder, or None when it has none (or it is not resolvable yet)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if "out" not in cfg or OmegaConf.is_missing(cfg, "out"):
+        return None
+    try:
+        return cfg.get("out")
+    except OmegaConfBaseException:
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console-script entry point; returns the process exit code."""
+    """Console-script entry point; returns the process exit code.
+
+    Every error reaches the user as one ``error: ...`` line and exit code 2: bad input
+    (:class:`GencrystalError`) and, in this one handler, operating-system errors (an
+    ``out=`` that is a file, an unwritable folder, a full disk, a missing permission) and a
+    database locked by another writer.
+    """
+    import sqlite3
+
+    from gencrystal.errors import system_error_message
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
+    cfg = None
     try:
         cmd, rest = _match(argv)
         if any(a in ("-h", "--help") for a in rest):
@@ -140,17 +201,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"config: conf/{cmd.config}.yaml (override with key=value); composed defaults:\n")
             rest = [a for a in rest if a not in ("-h", "--help")]
             overrides, _ = _split_args(cmd, rest)
+            overrides, _ = _pop_threads(overrides)
             from omegaconf import OmegaConf
 
             print(OmegaConf.to_yaml(compose(cmd.config, overrides)))
             return 0
         overrides, print_cfg = _split_args(cmd, rest)
+        overrides, threads = _pop_threads(overrides)
         cfg = compose(cmd.config, overrides)
         if print_cfg:
             from omegaconf import OmegaConf
 
             print(OmegaConf.to_yaml(cfg, resolve=False))
             return 0
+        from gencrystal.io import check_out_folder
+        from gencrystal.limits import check_config
+        from gencrystal.runtime import set_threads
+
+        check_config(cfg)  # absurd pressures, cutoffs, counts, budgets: refused before any work
+        check_out_folder(_out_of(cfg))
+        set_threads(None if threads in (None, "", "null", "None") else threads)
         result = _load(cmd.target)(cfg)
         return int(result) if isinstance(result, int) else 0
     except GencrystalError as exc:
@@ -162,6 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `gencrystal train --help | head`
         sys.stderr.close()
         return 0
+    except (OSError, sqlite3.Error) as exc:
+        print(f"error: {system_error_message(exc, _db_paths(cfg))}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -113,7 +113,9 @@ def info(cfg: DictConfig) -> int:
 
     setup_logging()
     ds = load_split(cfg.data, str(cfg.split), data_root=cfg.get("data_root"))
-    result = summary(ds)
+    from gencrystal.runtime import thread_count
+
+    result = {**summary(ds), "threads": thread_count()}
     out = Path(str(cfg.out))
     write_json(result, out / "summary.json")
     if cfg.get("plot", True):

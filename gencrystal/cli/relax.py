@@ -32,6 +32,7 @@ def run(cfg) -> int:
     from gencrystal.potentials import build_potential
     from gencrystal.relax.engine import relax_structures
     from gencrystal.relax.runs import Checkpoint, plot_enthalpy_rank, rank_and_group, settings_key
+    from gencrystal.runtime import thread_count
     from gencrystal.units import check_pressure
 
     pressure = check_pressure(cfg.pressure)
@@ -68,6 +69,7 @@ def run(cfg) -> int:
     summary = {
         "pressure_gpa": pressure,
         "potential": ranked[0].level_of_theory if ranked else "",
+        "threads": thread_count(),
         "n_structures": len(results),
         "n_converged": n_ok,
         "n_failed": len(results) - n_ok,

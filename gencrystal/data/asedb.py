@@ -44,7 +44,8 @@ def _selection(cfg: Mapping, split_value: str | None) -> str | None:
 
 
 def read_db(url: str, selection: str | None, transform: CrystalTransform, *, progress: bool = True) -> ParsedSource:
-    """Rows of an ASE db matching ``selection`` as a :class:`ParsedSource` (unreadable rows skipped)."""
+    """Rows of an ASE db matching ``selection`` as a :class:`ParsedSource` (unreadable rows skipped;
+    a row with a NaN/Inf cell or position is an error naming the database and row id)."""
     import ase.db
     from tqdm.auto import tqdm
 
@@ -59,9 +60,12 @@ def read_db(url: str, selection: str | None, transform: CrystalTransform, *, pro
         raise GencrystalError(f"cannot read ASE database {url!r} with selection {selection!r}: "
                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     keep_rows, lattices, fracs, types, formulas, pressures, skipped = [], [], [], [], [], [], []
+    from gencrystal.checks import require_finite
+
     for row in tqdm(rows, desc=f"read {Path(url).name}", unit="row", disable=not progress, mininterval=1.0):
         kv = dict(row.key_value_pairs)
         sid = str(kv.get("material_id", f"db-{row.id}"))
+        require_finite(row.cell, row.positions, url, f"row id={row.id}")  # refused, not skipped
         try:
             p = check_pressure(kv.get("pressure_gpa", 0.0), name=f"pressure_gpa of row {row.id}")
             atoms = row.toatoms()

@@ -74,6 +74,7 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=1, help="Dask workers for the relaxations (1 = in process)")
     p.add_argument("--work", default=str(REPO / "outputs" / "bench_hp_phases"), help="search databases and outputs")
     p.add_argument("--report", default="hp_phases", help="report name under reports/")
+    p.add_argument("--note", action="append", default=[], help="a sentence added to the report (e.g. why a run was cut short)")
     args = p.parse_args(argv)
     args.target_list = [t.strip() for t in args.targets.split(",") if t.strip()]
     args.method_list = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -264,7 +265,7 @@ def markdown(args, results, level):
             lines.append(f"| {t['name']} | {t['check']['status']} | generative | not run: "
                          f"{'no held-out checkpoint given (`--ckpt`)' if not args.ckpt else 'not in --methods'} "
                          f"| | | | | | | | | {t['anchor']} |")
-    lines += ["", "## Notes", ""]
+    lines += ["", "## Notes", ""] + [f"- {n}" for n in args.note]
     for t in results["targets"]:
         lines.extend(f"- {n}" for n in t["notes"])
     lines += ["", "Published anchors: " + "; ".join(f"{t['name']} {t['anchor']}" for t in results["targets"])
@@ -368,13 +369,14 @@ def main(argv=None):
         if phase.extrapolation:
             notes.append(f"{phase.name}: {phase.pressure_gpa:g} GPa lies beyond the 0–100 GPa range the generative "
                          "model and the potentials' training data cover: an extrapolation for both.")
-        if check["status"] != "trusted":
+        if check["status"] != "trusted" and runs:
             notes.append(f"{phase.name}: potential {check['status']} at {phase.pressure_gpa:g} GPa "
                          f"({'; '.join(check['reasons'])}); its search rows measure the search on {level}'s energy "
                          "landscape, not the physics.")
         if not check["same_phase"]["loose"]:
-            notes.append(f"{phase.name}: the potential's relaxation leaves the known phase (now "
-                         f"{check['potential']['space_group']}); the search target is that relaxed structure.")
+            notes.append(f"{phase.name}: the potential-relaxed target no longer matches the starting known structure "
+                         f"(loose matcher; space group {check['potential']['space_group']}): the searches look for the "
+                         "potential-relaxed structure.")
         if key == "sio2_cacl2":
             notes.append("SiO2 CaCl2-type is a small orthorhombic distortion of rutile: the loose, medium and strict "
                          "matchers all equate the two, so a 'match' here may be a rutile-type structure.")

@@ -334,7 +334,7 @@ def markdown(res: dict) -> str:
               "match rate % (no filter) |", "|---|---|---|---|---|---|---|---|"]
         if s and s.get("score"):
             sc = s["score"]
-            L.append(f"| gencrystal CSPNet {t.get('hidden_dim') if t else '?'}×{t.get('num_layers') if t else '?'} | "
+            L.append(f"| gencrystal `{a['experiment']}` CSPNet {t.get('hidden_dim') if t else '?'}×{t.get('num_layers') if t else '?'} | "
                      f"{(t or {}).get('wall_s', 0) / 60:.1f} min on the offline protocol ({(t or {}).get('precision')}) | "
                      f"{(t or {}).get('epochs')} | {sc['n_ref']:,} of 9,046 | {s['sampler']} ({s['nfe']}) | "
                      f"{100 * sc['match_rate']:.2f} | {_f(sc['rmse'], '{:.4f}')} | {100 * sc['match_rate_unfiltered']:.2f} |")

@@ -81,11 +81,12 @@ def _aflow(label: str, tag: str, substitution: tuple[tuple[str, str], ...], form
     species substituted, sorted by atomic number, scaled to covalent-radius bond lengths."""
 
     def build() -> Atoms:
+        from ase.build import sort
         from ase.data import covalent_radii
         from pymatgen.analysis.prototypes import AFLOW_PROTOTYPE_LIBRARY
         from pymatgen.core import Element
 
-        from gencrystal.structures import sort_by_species, to_atoms
+        from gencrystal.structures import to_atoms
 
         entries = [e for e in AFLOW_PROTOTYPE_LIBRARY if e["tags"].get("aflow") == label]
         if len(entries) > 1:
@@ -96,7 +97,8 @@ def _aflow(label: str, tag: str, substitution: tuple[tuple[str, str], ...], form
         s.replace_species({Element(a): Element(b) for a, b in substitution})
         if s.composition.reduced_formula != formula:
             raise GencrystalError(f"AFLOW {label}: substituted prototype is {s.composition.reduced_formula}, expected {formula}")
-        atoms = sort_by_species(to_atoms(s))
+        atoms = to_atoms(s)
+        atoms = sort(atoms, tags=atoms.numbers)  # by atomic number (stable)
         dm = atoms.get_all_distances(mic=True) + np.eye(len(atoms)) * 1e9
         if len(set(atoms.numbers)) > 1:  # scale on the shortest bond between different species
             dm = dm + 1e9 * (atoms.numbers[:, None] == atoms.numbers[None, :])

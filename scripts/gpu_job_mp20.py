@@ -68,6 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--budget-minutes", type=float, default=None,
                    help="whole job; sampling stops early and relaxation is skipped past it (8.5; smoke 10)")
     p.add_argument("--n-test", type=int, default=None, help="test crystals sampled and scored (0 = all 9,046; smoke 50)")
+    p.add_argument("--experiment", default="mp20_csp", choices=["mp20_csp", "mp20_csp_flow"],
+                   help="diffusion (mp20_csp, sampler fast) or its flow-matching twin (mp20_csp_flow, e.g. --sampler flow)")
     p.add_argument("--sampler", default="fast")
     p.add_argument("--sampler-steps", type=int, default=None, help="override the sampler's num_steps (smoke 10)")
     p.add_argument("--sample-batch", type=int, default=None, help="structures per sampling call (1024; smoke 50)")
@@ -157,7 +159,7 @@ def training_throughput(a) -> list[dict]:
     for prec in a.precisions:
         ns = SimpleNamespace(batch_size=a.batch_size, steps=a.throughput_steps, warmup=2 if not a.smoke else 1,
                              precision=prec)
-        rows.append(bench.bench_one("mp20_csp", a.model, ns, torch.device(a.device), a.data_root))
+        rows.append(bench.bench_one(a.experiment, a.model, ns, torch.device(a.device), a.data_root))
     return rows
 
 
@@ -211,7 +213,7 @@ def train_model(a, run_dir: Path) -> tuple[Path, dict]:
 
     out = run_dir / "train"
     resume = (out / "checkpoints" / "last.ckpt").is_file()
-    overrides = ["experiment=mp20_csp", f"model={a.model}", f"out={out}", "logger=csv", f"seed={a.seed}",
+    overrides = [f"experiment={a.experiment}", f"model={a.model}", f"out={out}", "logger=csv", f"seed={a.seed}",
                  f"batch_size={a.batch_size}", f"data_root={a.data_root}", "data.progress=false",
                  f"data.parse_workers={max(1, min(16, os.cpu_count() or 1))}", "trainer.enable_progress_bar=false",
                  f"+trainer.max_time={{seconds:{int(round(60 * a.train_minutes))}}}", f"trainer.precision={a.train_precision}",
@@ -332,7 +334,7 @@ def markdown(res: dict) -> str:
               "match rate % (no filter) |", "|---|---|---|---|---|---|---|---|"]
         if s and s.get("score"):
             sc = s["score"]
-            L.append(f"| gencrystal CSPNet {t.get('hidden_dim') if t else '?'}×{t.get('num_layers') if t else '?'} | "
+            L.append(f"| gencrystal `{a['experiment']}` CSPNet {t.get('hidden_dim') if t else '?'}×{t.get('num_layers') if t else '?'} | "
                      f"{(t or {}).get('wall_s', 0) / 60:.1f} min on the offline protocol ({(t or {}).get('precision')}) | "
                      f"{(t or {}).get('epochs')} | {sc['n_ref']:,} of 9,046 | {s['sampler']} ({s['nfe']}) | "
                      f"{100 * sc['match_rate']:.2f} | {_f(sc['rmse'], '{:.4f}')} | {100 * sc['match_rate_unfiltered']:.2f} |")
@@ -413,7 +415,7 @@ def main(argv=None) -> int:
             res["training"] = facts
             res["curve"] = read_curve(run_dir / "train")
             plot_curve(res["curve"], out / f"{NAME}_curve.png",
-                       f"mp20_csp {a.model}, {a.train_precision}, {a.train_minutes:g} min limit")
+                       f"{a.experiment} {a.model}, {a.train_precision}, {a.train_minutes:g} min limit")
         _guarded(res, "train", _train)
     if "sample" not in a.skip and ckpt is not None:
         _guarded(res, "sample", lambda: res.__setitem__("sampling", sample_and_score(a, ckpt, load_references(a), clock)))

@@ -106,15 +106,11 @@ def potential_check(
         relax_options: ``fmax`` (eV/Å), ``steps`` ... for the potential's relaxation.
         backend: a DFT backend with ``relax(atoms, pressure_gpa, sid)`` (e.g. GPAWBackend); None skips DFT.
         settings: the backend's settings (part of the cache key).
-        cache_dir: folder of the DFT cache (required with ``backend``).
+        cache_dir: folder caching the DFT relaxation (required with ``backend``) and the potential's.
         volume_tol: largest accepted |V_potential / V_DFT − 1|.
     """
-    from gencrystal.relax import relax_structures
-
     known = target.structure()
-    res = relax_structures(
-        [known], pressure_gpa=target.pressure_gpa, potential=potential, progress=False, **(relax_options or {})
-    )[0]
+    res = _potential_relax_cached(known, target, potential, relax_options or {}, cache_dir)
     out: dict[str, Any] = {
         "target": target.key,
         "pressure_gpa": target.pressure_gpa,
@@ -153,6 +149,33 @@ def potential_check(
     out["same_phase_as_dft"] = matches(res.atoms, dft_atoms, "loose")
     out["status"] = TRUSTED if not out["reasons"] else UNTRUSTED
     return res.atoms, out
+
+
+def _potential_relax_cached(known: Atoms, target: Target, potential: Any, options: dict, cache_dir):
+    """The potential's relaxation of ``known`` at the target pressure (a RelaxResult), cached as a pickle
+    under ``cache_dir``/potential keyed by structure, potential, pressure and options (None: no cache)."""
+    import pickle
+
+    from gencrystal.io import atomic_write
+    from gencrystal.metrics.stability import structure_key
+    from gencrystal.relax import relax_structures
+
+    level = getattr(potential, "level_of_theory", None) or str(potential)
+    opts = {k: v for k, v in options.items() if k != "workers"}
+    path = None
+    if cache_dir is not None:
+        key = structure_key(known, {"potential": level, "pressure_gpa": target.pressure_gpa, **opts})
+        path = Path(cache_dir) / "potential" / f"{target.key}_{key[:16]}.pkl"
+        if path.is_file():
+            with open(path, "rb") as fh:
+                return pickle.load(fh)
+    res = relax_structures([known], pressure_gpa=target.pressure_gpa, potential=potential, progress=False, **options)[0]
+    if path is not None:
+        import dataclasses
+
+        with atomic_write(path, "wb") as fh:  # Atoms.copy() drops the calculator
+            pickle.dump(dataclasses.replace(res, atoms=res.atoms.copy()), fh)
+    return res
 
 
 def _catalogue_space_group(target: Target) -> int:

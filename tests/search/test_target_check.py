@@ -48,6 +48,8 @@ def test_agreeing_dft_makes_the_potential_trusted_and_is_cached(cu_target, tmp_p
     _, again = potential_check(cu_target, pot, relax_options={"steps": 200}, backend=dft, settings={"x": 1},
                                cache_dir=tmp_path)
     assert dft.calls == 1 and again["dft"]["cached"] is True and again["status"] == TRUSTED
+    assert len(list((tmp_path / "potential").glob("cu_fcc_*.pkl"))) == 1  # the potential's relaxation is cached too
+    assert again["potential"] == check["potential"]
     potential_check(cu_target, pot, relax_options={"steps": 200}, backend=dft, settings={"x": 2}, cache_dir=tmp_path)
     assert dft.calls == 2  # other settings: computed anew
 

@@ -83,8 +83,7 @@ def _aflow(label: str, tag: str, substitution: tuple[tuple[str, str], ...], form
         from pymatgen.analysis.prototypes import AFLOW_PROTOTYPE_LIBRARY
         from pymatgen.core import Element
 
-        from gencrystal.search.generate import sort_by_species
-        from gencrystal.structures import to_atoms
+        from gencrystal.structures import sort_by_species, to_atoms
 
         entries = [e for e in AFLOW_PROTOTYPE_LIBRARY if e["tags"].get("aflow") == label]
         if len(entries) > 1:

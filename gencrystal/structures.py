@@ -44,3 +44,11 @@ def min_interatomic_distance(obj: Atoms | Structure) -> float:
     n = len(s)
     dm = dm + 1e9 * __import__("numpy").eye(n)
     return float(min(dm.min(), min(s.lattice.abc)))
+
+
+def sort_by_species(atoms: Atoms) -> Atoms:
+    """A copy with atoms ordered by atomic number (stable)."""
+    import numpy as np
+
+    order = np.argsort(atoms.numbers, kind="stable")
+    return atoms[order]

@@ -20,6 +20,7 @@ from pymatgen.core import Composition
 
 from gencrystal.checks import StructureChecks
 from gencrystal.errors import GencrystalError
+from gencrystal.structures import sort_by_species
 
 
 @functools.lru_cache(maxsize=256)
@@ -45,12 +46,6 @@ def default_volume_factor(pressure_gpa: float) -> float:
     """Volume factor applied to pyxtal's ambient volume estimate: ``(1 + P/100 GPa)^(-1/3)``,
     a rough compression that lets relaxations at pressure start near the right density."""
     return float((1.0 + pressure_gpa / 100.0) ** (-1.0 / 3.0))
-
-
-def sort_by_species(atoms: Atoms) -> Atoms:
-    """A copy with atoms ordered by atomic number (stable)."""
-    order = np.argsort(atoms.numbers, kind="stable")
-    return atoms[order]
 
 
 @dataclass

@@ -163,8 +163,8 @@ def test_flow_checkpoint_round_trips_through_the_cli(flow_ckpt, tmp_path, capsys
 def test_flow_checkpoint_in_a_generative_search_and_the_demo_sampling_step(flow_ckpt, tmp_path):
     from ase.calculators.lj import LennardJones
 
-    from gencrystal.demo import main as demo_main
-    from gencrystal.relax import calculator_potential
+    from gencrystal.cli.demo import main as demo_main
+    from gencrystal.potentials import calculator_potential
     from gencrystal.search import GenerativeSearch, run_search
 
     ckpt, _db = flow_ckpt

@@ -37,7 +37,7 @@ class SlowEMT(EMT):
 
 def slow_emt_potential(delay_s: float = 0.02, **_: Any):
     """``_target_`` for ``potential``: a :class:`SlowEMT` Potential (config keys name/path/device ignored)."""
-    from gencrystal.relax.potentials import calculator_potential
+    from gencrystal.potentials import calculator_potential
 
     return calculator_potential(lambda: SlowEMT(delay_s), "emt")
 

@@ -17,7 +17,8 @@ import numpy as np
 from ase import Atoms
 
 from gencrystal.errors import GencrystalError
-from gencrystal.search.generate import RandomStructureGenerator, sort_by_species
+from gencrystal.search.generate import RandomStructureGenerator
+from gencrystal.structures import sort_by_species
 
 
 def rng_for(*keys: int) -> np.random.Generator:

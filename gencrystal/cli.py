@@ -51,6 +51,9 @@ COMMANDS: list[Command] = [
             "Train the conditional crystal diffusion model (Lightning; experiment=NAME, trainer=cpu|gpu|ddp, resume=true)."),
     Command(("db", "build"), "db_build", "gencrystal.db.commands:build",
             "Relax a dataset/structures at several pressures into the ASE database (resumable)."),
+    Command(("db", "import"), "db_import", "gencrystal.db.commands:import_",
+            "Import labelled structures (VASP runs, CALYPSO results, Cond-CDVAE tables, pymatgen entries, "
+            "extxyz/CIF, ASE db) with provenance (resumable).", positional=("import_source", "source")),
     Command(("db", "export"), "db_export", "gencrystal.db.commands:export",
             "Write train/val/test splits of the database grouped by composition (.db + CSV)."),
     Command(("db", "stats"), "db_stats", "gencrystal.db.commands:stats",

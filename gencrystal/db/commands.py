@@ -1,4 +1,4 @@
-"""CLI entry points: ``gencrystal db build | export | stats`` (configs conf/db_*.yaml)."""
+"""CLI entry points: ``gencrystal db build | import | export | stats`` (configs conf/db_*.yaml)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,20 @@ def build(cfg: DictConfig) -> int:
           f"{s.skipped_done} already done, {s.relaxed} relaxed now: {s.kept} kept, {s.merged} merged as duplicates, "
           f"{s.rejected} rejected{(' ' + json.dumps(s.rejected_reasons)) if s.rejected_reasons else ''}; "
           f"{s.rows} rows in {cfg.db}")
+    return 0
+
+
+def import_(cfg: DictConfig) -> int:
+    """``gencrystal db import``: labelled structures from VASP, CALYPSO, tables, entries, files or a db."""
+    from gencrystal.db.importing import build_reader, format_summary, import_source
+    from gencrystal.io import write_json
+
+    summary = import_source(build_reader(cfg.import_source), str(cfg.db), on_bad_row=str(cfg.on_bad_row),
+                            merge=bool(cfg.merge), merge_matcher=str(cfg.merge_matcher),
+                            pressure_tol_gpa=float(cfg.pressure_tol_gpa), progress=bool(cfg.progress))
+    print(format_summary(summary, str(cfg.db)))
+    if cfg.json:
+        write_json(summary.as_dict(), str(cfg.json))
     return 0
 
 

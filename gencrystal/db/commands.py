@@ -85,7 +85,8 @@ def stats(cfg: DictConfig) -> int:
     from gencrystal.db.stats import collect_stats, format_stats, plot_volume_vs_pressure
     from gencrystal.io import write_json
 
-    st = collect_stats(str(cfg.db), selection=cfg.selection)
+    bins = cfg.get("pressure_bins")
+    st = collect_stats(str(cfg.db), selection=cfg.selection, pressure_bins=None if bins is None else list(bins))
     print(format_stats(st))
     db = str(cfg.db)
     if cfg.plot:

@@ -9,7 +9,8 @@ database transaction** together with that file's entry in the import ledger
 (``db.metadata["gencrystal_import_files"]``: file key -> content digest and counts):
 
 - nothing of a file is half-imported: a kill mid-file rolls the whole file back;
-- a re-run skips every file whose digest is in the ledger, and every record whose
+- a re-run skips every file whose digest is in the ledger (unless it had bad records:
+  those files are read again, e.g. after ``pressure_gpa=`` was added), and every record whose
   stable key (``import_key = "<kind>:<file>#<index>"``) is already in the database
   (as a row or among a row's ``merged_ids``), so it adds nothing twice;
 - a bad record (unparsable, non-finite energy or coordinates, missing or negative
@@ -113,11 +114,18 @@ class SourceReader:
         return _sha256([file])
 
     def file_key(self, file: Path) -> str:
+        """``"<kind>:<name of the given folder>/<path of the file below it>"``: stable while
+        the same tree is imported again from the same folder."""
+        return self.rel_key(file)
+
+    def rel_key(self, target: Path) -> str:
+        root = self.root.resolve()
+        base = f"{root.parent.name}/{root.name}" if root.name == "results" else root.name
         try:
-            rel = file.resolve().relative_to(self.root.resolve())
+            rel = target.resolve().relative_to(root).as_posix()
         except ValueError:
-            rel = Path(file.name)
-        return f"{self.kind}:{rel.as_posix()}"
+            rel = target.name
+        return f"{self.kind}:{base}" if rel in ("", ".") else f"{self.kind}:{base}/{rel}"
 
 
 def _sha256(files: Iterable[Path]) -> str:
@@ -250,7 +258,8 @@ def import_source(reader: SourceReader, db_url: str, *, on_bad_row: str = "skip"
         key = reader.file_key(file)
         digest = reader.digest(file)
         summary.files += 1
-        if ledger.get(key, {}).get("sha256") == digest:
+        entry = ledger.get(key, {})
+        if entry.get("sha256") == digest and not entry.get("bad"):
             summary.files_skipped += 1
             continue
         good: list[tuple[int, ImportRecord]] = []

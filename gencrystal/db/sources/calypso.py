@@ -58,13 +58,7 @@ class CalypsoResults(SourceReader):
         return sorted(self.path.rglob(ANALYSIS_FILE))
 
     def file_key(self, file: Path) -> str:
-        try:
-            rel = file.parent.resolve().relative_to(self.root.resolve()).as_posix()
-        except ValueError:
-            rel = file.parent.name
-        if rel in ("", "."):
-            rel = file.parent.resolve().name
-        return f"{self.kind}:{rel}"
+        return self.rel_key(file.parent)
 
     def _structure_dir(self, results: Path) -> Path | None:
         if self.tolerance is not None:

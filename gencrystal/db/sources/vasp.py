@@ -55,13 +55,7 @@ class VaspRuns(SourceReader):
         return out
 
     def file_key(self, file: Path) -> str:
-        try:
-            rel = file.parent.resolve().relative_to(self.root.resolve()).as_posix()
-        except ValueError:
-            rel = file.parent.name
-        if rel in ("", "."):
-            rel = file.parent.resolve().name
-        return f"{self.kind}:{rel}"
+        return self.rel_key(file.parent)
 
     def _ident(self, file: Path) -> str:
         return self.file_key(file).split(":", 1)[1]

@@ -6,17 +6,19 @@ One parser for the whole project (sampling, search, databases, learning loop).
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from pymatgen.core import Composition, Element
 
 from gencrystal.errors import GencrystalError
 
 _TOKEN = re.compile(r"([A-Z][a-z]?)(\d*\.?\d*)")
+_GROUP = re.compile(r"[)\]](\d+\.?\d*)")
 
 
 def parse_composition(text: str | dict | Composition) -> Composition:
-    """Parse ``"Li16"``, ``"SiO2"``, ``"Si4O8"`` or a mapping into an integer Composition.
+    """Parse ``"Li16"``, ``"SiO2"``, ``"Si4O8"``, ``"Ca(OH)2"`` (pymatgen ``Composition``) or a
+    mapping into an integer Composition.
 
     Raises a one-line :class:`GencrystalError` naming the value for unknown elements,
     zero, negative or fractional counts, or an empty formula.
@@ -36,20 +38,20 @@ def parse_composition(text: str | dict | Composition) -> Composition:
             raise GencrystalError("empty composition")
         if re.search(r"-\d", raw) or raw.startswith("-"):
             raise GencrystalError(f"composition {text!r} has a negative count")
-        pos = 0
-        counts: dict[str, float] = {}
+        # pymatgen parses the formula (groups such as Ca(OH)2 included); checked first here
+        # because it would take an unknown symbol for a dummy species and drop a zero count
         for m in _TOKEN.finditer(raw):
-            if m.start() != pos:
-                break
-            el, num = m.group(1), m.group(2)
-            _check_element(el, raw)
-            n = float(num) if num else 1.0
-            _check_count(n, el, raw)
-            counts[el] = counts.get(el, 0.0) + n
-            pos = m.end()
-        if pos != len(raw) or not counts:
-            raise GencrystalError(f"cannot parse composition {text!r} (expected e.g. 'SiO2' or 'Li16')")
-        comp = Composition(counts)
+            _check_element(m.group(1), raw)
+            if m.group(2):
+                _check_count(m.group(2), m.group(1), raw)
+        for m in _GROUP.finditer(raw):
+            _check_count(m.group(1), "a group", raw)
+        try:
+            comp = Composition(raw)
+        except (ValueError, KeyError, TypeError):
+            raise GencrystalError(f"cannot parse composition {text!r} (expected e.g. 'SiO2', 'Li16' or 'Ca(OH)2')") from None
+        if not comp or not all(isinstance(el, Element) for el in comp):
+            raise GencrystalError(f"cannot parse composition {text!r} (expected e.g. 'SiO2', 'Li16' or 'Ca(OH)2')")
     for el, n in comp.items():
         if abs(n - round(n)) > 1e-8:
             raise GencrystalError(f"composition {raw!r}: count {n:g} of {el} is not an integer")

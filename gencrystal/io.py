@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 
 from ase import Atoms
 
+from gencrystal.checks import require_finite, require_finite_atoms
 from gencrystal.errors import GencrystalError
 
 STRUCTURE_SUFFIXES = (".cif", ".extxyz", ".xyz", ".traj", ".vasp", ".db")
@@ -38,7 +39,8 @@ def read_structures(path: str | os.PathLike, selection: str | None = None) -> li
 
     Ids are file stems (with a frame index when a file holds several), the ``id`` info
     key when present, or ``db-<row id>``. Raises :class:`GencrystalError` for a missing
-    path, an unreadable file or an empty result.
+    path, an unreadable file, a file with zero frames, a structure with a NaN/Inf cell or
+    position (file and index named) or an empty result.
     """
     p = str(path)
     if is_db_url(p):
@@ -76,8 +78,11 @@ def _read_file(fp: Path) -> list[tuple[str, Atoms]]:
         raise GencrystalError(f"cannot read {str(fp)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     if not isinstance(frames, list):
         frames = [frames]
+    if not frames:
+        raise GencrystalError(f"{str(fp)!r} holds zero structures (an empty or truncated file?)")
     out = []
     for i, atoms in enumerate(frames):
+        require_finite_atoms(atoms, str(fp), f"frame {i}")
         if len(atoms) == 0:
             raise GencrystalError(f"{str(fp)!r} frame {i} has no atoms")
         if not atoms.pbc.all() or atoms.cell.rank < 3:
@@ -100,6 +105,7 @@ def _read_db(url: str, selection: str | None) -> list[tuple[str, Atoms]]:
     out = []
     for row in rows:
         atoms = row.toatoms(add_additional_information=False)
+        require_finite_atoms(atoms, url, f"row id={row.id}")
         atoms.info.update(row.key_value_pairs)
         atoms.info.setdefault("db_id", row.id)
         out.append((str(row.key_value_pairs.get("material_id", f"db-{row.id}")), atoms))
@@ -120,10 +126,34 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if exc.filename is None:  # a failed write() (full disk) names no file: name the target
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_out_folder(path: str | os.PathLike | None, key: str = "out") -> None:
+    """Refuse an output folder that cannot be one: an existing file, or a path through a file.
+
+    Called before any work; other OS errors (permissions, full disk) surface when writing
+    and become one line in the CLI (:func:`gencrystal.errors.system_error_message`).
+    """
+    if path in (None, "") or is_db_url(str(path)):
+        return
+    p = Path(str(path))
+    if p.exists() and not p.is_dir():
+        raise GencrystalError(f"{key}={str(p)!r} is an existing file, not a folder; choose another {key}=")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise GencrystalError(f"{key}={str(p)!r}: {str(parent)!r} is a file, not a folder")
+            break
 
 
 def write_extxyz(frames: Sequence[Atoms], path: str | os.PathLike) -> None:

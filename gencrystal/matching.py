@@ -7,6 +7,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from pymatgen.analysis.structure_matcher import StructureMatcher
 
 MATCHER_SETTINGS: dict[str, dict[str, float]] = {
@@ -25,3 +28,44 @@ def make_matcher(kind: str = "csp", **overrides) -> StructureMatcher:
     kw = dict(MATCHER_SETTINGS[kind])
     kw.update(overrides)
     return StructureMatcher(**kw)
+
+
+def group_duplicates(structures: Sequence[Any], kind: str = "csp") -> list[int]:
+    """The one duplicate grouper: a label per structure, equal labels = duplicates.
+
+    Groups with pymatgen's ``StructureMatcher.group_structures`` at the ``kind``
+    tolerances (:data:`MATCHER_SETTINGS`); structures of different reduced formulas never
+    match. A label is the index of the first structure of its group, in input order (so
+    with structures pre-sorted by enthalpy, the group's lowest-enthalpy member); None
+    entries get -1. A formula whose structures pymatgen cannot compare (degenerate cells)
+    leaves each of them in a group of its own.
+
+    Args:
+        structures: ASE ``Atoms``, pymatgen ``Structure`` or None.
+        kind: a :data:`MATCHER_SETTINGS` name.
+    """
+    import warnings
+    from collections import defaultdict
+
+    from gencrystal.structures import to_structure
+
+    labels = [-1] * len(structures)
+    by_formula: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+    for i, obj in enumerate(structures):
+        if obj is not None:
+            s = to_structure(obj)
+            by_formula[s.composition.reduced_formula].append((i, s))
+    matcher = make_matcher(kind)
+    for items in by_formula.values():
+        index = {id(s): i for i, s in items}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                groups = [[index[id(s)] for s in g] for g in matcher.group_structures([s for _, s in items])]
+        except Exception:
+            groups = [[i] for i, _ in items]
+        for g in groups:
+            first = min(g)
+            for i in g:
+                labels[i] = first
+    return labels

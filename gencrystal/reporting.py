@@ -78,15 +78,20 @@ def metadata_markdown(meta: dict[str, Any]) -> str:
 
 
 def write_report(name: str, results: dict[str, Any], markdown_body: str, reports_dir: Path | None = None) -> tuple[Path, Path]:
-    """Write ``reports/<name>.json`` (results + metadata) and ``reports/<name>.md``."""
+    """Write ``reports/<name>.json`` (results + metadata) and ``reports/<name>.md``.
+
+    Machine paths in both are rewritten to repository-relative ones
+    (:func:`gencrystal.paths.relativize`): a committed report names no machine's folders.
+    """
     from gencrystal.io import atomic_write, write_json
+    from gencrystal.paths import relativize, relativize_obj
 
     out = Path(reports_dir or REPORTS_DIR)
     out.mkdir(parents=True, exist_ok=True)
     meta = results.get("metadata") or run_metadata()
-    results = {**results, "metadata": meta}
+    results = relativize_obj({**results, "metadata": meta})
     jpath, mpath = out / f"{name}.json", out / f"{name}.md"
     write_json(results, jpath)
     with atomic_write(mpath) as fh:
-        fh.write(markdown_body.rstrip() + "\n\n## Provenance\n\n" + metadata_markdown(meta))
+        fh.write(relativize(markdown_body.rstrip() + "\n\n## Provenance\n\n" + metadata_markdown(results["metadata"])))
     return jpath, mpath

@@ -17,6 +17,14 @@ GPA_IN_EV_PER_A3: float = float(_ase_units.GPa)
 #: 1 GPa in kbar (VASP's PSTRESS unit).
 KBAR_PER_GPA: float = 10.0
 
+#: The largest pressure any gencrystal command accepts, in GPa (10 TPa). For scale: the
+#: centre of the Earth is at ~364 GPa, static diamond-anvil experiments reach ~0.5-1 TPa and
+#: laser ramp compression of diamond ~5 TPa. Beyond ~10 TPa the PAW/pseudopotential cores
+#: of neighbouring atoms overlap and no ML potential or training set says anything, so a
+#: larger value is a typo (or MPa/bar given as GPa), not a study. Inside this limit but
+#: outside a model's trained pressures stays a warning (``gencrystal sample``).
+MAX_PRESSURE_GPA: float = 10_000.0
+
 
 def gpa_to_ev_per_a3(pressure_gpa: float) -> float:
     """Convert a pressure from GPa to eV/Å³."""
@@ -35,7 +43,7 @@ def gpa_to_kbar(pressure_gpa: float) -> float:
 
 def check_pressure(pressure_gpa, name: str = "pressure") -> float:
     """Return ``pressure_gpa`` as a float, or raise a one-line error if it is NaN,
-    infinite, negative or not a number. Units: GPa."""
+    infinite, negative, above :data:`MAX_PRESSURE_GPA` or not a number. Units: GPa."""
     try:
         p = float(pressure_gpa)
     except (TypeError, ValueError):
@@ -44,6 +52,11 @@ def check_pressure(pressure_gpa, name: str = "pressure") -> float:
         raise GencrystalError(f"{name}={pressure_gpa!r} is not a finite number (GPa expected)")
     if p < 0:
         raise GencrystalError(f"{name}={p:g} GPa is negative; gencrystal handles compression only (P >= 0)")
+    if p > MAX_PRESSURE_GPA:
+        raise GencrystalError(
+            f"{name}={p:g} GPa is beyond the physical limit of {MAX_PRESSURE_GPA:g} GPa "
+            "(gencrystal.units.MAX_PRESSURE_GPA; pressures are in GPa, not MPa or bar)"
+        )
     return p
 
 

@@ -33,7 +33,7 @@ def main() -> None:
 
     from torch_geometric.loader import DataLoader
 
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.data.dataset import load_split
     from gencrystal.reporting import write_report
 

@@ -120,7 +120,7 @@ def cell_composition(entry) -> dict[str, int]:
 # ---------------------------------------------------------------------------- training
 def train_variant(variant: str, args, run_root: Path) -> tuple[Path, dict]:
     """Train the dataset's ``experiment=<dataset>_csp`` with one lattice-prior variant (resumes a finished/killed run)."""
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.model.train import train
 
     out = run_root / f"train_{variant}"
@@ -200,7 +200,7 @@ def sampler_config(name: str, num_steps: int | None):
         return name
     from omegaconf import OmegaConf
 
-    from gencrystal.cli import conf_dir
+    from gencrystal.config import conf_dir
 
     cfg = OmegaConf.load(conf_dir() / "sampler" / f"{name}.yaml")
     cfg.num_steps = int(num_steps)
@@ -323,11 +323,11 @@ def stagewise(refs, frames, args, run_root: Path) -> dict:
         "rows": [score(mlp_refs, raw, args, "raw samples"), score(mlp_refs, mlp, args, f"after MLP pre-relax ({level})")],
     }
     if args.dft_n > 0:
-        from gencrystal.cli import compose  # noqa: F401  (config group resolution below)
+        from gencrystal.config import compose  # noqa: F401  (config group resolution below)
         from hydra.utils import instantiate
         from omegaconf import OmegaConf
 
-        from gencrystal.cli import conf_dir
+        from gencrystal.config import conf_dir
 
         dft_cfg = OmegaConf.load(conf_dir() / "dft" / f"{args.dft_config}.yaml")
         if "defaults" in dft_cfg:  # resolve a one-level defaults list (e.g. gpaw_test -> gpaw)

@@ -122,7 +122,8 @@ def main(argv: list[str]) -> int:
 
     import torch
 
-    from gencrystal.relax import load_potential, relax_structures
+    from gencrystal.potentials import load_potential
+    from gencrystal.relax import relax_structures
     from gencrystal.reporting import write_report
 
     structs = structures(args.n)

@@ -47,7 +47,7 @@ def bench_one(experiment: str, model: str, args, device, data_root: str) -> dict
     import torch
     from torch_geometric.loader import DataLoader
 
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.data.dataset import load_split
     from gencrystal.model.module import CrystalDiffusionModule
     from gencrystal.model.train import fit_priors

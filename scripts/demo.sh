@@ -63,13 +63,13 @@ else
   log "no checkpoint at $CKPT: relaxing the known Li and SiO2 phases only (train one: python scripts/train_default.py)"
 fi
 
-step candidates "$PY" -m gencrystal.demo candidates --out "$OUT/candidates.extxyz" "${samples[@]}"
+step candidates "$PY" -m gencrystal.cli.demo candidates --out "$OUT/candidates.extxyz" "${samples[@]}"
 log "$(tail -n 1 "$OUT/logs/candidates.log") (known phases: Li bcc/fcc/cI16, SiO2 stishovite/CaCl2/alpha-PbO2)"
 log "relaxing them at $P GPa with CHGNet (FIRE, fmax $FMAX eV/A, <= $STEPS steps, $WORKERS process(es))"
 step relax "${GC[@]}" relax input="$OUT/candidates.extxyz" pressure=$P potential=chgnet out="$OUT/relax" \
     fmax="$FMAX" steps="$STEPS" cluster.workers="$WORKERS"
 log "relaxed: $(grep -c Lattice "$OUT/relax/relaxed.extxyz") structures (details: $OUT/relax/summary.json)"
 echo
-"$PY" -m gencrystal.demo summarize "$OUT/relax/relaxed.extxyz" --out "$OUT" --pressure $P
+"$PY" -m gencrystal.cli.demo summarize "$OUT/relax/relaxed.extxyz" --out "$OUT" --pressure $P
 echo
 log "done in $(( $(date +%s) - start )) s; everything is under $OUT/"

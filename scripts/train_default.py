@@ -79,7 +79,7 @@ def sh(cmd: list[str]) -> None:
 
 
 def mp20_config(protocol: str = "standard"):
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
 
     cfg = compose("data/mp20").data
     cfg.protocol = protocol

@@ -32,6 +32,16 @@ def test_composition_parsing():
             parse_composition(bad)
 
 
+def test_composition_with_groups_is_parsed_by_pymatgen():
+    assert parse_composition("Ca(OH)2").as_dict() == {"Ca": 1.0, "O": 2.0, "H": 2.0}
+    assert [c.num_atoms for c in enumerate_formula_units("Ca(OH)2", "1-2")] == [5, 10]
+    assert parse_composition("Mg3(PO4)2").as_dict() == {"Mg": 3.0, "P": 2.0, "O": 8.0}
+    for bad, msg in [("Ca(OH)0", "positive"), ("Ca(OH", "cannot parse"), ("Ca(Xq)2", "unknown element 'Xq'"),
+                     ("Ca(OH)1.5", "not an integer"), ("sio2", "cannot parse")]:
+        with pytest.raises(GencrystalError, match=msg):
+            parse_composition(bad)
+
+
 def test_formula_unit_enumeration():
     comps = enumerate_formula_units("Si2O4", "1-3")
     assert [c.num_atoms for c in comps] == [3, 6, 9]

@@ -11,7 +11,8 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
-from gencrystal.cli import compose, main
+from gencrystal.cli import main
+from gencrystal.config import compose
 from gencrystal.data.asedb import dataset_to_db, write_structures
 from gencrystal.data.dataset import load_split
 from gencrystal.errors import GencrystalError

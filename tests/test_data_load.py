@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gencrystal.cli import compose
+from gencrystal.config import compose
 from gencrystal.data.datamodule import CrystalDataModule
 from gencrystal.data.dataset import load_split
 from gencrystal.data.stats import DatasetStats

@@ -14,7 +14,7 @@ import torch
 from pymatgen.core import Composition, Structure
 from torch_geometric.loader import DataLoader
 
-from gencrystal.cli import compose
+from gencrystal.config import compose
 from gencrystal.data.convert import batch_to_atoms, structure_to_data
 from gencrystal.data.dataset import load_split
 from gencrystal.data.transforms import CrystalTransform

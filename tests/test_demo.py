@@ -29,7 +29,7 @@ SEEDS = REPO / "data" / "fixtures" / "hp_seeds.extxyz"
 
 def _few_steps():
     """The demo's `fast` sampler with 20 steps (keeps these tests quick; same code path)."""
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
 
     return compose("sample", ["ckpt=x", "sampler.num_steps=20"]).sampler
 

@@ -63,7 +63,8 @@ def _levels(cfg: Mapping) -> list[str] | None:
 def read_db(url: str, selection: str | None, transform: CrystalTransform, *, progress: bool = True,
             levels: Sequence[str] | None = None) -> ParsedSource:
     """Rows of an ASE db matching ``selection`` (and, when given, whose ``level_of_theory``
-    is in ``levels``) as a :class:`ParsedSource` (unreadable rows skipped)."""
+    is in ``levels``) as a :class:`ParsedSource` (unreadable rows skipped; a row with a
+    NaN/Inf cell or position is an error naming the database and row id)."""
     import ase.db
     from tqdm.auto import tqdm
 
@@ -81,9 +82,12 @@ def read_db(url: str, selection: str | None, transform: CrystalTransform, *, pro
         wanted = set(levels)
         rows = [r for r in rows if str(r.get("level_of_theory", "")).strip().lower() in wanted]
     keep_rows, lattices, fracs, types, formulas, pressures, skipped = [], [], [], [], [], [], []
+    from gencrystal.checks import require_finite
+
     for row in tqdm(rows, desc=f"read {Path(url).name}", unit="row", disable=not progress, mininterval=1.0):
         kv = dict(row.key_value_pairs)
         sid = str(kv.get("material_id", f"db-{row.id}"))
+        require_finite(row.cell, row.positions, url, f"row id={row.id}")  # refused, not skipped
         try:
             p = check_pressure(kv.get("pressure_gpa", 0.0), name=f"pressure_gpa of row {row.id}")
             atoms = row.toatoms()
@@ -106,8 +110,10 @@ def read_db(url: str, selection: str | None, transform: CrystalTransform, *, pro
     return assemble_parsed(table, lattices, fracs, types, pressures, skipped, n_rows=len(rows), source=url)
 
 
-def load_db_split(cfg: Mapping, split: str, transform: CrystalTransform, pressure_bins: Sequence[float] = DEFAULT_PRESSURE_BINS):
-    """One split of ``data=asedb`` (see the module doc) as a :class:`CrystalDataset`."""
+def load_db_split(cfg: Mapping, split: str, transform: CrystalTransform, *, data_root: Any = None,
+                  pressure_bins: Sequence[float] = DEFAULT_PRESSURE_BINS):
+    """One split of ``data=asedb`` (see the module doc) as a :class:`CrystalDataset`: the
+    ``data.reader`` of ``conf/data/asedb.yaml`` (``data_root`` is unused: ``data.url`` names the db)."""
     from gencrystal.data.dataset import CrystalDataset, cache_dir_for, offline_indices
 
     url = cfg.get("url")

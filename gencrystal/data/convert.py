@@ -31,7 +31,8 @@ from ase import Atoms
 from pymatgen.core import Structure
 from torch_geometric.data import Batch, Data
 
-from gencrystal.data.transforms import MAX_Z, CrystalTransform, wrap_frac
+from gencrystal.data.transforms import CrystalTransform, wrap_frac
+from gencrystal.elements import MAX_Z
 from gencrystal.errors import GencrystalError
 from gencrystal.units import check_pressure
 

@@ -28,7 +28,8 @@ from torch_geometric.data import Data
 from gencrystal.data.paths import resolve_data_root
 from gencrystal.data.readers import ParsedSource, default_cache_dir, load_table_source
 from gencrystal.data.stats import DEFAULT_PRESSURE_BINS, DatasetStats
-from gencrystal.data.transforms import MAX_Z, CrystalTransform, wrap_frac
+from gencrystal.data.transforms import CrystalTransform, wrap_frac
+from gencrystal.elements import MAX_Z
 from gencrystal.errors import GencrystalError
 
 log = logging.getLogger("gencrystal.data")
@@ -202,7 +203,7 @@ def resolve_protocol(cfg: Mapping, folder: Path) -> str:
 def _find_file(folder: Path, stem: str, fmt: str) -> Path | None:
     suffixes = {"auto": (".feather", ".csv"), "feather": (".feather",), "csv": (".csv",)}.get(str(fmt))
     if suffixes is None:
-        raise GencrystalError(f"data.format={fmt!r}: use auto, csv, feather or asedb")
+        raise GencrystalError(f"data.format={fmt!r}: use auto, csv or feather (another reader: data.reader._target_)")
     for suf in suffixes:
         p = folder / f"{stem}{suf}"
         if p.is_file():
@@ -232,22 +233,38 @@ def cache_dir_for(cfg: Mapping, root: Path) -> Path | None:
 def load_split(data_cfg: Any, split: str, data_root: str | os.PathLike | None = None) -> CrystalDataset:
     """Load one split (``train``/``val``/``test``) of the dataset described by ``data_cfg``.
 
-    ``data_cfg`` is the composed ``data`` node (DictConfig or dict). Raises
+    ``data_cfg`` is the composed ``data`` node (DictConfig or dict); its ``reader`` node
+    (``_target_`` with ``_partial_: true``, default :func:`load_table_split`) is called as
+    ``reader(cfg, split, transform, data_root=..., pressure_bins=...)`` and returns the
+    :class:`CrystalDataset`; ``conf/data/asedb.yaml`` names
+    :func:`gencrystal.data.asedb.load_db_split`, and a new dataset format is one such
+    function and one YAML. Raises
     :class:`GencrystalError` (one line) for a missing data root or split file (naming
     the path and the download command), an unknown split or an empty result.
     """
+    from gencrystal.config import instantiate
+
     cfg = _plain(data_cfg)
     name = str(cfg.get("name", "dataset"))
     if split not in SPLITS:
         raise GencrystalError(f"unknown split {split!r} for {name}: use train, val or test")
     transform = make_transform(cfg.get("transform"))
     bins = cfg.get("pressure_bins") or DEFAULT_PRESSURE_BINS
+    reader = instantiate(cfg.get("reader") or DEFAULT_READER, "data.reader")
+    return reader(cfg, split, transform, data_root=data_root, pressure_bins=bins)
+
+
+DEFAULT_READER = {"_target_": "gencrystal.data.dataset.load_table_split", "_partial_": True}
+
+
+def load_table_split(cfg: Mapping, split: str, transform: CrystalTransform, *,
+                     data_root: str | os.PathLike | None = None,
+                     pressure_bins: Sequence[float] = DEFAULT_PRESSURE_BINS) -> CrystalDataset:
+    """One split of a CDVAE-style table dataset (``<root>/<folder>/<split>.feather|.csv``, one CIF
+    per row; pressure column in GPa): the default ``data.reader`` (see :func:`load_split`)."""
+    name = str(cfg.get("name", "dataset"))
     fmt = str(cfg.get("format", "auto"))
-    if fmt == "asedb":
-        from gencrystal.data.asedb import load_db_split
-
-        return load_db_split(cfg, split, transform, pressure_bins=bins)
-
+    bins = pressure_bins
     root = resolve_data_root(data_root, cfg)
     folder = root / str(cfg.get("folder", name))
     download = f"gencrystal data download {cfg.get('download_name', name)} data_root={root}"

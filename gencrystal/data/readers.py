@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing as mp
 import os
 import pickle
 import warnings
@@ -115,7 +114,10 @@ def default_cache_dir(data_root: Path) -> Path:
 
 
 def _parse_cif(args: tuple[str, str, CrystalTransform]) -> tuple:
-    """Worker: ``(ok, id, payload)``; payload = (lattice, frac, Z, formula) or the error text."""
+    """Worker: ``(ok, id, payload)``; payload = (lattice, frac, Z, formula) or the error text.
+
+    ``ok`` is ``None`` for a CIF that parses into a NaN/Inf cell or coordinate (an error, not a skip).
+    """
     sid, cif, transform = args
     from pymatgen.core import Structure
 
@@ -125,6 +127,10 @@ def _parse_cif(args: tuple[str, str, CrystalTransform]) -> tuple:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pymatgen warns on CIF quirks and missing element data
             s = Structure.from_str(cif, fmt="cif")
+        if not (np.isfinite(s.lattice.matrix).all() and np.isfinite(s.frac_coords).all()):
+            return None, sid, "cell or coordinates contain NaN/Inf (non-finite structures are refused)"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             lattice, frac, numbers = transform.arrays(s)
         return True, sid, (lattice, frac, numbers, s.composition.formula)
     except Exception as exc:  # pymatgen raises many types on malformed CIFs
@@ -143,9 +149,14 @@ def parse_table(
     source: str = "",
     progress: bool = True,
 ) -> ParsedSource:
-    """Parse every CIF of ``df`` into a :class:`ParsedSource`; unreadable rows are skipped and listed."""
+    """Parse every CIF of ``df`` into a :class:`ParsedSource`; unreadable rows are skipped and listed.
+
+    A row whose CIF parses into a NaN/Inf cell or coordinate is an error (file and row named),
+    not a skip: such a table is corrupt, and training on it would give NaN losses.
+    """
     from tqdm.auto import tqdm
 
+    from gencrystal.checks import require_finite
     from gencrystal.units import check_pressure
 
     if cif_column not in df.columns:
@@ -155,15 +166,18 @@ def parse_table(
     workers = max(1, min(int(workers), os.cpu_count() or 1))
     bar = dict(total=len(jobs), desc=f"parse {Path(source).name or 'table'}", unit="cif", disable=not progress, mininterval=1.0)
     if workers > 1 and len(jobs) > 200:
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with ctx.Pool(workers) as pool:
-            results = list(tqdm(pool.imap(_parse_cif, jobs, chunksize=64), **bar))
+        from gencrystal.fanout import parallel_map
+
+        results = parallel_map(_parse_cif, jobs, workers=workers, progress=progress,
+                               desc=f"parse {Path(source).name or 'table'}", chunk_size=64)
     else:
         results = [_parse_cif(j) for j in tqdm(jobs, **bar)]
 
     pressures_in = df[pressure_column] if pressure_column in df.columns else None
     keep, lattices, fracs, types, formulas, pressures, skipped = [], [], [], [], [], [], []
     for i, (ok, sid, payload) in enumerate(results):
+        if ok is None:
+            raise GencrystalError(f"{str(source)!r} row {i} ({sid}): {payload}")
         if ok:
             p = 0.0
             if pressures_in is not None:
@@ -175,6 +189,7 @@ def parse_table(
             skipped.append((sid, str(payload)))
             continue
         lattice, frac, numbers, formula = payload
+        require_finite(lattice, frac, str(source), f"row {i} ({sid})")  # after the transform, too
         keep.append(i)
         lattices.append(lattice)
         fracs.append(frac)

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gencrystal.data.transforms import MAX_Z
+from gencrystal.elements import MAX_Z
 
 #: Default pressure-bin edges in GPa (the last bin is open: ``[500, inf)``).
 DEFAULT_PRESSURE_BINS: tuple[float, ...] = (0.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 500.0)

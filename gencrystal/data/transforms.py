@@ -14,12 +14,10 @@ import numpy as np
 from ase import Atoms
 from pymatgen.core import Structure
 
+from gencrystal.elements import MAX_Z
 from gencrystal.errors import GencrystalError
 from gencrystal.geometry import polar_symmetric_np
 from gencrystal.structures import to_structure
-
-#: Largest atomic number representable in the composition vector (index Z-1).
-MAX_Z = 100
 
 
 def wrap_frac(frac: np.ndarray, dtype=np.float32) -> np.ndarray:

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 from ase import Atoms
 
+from gencrystal.checks import StructureChecks
 from gencrystal.db.schema import add_structure, connect
 from gencrystal.errors import GencrystalError
 from gencrystal.units import check_pressure
@@ -38,32 +38,23 @@ def task_key(source_id: str, pressure_gpa: float, level_of_theory: str) -> str:
     return f"{source_id}@{float(pressure_gpa):g}GPa@{level_of_theory}"
 
 
-@dataclass
-class KeepCriteria:
-    """When a relaxed structure counts as locally stable (Å, Å³/atom)."""
+@dataclass(frozen=True)
+class KeepCriteria(StructureChecks):
+    """When a relaxed structure counts as locally stable: no error, converged (when
+    ``require_converged``), finite energies, and sane — the limits (Å, Å³/atom) and their
+    defaults are those of the one structure check, :class:`gencrystal.checks.StructureChecks`."""
 
     require_converged: bool = True
-    min_distance: float = 0.5
-    min_volume_per_atom: float = 0.5
-    max_volume_per_atom: float = 200.0
 
     def reason_to_reject(self, result) -> str | None:
         """None when ``result`` (a RelaxResult) is kept, else a one-line reason."""
-        from gencrystal.structures import min_interatomic_distance
-
         if result.error:
             return f"error: {result.error}"
         if self.require_converged and not result.converged:
             return "not converged"
         if not math.isfinite(result.enthalpy_per_atom) or not math.isfinite(result.energy_per_atom):
             return "non-finite energy"
-        vpa = result.atoms.get_volume() / len(result.atoms)
-        if not (self.min_volume_per_atom <= vpa <= self.max_volume_per_atom):
-            return f"volume {vpa:.3g} Å³/atom out of range"
-        dmin = min_interatomic_distance(result.atoms)
-        if dmin < self.min_distance:
-            return f"min distance {dmin:.3g} Å < {self.min_distance}"
-        return None
+        return self.reason(result.atoms)
 
 
 @dataclass
@@ -148,7 +139,7 @@ def build_database(
     from tqdm.auto import tqdm
 
     from gencrystal.matching import make_matcher
-    from gencrystal.relax.engine import as_potential
+    from gencrystal.potentials import as_potential
 
     if relax_fn is None:
         from gencrystal.relax import relax_structures as relax_fn
@@ -245,43 +236,3 @@ def _ref(source_label: str, sid: str) -> str:
     """``"<label>:<id>"``: the source reference stored in ``source``/``material_id``/``merged_ids``
     (never a bare number, which ASE db would refuse as a string)."""
     return f"{source_label or 'source'}:{sid}"
-
-
-def load_source(source: str, split: str = "train", selection: str | None = None, limit: int | None = None,
-                data_root: str | None = None) -> tuple[list[tuple[str, Atoms]], str]:
-    """The structures named by ``source`` and a label for the ``source`` key.
-
-    ``source`` is a structure file / folder / ASE db (read by
-    :func:`gencrystal.io.read_structures`, with ``selection`` for databases) or the
-    name of a dataset config in ``conf/data`` (e.g. ``perov5_dev``, read with
-    :func:`gencrystal.data.dataset.load_split` for ``split``). ``limit`` keeps the first N.
-    """
-    from gencrystal.cli import conf_dir
-    from gencrystal.io import is_db_url, read_structures
-
-    src = str(source)
-    if is_db_url(src) or Path(src).exists():
-        pairs = read_structures(src, selection=selection)
-        label = Path(src).stem if not src.startswith("postgres") else "db"
-    elif (conf_dir() / "data" / f"{src}.yaml").is_file():
-        from gencrystal.cli import compose
-        from gencrystal.data.convert import data_to_atoms
-        from gencrystal.data.dataset import load_split
-
-        data_cfg = compose(f"data/{src}").data
-        ds = load_split(data_cfg, split, data_root=data_root)
-        n = len(ds) if limit is None else min(len(ds), int(limit))
-        pairs = []
-        for i in range(n):
-            atoms = data_to_atoms(ds[i])
-            sid = str(atoms.info.get("material_id") or f"{src}-{split}-{i}")
-            atoms.info = {}
-            pairs.append((sid, atoms))
-        label = f"{src}:{split}"
-    else:
-        raise GencrystalError(f"source={src!r} is neither an existing structure file/folder/database nor a dataset in conf/data")
-    if limit is not None:
-        pairs = pairs[: int(limit)]
-    if not pairs:
-        raise GencrystalError(f"source={src!r} holds no structures")
-    return pairs, label

@@ -93,7 +93,9 @@ class SourceReader:
         if not self.path.exists() and not str(path).startswith("postgres"):
             raise GencrystalError(f"import source {str(path)!r} does not exist")
         self.level_of_theory = normalise_level(level_of_theory) if level_of_theory not in (None, "") else None
-        self.pressure_gpa = None if pressure_gpa is None else float(pressure_gpa)
+        from gencrystal.units import check_pressure
+
+        self.pressure_gpa = None if pressure_gpa is None else check_pressure(pressure_gpa, "import_source.pressure_gpa")
         self.label = str(label) if label else self.kind
 
     @property
@@ -387,20 +389,21 @@ def level_from_incar(incar: dict, potcar_symbols: Sequence[str] = ()) -> str:
 
 def build_reader(node) -> SourceReader:
     """The reader described by a ``conf/import_source`` node (``_target_`` + options)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-    from omegaconf.errors import MissingMandatoryValue
+    from omegaconf import OmegaConf
 
-    try:
-        reader = instantiate(node)
-    except MissingMandatoryValue as exc:
-        key = getattr(exc, "full_key", "") or str(exc).splitlines()[0]
-        raise GencrystalError(f"missing value for {key} (e.g. source=<path>, import_source.level_of_theory=pbe)") from None
-    except InstantiationException as exc:
-        cause = exc.__cause__
-        if isinstance(cause, GencrystalError):
-            raise cause from None
-        raise GencrystalError(f"bad import_source configuration: {str(exc).splitlines()[0]}") from exc
+    from gencrystal.config import instantiate
+
+    from omegaconf.errors import InterpolationToMissingValueError
+
+    if OmegaConf.is_config(node):
+        for key in node:
+            if OmegaConf.is_missing(node, key):
+                raise GencrystalError(f"import_source.{key} is required (e.g. import_source.{key}=pbe)")
+            try:
+                node[key]
+            except InterpolationToMissingValueError:
+                raise GencrystalError("source= is required: the file, folder or tree to import") from None
+    reader = instantiate(node, "import_source")
     if not isinstance(reader, SourceReader):
         raise GencrystalError(f"import_source._target_ built a {type(reader).__name__}, not a SourceReader")
     return reader

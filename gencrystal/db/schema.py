@@ -52,9 +52,15 @@ DEFAULT_DB = "data/hp.db"
 
 
 def connect(url: str = DEFAULT_DB, **kwargs):
-    """Open (creating if needed) the ASE database at a path or PostgreSQL URL."""
+    """Open (creating if needed) the ASE database at a path or PostgreSQL URL.
+
+    ASE's extra lock file (``<db>.lock``, held during each write) is off by default: SQLite
+    and PostgreSQL lock by themselves, and a lock file left behind by a killed writer would
+    make the resumed job wait for ever."""
     import ase.db
     from pathlib import Path
+
+    kwargs.setdefault("use_lock_file", False)
 
     if not str(url).startswith("postgres"):
         Path(url).parent.mkdir(parents=True, exist_ok=True)

@@ -27,14 +27,12 @@ def pressure_bin_label(p: float, edges: Sequence[float]) -> str:
 def collect_stats(db_url: str, selection: str | None = None,
                   pressure_bins: Sequence[float] | None = None) -> dict[str, Any]:
     """Counts per pressure (GPa), element (rows containing it), level of theory, split,
-    source kind and level of theory × pressure bin (``pressure_bins`` edges in GPa; default
-    :data:`gencrystal.data.stats.DEFAULT_PRESSURE_BINS`), relaxed rows, plus ``(pressure,
-    volume per atom, reduced formula)`` points for plotting."""
+    source kind and level of theory × pressure bin (``pressure_bins``: ascending edges in
+    GPa, ``conf/db_stats.yaml``; None = one bin from 0 GPa up), relaxed rows, plus
+    ``(pressure, volume per atom, reduced formula)`` points for plotting."""
     from pymatgen.core import Composition
 
-    from gencrystal.data.stats import DEFAULT_PRESSURE_BINS
-
-    edges = sorted(float(x) for x in (pressure_bins if pressure_bins is not None else DEFAULT_PRESSURE_BINS))
+    edges = sorted(float(x) for x in (pressure_bins if pressure_bins is not None else [0.0]))
     if not edges:
         raise GencrystalError("pressure_bins is empty; give ascending edges in GPa, e.g. [0,10,50,100]")
     per_level_bin: dict[str, Counter] = defaultdict(Counter)

@@ -188,13 +188,21 @@ def _resolve_pressure(cfg, picked: Sequence[tuple[str, Atoms]]) -> float:
     return check_pressure(ps.pop())
 
 
-def run(cfg) -> int:
-    """``gencrystal validate input=... dft=gpaw pressure=50 top_k=5 out=DIR [db=...]``."""
+def validate(cfg) -> dict[str, Any]:
+    """DFT re-relaxation of the top-k MLP structures of ``cfg.input`` at the same pressure (GPa),
+    from the composed ``conf/validate.yaml``; resumable (``out/.partial``).
+
+    Writes ``validation.json``, ``validation.md``, ``dft_relaxed.extxyz`` and ``mlp_vs_dft.png``
+    into ``cfg.out`` (or, for a backend that only writes inputs, e.g. VASP, the input folders and
+    ``validation.json``) and returns the ``validation.json`` content plus ``markdown`` and
+    ``rows_added`` (database rows written, when ``db`` is set)."""
     from omegaconf import OmegaConf
 
+    from gencrystal.config import instantiate
+    from gencrystal.db.results import write_to_db
     from gencrystal.io import write_extxyz, write_json
-    from gencrystal.relax.commands import Checkpoint, _settings_key, instantiate, write_to_db
-    from gencrystal.relax.engine import run_tasks
+    from gencrystal.fanout import run_tasks
+    from gencrystal.relax.runs import Checkpoint, settings_key
     from gencrystal.units import check_pressure
 
     if cfg.get("pressure") is not None:
@@ -218,14 +226,13 @@ def run(cfg) -> int:
 
     if not getattr(backend, "runs_locally", True):  # VASP: write inputs only
         folders = [str(backend.write_inputs(a, pressure, out / backend.name / sid)) for sid, a in picked]
-        write_json({"pressure_gpa": pressure, "backend": backend.name, "inputs_written": folders,
-                    "ids": [sid for sid, _ in picked]}, out / "validation.json")
-        print(f"[validate] wrote {len(folders)} {backend.name.upper()} input folders under {out / backend.name} "
-              f"(PSTRESS = {10 * pressure:g} kbar); run them with your VASP licence")
-        return 0
+        written = {"pressure_gpa": pressure, "backend": backend.name, "inputs_written": folders,
+                   "ids": [sid for sid, _ in picked]}
+        write_json(written, out / "validation.json")
+        return {**written, "inputs_dir": str(out / backend.name)}
 
     settings = OmegaConf.to_container(cfg, resolve=True)
-    key = _settings_key({k: v for k, v in settings.items() if k not in ("out", "db", "resume", "cluster")},
+    key = settings_key({k: v for k, v in settings.items() if k not in ("out", "db", "resume", "cluster")},
                         [sid for sid, _ in picked])
     ckpt = Checkpoint(out, key)
     done, todo = ckpt.resume(len(picked), cfg.get("resume", True))
@@ -263,8 +270,4 @@ def run(cfg) -> int:
     plot_mlp_vs_dft(rows, out / "mlp_vs_dft.png", f"{backend.level_of_theory} at {pressure:g} GPa")
     added = write_to_db(cfg.db, dft, cfg.get("source", "validate"), key) if cfg.get("db") else 0
     ckpt.clear()
-    print(_markdown(rows, agreement, pressure, backend.level_of_theory))
-    print(f"[validate] {result['n_dft_ok']}/{len(rows)} DFT relaxations ok, {result['n_same_structure']} kept their "
-          f"structure -> {out}/validation.json, validation.md, dft_relaxed.extxyz"
-          + (f"; {added} rows added to {cfg.db}" if cfg.get("db") else ""))
-    return 0
+    return {**result, "markdown": _markdown(rows, agreement, pressure, backend.level_of_theory), "rows_added": added}

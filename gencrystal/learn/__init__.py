@@ -6,13 +6,13 @@ Public API::
     committee = load_committee("outputs/learn/iter_002/committee")
     atoms.calc = committee.calculator()        # committee mean; spread in calc.results
     atoms.get_potential_energy(); atoms.calc.results["stress_std"]   # GPa
-    pot = load_committee_potential("outputs/learn/iter_002/committee")   # a gencrystal.relax.Potential
+    pot = load_committee_potential("outputs/learn/iter_002/committee")   # a gencrystal.potentials.Potential
 
 ``gencrystal learn composition=Li2 pressures=[0,25,50] iterations=3 out=DIR db=...`` runs
 :class:`ActiveLearningLoop` (see ``docs/learn.md``).
 """
 
-from gencrystal.learn.committee import (
+from gencrystal.potentials.committee import (
     Committee,
     CommitteeCalculator,
     Spread,

@@ -15,14 +15,12 @@ frames, with their committee spread, are what the selection chooses from.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
-
-from gencrystal.errors import GencrystalError
 
 
 @dataclass
@@ -126,65 +124,16 @@ class FrameRelaxSettings:
 
 def relax_with_frames(atoms: Atoms, calc, pressure_gpa: float, settings: FrameRelaxSettings,
                       guard: Any = None) -> list[Atoms]:
-    """Relax ``atoms`` at ``pressure_gpa`` (GPa; ASE FrechetCellFilter) and return kept frames.
-
-    Each frame's ``info`` has ``pressure_gpa``, ``step``, ``volume_per_atom`` (Å³/atom),
-    ``stress_pressure_gpa`` and, when the calculator reports them, ``energy_std``
-    (eV/atom), ``forces_std`` (eV/Å), ``stress_std`` (GPa). A relaxation stopped by the
-    guard (collapsing/exploding cell) or a non-finite prediction keeps the frames up to
-    there, with ``info['error']`` on the last.
+    """Relax ``atoms`` at ``pressure_gpa`` (GPa) with the one relaxation loop
+    (:func:`gencrystal.relax.relax_one`) and return the frames a
+    :class:`~gencrystal.relax.ase_relax.FrameRecorder` observer kept (every
+    ``settings.frame_every``-th and the last; ``info`` as documented there). A relaxation
+    stopped by the guard or a non-finite prediction keeps the frames up to there, with
+    ``info['error']`` on the last.
     """
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import BFGS, FIRE
+    from gencrystal.relax.ase_relax import FrameRecorder, relax_one
 
-    from gencrystal.relax.ase_relax import RelaxGuard
-    from gencrystal.units import ev_per_a3_to_gpa, gpa_to_ev_per_a3
-
-    guard = guard or RelaxGuard()
-    work = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
-    work.calc = calc
-    n = len(work)
-    v0 = v_prev = work.get_volume() / n
-    frames: list[Atoms] = []
-    opt_cls = {"FIRE": FIRE, "BFGS": BFGS}.get(str(settings.optimizer).upper())
-    if opt_cls is None:
-        raise GencrystalError(f"relax.optimizer={settings.optimizer!r} is not FIRE or BFGS")
-
-    def snapshot(step: int) -> Atoms:
-        a = Atoms(work.numbers, positions=work.positions, cell=work.cell, pbc=True)
-        a.info.update({k: v for k, v in atoms.info.items() if isinstance(v, (int, float, str, bool))})
-        stress = work.get_stress(voigt=True)
-        a.info.update({"pressure_gpa": float(pressure_gpa), "step": int(step),
-                       "volume_per_atom": work.get_volume() / n,
-                       "stress_pressure_gpa": -ev_per_a3_to_gpa(float(np.mean(stress[:3])))})
-        for key in ("energy_std", "forces_std", "stress_std"):
-            if key in calc.results:
-                a.info[key] = float(calc.results[key])
-        return a
-
-    filt = FrechetCellFilter(work, scalar_pressure=gpa_to_ev_per_a3(pressure_gpa))
-    opt = opt_cls(filt, logfile=None)
-    error = None
-    try:
-        for _ in opt.irun(fmax=settings.fmax, steps=settings.steps):
-            e = work.get_potential_energy()
-            if not math.isfinite(e) or not np.all(np.isfinite(work.get_forces())):
-                error = "potential returned non-finite values"
-                break
-            v = work.get_volume() / n
-            bad = guard.check(v0, v_prev, v)
-            if bad:
-                error = bad
-                break
-            v_prev = v
-            if opt.nsteps % max(1, int(settings.frame_every)) == 0:
-                frames.append(snapshot(opt.nsteps))
-    except Exception as exc:  # a failing candidate never stops the loop
-        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    if error is None and (not frames or frames[-1].info["step"] != opt.nsteps):
-        frames.append(snapshot(opt.nsteps))
-    if frames:
-        frames[-1].info["final"] = True
-        if error:
-            frames[-1].info["error"] = error
-    return frames
+    recorder = FrameRecorder(pressure_gpa, settings.frame_every, atoms.info)
+    result = relax_one(atoms, calc, pressure_gpa, "", optimizer=settings.optimizer, fmax=settings.fmax,
+                       steps=settings.steps, guard=guard, observers=[recorder])
+    return recorder.finish(result)

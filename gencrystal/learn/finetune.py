@@ -29,7 +29,7 @@ import numpy as np
 from ase import Atoms
 
 from gencrystal.errors import GencrystalError
-from gencrystal.learn.committee import write_committee_meta
+from gencrystal.potentials.committee import write_committee_meta
 
 
 @dataclass
@@ -92,7 +92,9 @@ def label_arrays(labels: Sequence[Atoms]) -> tuple[np.ndarray, list[np.ndarray],
         forces.append(np.asarray(a.calc.results["forces"], dtype=float))
         s = np.asarray(a.calc.results["stress"], dtype=float)
         if s.shape == (3, 3):
-            s = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+            from ase.stress import full_3x3_to_voigt_6_stress
+
+            s = full_3x3_to_voigt_6_stress(s)
         stresses.append(s)
     return np.array(energies), forces, stresses
 

@@ -6,7 +6,8 @@ Iteration k (0-based) in ``out/iter_{k:03d}/``:
 
 1. ``candidates.extxyz`` — perturbed known structures, pyxtal random ones, generator samples;
 2. ``frames.extxyz`` — relaxation frames at each pressure with the current potential: the
-   committee of iteration k−1, or the base CHGNet in iteration 0 (no spread yet, so
+   committee of iteration k−1, or the ``potential`` of ``conf/learn.yaml`` (CHGNet 0.3.0 by
+   default) in iteration 0 (no spread yet, so
    iteration 0 selects by diversity alone);
 3. ``selected.extxyz`` — the uncertain, diverse frames to label (k-means on fingerprints);
 4. DFT single points, appended one by one to ``out/labels.extxyz`` and to the database
@@ -160,15 +161,18 @@ class ActiveLearningLoop:
 
     # -- stages -----------------------------------------------------------------------
     def _calculator(self, k: int):
-        """The newest committee trained before iteration ``k``; the base CHGNet when none is."""
-        from gencrystal.learn.committee import is_committee_dir, load_committee
+        """The newest committee trained before iteration ``k``; the configured starting
+        potential (``potential`` group, CHGNet 0.3.0 by default) when none is."""
+        from gencrystal.potentials import build_potential
+        from gencrystal.potentials.committee import (
+            is_committee_dir,
+            load_committee_potential,
+        )
 
         for j in range(k - 1, -1, -1):
             if is_committee_dir(self.committee_dir(j)):
-                return load_committee(self.committee_dir(j), self.finetune.device).calculator()
-        from gencrystal.relax import load_potential
-
-        return load_potential(f"chgnet-{self.finetune.base_model}", device=self.finetune.device).calculator()
+                return load_committee_potential(str(self.committee_dir(j)), self.finetune.device).calculator()
+        return build_potential(self.cfg.potential).calculator()
 
     def sample(self, k: int) -> list[Atoms]:
         from gencrystal.learn.candidates import draw_candidates
@@ -190,7 +194,7 @@ class ActiveLearningLoop:
         from tqdm.auto import tqdm
 
         from gencrystal.learn.candidates import relax_with_frames
-        from gencrystal.relax.engine import single_threaded
+        from gencrystal.fanout import single_threaded
 
         f = self.iter_dir(k) / "frames.extxyz"
         if self._done(k, "relaxed"):
@@ -260,8 +264,13 @@ class ActiveLearningLoop:
         """DFT single points of the selected frames (never twice for one hash)."""
         from tqdm.auto import tqdm
 
-        from gencrystal.learn.labels import add_label_to_db, dft_single_point, labels_from_db, structure_hash
-        from gencrystal.relax.engine import single_threaded
+        from gencrystal.learn.labels import (
+            add_label_to_db,
+            dft_single_point,
+            labels_from_db,
+            structure_hash,
+        )
+        from gencrystal.fanout import single_threaded
 
         level = self.backend.level_of_theory
         n_new, n_skipped, n_failed, wall = 0, 0, 0, 0.0
@@ -301,7 +310,7 @@ class ActiveLearningLoop:
 
     def train(self, k: int, store) -> Path:
         from gencrystal.learn.finetune import train_committee
-        from gencrystal.relax.engine import single_threaded
+        from gencrystal.fanout import single_threaded
 
         d = self.committee_dir(k)
         if self._done(k, "trained"):
@@ -362,7 +371,7 @@ class ActiveLearningLoop:
 
     def final_committee(self) -> Path | None:
         """The newest complete committee directory, or None."""
-        from gencrystal.learn.committee import is_committee_dir
+        from gencrystal.potentials.committee import is_committee_dir
 
         for k in range(self.iterations, -1, -1):
             if is_committee_dir(self.committee_dir(k)):
@@ -370,23 +379,13 @@ class ActiveLearningLoop:
         return None
 
     def _summary(self, store) -> dict[str, Any]:
+        from gencrystal.runtime import thread_count
+
         final = self.final_committee()
         summary = {"composition": self.composition, "pressures_gpa": self.pressures,
                    "dft_level_of_theory": self.backend.level_of_theory, "n_labels": len(store),
                    "labels_per_iteration": store.by_iteration(), "history": self.state["history"],
                    "stop_reason": self.state.get("stop_reason", ""),
-                   "committee": str(final) if final else None}
+                   "committee": str(final) if final else None, "threads": thread_count()}
         write_json(summary, self.out / "summary.json")
         return summary
-
-
-def run(cfg) -> int:
-    """CLI entry point of ``gencrystal learn``."""
-    loop = ActiveLearningLoop(cfg)
-    summary = loop.run()
-    print(f"{summary['n_labels']} DFT labels ({summary['dft_level_of_theory']}) in {loop.out}; "
-          f"{summary['stop_reason']}")
-    if summary["committee"]:
-        print(f"committee: {summary['committee']}  (use potential={summary['committee']} "
-              "or a member checkpoint, e.g. potential.path=.../member0.pth.tar)")
-    return 0

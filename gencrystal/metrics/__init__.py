@@ -10,7 +10,7 @@ Public API::
         duplicate_groups, novelty_flags, ReferenceHull, EnergyEntry,
     )
 
-Command line: ``gencrystal evaluate csp|dng`` (:mod:`gencrystal.metrics.commands`);
+Command line: ``gencrystal evaluate csp|dng`` (:mod:`gencrystal.cli.metrics`);
 definitions and caveats in ``docs/metrics.md``.
 """
 

@@ -87,7 +87,7 @@ def _fingerprints_one(structure):
 def fingerprints(structures: Sequence[Structure | None], workers: int = 1, progress: bool = True,
                  desc: str = "fingerprints") -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
     """Structure and composition fingerprints of each structure (None where they fail)."""
-    from gencrystal.metrics.parallel import parallel_map
+    from gencrystal.fanout import parallel_map
 
     _featurizers()  # load once before forking
     res = parallel_map(_fingerprints_one, list(structures), workers=workers, progress=progress, desc=desc)
@@ -173,34 +173,11 @@ def _formula_key(s: Structure) -> str:
 
 
 def duplicate_groups(structures: Sequence[Structure | None], matcher: str = "novelty") -> list[int]:
-    """Group label per structure: equal labels = duplicates under the matcher (None: label -1).
+    """Group label per structure: equal labels = duplicates under the matcher (None: label -1);
+    :func:`gencrystal.matching.group_duplicates` (``StructureMatcher.group_structures``)."""
+    from gencrystal.matching import group_duplicates
 
-    Greedy: each structure is compared with the first member of every earlier group of
-    the same reduced formula.
-    """
-    sm = make_matcher(matcher)
-    labels = [-1] * len(structures)
-    reps: dict[str, list[tuple[int, Structure]]] = defaultdict(list)
-    next_label = 0
-    for i, s in enumerate(structures):
-        if s is None:
-            continue
-        key = _formula_key(s)
-        for lab, rep in reps[key]:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    same = sm.fit(s, rep)
-            except Exception:
-                same = False
-            if same:
-                labels[i] = lab
-                break
-        else:
-            labels[i] = next_label
-            reps[key].append((next_label, s))
-            next_label += 1
-    return labels
+    return group_duplicates(structures, matcher)
 
 
 def novelty_flags(structures: Sequence[Structure | None], train: Sequence[Structure], matcher: str = "novelty") -> list[bool]:

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from pymatgen.core import Structure
 
 from gencrystal.errors import GencrystalError
+from gencrystal.checks import require_finite
 from gencrystal.io import read_structures
 from gencrystal.structures import to_structure
 
@@ -39,9 +40,11 @@ class Entry:
 
 def read_cdvae_csv(path: str | os.PathLike, id_column: str = "material_id", cif_column: str = "cif",
                    limit: int | None = None) -> list[Entry]:
-    """Read a CDVAE-style CSV (one CIF per row) into entries; other columns go to ``info``.
+    """Read a CDVAE-style CSV (one CIF per row; or the same table as ``.feather``) into entries;
+    other columns go to ``info``.
 
-    Raises :class:`GencrystalError` for a missing file or column, or a CIF pymatgen cannot parse.
+    Raises :class:`GencrystalError` for a missing file or column, a CIF pymatgen cannot
+    parse, or a structure with a NaN/Inf cell or coordinate (file and row named).
     """
     import pandas as pd
 
@@ -49,7 +52,12 @@ def read_cdvae_csv(path: str | os.PathLike, id_column: str = "material_id", cif_
     if not p.is_file():
         raise GencrystalError(f"reference CSV {str(p)!r} does not exist")
     try:
-        df = pd.read_csv(p, nrows=limit)
+        if p.suffix == ".feather":  # the same table in Arrow form (MP-20's original files)
+            df = pd.read_feather(p)
+            df = df.drop(columns=[c for c in df.columns if str(c).startswith("Unnamed:") or str(c) == "index"])
+            df = df.head(limit) if limit is not None else df
+        else:
+            df = pd.read_csv(p, nrows=limit)
     except Exception as exc:
         raise GencrystalError(f"cannot read CSV {str(p)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     for col in (id_column, cif_column):
@@ -59,7 +67,7 @@ def read_cdvae_csv(path: str | os.PathLike, id_column: str = "material_id", cif_
         raise GencrystalError(f"CSV {str(p)!r} holds no rows")
     out: list[Entry] = []
     extra = [c for c in df.columns if c not in (cif_column,)]
-    for row in df.itertuples(index=False):
+    for i, row in enumerate(df.itertuples(index=False)):
         rec = dict(zip(df.columns, row))
         sid = str(rec[id_column])
         try:
@@ -68,6 +76,7 @@ def read_cdvae_csv(path: str | os.PathLike, id_column: str = "material_id", cif_
                 s = Structure.from_str(str(rec[cif_column]), fmt="cif")
         except Exception as exc:
             raise GencrystalError(f"{str(p)!r} row {sid!r}: malformed CIF ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+        require_finite(s.lattice.matrix, s.frac_coords, str(p), f"row {i} ({sid})")
         out.append(Entry(sid, s, {k: rec[k] for k in extra}))
     return out
 

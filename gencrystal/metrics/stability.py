@@ -111,8 +111,8 @@ def compute_energies(atoms_list: Sequence[Atoms], ids: Sequence[str], potential,
     Args:
         atoms_list: structures (ASE ``Atoms``; not modified).
         ids: names, for the cache file and progress.
-        potential: a loaded :class:`gencrystal.relax.potentials.Potential`, or anything
-            :func:`gencrystal.relax.engine.as_potential` takes; loaded only when some
+        potential: a loaded :class:`gencrystal.potentials.Potential`, or anything
+            :func:`gencrystal.potentials.as_potential` takes; loaded only when some
             structure is not cached.
         steps: optimiser steps of the variable-cell relaxation; 0 = single point.
         fmax: relaxation threshold, eV/Å.
@@ -135,7 +135,8 @@ def compute_energies(atoms_list: Sequence[Atoms], ids: Sequence[str], potential,
     todo = [i for i, x in enumerate(out) if x is None]
     if not todo:
         return out  # type: ignore[return-value]
-    from gencrystal.relax.engine import as_potential, single_threaded
+    from gencrystal.potentials import as_potential
+    from gencrystal.fanout import single_threaded
 
     pot = as_potential(potential)
     if steps > 0:

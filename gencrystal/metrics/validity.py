@@ -3,7 +3,10 @@
 - **structural**: every pairwise (minimum-image) distance between distinct sites is at
   least ``min_distance`` Å (0.5) and the cell volume at least ``min_volume`` Å³ (0.1).
   Like the originals this uses pymatgen's ``distance_matrix``, i.e. a site is not
-  compared with its own periodic images.
+  compared with its own periodic images. These limits are *not* gencrystal's structure
+  sanity check (:mod:`gencrystal.checks`: 0.5 Å with self-images, 1–200 Å³/atom): a
+  validity rate must be scored exactly as the published CDVAE/DiffCSP scorers do to be
+  comparable with their numbers.
 - **compositional**: SMACT charge neutrality plus the Pauling electronegativity test on
   the reduced stoichiometry. Single elements and all-metal alloys pass; a composition
   with more than ``max_combinations`` (1e7) oxidation-state combinations fails.

@@ -16,6 +16,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from gencrystal.elements import MAX_Z
 from gencrystal.errors import GencrystalError
 
 
@@ -103,7 +104,7 @@ class CompositionCondition(Condition):
     atom types in CSP mode).
     """
 
-    def __init__(self, column: str = "composition", out_dim: int = 64, n_elements: int = 100, hidden_dim: int = 128):
+    def __init__(self, column: str = "composition", out_dim: int = 64, n_elements: int = MAX_Z, hidden_dim: int = 128):
         super().__init__(column, out_dim)
         self.n_elements = n_elements
         self.element = nn.Linear(n_elements, hidden_dim, bias=False)

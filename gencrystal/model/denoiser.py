@@ -35,10 +35,12 @@ import math
 import torch
 from torch import nn
 
+from gencrystal.elements import MAX_Z
 from gencrystal.geometry import polar_decomposition
 
-#: Number of element classes (Z = 1..100 -> tokens 0..99) and the absorbing mask token.
-NUM_ELEMENTS = 100
+#: Number of element classes (the vocabulary of gencrystal.elements: Z = 1..100 -> tokens 0..99)
+#: and the absorbing mask token.
+NUM_ELEMENTS = MAX_Z
 MASK_TOKEN = NUM_ELEMENTS
 
 

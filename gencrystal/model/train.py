@@ -277,11 +277,3 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
     trainer.save_checkpoint(str(last))
     best = ckpt_dir / "best.ckpt"
     return best if has_val and best.is_file() else last
-
-
-def run(cfg: DictConfig) -> int:
-    """CLI entry point of ``gencrystal train``: train, then print the checkpoint path."""
-    path = train(cfg)
-    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0:
-        print(f"checkpoint: {path}")
-    return 0

@@ -2,7 +2,8 @@
 
 Public API::
 
-    from gencrystal.relax import load_potential, relax_structures, RelaxResult
+    from gencrystal.potentials import load_potential
+    from gencrystal.relax import relax_structures, RelaxResult
     pot = load_potential("chgnet")          # or "sevenn", or a fine-tuned checkpoint path
     results = relax_structures(atoms_list, pressure_gpa=50.0, potential=pot, optimizer="FIRE",
                                fmax=0.05, steps=300)       # list[RelaxResult], same order
@@ -10,16 +11,11 @@ Public API::
 
 from gencrystal.relax.ase_relax import RelaxGuard, relax_one
 from gencrystal.relax.engine import relax_structures
-from gencrystal.relax.potentials import Potential, Prediction, calculator_potential, load_potential
 from gencrystal.relax.result import RelaxResult
 
 __all__ = [
-    "Potential",
-    "Prediction",
     "RelaxGuard",
     "RelaxResult",
-    "calculator_potential",
-    "load_potential",
     "relax_one",
     "relax_structures",
 ]

@@ -1,4 +1,4 @@
-"""Post-relaxation analysis: displacement RMSD, space group, duplicates, ranking."""
+"""Post-relaxation analysis: displacement RMSD, space group, rank correlation (duplicates: :func:`gencrystal.matching.group_duplicates`)."""
 
 from __future__ import annotations
 
@@ -39,34 +39,6 @@ def space_group(atoms: Atoms, symprec: float = 0.1) -> str:
         return f"{sga.get_space_group_symbol()} ({sga.get_space_group_number()})"
     except Exception:
         return ""
-
-
-def group_duplicates(structures: Sequence[Atoms], matcher_kind: str = "csp") -> list[int]:
-    """Group labels: structures matched by :func:`gencrystal.matching.make_matcher` share a label.
-
-    Labels are the index of the first structure of each group, in input order; so
-    with structures pre-sorted by enthalpy, each group's label is its lowest-enthalpy member.
-    """
-    from gencrystal.matching import make_matcher
-
-    matcher = make_matcher(matcher_kind)
-    pmg = [to_structure(a) for a in structures]
-    labels = [-1] * len(pmg)
-    reps: list[int] = []
-    for i, s in enumerate(pmg):
-        for r in reps:
-            if pmg[r].composition.reduced_composition != s.composition.reduced_composition:
-                continue
-            try:
-                if matcher.fit(pmg[r], s):
-                    labels[i] = r
-                    break
-            except Exception:
-                continue
-        if labels[i] < 0:
-            labels[i] = i
-            reps.append(i)
-    return labels
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 
+from gencrystal.checks import DEFAULTS, StructureChecks
+from gencrystal.errors import GencrystalError
 from gencrystal.relax.analysis import rmsd_same_order, space_group
 from gencrystal.relax.result import RelaxResult
 from gencrystal.units import enthalpy, ev_per_a3_to_gpa, gpa_to_ev_per_a3
@@ -32,6 +36,10 @@ class RelaxAbort(Exception):
 @dataclass
 class RelaxGuard:
     """Sanity limits for a relaxation; a structure outside them is stopped and recorded as failed.
+
+    The input is checked with :class:`gencrystal.checks.StructureChecks` (same limits and
+    defaults as everywhere else); during the run the volume per atom must stay in the same
+    range and may not jump.
 
     Attributes:
         min_volume_per_atom: Å³/atom below which the cell is considered collapsed.
@@ -50,44 +58,25 @@ class RelaxGuard:
             batched FIRE the clock starts with the batch).
     """
 
-    min_volume_per_atom: float = 0.5
-    max_volume_per_atom: float = 200.0
+    min_volume_per_atom: float = DEFAULTS.min_volume_per_atom
+    max_volume_per_atom: float = DEFAULTS.max_volume_per_atom
     max_volume_ratio: float = 8.0
     max_step_volume_change: float = 0.5
-    min_distance: float = 0.5
-    max_neighbors: int | None = 60
-    neighbor_cutoff: float = 3.0
+    min_distance: float = DEFAULTS.min_distance
+    max_neighbors: int | None = DEFAULTS.max_neighbors
+    neighbor_cutoff: float = DEFAULTS.neighbor_cutoff
     max_seconds: float | None = None
+
+    def input_checks(self) -> StructureChecks:
+        """The guard's limits as the one structure sanity check (:mod:`gencrystal.checks`)."""
+        return StructureChecks(min_distance=self.min_distance, min_volume_per_atom=self.min_volume_per_atom,
+                               max_volume_per_atom=self.max_volume_per_atom, max_neighbors=self.max_neighbors,
+                               neighbor_cutoff=self.neighbor_cutoff)
 
     def check_input(self, atoms: Atoms) -> str | None:
         """A one-line reason when the input structure is unusable before relaxing, else None."""
-        n = len(atoms)
-        if n == 0:
-            return "empty structure"
-        cell_ok = np.all(np.isfinite(atoms.cell.array)) and np.all(np.isfinite(atoms.positions))
-        if not cell_ok:
-            return "input has non-finite cell or positions"
-        vol = abs(float(atoms.cell.volume))
-        if not vol > 0:
-            return "input cell has zero volume"
-        v = vol / n
-        if v < self.min_volume_per_atom or v > self.max_volume_per_atom:
-            return (f"input guard: {v:.3g} Å³/atom outside [{self.min_volume_per_atom:g}, "
-                    f"{self.max_volume_per_atom:g}]")
-        from ase.neighborlist import neighbor_list
-
-        if self.min_distance > 0:
-            d = neighbor_list("d", atoms, self.min_distance, self_interaction=False)
-            if len(d):
-                return (f"input guard: atoms {float(d.min()):.3g} Å apart (min_distance "
-                        f"{self.min_distance:g} Å)")
-        if self.max_neighbors is not None:
-            i = neighbor_list("i", atoms, self.neighbor_cutoff, self_interaction=False)
-            most = int(np.bincount(i, minlength=n).max()) if len(i) else 0
-            if most > self.max_neighbors:
-                return (f"input guard: an atom has {most} neighbours within {self.neighbor_cutoff:g} Å "
-                        f"(max_neighbors {self.max_neighbors})")
-        return None
+        why = self.input_checks().reason(atoms)
+        return None if why is None else f"input guard: {why}"
 
     def out_of_time(self, t0: float) -> str | None:
         """A one-line reason when a structure started at ``t0`` (perf_counter) ran too long."""
@@ -160,10 +149,100 @@ def finish_result(initial: Atoms, atoms: Atoms, pressure_gpa: float, level: str,
     return res
 
 
+class GuardObserver:
+    """ASE observer (``opt.attach(observer)``) that stops a relaxation at the first
+    non-finite energy/force/stress or guard violation (raises :class:`RelaxAbort`) and
+    remembers the last energy (eV) and stress (Voigt, eV/Å³)."""
+
+    def __init__(self, atoms: Atoms, guard: RelaxGuard, t0: float):
+        self.atoms, self.guard, self.t0 = atoms, guard, t0
+        self.v0 = self.v_prev = atoms.get_volume() / len(atoms)
+        self.energy: float = math.nan
+        self.stress: np.ndarray | None = None
+
+    def __call__(self) -> None:
+        energy = float(self.atoms.get_potential_energy())
+        stress = np.array(self.atoms.get_stress(voigt=True))
+        self.energy, self.stress = energy, stress
+        bad = check_finite(energy, self.atoms.get_forces(), stress)
+        if bad:
+            raise RelaxAbort(bad)
+        v = self.atoms.get_volume() / len(self.atoms)
+        bad = self.guard.check(self.v0, self.v_prev, v) or self.guard.out_of_time(self.t0)
+        if bad:
+            raise RelaxAbort(bad)
+        self.v_prev = v
+
+
+class FrameRecorder:
+    """Observer for :func:`relax_one` keeping every ``every``-th frame of a relaxation
+    (step 0 included); called as ``recorder(atoms, optimizer)``.
+
+    Each frame is a calculator-free copy whose ``info`` holds the input's scalar info
+    plus ``pressure_gpa`` (target, GPa), ``step``, ``volume_per_atom`` (Å³/atom),
+    ``stress_pressure_gpa`` (−tr σ/3, GPa) and, when the calculator reports them,
+    ``energy_std`` (eV/atom), ``forces_std`` (eV/Å), ``stress_std`` (GPa) — the
+    committee spread. Attach it after the :class:`GuardObserver` so that a step the
+    guard rejects is not kept; :meth:`finish` adds the last frame and marks it.
+    """
+
+    SPREAD_KEYS = ("energy_std", "forces_std", "stress_std")
+
+    def __init__(self, pressure_gpa: float, every: int = 1, info: dict | None = None):
+        self.atoms: Atoms | None = None
+        self.opt: Any = None
+        self.pressure_gpa = float(pressure_gpa)
+        self.every = max(1, int(every))
+        self.info = {k: v for k, v in (info or {}).items() if isinstance(v, (int, float, str, bool))}
+        self.frames: list[Atoms] = []
+
+    def snapshot(self) -> Atoms:
+        work = self.atoms
+        assert work is not None
+        a = Atoms(work.numbers, positions=work.positions, cell=work.cell, pbc=True)
+        a.info.update(self.info)
+        stress = work.get_stress(voigt=True)
+        a.info.update({"pressure_gpa": self.pressure_gpa, "step": int(self.opt.nsteps),
+                       "volume_per_atom": work.get_volume() / len(work),
+                       "stress_pressure_gpa": -ev_per_a3_to_gpa(float(np.mean(stress[:3])))})
+        results = getattr(work.calc, "results", {})
+        for key in self.SPREAD_KEYS:
+            if key in results:
+                a.info[key] = float(results[key])
+        return a
+
+    def __call__(self, atoms: Atoms, optimizer: Any) -> None:
+        self.atoms, self.opt = atoms, optimizer
+        if self.opt.nsteps % self.every == 0:
+            self.frames.append(self.snapshot())
+
+    def finish(self, result: RelaxResult) -> list[Atoms]:
+        """The kept frames; the last one is added when the run ended between two kept
+        steps (not after a failure), and carries ``final`` (and ``error`` when it failed)."""
+        failed = result.error is not None and not result.error.startswith("not converged")
+        if self.atoms is not None and not failed and (not self.frames or self.frames[-1].info["step"] != result.steps):
+            try:
+                self.frames.append(self.snapshot())
+            except Exception:  # the calculator is gone or fails: keep what was recorded
+                pass
+        if self.frames:
+            self.frames[-1].info["final"] = True
+            if failed:
+                self.frames[-1].info["error"] = result.error
+        return self.frames
+
+
 def relax_one(atoms: Atoms, calc, pressure_gpa: float, level_of_theory: str, *, optimizer: str = "FIRE",
               fmax: float = 0.05, steps: int = 300, guard: RelaxGuard | None = None, sid: str = "",
-              exp_cell_factor: float | None = None, symprec: float = 0.1) -> RelaxResult:
-    """Relax one structure at ``pressure_gpa`` (GPa) with an ASE calculator; never raises.
+              exp_cell_factor: float | None = None, symprec: float = 0.1,
+              observers: Sequence[Callable[[Atoms, Any], Any]] = ()) -> RelaxResult:
+    """Relax one structure at ``pressure_gpa`` (GPa) with an ASE calculator; never raises
+    (except :class:`GencrystalError` for an unknown optimizer).
+
+    The one relaxation loop of the project: ASE's optimizer runs on a
+    ``FrechetCellFilter``; the guard (:class:`GuardObserver`) and any further
+    ``observers`` are attached with ASE's ``opt.attach`` and called at step 0 and after
+    every step.
 
     Args:
         atoms: the input structure (not modified).
@@ -176,18 +255,23 @@ def relax_one(atoms: Atoms, calc, pressure_gpa: float, level_of_theory: str, *, 
         steps: maximum optimiser steps.
         guard: volume limits (default :class:`RelaxGuard`).
         exp_cell_factor: FrechetCellFilter's cell scaling (default: number of atoms).
+        observers: callables ``observer(atoms, optimizer)`` (the atoms being relaxed, the
+            ASE optimizer), attached with ``opt.attach`` after the guard (e.g.
+            :class:`FrameRecorder`). One that raises :class:`RelaxAbort` stops the structure
+            with its message.
     """
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS, FIRE
 
+    opt_cls = {"FIRE": FIRE, "BFGS": BFGS}.get(str(optimizer).upper())
+    if opt_cls is None:
+        raise GencrystalError(f"optimizer={optimizer!r} is unknown; choose {' or '.join(OPTIMIZERS)}")
     t0 = time.perf_counter()
     guard = guard or RelaxGuard()
     initial = atoms.copy()
     work = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
-    n = len(work)
-    v0 = v_prev = work.get_volume() / n
-    energy, stress, error, converged, nsteps = math.nan, None, None, False, 0
-    opt_cls = {"FIRE": FIRE, "BFGS": BFGS}[optimizer.upper()]
+    watch = GuardObserver(work, guard, t0)
+    error, converged, opt = None, False, None
     try:
         bad = guard.check_input(work)
         if bad:
@@ -195,25 +279,17 @@ def relax_one(atoms: Atoms, calc, pressure_gpa: float, level_of_theory: str, *, 
         work.calc = calc  # some calculators validate the atoms here (e.g. SevenNet: unknown element)
         filt = FrechetCellFilter(work, scalar_pressure=gpa_to_ev_per_a3(pressure_gpa), exp_cell_factor=exp_cell_factor)
         opt = opt_cls(filt, logfile=None)
-        for converged in opt.irun(fmax=fmax, steps=steps):
-            nsteps = opt.nsteps
-            energy = float(work.get_potential_energy())
-            stress = np.array(work.get_stress(voigt=True))
-            bad = check_finite(energy, work.get_forces(), stress)
-            if bad:
-                raise RelaxAbort(bad)
-            v = work.get_volume() / n
-            bad = guard.check(v0, v_prev, v) or guard.out_of_time(t0)
-            if bad:
-                raise RelaxAbort(bad)
-            v_prev = v
+        opt.attach(watch)
+        for observer in observers:
+            opt.attach(observer, 1, work, opt)
+        converged = bool(opt.run(fmax=fmax, steps=steps))
     except RelaxAbort as exc:
         error, converged = str(exc), False
     except Exception as exc:  # any calculator / filter failure stays on this structure
         error, converged = _one_line(exc), False
-    return finish_result(initial, _detached(work), pressure_gpa, level_of_theory, energy=energy, stress=stress,
-                         converged=converged, steps=nsteps, error=error, fmax=fmax, max_steps=steps, sid=sid,
-                         t0=t0, symprec=symprec)
+    return finish_result(initial, _detached(work), pressure_gpa, level_of_theory, energy=watch.energy,
+                         stress=watch.stress, converged=converged, steps=opt.nsteps if opt is not None else 0,
+                         error=error, fmax=fmax, max_steps=steps, sid=sid, t0=t0, symprec=symprec)
 
 
 def _detached(atoms: Atoms) -> Atoms:

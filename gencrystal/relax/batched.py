@@ -25,7 +25,7 @@ import numpy as np
 from ase import Atoms
 
 from gencrystal.relax.ase_relax import RelaxGuard, _one_line, check_finite, finish_result
-from gencrystal.relax.potentials import Potential, Prediction
+from gencrystal.potentials import Potential, Prediction
 from gencrystal.relax.result import RelaxResult
 from gencrystal.units import gpa_to_ev_per_a3
 

@@ -175,13 +175,17 @@ def plot(rows: Sequence[dict], ids: Sequence[str], path: Path, title: str) -> No
     plt.close(fig)
 
 
-def run(cfg) -> int:
-    """``gencrystal relax eos structure=FILE pressures=[0,25,50] potentials=[chgnet,sevenn] dft=gpaw out=DIR``."""
+def eos_check(cfg) -> dict:
+    """MLP (and optionally DFT) relaxations of ``cfg.structure`` over ``cfg.pressures`` (GPa), from
+    the composed ``conf/relax_eos.yaml``: writes ``eos.json``, ``eos.md`` and ``eos.png`` into
+    ``cfg.out`` (and ``reports/<report>.*`` when ``report`` is set) and returns the ``eos.json``
+    content plus ``markdown`` and ``relax_results`` (every :class:`RelaxResult`, MLP then DFT)."""
     from omegaconf import OmegaConf
 
+    from gencrystal.config import instantiate
     from gencrystal.io import atomic_write, read_structures, write_json
-    from gencrystal.relax.commands import instantiate, write_to_db
-    from gencrystal.relax.engine import as_potential, run_tasks
+    from gencrystal.potentials import as_potential
+    from gencrystal.fanout import run_tasks
     from gencrystal.units import check_pressure
 
     if cfg.get("structure") in (None, "", "???"):
@@ -229,15 +233,11 @@ def run(cfg) -> int:
     with atomic_write(out / "eos.md") as fh:
         fh.write(md)
     plot(rows, ids, out / "eos.png", title)
-    if cfg.get("db"):
-        allres = [r for per in mlp.values() for rs in per.values() for r in rs] + (
-            [r for rs in dft.values() for r in rs] if dft else [])
-        write_to_db(cfg.db, allres, cfg.get("source", "relax_eos"), "eos")
     if cfg.get("report"):
         from gencrystal.reporting import REPORTS_DIR, write_report
 
         write_report(str(cfg.report), result, md + f"\n![EOS plot]({cfg.report}.png)\n")
         shutil.copyfile(out / "eos.png", REPORTS_DIR / f"{cfg.report}.png")
-    print(md)
-    print(f"[eos] -> {out}/eos.json, eos.md, eos.png" + (f"; reports/{cfg.report}.*" if cfg.get("report") else ""))
-    return 0
+    allres = [r for per in mlp.values() for rs in per.values() for r in rs] + (
+        [r for rs in dft.values() for r in rs] if dft else [])
+    return {**result, "markdown": md, "relax_results": allres}

@@ -9,14 +9,12 @@ Public API::
 ``gencrystal sample`` (see ``docs/sampling.md``) wraps the same code.
 """
 
-from gencrystal.sampling.checks import SampleChecks
 from gencrystal.sampling.generator import Generator, PressureRangeWarning, SampleRun, SamplingWarning
 from gencrystal.sampling.requests import SampleRequest, expand_request, read_request_table
 
 __all__ = [
     "Generator",
     "PressureRangeWarning",
-    "SampleChecks",
     "SampleRequest",
     "SampleRun",
     "SamplingWarning",

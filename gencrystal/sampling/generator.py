@@ -24,7 +24,7 @@ from gencrystal.composition import composition_to_atomic_numbers
 from gencrystal.data.convert import composition_vector
 from gencrystal.data.transforms import MAX_Z
 from gencrystal.errors import GencrystalError
-from gencrystal.sampling.checks import SampleChecks
+from gencrystal.checks import StructureChecks
 from gencrystal.sampling.requests import SampleRequest, check_num_samples, expand_request, total_samples
 
 #: Length of the composition condition vector (fractions indexed by Z - 1).
@@ -147,8 +147,8 @@ class Generator:
             or a sampler config (DictConfig) understood by the model.
         guidance_scale: classifier-free guidance scale (1.0 = plain conditional model).
         batch_size: number of crystals per model call.
-        checks: flagging thresholds (:class:`SampleChecks`); defaults to 0.5 Å and
-            1–200 Å³/atom.
+        checks: flagging thresholds (:class:`gencrystal.checks.StructureChecks`; its
+            documented defaults when None).
         progress: show a tqdm progress bar (over structures; over the sampler's steps
             when everything fits in one batch).
 
@@ -165,7 +165,7 @@ class Generator:
         sampler: str | Any = "fast",
         guidance_scale: float = 1.0,
         batch_size: int = 64,
-        checks: SampleChecks | None = None,
+        checks: StructureChecks | None = None,
         progress: bool = False,
     ) -> None:
         self.device = resolve_device(device)
@@ -180,7 +180,7 @@ class Generator:
         if isinstance(sampler, str) and sampler not in available_samplers():
             raise GencrystalError(f"sampler={sampler!r} is unknown (use one of {', '.join(available_samplers())})")
         self.sampler = sampler
-        self.checks = checks if checks is not None else SampleChecks()
+        self.checks = checks if checks is not None else StructureChecks()
         self.progress = bool(progress)
         if isinstance(ckpt, (str, os.PathLike)):
             self.ckpt = str(resolve_checkpoint(ckpt))
@@ -192,6 +192,9 @@ class Generator:
                 ckpt.to(self.device)
             if hasattr(ckpt, "eval"):
                 ckpt.eval()
+        resolve = getattr(self.module, "resolve_sampler", None)
+        if callable(resolve):  # a flow checkpoint runs its flow sampler for the diffusion names
+            self.sampler = resolve(self.sampler)
 
     # ------------------------------------------------------------------ model facts
     @property
@@ -307,7 +310,7 @@ class Generator:
             chemical_system: de-novo element restriction such as ``"Li-B"``.
 
         Returns:
-            A list of ``n`` structures; flagged ones (see :class:`SampleChecks`) are kept
+            A list of ``n`` structures; flagged ones (see :class:`gencrystal.checks.StructureChecks`) are kept
             and carry ``flagged=True`` and their ``flags`` in the info/properties.
         """
         if output not in ("atoms", "structure"):
@@ -471,7 +474,7 @@ class Generator:
 
 def available_samplers() -> list[str]:
     """Sampler names with a config in ``conf/sampler/`` (e.g. ``fast``, ``pc``)."""
-    from gencrystal.cli import conf_dir
+    from gencrystal.config import conf_dir
 
     return sorted(p.stem for p in (conf_dir() / "sampler").glob("*.yaml"))
 
@@ -483,7 +486,7 @@ def describe_sampler(sampler: Any) -> str:
         return sampler
     from omegaconf import DictConfig, OmegaConf
 
-    from gencrystal.cli import conf_dir
+    from gencrystal.config import conf_dir
 
     if isinstance(sampler, (dict, DictConfig)):
         mine = OmegaConf.to_container(OmegaConf.create(sampler), resolve=True)

@@ -41,7 +41,9 @@ def sample_names(run: SampleRun) -> list[str]:
 
 
 def summarize(run: SampleRun, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The content of ``summary.json``: counts, flags, cost and the settings of the run."""
+    """The content of ``summary.json``: counts, flags, cost, thread count and the settings of the run."""
+    from gencrystal.runtime import thread_count
+
     requested = sum(r.num_samples for r in run.requests)
     flagged = [
         {"sample_index": a.info["sample_index"], "composition": a.info["composition"], "flags": a.info["flags"].split(",")}
@@ -66,6 +68,7 @@ def summarize(run: SampleRun, extra: dict[str, Any] | None = None) -> dict[str, 
         "wall_time_s": wall,
         "structures_per_s": (len(run.frames) / wall) if wall > 0 else None,
         "seed": run.seed,
+        "threads": thread_count(),
         "requests": [r.to_dict() for r in run.requests],
         "warnings": list(run.warnings),
     }

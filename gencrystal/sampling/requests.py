@@ -86,7 +86,9 @@ def check_num_samples(n: Any, name: str = "num_samples") -> int:
         raise GencrystalError(f"{name}={n!r} is not a number") from None
     if math.isnan(f) or f != int(f) or f < 1:
         raise GencrystalError(f"{name}={n!r} must be a positive integer")
-    return int(f)
+    from gencrystal.limits import check_count
+
+    return check_count(f, name)
 
 
 def parse_chemical_system(spec: str | Sequence[str] | None) -> tuple[str, ...] | None:

@@ -60,7 +60,7 @@ def build_toy_db(path: str | Path) -> Path:
 def train_toy_checkpoint(out: str | Path, max_steps: int = 30, extra_overrides: tuple[str, ...] = ()) -> Path:
     """Build the toy database under ``out`` and train a tiny CSP model on it for
     ``max_steps`` optimizer steps on the CPU; returns the checkpoint path."""
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.model.train import train
 
     out = Path(out)

@@ -18,6 +18,7 @@ import numpy as np
 from ase import Atoms
 from pymatgen.core import Composition
 
+from gencrystal.checks import StructureChecks
 from gencrystal.errors import GencrystalError
 
 
@@ -52,21 +53,6 @@ def sort_by_species(atoms: Atoms) -> Atoms:
     return atoms[order]
 
 
-def is_sane(atoms: Atoms, min_distance: float = 0.7, volume_range: tuple[float, float] = (2.0, 100.0)) -> bool:
-    """True when the minimum interatomic distance is at least ``min_distance`` Å and the
-    volume per atom lies in ``volume_range`` Å³ (and all coordinates are finite)."""
-    from gencrystal.structures import min_interatomic_distance
-
-    if not np.all(np.isfinite(atoms.get_positions())) or not np.all(np.isfinite(atoms.cell.array)):
-        return False
-    if abs(np.linalg.det(atoms.cell.array)) < 1e-6:
-        return False
-    vpa = atoms.get_volume() / len(atoms)
-    if not (volume_range[0] <= vpa <= volume_range[1]):
-        return False
-    return min_interatomic_distance(atoms) >= min_distance
-
-
 @dataclass
 class RandomStructureGenerator:
     """Draws symmetric random structures of one formula.
@@ -76,8 +62,11 @@ class RandomStructureGenerator:
         formula_units: the Z values to draw from, e.g. ``[2]`` or ``[1, 2, 3, 4]``.
         pressure_gpa: target pressure in GPa (sets the default volume factor).
         volume_factor: multiplies pyxtal's ambient volume estimate (None → pressure default).
-        min_distance: smallest allowed interatomic distance, Å.
-        volume_range: allowed volume per atom, Å³.
+        min_distance: smallest allowed interatomic distance of a draw, Å.
+        volume_range: allowed volume per atom of a draw, Å³. These two are a *draw window*,
+            stricter than the sanity defaults of :mod:`gencrystal.checks` on purpose (a
+            random draw that close to the limits is a poor start); :attr:`checks` is the
+            one structure check with these limits.
         space_groups: restrict the draw to these space groups (None → all compatible).
         max_attempts: redraws before giving up on one structure.
     """
@@ -99,6 +88,8 @@ class RandomStructureGenerator:
         if self.volume_factor is None:
             self.volume_factor = default_volume_factor(self.pressure_gpa)
         self.volume_range = (float(self.volume_range[0]), float(self.volume_range[1]))
+        self.checks = StructureChecks(min_distance=float(self.min_distance), min_volume_per_atom=self.volume_range[0],
+                                      max_volume_per_atom=self.volume_range[1])
 
     def cell_composition(self, z: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
         """Element symbols (sorted by Z) and counts for ``z`` formula units."""
@@ -134,7 +125,7 @@ class RandomStructureGenerator:
                 last = f"pyxtal failed for space group {sg}: {type(exc).__name__}"
                 continue
             atoms.pbc = True
-            if not is_sane(atoms, self.min_distance, self.volume_range):
+            if not self.checks.ok(atoms):
                 last = f"structure in space group {sg} failed the distance/volume check"
                 continue
             return atoms, {"space_group": sg, "formula_units": z}

@@ -17,7 +17,7 @@ import numpy as np
 from ase import Atoms
 
 from gencrystal.errors import GencrystalError
-from gencrystal.search.generate import RandomStructureGenerator, is_sane, sort_by_species
+from gencrystal.search.generate import RandomStructureGenerator, sort_by_species
 
 
 def rng_for(*keys: int) -> np.random.Generator:
@@ -216,7 +216,7 @@ class PSOSearch(SearchMethod):
         vl = particle.data.get("velocity_lattice")
         for _ in range(self.max_tries):
             atoms, vf_new, vl_new = pso_update(particle.atoms, vf, vl, pbest.atoms, gbest.atoms, rng, w, params)
-            if is_sane(atoms, ctx.generator.min_distance, ctx.generator.volume_range):
+            if ctx.generator.checks.ok(atoms):
                 return Proposal(index, atoms, batch, "pso", parent_index=particle.index, particle=particle.particle,
                                 meta={"pbest": pbest.index, "gbest": gbest.index, "inertia": w},
                                 data={"velocity_frac": vf_new, "velocity_lattice": vl_new})

@@ -18,16 +18,17 @@ twice, nothing is lost. At the end (and whenever it stops) it writes into ``out`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
-from ase import Atoms
 
+from gencrystal.checks import DEFAULTS
 from gencrystal.db.schema import add_structure, connect
 from gencrystal.errors import GencrystalError
-from gencrystal.search.generate import RandomStructureGenerator, is_sane
+from gencrystal.search.generate import RandomStructureGenerator
 from gencrystal.search.methods import Candidate, Proposal, SearchContext, SearchMethod
 from gencrystal.units import check_pressure
 
@@ -85,7 +86,7 @@ def load_candidates(db, search_id: str) -> dict[int, Candidate]:
 
 def _candidate_ok(res, ctx: SearchContext) -> bool:
     return (res.error is None and res.converged and math.isfinite(res.enthalpy_per_atom)
-            and is_sane(res.atoms, 0.5, (0.5, 200.0)))
+            and DEFAULTS.ok(res.atoms))
 
 
 def run_search(
@@ -132,7 +133,7 @@ def run_search(
     from tqdm.auto import tqdm
 
     from gencrystal.composition import parse_composition
-    from gencrystal.relax.engine import as_potential
+    from gencrystal.potentials import as_potential
 
     if relax_fn is None:
         from gencrystal.relax import relax_structures as relax_fn

@@ -18,7 +18,7 @@ def lj_potential():
     """A cheap species-blind Lennard-Jones potential through the relax interface."""
     from ase.calculators.lj import LennardJones
 
-    from gencrystal.relax import calculator_potential
+    from gencrystal.potentials import calculator_potential
 
     return calculator_potential(lambda: LennardJones(sigma=2.2, epsilon=0.05, rc=4.5, smooth=True), LJ_LEVEL)
 
@@ -147,7 +147,7 @@ def test_duplicates_are_merged_keeping_lowest_enthalpy(tmp_path):
     pairs[1][1].rattle(0.02, seed=1)
     from ase.calculators.emt import EMT
 
-    from gencrystal.relax import calculator_potential
+    from gencrystal.potentials import calculator_potential
 
     pot = calculator_potential(EMT, "emt-test")
     url = str(tmp_path / "dup.db")
@@ -166,7 +166,7 @@ def test_duplicates_are_merged_keeping_lowest_enthalpy(tmp_path):
 def test_unstable_results_are_rejected_and_not_retried(tmp_path):
     from ase.build import bulk
 
-    from gencrystal.relax import calculator_potential
+    from gencrystal.potentials import calculator_potential
     from ase.calculators.emt import EMT
 
     pairs = [("cu", bulk("Cu", "fcc", a=3.6))]

@@ -28,7 +28,7 @@ def test_db_commands_report_bad_input(tmp_path, capsys):
 
 
 def test_dataset_source_is_read_by_name(data_root):
-    from gencrystal.db.build import load_source
+    from gencrystal.data.sources import load_source
 
     pairs, label = load_source("perov5_dev", split="val", limit=3, data_root=str(data_root))
     assert label == "perov5_dev:val" and len(pairs) == 3

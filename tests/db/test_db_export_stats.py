@@ -17,7 +17,7 @@ from gencrystal.db.stats import collect_stats
 def small_db(tmp_path_factory):
     from ase.calculators.emt import EMT
 
-    from gencrystal.relax import calculator_potential
+    from gencrystal.potentials import calculator_potential
 
     pairs = [(el, bulk(el, "fcc", a=a)) for el, a in [("Cu", 3.6), ("Ni", 3.5), ("Al", 4.05), ("Ag", 4.1),
                                                         ("Au", 4.1), ("Pd", 3.9), ("Pt", 3.9)]]
@@ -94,7 +94,7 @@ def test_exported_splits_load_with_the_asedb_dataset(small_db, tmp_path):
     """`db export` sets `split`; the asedb dataset config (used by experiment=hp_csp) reads it."""
     from omegaconf import OmegaConf
 
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.data.dataset import load_split
 
     counts = export_splits(small_db, tmp_path / "splits", fractions=[0.6, 0.2, 0.2], seed=1)

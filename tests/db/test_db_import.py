@@ -220,7 +220,7 @@ def test_csv_column_mapping_and_kbar_from_the_cli(tmp_path):
     db = tmp_path / "hp.db"
     assert main(["db", "import", "table", str(tmp_path / "mine.csv"), f"db={db}", "progress=false",
                  "import_source.level_of_theory=PBEsol", "import_source.columns.cif=[structure]",
-                 "import_source.columns.pressure=[P_kbar]", "import_source.pressure_scale=0.1",
+                 "import_source.columns.pressure_gpa=[P_kbar]", "import_source.pressure_scale=0.1",
                  "import_source.columns.enthalpy_per_atom=[H_eV_atom]"]) == 0
     rows = _rows(db)
     assert len(rows) == 10 and {r.pressure_gpa for r in rows} == {0.0, 5.0} and {r.level_of_theory for r in rows} == {"pbesol"}

@@ -9,6 +9,6 @@ def gpaw_test_backend():
     pytest.importorskip("gpaw")
     from hydra.utils import instantiate
 
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
 
     return instantiate(compose("validate", ["dft=gpaw_test"]).dft)

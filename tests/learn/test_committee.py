@@ -14,7 +14,7 @@ def twin_committee(tmp_path_factory):
     """A committee whose two members are both the shipped CHGNet 0.3.0 (zero spread)."""
     import torch
 
-    from gencrystal.learn.committee import write_committee_meta
+    from gencrystal.potentials.committee import write_committee_meta
     from gencrystal.learn.finetune import load_base_model
 
     d = tmp_path_factory.mktemp("twins")
@@ -26,8 +26,8 @@ def twin_committee(tmp_path_factory):
 
 
 def test_committee_of_identical_members_has_zero_spread_and_matches_chgnet(twin_committee):
-    from gencrystal.learn.committee import load_committee
-    from gencrystal.relax import load_potential
+    from gencrystal.potentials.committee import load_committee
+    from gencrystal.potentials import load_potential
 
     atoms = bulk("Li", "bcc", a=3.0, cubic=True)
     atoms.rattle(0.05, seed=3)
@@ -42,8 +42,9 @@ def test_committee_of_identical_members_has_zero_spread_and_matches_chgnet(twin_
 
 
 def test_committee_is_a_relax_potential_and_members_load_by_path(twin_committee):
-    from gencrystal.learn.committee import load_committee_potential
-    from gencrystal.relax import Potential, load_potential, relax_structures
+    from gencrystal.potentials.committee import load_committee_potential
+    from gencrystal.potentials import Potential, load_potential
+    from gencrystal.relax import relax_structures
 
     pot = load_committee_potential(twin_committee, device="cpu")
     assert isinstance(pot, Potential)

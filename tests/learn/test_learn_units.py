@@ -10,7 +10,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from gencrystal.errors import GencrystalError
 from gencrystal.learn.candidates import CandidateSettings, draw_candidates, perturb
-from gencrystal.learn.committee import spread_of
+from gencrystal.potentials.committee import spread_of
 from gencrystal.learn.finetune import chgnet_stress_input, fit_energy_offsets, shifted_energies_per_atom
 from gencrystal.learn.labels import LabelStore, structure_hash
 from gencrystal.learn.select import UncertaintyPolicy, distance_fingerprint, select_frames
@@ -134,14 +134,14 @@ def test_perturb_volume_in_range_and_candidates_tagged():
 
 
 def test_bad_config_is_a_one_line_error(tmp_path):
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.learn.loop import ActiveLearningLoop
 
     with pytest.raises(GencrystalError, match="pressure"):
         ActiveLearningLoop(compose("learn", [f"out={tmp_path}", "pressures=[0,-5]"]))
     with pytest.raises(GencrystalError, match="composition"):
         ActiveLearningLoop(compose("learn", [f"out={tmp_path}", "composition=Na2"]))
-    from gencrystal.learn.committee import load_committee
+    from gencrystal.potentials.committee import load_committee
 
     with pytest.raises(GencrystalError, match="committee.json"):
         load_committee(tmp_path)
@@ -166,7 +166,7 @@ class _BrokenBackend(_LJBackend):
 
 
 def test_labelling_writes_rows_once_and_records_failures(tmp_path):
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.db.schema import connect
     from gencrystal.learn.labels import LabelStore
     from gencrystal.learn.loop import ActiveLearningLoop

@@ -22,7 +22,7 @@ OVERRIDES = [
 @pytest.fixture(scope="module")
 def one_iteration(tmp_path_factory):
     pytest.importorskip("gpaw")
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.learn.loop import ActiveLearningLoop
 
     out = tmp_path_factory.mktemp("learn")
@@ -33,7 +33,7 @@ def one_iteration(tmp_path_factory):
 
 def test_one_iteration_labels_rows_and_committee(one_iteration):
     from gencrystal.db.schema import connect
-    from gencrystal.learn.committee import is_committee_dir
+    from gencrystal.potentials.committee import is_committee_dir
 
     cfg, out, summary = one_iteration
     assert summary["n_labels"] == 3
@@ -50,7 +50,7 @@ def test_one_iteration_labels_rows_and_committee(one_iteration):
 def test_spread_larger_on_compressed_li_than_on_training_structures(one_iteration):
     from ase.io import read
 
-    from gencrystal.learn.committee import load_committee
+    from gencrystal.potentials.committee import load_committee
 
     cfg, out, summary = one_iteration
     committee = load_committee(summary["committee"])
@@ -67,7 +67,7 @@ def test_resumed_loop_does_not_relabel(one_iteration, tmp_path, monkeypatch):
     resumes without any new DFT call and without duplicate rows."""
     from ase.io import read
 
-    from gencrystal.cli import compose
+    from gencrystal.config import compose
     from gencrystal.db.schema import connect
     from gencrystal.io import write_extxyz, write_json
     from gencrystal.learn import labels as labels_mod

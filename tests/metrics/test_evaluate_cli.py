@@ -80,10 +80,10 @@ def test_evaluate_csp_ase_db(tmp_path, small, mp20_test_csv):
     (["pred={missing}", "ref={ref}"], "does not exist"),
     (["pred={pred}"], "missing ref="),
     (["pred={pred}", "ref={bad_csv}"], "malformed CIF"),
-    (["pred={pred}", "ref={ref}", "limit=-3"], "limit must be positive"),
+    (["pred={pred}", "ref={ref}", "limit=-3"], "limit=-3 must be a positive integer"),
     (["pred={pred}", "ref={ref}", "pair=sideways"], "unknown pair="),
     (["pred={pred}", "ref={ref}", "validity_mode=lenient"], "validity_mode"),
-    (["pred={pred}", "ref={ref}", "timeout_s=0"], "timeout_s must be positive"),
+    (["pred={pred}", "ref={ref}", "timeout_s=0"], "timeout_s=0 s must be > 0"),
     (["pred={pred}", "ref={ref}", "limit=2", "pair=order"], "multiple of 2"),
     (["pred={pred}", "ref={ref}", "nokey=1"], "bad configuration override"),
 ])

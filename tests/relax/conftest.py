@@ -7,7 +7,7 @@ import pytest
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 
-from gencrystal.relax import Prediction, calculator_potential
+from gencrystal.potentials import Prediction, calculator_potential
 
 
 class NaNForSome(Calculator):
@@ -70,6 +70,6 @@ def nan_potential():
 @pytest.fixture(scope="session")
 def chgnet():
     pytest.importorskip("chgnet")
-    from gencrystal.relax import load_potential
+    from gencrystal.potentials import load_potential
 
     return load_potential("chgnet", device="cpu")

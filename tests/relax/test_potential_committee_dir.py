@@ -1,6 +1,9 @@
-"""A committee directory written by `gencrystal learn` is a first-class potential."""
+"""A committee directory written by `gencrystal learn` is a potential by explicit config, not by sniffing."""
 
-from gencrystal.relax import potentials
+import pytest
+
+from gencrystal.errors import GencrystalError
+from gencrystal.potentials import build_potential, calculator_potential, load_potential
 
 
 def test_directory_loads_as_committee(tmp_path, monkeypatch):
@@ -8,11 +11,19 @@ def test_directory_loads_as_committee(tmp_path, monkeypatch):
 
     def fake_loader(path, device="auto", **_):
         calls.append((str(path), device))
-        return "committee-potential"
+        return calculator_potential(lambda: None, "committee-potential")
 
-    import gencrystal.learn.committee as committee
+    import gencrystal.potentials.committee as committee
 
     monkeypatch.setattr(committee, "load_committee_potential", fake_loader)
-    assert potentials.load_potential(str(tmp_path), device="cpu") == "committee-potential"
-    assert potentials.load_potential("chgnet", path=str(tmp_path), device="cpu") == "committee-potential"
-    assert calls == [(str(tmp_path), "cpu"), (str(tmp_path), "cpu")]
+    config = {"_target_": "gencrystal.potentials.committee.load_committee_potential", "path": str(tmp_path),
+              "device": "cpu"}
+    pot = build_potential(config)
+    assert pot.level_of_theory == "committee-potential" and pot.spec == config
+    assert build_potential(dict(config)) is pot  # once per process
+    assert calls == [(str(tmp_path), "cpu")]
+    # a bare directory is no longer guessed to be a committee: the error names the explicit config
+    for args in ([str(tmp_path)], ["chgnet", str(tmp_path)]):
+        with pytest.raises(GencrystalError, match="potential=committee potential.path="):
+            load_potential(*args, device="cpu")
+    assert calls == [(str(tmp_path), "cpu")]

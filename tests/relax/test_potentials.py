@@ -7,7 +7,7 @@ import pytest
 from ase.build import bulk
 
 from gencrystal.errors import GencrystalError
-from gencrystal.relax import load_potential
+from gencrystal.potentials import load_potential
 
 
 def _structures():

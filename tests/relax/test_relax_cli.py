@@ -51,7 +51,7 @@ def test_relax_writes_ranked_outputs_and_db(si_inputs, tmp_path, capsys):
 
 def test_relax_resumes_from_checkpoint(si_inputs, tmp_path, monkeypatch):
     """Structures checkpointed by a killed run are not relaxed again."""
-    import gencrystal.relax.commands as commands
+    import gencrystal.cli.relax as commands
     import gencrystal.relax.engine as engine
 
     out = tmp_path / "out"

@@ -14,7 +14,8 @@ from ase import Atoms
 from pymatgen.core import Composition, Structure
 
 from gencrystal.errors import GencrystalError
-from gencrystal.sampling import Generator, PressureRangeWarning, SampleChecks, SamplingWarning
+from gencrystal.checks import StructureChecks as SampleChecks
+from gencrystal.sampling import Generator, PressureRangeWarning, SamplingWarning
 from gencrystal.sampling.requests import expand_request
 
 

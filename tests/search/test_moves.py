@@ -8,7 +8,8 @@ from ase import Atoms
 from ase.build import bulk
 
 from gencrystal.search.fingerprint import fingerprint, fingerprint_distance, is_duplicate
-from gencrystal.search.generate import RandomStructureGenerator, compatible_space_groups, is_sane
+from gencrystal.checks import StructureChecks
+from gencrystal.search.generate import RandomStructureGenerator, compatible_space_groups
 from gencrystal.search.methods import rng_for
 from gencrystal.search.pso import PSOParams, canonical, periodic_displacement, pso_update
 
@@ -24,7 +25,7 @@ def test_random_structures_are_sane_sorted_and_seeded():
     assert not (len(a) == len(c) and np.allclose(a.cell, c.cell))
     assert meta["space_group"] in compatible_space_groups(("Si", "O"), (2, 4)) or meta["space_group"] in \
         compatible_space_groups(("O", "Si"), (4, 2))
-    assert is_sane(a, 0.7, (2.0, 100.0))
+    assert StructureChecks(min_distance=0.7, min_volume_per_atom=2.0, max_volume_per_atom=100.0).ok(a)
     # compression: the default volume factor shrinks with pressure
     assert RandomStructureGenerator("SiO2", (2,), pressure_gpa=100.0).volume_factor < gen.volume_factor < 1.0
 

@@ -19,7 +19,7 @@ RELAX = {"fmax": 0.05, "steps": 150}
 def emt():
     from ase.calculators.emt import EMT
 
-    from gencrystal.relax import calculator_potential
+    from gencrystal.potentials import calculator_potential
 
     return calculator_potential(EMT, "emt-test")
 

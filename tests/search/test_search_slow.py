@@ -20,10 +20,9 @@ def test_random_search_finds_rutile_sio2_at_50_gpa_with_chgnet(tmp_path):
     whole chain (seeded pyxtal draw, CHGNet relaxation at 50 GPa, matcher, early stop)."""
     from gencrystal.relax import relax_structures
     from gencrystal.search import RandomSearch, run_search
-    from gencrystal.search.known_phases import KNOWN_PHASES, matches, prototype_structure
+    from gencrystal.known_structures import matches, target
 
-    phase = KNOWN_PHASES["sio2_rutile"]
-    proto = prototype_structure(phase)
+    proto = target("sio2_rutile").structure()
     ref = relax_structures([proto], pressure_gpa=50.0, potential="chgnet", steps=300, progress=False)[0]
     assert ref.converged and matches(ref.atoms, proto, "loose")  # CHGNet keeps the rutile-type phase at 50 GPa
     budget = 6
@@ -65,7 +64,8 @@ def test_generative_search_samples_relaxes_and_resumes(tmp_path):
     GPa, relaxed with a cheap potential, stored, and resumed without repeats."""
     from ase.calculators.lj import LennardJones
 
-    from gencrystal.relax import calculator_potential, relax_structures
+    from gencrystal.potentials import calculator_potential
+    from gencrystal.relax import relax_structures
     from gencrystal.sampling.toy import train_toy_checkpoint
     from gencrystal.search import GenerativeSearch, run_search
 

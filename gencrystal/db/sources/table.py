@@ -6,8 +6,8 @@ names to try, first present wins; configurable in ``conf/import_source/table.yam
 
 - ``cif`` (required): the structure as CIF text, parsed with pymatgen;
 - ``id``: the row's name (``material_id``; else the row index);
-- ``pressure``: GPa (times ``pressure_scale``, e.g. 0.1 for a column in kbar); else
-  ``pressure_gpa=``;
+- ``pressure_gpa``: the pressure column, GPa (times ``pressure_scale``, e.g. 0.1 for a
+  column in kbar); else the reader's ``pressure_gpa=``;
 - ``energy_per_atom`` / ``enthalpy_per_atom``: eV/atom; or ``energy`` / ``enthalpy``
   per cell (eV), divided by the atom count. Cond-CDVAE's ``enthalpy0*`` columns (the
   enthalpy of the first ionic step) are deliberately not aliases of the final enthalpy.
@@ -29,7 +29,7 @@ SUFFIXES = (".csv", ".feather", ".parquet", ".csv.gz", ".csv.bz2")
 DEFAULT_COLUMNS: dict[str, list[str]] = {
     "cif": ["cif"],
     "id": ["material_id", "mp_id", "id"],
-    "pressure": ["pressure", "pressure_gpa", "pressure_GPa", "P"],
+    "pressure_gpa": ["pressure", "pressure_gpa", "pressure_GPa", "P"],
     "energy_per_atom": ["energy_per_atom", "e_per_atom", "energy_pa"],
     "enthalpy_per_atom": ["enthalpy_per_atom", "h_per_atom"],
     "energy": ["energy", "total_energy"],
@@ -107,7 +107,7 @@ class TableSource(SourceReader):
                 e = _per_atom(_num(row, cols["energy"]), n)
             if h is None and cols["enthalpy"]:
                 h = _per_atom(_num(row, cols["enthalpy"]), n)
-            p = _num(row, cols["pressure"])
+            p = _num(row, cols["pressure_gpa"])
             if p is not None:
                 p = p * self.pressure_scale
             ident = str(row[cols["id"]]) if cols["id"] and row.get(cols["id"]) is not None else f"row{i}"

@@ -42,7 +42,7 @@ def make_method(cfg: DictConfig):
 
 def run(cfg: DictConfig) -> int:
     """``gencrystal search composition=SiO2 pressure=50 method=pso budget=40 out=DIR``."""
-    from gencrystal.db.commands import relax_setup
+    from gencrystal.relax.runs import relax_setup
     from gencrystal.search.runner import run_search
 
     formula, zs = formula_and_units(cfg.composition, cfg.formula_units)

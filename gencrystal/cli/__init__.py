@@ -3,7 +3,9 @@
 Every command is a Hydra app over the top-level ``conf/`` directory: the config named
 in its :class:`Command` entry is composed with the ``key=value`` overrides of the
 command line (the usual Hydra grammar: ``data=mp20``, ``+foo=1``, ``~bar``), then
-handed to the command's ``run(cfg)`` function.
+handed to the command's function in this package (``gencrystal.cli.<area>``), a thin layer
+that checks arguments, calls the library and prints. Composition itself lives in
+:mod:`gencrystal.config`; no library module imports this package.
 
 The Hydra compose API is used rather than ``@hydra.main`` so that Lightning's DDP
 launcher, torchrun and SLURM can re-execute the same command line on every rank
@@ -15,12 +17,11 @@ Commands are registered in :data:`COMMANDS` only once they work.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
+from gencrystal.config import compose, conf_dir  # noqa: F401  (re-exported for callers of the CLI)
 from gencrystal.errors import GencrystalError
 
 
@@ -36,47 +37,39 @@ class Command:
 
 
 COMMANDS: list[Command] = [
-    Command(("data", "info"), "data_info", "gencrystal.data.commands:info",
+    Command(("data", "info"), "data_info", "gencrystal.cli.data:info",
             "Load a dataset, print counts and statistics, write a histogram plot."),
-    Command(("data", "download"), "data_download", "gencrystal.data.commands:download",
+    Command(("data", "download"), "data_download", "gencrystal.cli.data:download",
             "Download the standard CDVAE splits (mp20, perov5, carbon24, mpts52).",
             positional=("dataset",)),
-    Command(("relax",), "relax", "gencrystal.relax.commands:run",
+    Command(("relax",), "relax", "gencrystal.cli.relax:run",
             "Relax structures with an ML potential at a pressure (H = E + PV); rank, dedupe, write extxyz/summary."),
-    Command(("evaluate", "csp"), "evaluate_csp", "gencrystal.metrics.commands:evaluate_csp",
+    Command(("evaluate", "csp"), "evaluate_csp", "gencrystal.cli.metrics:evaluate_csp",
             "CSP match rate and RMSE of predictions against references (1- or k-sample; metrics.json, CSV, plots)."),
-    Command(("evaluate", "dng"), "evaluate_dng", "gencrystal.metrics.commands:evaluate_dng",
+    Command(("evaluate", "dng"), "evaluate_dng", "gencrystal.cli.metrics:evaluate_dng",
             "Generation metrics: validity, COV-R/P, Wasserstein, unique/novel, hull stability, S.U.N."),
-    Command(("train",), "train", "gencrystal.model.train:run",
+    Command(("train",), "train", "gencrystal.cli.train:run",
             "Train the conditional crystal diffusion model (Lightning; experiment=NAME, trainer=cpu|gpu|ddp, resume=true)."),
-    Command(("db", "build"), "db_build", "gencrystal.db.commands:build",
+    Command(("db", "build"), "db_build", "gencrystal.cli.db:build",
             "Relax a dataset/structures at several pressures into the ASE database (resumable)."),
-    Command(("db", "import"), "db_import", "gencrystal.db.commands:import_",
+    Command(("db", "import"), "db_import", "gencrystal.cli.db:import_",
             "Import labelled structures (VASP runs, CALYPSO results, Cond-CDVAE tables, pymatgen entries, "
             "extxyz/CIF, ASE db) with provenance (resumable).", positional=("import_source", "source")),
-    Command(("db", "export"), "db_export", "gencrystal.db.commands:export",
+    Command(("db", "export"), "db_export", "gencrystal.cli.db:export",
             "Write train/val/test splits of the database grouped by composition (.db + CSV)."),
-    Command(("db", "stats"), "db_stats", "gencrystal.db.commands:stats",
+    Command(("db", "stats"), "db_stats", "gencrystal.cli.db:stats",
             "Print database counts per pressure/element; plot volume per atom vs pressure."),
-    Command(("search",), "search", "gencrystal.search.commands:run",
+    Command(("search",), "search", "gencrystal.cli.search:run",
             "Search low-enthalpy structures at a pressure: method=random|pso|generative (resumable; ranking, plot)."),
-    Command(("sample",), "sample", "gencrystal.sampling.commands:run",
+    Command(("sample",), "sample", "gencrystal.cli.sampling:run",
             "Sample structures for a composition at a pressure (GPa) from a checkpoint; Z enumeration, input=FILE."),
-    Command(("validate",), "validate", "gencrystal.dft.validate:run",
+    Command(("validate",), "validate", "gencrystal.cli.validate:run",
             "DFT (GPAW; VASP inputs) re-relaxation of the top-k MLP structures at the same pressure; ranking agreement."),
-    Command(("relax", "eos"), "relax_eos", "gencrystal.relax.eos:run",
+    Command(("relax", "eos"), "relax_eos", "gencrystal.cli.relax:eos",
             "Trust check: MLP vs DFT volumes and enthalpy differences of a structure over a pressure list (table + plot)."),
-    Command(("learn",), "learn", "gencrystal.learn.loop:run",
+    Command(("learn",), "learn", "gencrystal.cli.learn:run",
             "Active learning from DFT: committee-uncertain frames -> GPAW labels -> fine-tuned CHGNet committee (resumable)."),
 ]
-
-
-def conf_dir() -> Path:
-    """The Hydra config directory: ``$GENCRYSTAL_CONF`` or the repository's ``conf/``."""
-    env = os.environ.get("GENCRYSTAL_CONF")
-    if env:
-        return Path(env).resolve()
-    return (Path(__file__).resolve().parent.parent / "conf").resolve()
 
 
 def _usage() -> str:
@@ -87,6 +80,7 @@ def _usage() -> str:
         "Machine-learning crystal structure prediction under pressure (units: Å, eV, GPa).",
         "Every command is a Hydra app over conf/: override any entry with key=value.",
         "`gencrystal <command> --cfg` prints the composed config and exits.",
+        "Every command takes threads=N: torch/BLAS threads (default: the cores this process may use).",
         "",
         "commands:",
     ]
@@ -132,34 +126,77 @@ def _split_args(cmd: Command, rest: list[str]) -> tuple[list[str], bool]:
     return overrides, print_cfg
 
 
-def compose(config: str, overrides: Sequence[str] = ()):
-    """Compose ``conf/<config>.yaml`` with Hydra overrides (also used by tests and scripts)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return hydra_compose(config_name=config, overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GencrystalError(f"bad configuration override: {first}") from exc
-
-
 def _load(target: str) -> Callable:
     module, func = target.split(":")
     return getattr(importlib.import_module(module), func)
 
 
+def _pop_threads(overrides: list[str]) -> tuple[list[str], str | None]:
+    """Take ``threads=N`` out of the overrides: a CLI option of every command, not a config key."""
+    rest, threads = [], None
+    for o in overrides:
+        key, _, value = o.lstrip("+").partition("=")
+        if key == "threads":
+            threads = value
+        else:
+            rest.append(o)
+    return rest, threads
+
+
+def _db_paths(cfg: Any) -> list[str]:
+    """Database locations named in a composed config (for an error that carries no path)."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+        elif isinstance(node, str) and (node.endswith(".db") or node.startswith("postgres")):
+            found.append(node)
+
+    if cfg is not None:
+        from omegaconf import OmegaConf
+
+        try:
+            walk(OmegaConf.to_container(cfg, resolve=True))
+        except Exception:
+            pass
+    return sorted(set(found))
+
+
+def _out_of(cfg: Any) -> Any:
+    """The command's ``out=`` folder, or None when it has none (or it is not resolvable yet)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if "out" not in cfg or OmegaConf.is_missing(cfg, "out"):
+        return None
+    try:
+        return cfg.get("out")
+    except OmegaConfBaseException:
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console-script entry point; returns the process exit code."""
+    """Console-script entry point; returns the process exit code.
+
+    Every error reaches the user as one ``error: ...`` line and exit code 2: bad input
+    (:class:`GencrystalError`) and, in this one handler, operating-system errors (an
+    ``out=`` that is a file, an unwritable folder, a full disk, a missing permission) and a
+    database locked by another writer.
+    """
+    import sqlite3
+
+    from gencrystal.errors import system_error_message
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
+    cfg = None
     try:
         cmd, rest = _match(argv)
         if any(a in ("-h", "--help") for a in rest):
@@ -167,17 +204,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"config: conf/{cmd.config}.yaml (override with key=value); composed defaults:\n")
             rest = [a for a in rest if a not in ("-h", "--help")]
             overrides, _ = _split_args(cmd, rest)
+            overrides, _ = _pop_threads(overrides)
             from omegaconf import OmegaConf
 
             print(OmegaConf.to_yaml(compose(cmd.config, overrides)))
             return 0
         overrides, print_cfg = _split_args(cmd, rest)
+        overrides, threads = _pop_threads(overrides)
         cfg = compose(cmd.config, overrides)
         if print_cfg:
             from omegaconf import OmegaConf
 
             print(OmegaConf.to_yaml(cfg, resolve=False))
             return 0
+        from gencrystal.io import check_out_folder
+        from gencrystal.limits import check_config
+        from gencrystal.runtime import set_threads
+
+        check_config(cfg)  # absurd pressures, cutoffs, counts, budgets: refused before any work
+        check_out_folder(_out_of(cfg))
+        set_threads(None if threads in (None, "", "null", "None") else threads)
         result = _load(cmd.target)(cfg)
         return int(result) if isinstance(result, int) else 0
     except GencrystalError as exc:
@@ -189,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `gencrystal train --help | head`
         sys.stderr.close()
         return 0
+    except (OSError, sqlite3.Error) as exc:
+        print(f"error: {system_error_message(exc, _db_paths(cfg))}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,10 +7,10 @@ A committee lives in a directory::
       member0.pth.tar       # CHGNet checkpoints written by chgnet.trainer.Trainer.save
       member1.pth.tar
 
-Every member is a complete CHGNet checkpoint that :func:`gencrystal.relax.load_potential`
-loads on its own (``potential=committee/member0.pth.tar``); the directory as a whole
-is loaded by :func:`load_committee_potential` (mean prediction, spread in
-``calc.results``).
+Every member is a complete CHGNet checkpoint that :func:`gencrystal.potentials.load_potential`
+loads on its own (``potential.path=committee/member0.pth.tar``); the directory as a whole
+is loaded by :func:`load_committee_potential` (``conf/potential/committee.yaml``: mean
+prediction, spread in ``calc.results``).
 
 Spread definitions (all over the committee members, population standard deviation):
 
@@ -22,20 +22,25 @@ Spread definitions (all over the committee members, population standard deviatio
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from gencrystal.errors import GencrystalError
-from gencrystal.relax.potentials import Potential, Prediction
+from gencrystal.potentials.base import (
+    Potential,
+    Prediction,
+    potential_factory,
+    quiet,
+    resolve_device,
+)
 
 COMMITTEE_FILE = "committee.json"
 
@@ -99,19 +104,20 @@ class Committee:
 
         graph = self.models[0].graph_converter(to_structure(atoms)).to(self.device)
         es, fs, ss = [], [], []
+        from ase.stress import full_3x3_to_voigt_6_stress
+
         for model in self.models:
             p = model.predict_graph(graph, task="efs")
             es.append(float(np.asarray(p["e"]).reshape(())))
             fs.append(np.asarray(p["f"], dtype=float))
-            s = np.asarray(p["s"], dtype=float)
-            ss.append(np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]))
+            ss.append(full_3x3_to_voigt_6_stress(np.asarray(p["s"], dtype=float)))
         return np.array(es), np.array(fs).reshape(len(self.models), len(atoms), 3), np.array(ss)
 
     def spread(self, atoms: Atoms) -> Spread:
         """The committee's :class:`Spread` on ``atoms``."""
         return spread_of(*self.predict_members(atoms))
 
-    def calculator(self) -> "CommitteeCalculator":
+    def calculator(self) -> CommitteeCalculator:
         """An ASE calculator giving the committee mean and, in ``results``, the spread."""
         return CommitteeCalculator(self)
 
@@ -146,12 +152,6 @@ class CommitteeCalculator(Calculator):
             "stress_std": sp.stress_std,
             "member_energies": e,
         }
-
-
-@contextlib.contextmanager
-def _quiet():
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
 
 
 def is_committee_dir(path: str | os.PathLike) -> bool:
@@ -193,7 +193,7 @@ def load_committee(path: str | os.PathLike, device: str = "cpu") -> Committee:
         if not f.is_file():
             raise GencrystalError(f"committee member {str(f)!r} does not exist")
         try:
-            with _quiet():
+            with quiet():
                 model = CHGNet.from_file(str(f)).to(device)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -204,20 +204,16 @@ def load_committee(path: str | os.PathLike, device: str = "cpu") -> Committee:
     return Committee(root, models, meta, device)
 
 
-def load_committee_potential(path: str | os.PathLike, device: str | None = "auto", **_ignored):
-    """The committee at ``path`` as a :class:`gencrystal.relax.Potential` (committee mean;
-    ``level_of_theory`` ``chgnet-committee-<dir name>``), usable by ``relax_structures``,
-    searches and database builds.
+@potential_factory
+def load_committee_potential(path: str, device: str | None = "auto") -> Potential:
+    """The committee at ``path`` as a :class:`~gencrystal.potentials.Potential` (committee mean;
+    ``level_of_theory`` from ``committee.json`` or ``chgnet-committee-<dir name>``), usable by
+    ``relax_structures``, searches and database builds (``conf/potential/committee.yaml``:
+    ``potential=committee potential.path=DIR``).
 
-    The potential pickles by its path, so Dask workers load it themselves. Extra keyword
-    arguments (``name``, ``modal`` of a ``conf/potential`` entry) are ignored, so
-    ``potential._target_=gencrystal.learn.committee.load_committee_potential potential.path=DIR``
-    works on any command that instantiates ``cfg.potential``.
+    Like every potential it pickles as its config (path, device), so Dask workers load it themselves.
     """
-    import torch
-
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device in (None, "auto") else str(device)
-    committee = load_committee(path, dev)
+    committee = load_committee(path, resolve_device(device))
 
     def predict_batch(atoms_list: Sequence[Atoms]) -> list[Prediction]:
         from ase import units
@@ -229,13 +225,4 @@ def load_committee_potential(path: str | os.PathLike, device: str | None = "auto
         return out
 
     label = committee.meta.get("level_of_theory") or f"chgnet-committee-{committee.path.name}"
-    return CommitteePotential("chgnet-committee", label, committee.calculator, predict_batch,
-                              spec=(str(committee.path), device), device=dev)
-
-
-class CommitteePotential(Potential):
-    """A :class:`~gencrystal.relax.Potential` that re-loads its committee by path when pickled
-    (``spec = (path, device)``)."""
-
-    def __reduce__(self):
-        return (load_committee_potential, tuple(self.spec))
+    return Potential("chgnet-committee", label, committee.calculator, predict_batch, device=committee.device)

@@ -5,39 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from gencrystal.errors import GencrystalError
-
-
-def relax_setup(cfg: DictConfig) -> tuple:
-    """``(potential, relax options)`` from a config with ``potential`` (conf/potential),
-    ``cluster`` (conf/cluster, a FanOut) and ``relax`` (conf/search/relax.yaml) nodes:
-    the loaded :class:`gencrystal.relax.Potential` and the keyword arguments of
-    :func:`gencrystal.relax.relax_structures`."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    try:
-        potential = instantiate(cfg.potential)
-        fan = instantiate(cfg.cluster)
-    except InstantiationException as exc:
-        cause = exc.__cause__
-        if isinstance(cause, GencrystalError):
-            raise cause from None
-        raise GencrystalError(f"bad potential/cluster configuration: {str(exc).splitlines()[0]}") from exc
-    opts = OmegaConf.to_container(cfg.relax, resolve=True)
-    opts = {k: v for k, v in opts.items() if not str(k).startswith("_")}
-    opts.update(workers=int(fan.workers), scheduler=fan.scheduler, chunk_size=fan.chunk_size,
-                torch_threads=int(fan.torch_threads))
-    return potential, opts
 
 
 def build(cfg: DictConfig) -> int:
     """``gencrystal db build``: relax a source at several pressures into the database."""
     from hydra.utils import instantiate
 
-    from gencrystal.db.build import build_database, load_source
+    from gencrystal.data.sources import load_source
+    from gencrystal.db.build import build_database
+    from gencrystal.relax.runs import relax_setup
 
     pressures = list(cfg.pressures) if not isinstance(cfg.pressures, (int, float)) else [cfg.pressures]
     structures, label = load_source(str(cfg.source), split=str(cfg.split), selection=cfg.selection,

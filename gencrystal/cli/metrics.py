@@ -49,12 +49,12 @@ def _nonneg_int(v, name: str) -> int:
 
 
 def _instantiate_potential(node):
-    """The configured potential (conf/potential/*.yaml, ``_target_`` load_potential), loaded once."""
+    """The configured potential (conf/potential/*.yaml), built once per process."""
     if node is None:
         raise GencrystalError("hull.relax_energies=true needs a potential (potential=chgnet|sevenn|committee)")
-    from gencrystal.relax.commands import instantiate
+    from gencrystal.potentials import build_potential
 
-    return instantiate(node, "potential")
+    return build_potential(node)
 
 
 def _check_input(path: str, what: str) -> str:

@@ -113,7 +113,9 @@ def info(cfg: DictConfig) -> int:
 
     setup_logging()
     ds = load_split(cfg.data, str(cfg.split), data_root=cfg.get("data_root"))
-    result = summary(ds)
+    from gencrystal.runtime import thread_count
+
+    result = {**summary(ds), "threads": thread_count()}
     out = Path(str(cfg.out))
     write_json(result, out / "summary.json")
     if cfg.get("plot", True):
@@ -125,7 +127,7 @@ def info(cfg: DictConfig) -> int:
 
 def download(cfg: DictConfig) -> int:
     """Fetch the standard split files of ``dataset`` into ``<data_root>/<folder>/``."""
-    from gencrystal.cli import compose, conf_dir
+    from gencrystal.config import compose, conf_dir
     from gencrystal.data.paths import resolve_data_root
     from gencrystal.data.download import download_dataset
 

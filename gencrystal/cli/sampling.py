@@ -47,7 +47,7 @@ def build_requests(cfg, seed: int = 0) -> list:
 
 
 def _instantiate_checks(cfg):
-    """``cfg.checks`` -> :class:`SampleChecks` (Hydra ``_target_``), errors unwrapped to one line."""
+    """``cfg.checks`` -> :class:`gencrystal.checks.StructureChecks` (Hydra ``_target_``), errors unwrapped to one line."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 

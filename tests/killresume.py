@@ -1,0 +1,124 @@
+"""Kill-resume helpers: run a command in a child process, SIGKILL it once it has made some
+progress, and compare what the resumed run produces with an uninterrupted one.
+
+Also cheap stand-ins the children load by Hydra ``_target_`` (this folder is put on their
+``PYTHONPATH``): a slowed-down ASE EMT potential and an EMT "DFT" backend, so that a kill
+lands mid-way without a real potential's or GPAW's cost.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ase.calculators.emt import EMT
+
+REPO = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+
+
+class SlowEMT(EMT):
+    """ASE's EMT, ``delay_s`` slower per evaluation (a stand-in for an expensive calculator)."""
+
+    def __init__(self, delay_s: float = 0.02, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.delay_s = float(delay_s)
+
+    def calculate(self, *args: Any, **kwargs: Any) -> None:
+        time.sleep(self.delay_s)
+        super().calculate(*args, **kwargs)
+
+
+def slow_emt_potential(delay_s: float = 0.02, **_: Any):
+    """``_target_`` for ``potential``: a :class:`SlowEMT` Potential (config keys name/path/device ignored)."""
+    from gencrystal.relax.potentials import calculator_potential
+
+    return calculator_potential(lambda: SlowEMT(delay_s), "emt")
+
+
+class EMTBackend:
+    """``_target_`` for ``dft``: variable-cell relaxation with :class:`SlowEMT` in place of DFT."""
+
+    name = "emt"
+    runs_locally = True
+    level_of_theory = "emt"
+
+    def __init__(self, fmax: float = 0.05, steps: int = 30, delay_s: float = 0.05):
+        self.fmax, self.steps, self.delay_s = float(fmax), int(steps), float(delay_s)
+
+    def relax(self, atoms, pressure_gpa: float, sid: str = ""):
+        from gencrystal.relax.ase_relax import relax_one
+
+        return relax_one(atoms, SlowEMT(self.delay_s), pressure_gpa, self.level_of_theory, optimizer="FIRE",
+                         fmax=self.fmax, steps=self.steps, sid=sid)
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(HERE), env.get("PYTHONPATH", "")])
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["PYTHONWARNINGS"] = "ignore"
+    return env
+
+
+def run_cli(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m gencrystal ARGS`` to completion (one thread); fails on a non-zero exit."""
+    proc = subprocess.run([sys.executable, "-m", "gencrystal", *args, "threads=1"], cwd=REPO, env=child_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def kill_when(cmd: list[str], progressed: Callable[[], bool], timeout: float = 600, cwd: Path = REPO) -> None:
+    """Start ``cmd``, SIGKILL it as soon as ``progressed()`` is true; fail if it ends first."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    try:
+        while not progressed():
+            if proc.poll() is not None:
+                raise AssertionError(f"finished (rc={proc.returncode}) before it could be killed mid-way: "
+                                     f"{proc.stderr.read()[-2000:] if proc.stderr else ''}")
+            if time.time() - t0 > timeout:
+                raise AssertionError("no progress to kill at within the timeout")
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def kill_cli_when(args: list[str], progressed: Callable[[], bool], timeout: float = 600) -> None:
+    kill_when([sys.executable, "-m", "gencrystal", *args, "threads=1"], progressed, timeout)
+
+
+def lines(path: Path) -> int:
+    """Complete lines in a text file (0 if absent)."""
+    try:
+        return path.read_text().count("\n")
+    except OSError:
+        return 0
+
+
+def same(a: Any, b: Any, rel: float = 1e-6, abs_: float = 1e-8, skip: tuple[str, ...] = ()) -> bool:
+    """Deep equality of JSON-like values, floats within tolerance, keys in ``skip`` ignored."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        ka, kb = set(a) - set(skip), set(b) - set(skip)
+        return ka == kb and all(same(a[k], b[k], rel, abs_, skip) for k in ka)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y, rel, abs_, skip) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None:
+            return a is b
+        if math.isnan(float(a)) and math.isnan(float(b)):
+            return True
+        return math.isclose(float(a), float(b), rel_tol=rel, abs_tol=abs_)
+    return a == b

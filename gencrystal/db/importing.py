@@ -28,14 +28,20 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 
-from gencrystal.db.schema import add_structure, clean_key_values, connect, normalise_level
+from gencrystal.db.schema import (
+    add_structure,
+    clean_key_values,
+    connect,
+    normalise_level,
+)
 from gencrystal.errors import GencrystalError
 
 LEDGER_KEY = "gencrystal_import_files"
@@ -390,10 +396,9 @@ def level_from_incar(incar: dict, potcar_symbols: Sequence[str] = ()) -> str:
 def build_reader(node) -> SourceReader:
     """The reader described by a ``conf/import_source`` node (``_target_`` + options)."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationToMissingValueError
 
     from gencrystal.config import instantiate
-
-    from omegaconf.errors import InterpolationToMissingValueError
 
     if OmegaConf.is_config(node):
         for key in node:

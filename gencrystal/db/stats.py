@@ -4,8 +4,9 @@ per level of theory × pressure bin, and a plot of volume per atom (Å³) agains
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from gencrystal.db.schema import connect
 from gencrystal.errors import GencrystalError

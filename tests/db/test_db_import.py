@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import bz2
 import json
-import math
 import os
 import signal
 import subprocess
@@ -72,7 +71,7 @@ def _vasp_tree(root: Path, writers):
 
 
 def test_vasp_tree_imports_with_provenance_and_pstress_in_gpa(tmp_path, writers, capsys):
-    mgo, si, al = _vasp_tree(tmp_path / "runs", writers)
+    mgo, _si, _al = _vasp_tree(tmp_path / "runs", writers)
     db = tmp_path / "hp.db"
     assert main(["db", "import", "vasp", str(tmp_path / "runs"), f"db={db}", "progress=false"]) == 0
     out = capsys.readouterr().out

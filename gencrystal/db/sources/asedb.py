@@ -10,8 +10,8 @@ divided by N), ``level_of_theory`` and ``relaxed`` keys; the id is the row's
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from gencrystal.db.importing import BadRow, ImportRecord, SourceReader, _sha256
 from gencrystal.errors import GencrystalError

@@ -29,10 +29,16 @@ tree holding several searches.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from gencrystal.db.importing import BadRow, ImportRecord, SourceReader, _sha256, level_from_incar
+from gencrystal.db.importing import (
+    BadRow,
+    ImportRecord,
+    SourceReader,
+    _sha256,
+    level_from_incar,
+)
 from gencrystal.errors import GencrystalError
 
 ANALYSIS_FILE = "Analysis_Output.dat"

@@ -17,8 +17,8 @@ layout), or a single entry. Each entry is rebuilt with
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from gencrystal.db.importing import BadRow, ImportRecord, SourceReader
 from gencrystal.errors import GencrystalError

@@ -16,8 +16,9 @@ frame's ``relaxed`` info/item when present, else the reader's ``relaxed`` option
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from gencrystal.db.importing import BadRow, ImportRecord, SourceReader
 from gencrystal.errors import GencrystalError

@@ -19,8 +19,9 @@ one transaction, its rows are records in file order.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from gencrystal.db.importing import BadRow, ImportRecord, SourceReader
 from gencrystal.errors import GencrystalError

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from gencrystal.db.importing import BadRow, ImportRecord, SourceReader, level_from_incar
 from gencrystal.errors import GencrystalError

@@ -95,6 +95,14 @@ COMMANDS: list[Command] = [
         "Relax a dataset/structures at several pressures into the ASE database (resumable).",
     ),
     Command(
+        ("db", "import"),
+        "db_import",
+        "gencrystal.cli.db:import_",
+        "Import labelled structures (VASP runs, CALYPSO results, Cond-CDVAE tables, pymatgen entries, "
+        "extxyz/CIF, ASE db) with provenance (resumable).",
+        positional=("import_source", "source"),
+    ),
+    Command(
         ("db", "export"),
         "db_export",
         "gencrystal.cli.db:export",

@@ -1,4 +1,4 @@
-"""CLI entry points: ``gencrystal db build | export | stats`` (configs conf/db_*.yaml)."""
+"""CLI entry points: ``gencrystal db build | import | export | stats`` (configs conf/db_*.yaml)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,20 @@ def build(cfg: DictConfig) -> int:
     return 0
 
 
+def import_(cfg: DictConfig) -> int:
+    """``gencrystal db import``: labelled structures from VASP, CALYPSO, tables, entries, files or a db."""
+    from gencrystal.db.importing import build_reader, format_summary, import_source
+    from gencrystal.io import write_json
+
+    summary = import_source(build_reader(cfg.import_source), str(cfg.db), on_bad_row=str(cfg.on_bad_row),
+                            merge=bool(cfg.merge), merge_matcher=str(cfg.merge_matcher),
+                            pressure_tol_gpa=float(cfg.pressure_tol_gpa), progress=bool(cfg.progress))
+    print(format_summary(summary, str(cfg.db)))
+    if cfg.json:
+        write_json(summary.as_dict(), str(cfg.json))
+    return 0
+
+
 def export(cfg: DictConfig) -> int:
     """``gencrystal db export``: train/val/test splits grouped by composition."""
     from gencrystal.db.export import export_splits
@@ -69,7 +83,8 @@ def stats(cfg: DictConfig) -> int:
     from gencrystal.db.stats import collect_stats, format_stats, plot_volume_vs_pressure
     from gencrystal.io import write_json
 
-    st = collect_stats(str(cfg.db), selection=cfg.selection)
+    bins = cfg.get("pressure_bins")
+    st = collect_stats(str(cfg.db), selection=cfg.selection, pressure_bins=None if bins is None else list(bins))
     print(format_stats(st))
     db = str(cfg.db)
     if cfg.plot:

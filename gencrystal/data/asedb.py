@@ -3,8 +3,10 @@ source and sink.
 
 Source: ``data=asedb data.url=path.db`` reads the rows whose ``split`` key equals the
 requested split's name in ``data.splits`` (``null`` = no split filter), further narrowed
-by ``data.selection`` (an ASE-db query such as ``"pressure_gpa>=10"``); ``pressure_gpa``
-becomes the pressure (GPa, 0 when absent). Under ``data.protocol=offline`` the train and
+by ``data.selection`` (an ASE-db query such as ``"pressure_gpa>=10"``) and by
+``data.levels`` (a list of level-of-theory labels, e.g. ``[pbe,r2scan]``: only rows whose
+``level_of_theory`` is one of them; null = every level); ``pressure_gpa`` becomes the
+pressure (GPa, 0 when absent). Under ``data.protocol=offline`` the train and
 val splits are a seeded partition of the ``val`` selection, as for the CSV datasets.
 
 Sink: :func:`write_structures` / :func:`dataset_to_db` write structures with schema keys
@@ -43,9 +45,27 @@ def _selection(cfg: Mapping, split_value: str | None) -> str | None:
     return ",".join(parts) or None
 
 
-def read_db(url: str, selection: str | None, transform: CrystalTransform, *, progress: bool = True) -> ParsedSource:
-    """Rows of an ASE db matching ``selection`` as a :class:`ParsedSource` (unreadable rows skipped;
-    a row with a NaN/Inf cell or position is an error naming the database and row id)."""
+def _levels(cfg: Mapping) -> list[str] | None:
+    """``data.levels`` as a sorted list of normalised labels (None: no level filter)."""
+    from gencrystal.db.schema import normalise_level
+
+    levels = cfg.get("levels")
+    if levels in (None, "", "null"):
+        return None
+    if isinstance(levels, str):
+        levels = [levels]
+    out = sorted({normalise_level(x) for x in levels})
+    if not out:
+        raise GencrystalError("data.levels is empty; give e.g. data.levels=[pbe,r2scan] or null for every level")
+    return out
+
+
+def read_db(
+    url: str, selection: str | None, transform: CrystalTransform, *, progress: bool = True, levels: Sequence[str] | None = None
+) -> ParsedSource:
+    """Rows of an ASE db matching ``selection`` (and, when given, whose ``level_of_theory``
+    is in ``levels``) as a :class:`ParsedSource` (unreadable rows skipped; a row with a
+    NaN/Inf cell or position is an error naming the database and row id)."""
     import ase.db
     from tqdm.auto import tqdm
 
@@ -61,6 +81,9 @@ def read_db(url: str, selection: str | None, transform: CrystalTransform, *, pro
             f"cannot read ASE database {url!r} with selection {selection!r}: "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from exc
+    if levels is not None:
+        wanted = set(levels)
+        rows = [r for r in rows if str(r.get("level_of_theory", "")).strip().lower() in wanted]
     keep_rows, lattices, fracs, types, formulas, pressures, skipped = [], [], [], [], [], [], []
     from gencrystal.checks import require_finite
 
@@ -116,6 +139,7 @@ def load_db_split(
     splits = cfg.get("splits") or {}
     file_split = "val" if protocol == "offline" and split in ("train", "val") else split
     selection = _selection(cfg, splits.get(file_split, file_split))
+    levels = _levels(cfg)
     cache_file = None
     if not url.startswith("postgres") and Path(url).is_file():
         cdir = cache_dir_for(cfg, Path(url).parent)
@@ -125,11 +149,14 @@ def load_db_split(
                     "version": CACHE_VERSION,
                     "transform": transform.config(),
                     "selection": selection,
+                    "levels": levels,
                     "source_sha256": file_sha256(url),
                 }
             )[:16]
             cache_file = cdir / "asedb" / f"{Path(url).stem}-{key}.pkl"
-    parsed = cached_parse(cache_file, lambda: read_db(url, selection, transform, progress=bool(cfg.get("progress", True))), url)
+    parsed = cached_parse(
+        cache_file, lambda: read_db(url, selection, transform, progress=bool(cfg.get("progress", True)), levels=levels), url
+    )
     indices = None
     if protocol == "offline" and split in ("train", "val") and len(parsed.num_atoms):
         off = cfg.get("offline", {}) or {}
@@ -140,10 +167,19 @@ def load_db_split(
     )
     if len(ds) == 0:
         raise GencrystalError(
-            f"dataset {url!r} split {split} (selection {selection!r}) is empty: "
+            f"dataset {url!r} split {split} (selection {selection!r}, levels {levels}) is empty: "
             f"{parsed.n_rows} rows matched, {len(parsed.skipped)} unreadable"
         )
-    log.info("%s %s (%s protocol): %d structures from %s [%s]", ds.name, split, protocol, len(ds), url, selection)
+    log.info(
+        "%s %s (%s protocol): %d structures from %s [%s; levels %s]",
+        ds.name,
+        split,
+        protocol,
+        len(ds),
+        url,
+        selection,
+        levels or "all",
+    )
     return ds
 
 

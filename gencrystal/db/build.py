@@ -85,12 +85,17 @@ def _reduced_formula(atoms: Atoms) -> str:
     return Composition(atoms.get_chemical_formula()).reduced_formula
 
 
-def _find_duplicate(db, atoms: Atoms, formula: str, pressure_gpa: float, level: str, matcher) -> Any | None:
+def find_duplicate(
+    db, atoms: Atoms, formula: str, pressure_gpa: float, level: str, matcher, pressure_tol_gpa: float = 1e-9
+) -> Any | None:
+    """The first row of ``db`` with the same reduced formula and level of theory, a pressure
+    within ``pressure_tol_gpa`` (GPa) of ``pressure_gpa``, and a structure ``matcher`` fits to
+    ``atoms``; None when there is none."""
     from gencrystal.structures import to_structure
 
     s = to_structure(atoms)
     for row in db.select(reduced_formula=formula, level_of_theory=level):
-        if not math.isclose(float(row.get("pressure_gpa", -1.0)), pressure_gpa, abs_tol=1e-9):
+        if not math.isclose(float(row.get("pressure_gpa", -1.0)), pressure_gpa, abs_tol=pressure_tol_gpa):
             continue
         if matcher.fit(s, to_structure(row.toatoms())):
             return row
@@ -193,7 +198,7 @@ def _commit_chunk(
                 new_entries[key] = ["rejected", 0, reason[:200]]
                 continue
             formula = _reduced_formula(res.atoms)
-            dup = _find_duplicate(db, res.atoms, formula, p, level, matcher)
+            dup = find_duplicate(db, res.atoms, formula, p, level, matcher)
             kv = {
                 "energy_per_atom": res.energy_per_atom,
                 "enthalpy_per_atom": res.enthalpy_per_atom,
@@ -206,6 +211,7 @@ def _commit_chunk(
                 "space_group": res.space_group or "",
                 "rmsd_from_input": res.rmsd_from_input,
                 "parent_id": int(src_atoms.info.get("db_id", 0) or 0),
+                "relaxed": True,
             }
             source = _ref(source_label, sid)
             if dup is None:

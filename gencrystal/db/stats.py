@@ -1,9 +1,10 @@
 """Database statistics: rows per pressure, per element, per level of theory and split,
-and a plot of volume per atom (Å³) against pressure (GPa)."""
+per level of theory × pressure bin, and a plot of volume per atom (Å³) against pressure (GPa)."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,32 @@ from gencrystal.db.schema import connect
 from gencrystal.errors import GencrystalError
 
 
-def collect_stats(db_url: str, selection: str | None = None) -> dict[str, Any]:
-    """Counts per pressure (GPa), element (rows containing it), level of theory, split and
-    source kind, plus ``(pressure, volume per atom, reduced formula)`` points for plotting."""
+def pressure_bin_label(p: float, edges: Sequence[float]) -> str:
+    """The bin of pressure ``p`` (GPa) among ascending ``edges``: ``"[a,b)"``, or
+    ``">=last"`` above the last edge; ``"nan"`` for a missing pressure."""
+    import math
+
+    if not math.isfinite(p):
+        return "nan"
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if lo <= p < hi:
+            return f"[{lo:g},{hi:g})"
+    return f">={edges[-1]:g}" if p >= edges[-1] else f"<{edges[0]:g}"
+
+
+def collect_stats(db_url: str, selection: str | None = None,
+                  pressure_bins: Sequence[float] | None = None) -> dict[str, Any]:
+    """Counts per pressure (GPa), element (rows containing it), level of theory, split,
+    source kind and level of theory × pressure bin (``pressure_bins``: ascending edges in
+    GPa, ``conf/db_stats.yaml``; None = one bin from 0 GPa up), relaxed rows, plus
+    ``(pressure, volume per atom, reduced formula)`` points for plotting."""
     from pymatgen.core import Composition
+
+    edges = sorted(float(x) for x in (pressure_bins if pressure_bins is not None else [0.0]))
+    if not edges:
+        raise GencrystalError("pressure_bins is empty; give ascending edges in GPa, e.g. [0,10,50,100]")
+    per_level_bin: dict[str, Counter] = defaultdict(Counter)
+    relaxed = 0
 
     if not str(db_url).startswith("postgres") and not Path(db_url).exists():
         raise GencrystalError(f"database {str(db_url)!r} does not exist")
@@ -34,6 +57,8 @@ def collect_stats(db_url: str, selection: str | None = None) -> dict[str, Any]:
         for el in comp.elements:
             per_element[el.symbol] += 1
         per_level[row.get("level_of_theory", "?")] += 1
+        per_level_bin[row.get("level_of_theory", "?")][pressure_bin_label(p, edges)] += 1
+        relaxed += bool(row.get("relaxed", False))
         per_split[row.get("split", "none")] += 1
         per_source[str(row.get("source", "?")).split(":")[0]] += 1
         points.append((p, row.volume / row.natoms, comp.reduced_formula))
@@ -46,6 +71,9 @@ def collect_stats(db_url: str, selection: str | None = None) -> dict[str, Any]:
         "per_level_of_theory": dict(per_level),
         "per_split": dict(per_split),
         "per_source": dict(per_source),
+        "pressure_bins": edges,
+        "per_level_and_pressure_bin": {lvl: dict(c) for lvl, c in sorted(per_level_bin.items())},
+        "relaxed": relaxed,
         "points": points,
     }
 
@@ -94,4 +122,14 @@ def format_stats(stats: dict[str, Any], max_elements: int = 30) -> str:
     lines.append("rows per level of theory: " + ", ".join(f"{k} {v}" for k, v in stats["per_level_of_theory"].items()))
     lines.append("rows per split: " + ", ".join(f"{k} {v}" for k, v in stats["per_split"].items()))
     lines.append("rows per source: " + ", ".join(f"{k} {v}" for k, v in stats["per_source"].items()))
+    table = stats.get("per_level_and_pressure_bin") or {}
+    if table:
+        edges = stats["pressure_bins"]
+        cols = [pressure_bin_label(lo, edges) for lo in edges]
+        cols = [c for c in dict.fromkeys(cols + sorted({b for c in table.values() for b in c} - set(cols)))]
+        width = max(12, *(len(k) for k in table))
+        lines.append(f"rows per level of theory x pressure bin (GPa); {stats.get('relaxed', 0)} rows relaxed:")
+        lines.append("  " + f"{'level':<{width}}" + "".join(f"{c:>11}" for c in cols) + f"{'total':>8}")
+        for lvl, c in table.items():
+            lines.append("  " + f"{lvl:<{width}}" + "".join(f"{c.get(b, 0):>11}" for b in cols) + f"{sum(c.values()):>8}")
     return "\n".join(lines)

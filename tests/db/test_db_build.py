@@ -125,7 +125,10 @@ def test_rows_carry_schema_and_parentage(tmp_path, data_root):
     rows = list(connect(url).select())
     assert len(rows) == 2
     for r, (sid, atoms) in zip(rows, pairs):
-        assert r.pressure_gpa == 5.0 and r.level_of_theory == LJ_LEVEL
+        assert r.pressure_gpa == 5.0 and r.level_of_theory == LJ_LEVEL and r.relaxed is True
+        from gencrystal.db.schema import PROVENANCE_KEYS
+
+        assert all(k in r.key_value_pairs for k in PROVENANCE_KEYS)  # the same provenance as imported rows
         assert r.source == f"perov5_dev:train:{sid}" and r.parent_id == 0
         assert r.task_key == task_key(sid, 5.0, LJ_LEVEL)
         # enthalpy per atom = energy per atom + P V / N at 5 GPa

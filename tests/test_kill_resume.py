@@ -105,3 +105,45 @@ def test_validate_resumes_after_sigkill(validate_input):
     e1 = [a.info["enthalpy_per_atom"] for a in read(d / "whole" / "dft_relaxed.extxyz", ":")]
     e2 = [a.info["enthalpy_per_atom"] for a in read(d / "killed" / "dft_relaxed.extxyz", ":")]
     assert np.allclose(e1, e2, rtol=0, atol=1e-9)
+
+
+LEARN = ["learn", "composition=Li2", "pressures=[0]", "iterations=1", "progress=false", "seed=3",
+         "candidates.perturbations=3", "candidates.volume_scale=[0.95,1.05]", "candidates.rattle=0.08",
+         "relax.steps=8", "relax.frame_every=4", "select.n_per_iteration=3",
+         "finetune.n_members=2", "finetune.epochs=4", "finetune.batch_size=4"]
+
+
+def _frames(path: Path) -> int:
+    try:
+        return path.read_text().count("Lattice=")
+    except OSError:
+        return 0
+
+
+@pytest.mark.slow
+def test_learn_resumes_after_sigkill_during_labelling(tmp_path):
+    """Killed after its first DFT label (test-size GPAW), the loop resumes without relabelling
+    and ends with the labels and summary of an uninterrupted run."""
+    pytest.importorskip("gpaw")
+    run_cli([*LEARN, f"out={tmp_path / 'whole'}", f"db={tmp_path / 'whole.db'}"], timeout=1800)
+    whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    assert whole["n_labels"] == 3
+
+    labels = tmp_path / "killed" / "labels.extxyz"
+    kill_cli_when([*LEARN, f"out={tmp_path / 'killed'}", f"db={tmp_path / 'killed.db'}"],
+                  lambda: _frames(labels) >= 1, timeout=1800)
+    assert 1 <= _frames(labels) < 3
+    run_cli([*LEARN, f"out={tmp_path / 'killed'}", f"db={tmp_path / 'killed.db'}"], timeout=1800)
+    resumed = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    timing = ("wall_s", "wall_time_s", "seconds", "dft_wall_s", "committee", "threads")
+    assert resumed["history"][0]["n_skipped_labels"] >= 1  # labels done before the kill were not recomputed
+    assert differences({k: v for k, v in whole.items() if k != "history"},
+                       {k: v for k, v in resumed.items() if k != "history"}, skip=timing) == []
+    a = read(tmp_path / "whole" / "labels.extxyz", ":")
+    b = read(tmp_path / "killed" / "labels.extxyz", ":")
+    key = {x.info["label_hash"]: x for x in a}
+    assert sorted(key) == sorted(x.info["label_hash"] for x in b)
+    for x in b:
+        y = key[x.info["label_hash"]]
+        assert abs(x.get_potential_energy() - y.get_potential_energy()) < 1e-6
+        assert np.allclose(x.get_forces(), y.get_forces(), atol=1e-6)

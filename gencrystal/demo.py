@@ -18,7 +18,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -340,3 +340,131 @@ def summarize(relaxed: str | Path, out: str | Path, pressure_gpa: float, top: in
     text = "\n".join(lines)
     print(text, flush=True)
     return text
+
+
+def sample_systems(cfg: Any, seed: int) -> dict[str, list[Atoms]]:
+    """Sample every system of a composed ``conf/demo.yaml`` (``cfg.systems``) with the shipped
+    checkpoint at ``cfg.pressure`` GPa, ``cfg.num_samples`` each, each with ``seed`` (what
+    ``gencrystal sample ... seed=<seed>`` gives for that system).
+
+    Returns ``{system name: frames}``; flagged frames (denser than
+    ``cfg.min_volume_per_atom`` Å³/atom, atoms closer than 0.5 Å) carry ``info['flagged']``."""
+    from gencrystal.checks import StructureChecks
+    from gencrystal.sampling.generator import Generator
+
+    checks = StructureChecks(min_volume_per_atom=float(cfg.min_volume_per_atom))
+    gen = Generator(str(cfg.ckpt), device="cpu", sampler=str(cfg.sampler), checks=checks)
+    out: dict[str, list[Atoms]] = {}
+    for system in cfg.systems:
+        out[str(system.name)] = gen.sample(str(system.composition), float(cfg.pressure), int(cfg.num_samples),
+                                           seed=int(seed), formula_units=system.get("formula_units"))
+    return out
+
+
+def relax_candidates(frames: Sequence[Atoms], cfg: Any, progress: bool = False) -> list:
+    """Relax ``frames`` (ids in ``info['id']``) at ``cfg.pressure`` GPa with ``cfg.potential``
+    (FIRE, ``cfg.steps``, ``cfg.fmax`` eV/Å) and return the :class:`RelaxResult` list, ranked and
+    grouped as ``gencrystal relax`` does (``duplicate_of`` names the lowest-enthalpy match)."""
+    from gencrystal.potentials import build_potential
+    from gencrystal.relax.engine import relax_structures
+    from gencrystal.relax.runs import rank_and_group
+    from gencrystal.runtime import available_cores
+
+    workers = cfg.get("workers")
+    workers = min(2, available_cores()) if workers is None else int(workers)
+    results = relax_structures(list(frames), float(cfg.pressure), build_potential(cfg.potential),
+                               optimizer=str(cfg.optimizer), fmax=float(cfg.fmax), steps=int(cfg.steps),
+                               workers=workers, ids=[str(a.info["id"]) for a in frames], progress=progress)
+    order = rank_and_group(results, str(cfg.matcher))
+    return [results[i] for i in order]
+
+
+def rediscovery_counts(frames: Sequence[Atoms], systems: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per system: samples relaxed, and samples that relaxed into a known phase (:func:`rediscoveries`).
+
+    ``frames``: relaxed frames of one demo run (samples ``sample:<formula>:<i>`` and known phases);
+    a sample belongs to the system whose reduced formula it has."""
+    from pymatgen.core import Composition
+
+    red = {s: Composition(s).reduced_formula for s in systems}
+    found = {sid for sid, _ in rediscoveries(frames)}
+    out = {s: {"samples": 0, "rediscovered": 0} for s in systems}
+    for a in frames:
+        sid = str(a.info.get("id", ""))
+        if not sid.startswith("sample:"):
+            continue
+        formula = Composition(a.get_chemical_formula(mode="metal")).reduced_formula
+        for s, r in red.items():
+            if r == formula:
+                out[s]["samples"] += 1
+                out[s]["rediscovered"] += int(sid in found)
+    return out
+
+
+def seed_rate_lines(report: str | Path | None) -> list[str]:
+    """The demo summary's lines on how often samples relax into a known phase over many seeds,
+    read from ``reports/demo_seeds.json`` (``scripts/bench_demo_seeds.py``); none without it."""
+    import json
+
+    if not report or not Path(report).is_file():
+        return []
+    data = json.loads(Path(report).read_text())
+    lines = [f"Over {data['n_seeds']} demo seeds ({data['configuration']}; {Path(report).name}), samples that "
+             "relaxed into a known phase:"]
+    for name, s in data["systems"].items():
+        lines.append(f"  {name}: {s['rediscovered']}/{s['samples']} samples ({100 * s['sample_rate']:.0f} %), "
+                     f"in {s['seeds_with_one']}/{data['n_seeds']} seeds at least one")
+    return lines
+
+
+def run_demo(cfg: Any) -> str:
+    """``gencrystal demo``: the whole demo from a composed ``conf/demo.yaml``; returns the summary text.
+
+    Samples every system (:func:`sample_systems`; skipped without a checkpoint), relaxes the
+    unflagged samples with the known phases (:func:`relax_candidates`), prints the ranking
+    (:func:`summarize`) and, from ``cfg.seeds_report``, how often samples relax into a known
+    phase over many seeds. Writes ``samples_<system>.extxyz``, ``candidates.extxyz``,
+    ``relax/relaxed.extxyz`` and the summary's files under ``cfg.out``."""
+    import time
+
+    from gencrystal.io import write_extxyz
+    from gencrystal.units import check_pressure
+
+    t0 = time.time()
+    out = Path(str(cfg.out))
+    pressure = check_pressure(cfg.pressure)
+
+    def log(msg: str) -> None:
+        print(f"[demo {time.time() - t0:.0f}s] {msg}", flush=True)
+
+    sample_files: list[Path] = []
+    if cfg.get("ckpt") and Path(str(cfg.ckpt)).is_file():
+        names = ", ".join(str(s.name) for s in cfg.systems)
+        log(f"sampling {names} at {pressure:g} GPa with {cfg.ckpt}, {cfg.num_samples} each (seed {cfg.seed})")
+        for name, frames in sample_systems(cfg, int(cfg.seed)).items():
+            path = out / f"samples_{name}.extxyz"
+            write_extxyz(frames, path)
+            sample_files.append(path)
+            flagged = sum(bool(a.info.get("flagged")) for a in frames)
+            log(f"{name}: {len(frames)} sampled, {flagged} flagged and not relaxed")
+    else:
+        log(f"no checkpoint at {cfg.get('ckpt')}: relaxing the known phases only")
+    cands = demo_candidates(sample_files, known=True)
+    write_extxyz(cands, out / "candidates.extxyz")
+    pot = cfg.potential.get("name") or cfg.potential.get("_target_")
+    log(f"relaxing {len(cands)} structures at {pressure:g} GPa with {pot} ({cfg.optimizer}, fmax {cfg.fmax} eV/A, "
+        f"<= {cfg.steps} steps)")
+    results = relax_candidates(cands, cfg, progress=False)
+    write_extxyz([r.atoms for r in results], out / "relax" / "relaxed.extxyz")
+    import shutil
+
+    shutil.rmtree(out / "cif", ignore_errors=True)  # this run's CIFs only
+    print()
+    text = summarize(out / "relax" / "relaxed.extxyz", out, pressure)
+    rates = seed_rate_lines(cfg.get("seeds_report"))
+    if rates:
+        print()
+        print("\n".join(rates))
+    print()
+    log(f"done in {time.time() - t0:.0f} s; everything is under {out}/")
+    return "\n".join([text, *rates])

@@ -64,6 +64,8 @@ COMMANDS: list[Command] = [
             "DFT (GPAW; VASP inputs) re-relaxation of the top-k MLP structures at the same pressure; ranking agreement."),
     Command(("relax", "eos"), "relax_eos", "gencrystal.cli.relax:eos",
             "Trust check: MLP vs DFT volumes and enthalpy differences of a structure over a pressure list (table + plot)."),
+    Command(("demo",), "demo", "gencrystal.cli.demo:run",
+            "The demo: sample Li16 and SiO2 at 50 GPa, relax with known phases, rank; knobs in conf/demo.yaml."),
     Command(("learn",), "learn", "gencrystal.cli.learn:run",
             "Active learning from DFT: committee-uncertain frames -> GPAW labels -> fine-tuned CHGNet committee (resumable)."),
 ]

@@ -1,5 +1,5 @@
-"""``python -m gencrystal.cli.demo candidates|summarize ...``: the steps of ``scripts/demo.sh``
-around the ``sample`` and ``relax`` commands (library side: :mod:`gencrystal.demo`)."""
+"""``gencrystal demo`` (conf/demo.yaml; ``make demo``) and its steps as
+``python -m gencrystal.cli.demo candidates|summarize ...`` (library side: :mod:`gencrystal.demo`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,14 @@ from pathlib import Path
 from typing import Sequence
 
 from gencrystal.errors import GencrystalError
+
+
+def run(cfg) -> int:
+    """``gencrystal demo [seed=0] [num_samples=3] [potential=chgnet] [out=outputs/demo]`` (conf/demo.yaml)."""
+    from gencrystal.demo import run_demo
+
+    run_demo(cfg)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--out", default="runs/demo_seeds", help="per-seed results (resumable)")
     ap.add_argument("--report", default="demo_seeds", help="reports/<name>.{json,md}")
+    ap.add_argument("--reports-dir", default=None, help="where the report goes (default reports/)")
     ap.add_argument("overrides", nargs="*", help="conf/demo.yaml overrides, e.g. num_samples=2 steps=40")
     args = ap.parse_args(argv)
 
@@ -129,7 +130,7 @@ Per seed:
 
 {seeds_txt}
 """
-    write_report(args.report, results, md)
+    write_report(args.report, results, md, reports_dir=Path(args.reports_dir) if args.reports_dir else None)
     print(md)
     return 0
 

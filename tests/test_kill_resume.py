@@ -147,3 +147,34 @@ def test_learn_resumes_after_sigkill_during_labelling(tmp_path):
         y = key[x.info["label_hash"]]
         assert abs(x.get_potential_energy() - y.get_potential_energy()) < 1e-6
         assert np.allclose(x.get_forces(), y.get_forces(), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_bench_demo_seeds_resumes_after_sigkill(tmp_path):
+    """scripts/bench_demo_seeds.py killed after its first seed resumes to the uninterrupted report."""
+    from killresume import REPO, kill_when
+
+    ckpt = REPO / "checkpoints" / "gencrystal-hp-csp-small.ckpt"
+    if not ckpt.is_file():
+        pytest.skip("shipped checkpoint missing")
+    script = [sys.executable, str(REPO / "scripts" / "bench_demo_seeds.py"), "--seeds", "3", "--report", "seeds"]
+    cheap = ["num_samples=1", "steps=3", "workers=1"]
+
+    def cmd(name):
+        return [*script, "--out", str(tmp_path / name), "--reports-dir", str(tmp_path / f"{name}_reports"), *cheap]
+
+    import subprocess
+
+    from killresume import child_env
+
+    for name in ("whole",):
+        proc = subprocess.run(cmd(name), cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=1800)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    kill_when(cmd("killed"), lambda: (tmp_path / "killed" / "seed_0.json").is_file(), timeout=1800)
+    assert not (tmp_path / "killed" / "seed_2.json").exists()
+    proc = subprocess.run(cmd("killed"), cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a = json.loads((tmp_path / "whole_reports" / "seeds.json").read_text())
+    b = json.loads((tmp_path / "killed_reports" / "seeds.json").read_text())
+    assert a["n_seeds"] == b["n_seeds"] == 3
+    assert differences(a, b, skip=("wall_s", "metadata")) == []

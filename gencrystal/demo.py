@@ -2,9 +2,10 @@
 
 The demo's command line is :mod:`gencrystal.cli.demo`.
 
-:func:`prototypes` builds textbook crystal structures of Li, Si, SiO2 and B from their
-space groups and Wyckoff positions (ASE ``crystal``); :func:`random_structures` adds
-pyxtal random symmetric crystals of the same compositions. Both are deterministic
+:func:`prototypes` (from :mod:`gencrystal.known_structures`, the one catalogue of known
+structures) gives textbook crystal structures of Li, Si, SiO2 and B built from their space
+groups and Wyckoff positions; :func:`random_structures` adds pyxtal random symmetric
+crystals of the same compositions. Both are deterministic
 (seeded), so the seed set ``data/fixtures/hp_seeds.extxyz`` can be rebuilt exactly with
 ``python scripts/train_default.py seeds``.
 
@@ -22,20 +23,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 from ase import Atoms
-from ase.build import bulk
-from ase.spacegroup import crystal
 
 from gencrystal.errors import GencrystalError
-
-
-def _primitive(atoms: Atoms) -> Atoms:
-    """The spglib primitive cell of ``atoms`` (pymatgen), Niggli-reduced."""
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    from gencrystal.structures import to_atoms, to_structure
-
-    s = SpacegroupAnalyzer(to_structure(atoms), symprec=1e-3).get_primitive_standard_structure()
-    return to_atoms(s.get_reduced_structure())
+from gencrystal.known_structures import DEMO_REFERENCES, prototypes  # noqa: F401  (re-exported: the one catalogue)
 
 
 def _named(atoms: Atoms, name: str) -> Atoms:
@@ -43,39 +33,6 @@ def _named(atoms: Atoms, name: str) -> Atoms:
     atoms.pbc = True
     atoms.info = {"id": name}
     return atoms
-
-
-def prototypes() -> list[Atoms]:
-    """Known Li, Si, SiO2 and B structures (ambient-like cells, Å); ``info['id']`` names each.
-
-    Li: bcc, fcc, hcp, cI16 (I-43d, the 40-60 GPa phase; conventional 16-atom cell).
-    Si: diamond, β-Sn, simple hexagonal, hcp, fcc.  SiO2: α-quartz, stishovite,
-    CaCl2-type (Pnnm) and α-PbO2-type (Pbcn) high-pressure polymorphs.  B: α-B12.
-    """
-    out = [
-        _named(bulk("Li", "bcc", a=3.44, cubic=True), "Li-bcc"),
-        _named(bulk("Li", "fcc", a=4.30), "Li-fcc"),
-        _named(bulk("Li", "hcp", a=3.09, c=5.05), "Li-hcp"),
-        _named(crystal("Li", basis=[(0.055, 0.055, 0.055)], spacegroup=220, cellpar=[5.27, 5.27, 5.27, 90, 90, 90]),
-               "Li-cI16"),
-        _named(bulk("Si", "diamond", a=5.43), "Si-diamond"),
-        _named(crystal("Si", basis=[(0, 0, 0)], spacegroup=141, cellpar=[4.69, 4.69, 2.58, 90, 90, 90]), "Si-betaSn"),
-        _named(crystal("Si", basis=[(0, 0, 0)], spacegroup=191, cellpar=[2.53, 2.53, 2.37, 90, 90, 120]), "Si-sh"),
-        _named(bulk("Si", "hcp", a=2.55, c=4.16), "Si-hcp"),
-        _named(bulk("Si", "fcc", a=3.60), "Si-fcc"),
-        _named(crystal(["Si", "O"], basis=[(0.4697, 0.0, 2 / 3), (0.1466, 0.7331, 0.1191)], spacegroup=154,
-                       cellpar=[4.913, 4.913, 5.405, 90, 90, 120]), "SiO2-alpha-quartz"),
-        _named(crystal(["Si", "O"], basis=[(0, 0, 0), (0.3062, 0.3062, 0)], spacegroup=136,
-                       cellpar=[4.178, 4.178, 2.666, 90, 90, 90]), "SiO2-stishovite"),
-        _named(crystal(["Si", "O"], basis=[(0, 0, 0), (0.326, 0.279, 0)], spacegroup=58,
-                       cellpar=[4.00, 4.13, 2.56, 90, 90, 90]), "SiO2-CaCl2"),
-        _named(crystal(["Si", "O"], basis=[(0, 0.152, 0.25), (0.266, 0.379, 0.422)], spacegroup=60,
-                       cellpar=[4.10, 4.95, 4.52, 90, 90, 90]), "SiO2-aPbO2"),
-    ]
-    b12 = crystal(["B", "B"], basis=[(0.11886, 0.88114, 0.89133), (0.19686, 0.80314, 0.02432)], spacegroup=166,
-                  cellpar=[4.908, 4.908, 12.567, 90, 90, 120])
-    out.append(_named(_primitive(b12), "B-alpha12"))
-    return out
 
 
 def random_structures(specs: Iterable[tuple[str, int, int]], seed: int = 0, max_tries: int = 20) -> list[Atoms]:
@@ -145,11 +102,8 @@ def seed_structures(seed: int = 0) -> list[Atoms]:
 
 
 # --------------------------------------------------------------------------- the demo
-#: the known phases the demo relaxes beside the samples (ids in :func:`prototypes`)
-DEMO_KNOWN: dict[str, tuple[str, ...]] = {
-    "Li": ("Li-bcc", "Li-fcc", "Li-cI16"),
-    "SiO2": ("SiO2-stishovite", "SiO2-CaCl2", "SiO2-aPbO2"),
-}
+#: the known phases the demo relaxes beside the samples (ids in :mod:`gencrystal.known_structures`)
+DEMO_KNOWN: dict[str, tuple[str, ...]] = DEMO_REFERENCES
 
 CAUTION = ("CAUTION: CHGNet (like SevenNet) is badly wrong under strong compression - at 50 GPa it "
            "puts bcc Li at 4.05 A^3/atom against PBE's 8.69 (reports/eos_li.md). Treat this ranking "

@@ -19,7 +19,7 @@ pressure), then per system the EOS table and the per-iteration labels and commit
 Systems (seed = the EOS structure and the structure the candidates are perturbed from):
 ``li`` bcc Li (2 atoms), ``si`` diamond Si (2-atom primitive cell), ``sio2`` rutile-type
 SiO2 / stishovite (6 atoms), ``b`` α-B12 (12 atoms); the last two come from the AFLOW
-prototypes in :mod:`gencrystal.search.known_phases`. Everything after ``--`` is a Hydra
+prototypes in :mod:`gencrystal.known_structures`. Everything after ``--`` is a Hydra
 override of ``conf/learn.yaml``. The loop and the DFT reference and potential relaxations
 (``eos_dft.json``, ``eos_mlp.json`` in ``--out``) resume from ``--out`` after a kill.
 ``--report-only`` rebuilds the markdown and plot from the JSON without computing anything.
@@ -38,7 +38,7 @@ import numpy as np
 
 REPORT_JSON = Path("reports/active_learning.json")
 PLOT = Path("reports/active_learning.png")
-_PROTO = "{{_target_:gencrystal.search.known_phases.prototype_structure,phase:{{_target_:gencrystal.search.known_phases.KNOWN_PHASES.get,_args_:[{}]}}}}"
+_PROTO = "{{_target_:gencrystal.known_structures.target_structure,key:{}}}"
 SYSTEMS: dict[str, dict] = {
     "li": {"name": "Li", "seed": "bcc Li, conventional cubic cell (2 atoms)", "composition": "Li2",
            "pressures": "[0,25,50]", "seeds": None},  # conf/learn.yaml's default seed
@@ -157,7 +157,7 @@ def run_system(args) -> dict:
     from gencrystal.potentials.committee import is_committee_dir, load_committee
     from gencrystal.learn.loop import ActiveLearningLoop
     from gencrystal.potentials import load_potential
-    from gencrystal.relax.engine import single_threaded
+    from gencrystal.fanout import single_threaded
     from gencrystal.reporting import run_metadata
 
     sysd = SYSTEMS[args.system]

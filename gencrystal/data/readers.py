@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing as mp
 import os
 import pickle
 import warnings
@@ -167,9 +166,10 @@ def parse_table(
     workers = max(1, min(int(workers), os.cpu_count() or 1))
     bar = dict(total=len(jobs), desc=f"parse {Path(source).name or 'table'}", unit="cif", disable=not progress, mininterval=1.0)
     if workers > 1 and len(jobs) > 200:
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with ctx.Pool(workers) as pool:
-            results = list(tqdm(pool.imap(_parse_cif, jobs, chunksize=64), **bar))
+        from gencrystal.fanout import parallel_map
+
+        results = parallel_map(_parse_cif, jobs, workers=workers, progress=progress,
+                               desc=f"parse {Path(source).name or 'table'}", chunk_size=64)
     else:
         results = [_parse_cif(j) for j in tqdm(jobs, **bar)]
 

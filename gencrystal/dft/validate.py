@@ -201,7 +201,7 @@ def validate(cfg) -> dict[str, Any]:
     from gencrystal.config import instantiate
     from gencrystal.db.results import write_to_db
     from gencrystal.io import write_extxyz, write_json
-    from gencrystal.relax.engine import run_tasks
+    from gencrystal.fanout import run_tasks
     from gencrystal.relax.runs import Checkpoint, settings_key
     from gencrystal.units import check_pressure
 

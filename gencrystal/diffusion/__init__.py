@@ -52,6 +52,25 @@ All three share the methods used by training and sampling::
   Also ``discrete_time``, ``keep_prob``, ``marginal_probs``, ``step_probs``,
   ``posterior_log_probs``, ``model_log_probs``, ``x0_log_probs(logits, allowed=, index=)``.
 
+Flow matching (``flow.py``, ``flow_sampler.py``)
+-----------------------------------------------
+Same interface and time convention (``t = 1`` prior, ``t = 0`` data; flow time
+``tau = 1 - t``); the network regresses velocities ``dx/dtau`` (x1 logits for types).
+* ``FlowSchedule(kind="cond_ot" | "cosine")``: ``kappa(tau)``, ``dkappa(tau)``.
+* ``FlowTorus(schedule="cond_ot", remove_mean=True)``: uniform prior, geodesic path
+  ``z + kappa w(x1 - z)``, target ``kappa' w(x1 - z)``; the loss removes the per-sample
+  mean of the velocity error.
+* ``FlowMatrix(schedule="cond_ot", space="log" | "linear")``: symmetric positive-definite
+  matrix (lattice polar factor) from the VP field's prior (``limit_mean``, ``limit_std``),
+  straight in ``log S`` (or ``S``).
+* ``MaskedFlow(num_classes, schedule="cond_ot")``: discrete flow matching from the mask
+  state; loss = cross-entropy on masked rows; ``jump(x, logits, t, s, ...)``.
+Continuous flow fields have ``velocity_from_prediction``, ``move(x, v, dtau)`` and
+``project``; all have ``is_flow = True``.
+``sample_flow(fields, velocity_fn, init_state, num_steps, solver="euler" | "midpoint" |
+"rk4", anneal_slope=0, anneal_offset=0, anneal_fields=("frac_coords",), t_start=1,
+t_end=0, ...)`` and ``FlowSampler`` (``conf/sampler/flow*.yaml``; NFE = steps x 1/2/4).
+
 Fields and losses (``losses.py``)
 ---------------------------------
 * ``DiffusionField(process, loss_weight=1.0, reduce="sum" | "mean")``: ``corrupt`` as
@@ -94,7 +113,9 @@ Guidance: ``cfg_combine(cond, uncond, scale)``, ``cfg_combine_logits(cond, uncon
 
 from gencrystal.diffusion.base import Corrupted
 from gencrystal.diffusion.correctors import LangevinCorrector
-from gencrystal.diffusion.d3pm import MaskedD3PM
+from gencrystal.diffusion.d3pm import MaskedD3PM, masked_x0_log_probs
+from gencrystal.diffusion.flow import FlowMatrix, FlowSchedule, FlowTorus, MaskedFlow, sym_exp, sym_log
+from gencrystal.diffusion.flow_sampler import FlowSampler, sample_flow
 from gencrystal.diffusion.guidance import cfg_combine, cfg_combine_fields, cfg_combine_logits, cfg_combine_multi
 from gencrystal.diffusion.losses import DiffusionField, FieldSet, reduce_rows
 from gencrystal.diffusion.ode import ODESampler, sample_ode
@@ -108,7 +129,8 @@ from gencrystal.diffusion.wrapped_normal import (WrappedVE, wrap01, wrap_displac
                                                  wrapped_normal_score)
 
 __all__ = [
-    "Corrupted", "D3PMAncestral", "DiffusionField", "FieldSet", "LangevinCorrector", "MaskedD3PM", "ODESampler",
+    "Corrupted", "D3PMAncestral", "DiffusionField", "FieldSet", "FlowMatrix", "FlowSampler", "FlowSchedule",
+    "FlowTorus", "MaskedFlow", "masked_x0_log_probs", "sample_flow", "sym_exp", "sym_log", "LangevinCorrector", "MaskedD3PM", "ODESampler",
     "PCSampler", "sample_ode",
     "SamplerOutput", "VPAncestral", "VPProcess", "WrappedVE", "WrappedVEAncestral", "cfg_combine",
     "cfg_combine_fields", "cfg_combine_logits", "cfg_combine_multi", "default_predictor", "draw_prior",

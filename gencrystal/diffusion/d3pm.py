@@ -22,6 +22,28 @@ from gencrystal.diffusion.segments import rows_of
 _NEG_INF = float("-inf")
 
 
+def masked_x0_log_probs(logits: Tensor, num_classes: int, *, allowed: Tensor | None = None,
+                        index: Tensor | None = None) -> Tensor:
+    """Log-softmax of x0 logits over ``num_classes`` classes, with disallowed classes at -inf.
+
+    ``logits`` [N, K] or [N, K+1] (the mask column is dropped); ``allowed``: BoolTensor [K]
+    (all rows) or [B, K] (per sample, broadcast by ``index``).
+    """
+    if logits.shape[-1] == num_classes + 1:
+        logits = logits[..., :num_classes]
+    elif logits.shape[-1] != num_classes:
+        raise ValueError(f"x0 logits need {num_classes} or {num_classes + 1} columns, got {logits.shape[-1]}")
+    if allowed is not None:
+        allowed = allowed.to(torch.bool)
+        if allowed.shape[-1] != num_classes:
+            raise ValueError(f"allowed mask needs {num_classes} columns, got {allowed.shape[-1]}")
+        if not bool(allowed.any(-1).all()):
+            raise ValueError("allowed mask forbids every class for some sample")
+        rows = allowed if allowed.dim() == 1 else rows_of(allowed, index)
+        logits = logits.masked_fill(~rows, _NEG_INF)
+    return torch.log_softmax(logits, dim=-1)
+
+
 class MaskedD3PM(nn.Module):
     """Absorbing-state D3PM with the x0 parameterisation.
 
@@ -74,24 +96,9 @@ class MaskedD3PM(nn.Module):
         return torch.where(is_mask, mask, keep * onehot + (1.0 - keep) * mask)
 
     def x0_log_probs(self, logits: Tensor, *, allowed: Tensor | None = None, index: Tensor | None = None) -> Tensor:
-        """Log-softmax of x0 logits over the K classes, with disallowed classes at -inf.
-
-        ``allowed``: BoolTensor [K] (all rows) or [B, K] (per sample, broadcast by ``index``).
-        """
-        if logits.shape[-1] == self.num_classes + 1:
-            logits = logits[..., : self.num_classes]
-        elif logits.shape[-1] != self.num_classes:
-            raise ValueError(f"x0 logits need {self.num_classes} or {self.num_classes + 1} columns, "
-                             f"got {logits.shape[-1]}")
-        if allowed is not None:
-            allowed = allowed.to(torch.bool)
-            if allowed.shape[-1] != self.num_classes:
-                raise ValueError(f"allowed mask needs {self.num_classes} columns, got {allowed.shape[-1]}")
-            if not bool(allowed.any(-1).all()):
-                raise ValueError("allowed mask forbids every class for some sample")
-            rows = allowed if allowed.dim() == 1 else rows_of(allowed, index)
-            logits = logits.masked_fill(~rows, _NEG_INF)
-        return torch.log_softmax(logits, dim=-1)
+        """Log-softmax of x0 logits over the K classes, with disallowed classes at -inf
+        (:func:`masked_x0_log_probs`)."""
+        return masked_x0_log_probs(logits, self.num_classes, allowed=allowed, index=index)
 
     def posterior_log_probs(self, x_t: Tensor, x0_log_probs: Tensor, k_t: Tensor, k_s: Tensor) -> Tensor:
         """``log q(x_s | x_t, x0)`` mixed over ``x0 ~ exp(x0_log_probs)`` for ``k_s < k_t`` -> [N, K+1].

@@ -194,7 +194,7 @@ class ActiveLearningLoop:
         from tqdm.auto import tqdm
 
         from gencrystal.learn.candidates import relax_with_frames
-        from gencrystal.relax.engine import single_threaded
+        from gencrystal.fanout import single_threaded
 
         f = self.iter_dir(k) / "frames.extxyz"
         if self._done(k, "relaxed"):
@@ -270,7 +270,7 @@ class ActiveLearningLoop:
             labels_from_db,
             structure_hash,
         )
-        from gencrystal.relax.engine import single_threaded
+        from gencrystal.fanout import single_threaded
 
         level = self.backend.level_of_theory
         n_new, n_skipped, n_failed, wall = 0, 0, 0, 0.0
@@ -310,7 +310,7 @@ class ActiveLearningLoop:
 
     def train(self, k: int, store) -> Path:
         from gencrystal.learn.finetune import train_committee
-        from gencrystal.relax.engine import single_threaded
+        from gencrystal.fanout import single_threaded
 
         d = self.committee_dir(k)
         if self._done(k, "trained"):

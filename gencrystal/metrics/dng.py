@@ -87,7 +87,7 @@ def _fingerprints_one(structure):
 def fingerprints(structures: Sequence[Structure | None], workers: int = 1, progress: bool = True,
                  desc: str = "fingerprints") -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
     """Structure and composition fingerprints of each structure (None where they fail)."""
-    from gencrystal.metrics.parallel import parallel_map
+    from gencrystal.fanout import parallel_map
 
     _featurizers()  # load once before forking
     res = parallel_map(_fingerprints_one, list(structures), workers=workers, progress=progress, desc=desc)

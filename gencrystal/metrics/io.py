@@ -40,7 +40,8 @@ class Entry:
 
 def read_cdvae_csv(path: str | os.PathLike, id_column: str = "material_id", cif_column: str = "cif",
                    limit: int | None = None) -> list[Entry]:
-    """Read a CDVAE-style CSV (one CIF per row) into entries; other columns go to ``info``.
+    """Read a CDVAE-style CSV (one CIF per row; or the same table as ``.feather``) into entries;
+    other columns go to ``info``.
 
     Raises :class:`GencrystalError` for a missing file or column, a CIF pymatgen cannot
     parse, or a structure with a NaN/Inf cell or coordinate (file and row named).
@@ -51,7 +52,12 @@ def read_cdvae_csv(path: str | os.PathLike, id_column: str = "material_id", cif_
     if not p.is_file():
         raise GencrystalError(f"reference CSV {str(p)!r} does not exist")
     try:
-        df = pd.read_csv(p, nrows=limit)
+        if p.suffix == ".feather":  # the same table in Arrow form (MP-20's original files)
+            df = pd.read_feather(p)
+            df = df.drop(columns=[c for c in df.columns if str(c).startswith("Unnamed:") or str(c) == "index"])
+            df = df.head(limit) if limit is not None else df
+        else:
+            df = pd.read_csv(p, nrows=limit)
     except Exception as exc:
         raise GencrystalError(f"cannot read CSV {str(p)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     for col in (id_column, cif_column):

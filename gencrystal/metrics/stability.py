@@ -136,7 +136,7 @@ def compute_energies(atoms_list: Sequence[Atoms], ids: Sequence[str], potential,
     if not todo:
         return out  # type: ignore[return-value]
     from gencrystal.potentials import as_potential
-    from gencrystal.relax.engine import single_threaded
+    from gencrystal.fanout import single_threaded
 
     pot = as_potential(potential)
     if steps > 0:

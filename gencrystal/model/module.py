@@ -12,9 +12,17 @@
   wrapped together in :class:`CrystalNet` whose exponential moving average (EMA) is
   used for validation and sampling and stored in the checkpoint.
 
+Flow matching: with ``diffusion=csp_flow`` / ``dng_flow`` the same context feeds the flow
+fields (:class:`~gencrystal.diffusion.FlowTorus`, :class:`~gencrystal.diffusion.FlowMatrix`
+from the same lattice prior μ(n, P), :class:`~gencrystal.diffusion.MaskedFlow`); the
+network then regresses velocities and :meth:`CrystalDiffusionModule.sample` integrates
+them with a :class:`~gencrystal.diffusion.FlowSampler` (:meth:`resolve_sampler`).
+
 Translation handling: the denoiser sees only fractional *differences*, so a common
-translation of all atoms changes neither its outputs nor the loss (the network is
-invariant; the mean is not removed).
+translation of all atoms changes neither its outputs nor the diffusion loss (the network
+is invariant; the mean is not removed). The flow torus loss removes the per-crystal mean
+of the velocity error, because the target velocity carries a common drift that an
+invariant network cannot express.
 
 Units: lattices in Å (rows = vectors), pressure in GPa, fractional coordinates in [0, 1).
 Atom types enter the diffusion as ``Z − 1`` (0..99) with the mask state 100.
@@ -166,8 +174,12 @@ class CrystalDiffusionModule(pl.LightningModule):
         For the VP field in standard units ``y_t = (x_t − μ)/σ∞ = a_t·y_0 + sqrt(1 − a_t²)·ε``,
         ``E[ε | y_t] = sqrt(1 − a_t²)·y_t`` when ``y_0 ~ N(0, I)``; the network adds a residual to
         this closed-form guess (sign following the process's target). Near t = 1 (``a_t ≈ 0``),
-        where the reverse process multiplies any error in ε by ``1/a_t``, the guess is exact."""
+        where the reverse process multiplies any error in ε by ``1/a_t``, the guess is exact.
+        For the flow lattice field the guess is :meth:`~gencrystal.diffusion.FlowMatrix.skip_guess`."""
         proc = self.fields["lattice"].process if "lattice" in self.fields else None
+        if self.lattice_skip_enabled and proc is not None and hasattr(proc, "skip_guess"):  # flow lattice
+            lat = ctx["lattice"]
+            return proc.skip_guess(x_t, t, limit_mean=lat["limit_mean"], limit_std=lat["limit_std"])
         if not self.lattice_skip_enabled or proc is None or not hasattr(proc, "mean_coeff"):
             return None
         lat = ctx["lattice"]
@@ -295,15 +307,47 @@ class CrystalDiffusionModule(pl.LightningModule):
                               f"[{lo:g}, {hi:g}] (z in [{c.start:g}, {c.stop:g}]); its embedding fades to zero there",
                               stacklevel=3)
 
-    def _sampler(self, sampler: str | Mapping | DictConfig):
+    @property
+    def is_flow(self) -> bool:
+        """True for a flow-matching model (every field is a flow field, ``conf/diffusion/*_flow.yaml``)."""
+        return all(getattr(f.process, "is_flow", False) for f in self.fields.values())
+
+    @staticmethod
+    def _sampler_config(sampler: str | Mapping | DictConfig):
         if isinstance(sampler, str):
             from gencrystal.config import conf_dir
 
             path = conf_dir() / "sampler" / f"{sampler}.yaml"
             if not path.is_file():
                 raise GencrystalError(f"unknown sampler {sampler!r}: no {path}")
-            sampler = OmegaConf.load(path)
-        return _instantiate(sampler)
+            return OmegaConf.load(path)
+        return sampler
+
+    def resolve_sampler(self, sampler: str | Mapping | DictConfig) -> str | Mapping | DictConfig:
+        """The sampler this model runs when asked for ``sampler``.
+
+        A flow model asked for a diffusion sampler (``fast``, ``pc``, ``ode`` — the CLI
+        defaults) runs its own flow sampler instead (``model.flow_sampler``, default
+        ``conf/sampler/flow.yaml``), so flow checkpoints need no extra flag. A diffusion
+        model asked for a flow sampler is an error."""
+        node = self._sampler_config(sampler)
+        target = str((node or {}).get("_target_", "")) if isinstance(node, (Mapping, DictConfig)) else ""
+        flow_sampler = target.rsplit(".", 1)[-1] == "FlowSampler"
+        if self.is_flow and not flow_sampler:
+            return str(self.hparams["cfg"]["model"].get("flow_sampler", "flow"))
+        if not self.is_flow and flow_sampler:
+            label = sampler if isinstance(sampler, str) else target.rsplit(".", 1)[-1]
+            raise GencrystalError(f"sampler {label!r} integrates a flow, but this checkpoint is a diffusion model "
+                                  "(use fast, pc or ode)")
+        return sampler
+
+    def _sampler(self, sampler: str | Mapping | DictConfig):
+        node = self._sampler_config(self.resolve_sampler(sampler))
+        try:
+            return _instantiate(node)
+        except Exception as exc:  # hydra wraps the sampler's own ValueError (bad steps, solver, ...)
+            cause = exc.__cause__ or exc
+            raise GencrystalError(f"bad sampler configuration: {str(cause).strip().splitlines()[0][:200]}") from None
 
     @torch.no_grad()
     def sample(self, num_atoms: torch.Tensor, atom_types: torch.Tensor | None = None,
@@ -320,13 +364,15 @@ class CrystalDiffusionModule(pl.LightningModule):
                 a missing condition is treated as absent (null embedding). The special key
                 ``"allowed_elements"`` (bool [100] or [B, 100], index Z−1) restricts
                 de-novo types to a chemical system.
-            sampler: ``"pc"``/``"fast"`` (``conf/sampler/<name>.yaml``) or a sampler config.
+            sampler: ``"pc"``/``"fast"``/``"flow"``... (``conf/sampler/<name>.yaml``) or a sampler
+                config; see :meth:`resolve_sampler` for flow models.
             guidance_scale: classifier-free guidance γ (1 = plain conditional; a dict
                 ``{column: γ}`` guides each condition separately).
             generator: torch.Generator for reproducible draws (on the model's device).
         Returns:
             ``frac_coords`` [N, 3] in [0, 1), ``lattice`` [B, 3, 3] Å (symmetric polar
-            factor), ``atom_types`` [N] Z, ``num_atoms`` [B], ``nfe`` (network calls).
+            factor), ``atom_types`` [N] Z, ``num_atoms`` [B], ``nfe`` (network calls; for
+            flow models the guided outputs are velocities, combined by the same guidance code).
         """
         from gencrystal.diffusion import guidance
 
@@ -419,6 +465,8 @@ class CrystalDiffusionModule(pl.LightningModule):
                         o = o + skip
                     if name == "atom_types":
                         scores[name] = o
+                    elif getattr(proc, "is_flow", False):
+                        scores[name] = proc.velocity_from_prediction(o, t)
                     else:
                         kw = {kk: vv for kk, vv in ctx[name].items() if kk != "allowed"}
                         scores[name] = proc.score_from_prediction(o, t, **kw)

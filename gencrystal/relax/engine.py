@@ -6,47 +6,27 @@ Three ways to run, same results:
 - in-process, batched (:func:`gencrystal.relax.batched.relax_batched`): ``batched=True``;
 - fanned out over Dask workers (``workers=N`` single-threaded processes on a
   ``LocalCluster``, or ``scheduler="tcp://host:8786"`` for an existing cluster, e.g. one
-  started with dask-jobqueue on SLURM). Each worker loads the potential once from its
-  config (``Potential.spec``, never the weights) and relaxes chunks of structures (one by
-  one, or batched when ``batched=True``).
+  started with dask-jobqueue on SLURM) by :func:`gencrystal.fanout.run_tasks`. Each
+  worker loads the potential once from its config (``Potential.spec``, never the
+  weights) and relaxes chunks of structures (one by one, or batched when ``batched=True``).
 
 One structure's failure is recorded on its :class:`RelaxResult` and never stops the rest.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ase import Atoms
 
 from gencrystal.errors import GencrystalError
+from gencrystal.fanout import FanOut, progress_bar, run_tasks, single_threaded
 from gencrystal.potentials import Potential, as_potential, build_potential
 from gencrystal.relax.ase_relax import OPTIMIZERS, RelaxGuard, relax_one
 from gencrystal.relax.result import RelaxResult
 from gencrystal.units import check_pressure
-
-
-@contextlib.contextmanager
-def single_threaded(torch_threads: int = 1):
-    """Limit BLAS/OpenMP pools (threadpoolctl) and torch to ``torch_threads`` threads.
-
-    On 2 shared cores, the cell filter's BLAS threads fighting torch's made
-    relaxations 2–5× slower (../shared/STACK.md).
-    """
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(torch_threads)))
-    try:
-        with threadpool_limits(limits=max(1, int(torch_threads))):
-            yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _normalise_inputs(structures: Iterable, ids: Sequence[str] | None) -> tuple[list[Atoms], list[str]]:
@@ -174,7 +154,7 @@ def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential:
     use_dask = scheduler is not None or int(workers) > 1
     if not use_dask:
         pot = as_potential(potential, device)
-        with _progress(len(atoms_list), progress, f"relax [{pot.level_of_theory}]") as bar:
+        with progress_bar(len(atoms_list), progress, f"relax [{pot.level_of_theory}]") as bar:
             return _relax_chunk(atoms_list, names, pot, pressure_gpa, opts, progress=bar, on_result=on_result)
     pot = as_potential(potential, device)  # validates the config before any worker starts
     if pot.spec is None:
@@ -184,65 +164,31 @@ def relax_structures(structures: Iterable, pressure_gpa: float = 0.0, potential:
                        chunk_size=chunk_size, progress=progress, on_result=on_result, label=pot.level_of_theory)
 
 
-@contextlib.contextmanager
-def _progress(total: int, enabled: bool, label: str):
-    if not enabled:
-        yield None
-        return
-    from tqdm.auto import tqdm
-
-    with tqdm(total=total, desc=label, unit="struct", leave=False) as bar:
-        yield bar.update
-
-
 def _relax_dask(atoms_list, names, spec, pressure_gpa, opts, *, workers, scheduler, chunk_size, progress, on_result,
                 label):
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    cluster = None
-    try:
-        if scheduler:
-            client = Client(scheduler, timeout="20s")
-        else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=40)
-            client = Client(cluster)
-    except Exception as exc:
-        raise GencrystalError(f"cannot start/reach the Dask cluster ({scheduler or f'LocalCluster x{workers}'}): {exc}") from exc
+    """Relax over Dask with :func:`gencrystal.fanout.run_tasks`, one chunk of structures per task."""
     n = len(atoms_list)
-    nworkers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
     # one structure per task unless batched: relaxation times differ by 100x (a 16-atom cell
     # compressed at 50 GPa vs a converged cubic one), and Dask balances single tasks; batched
     # FIRE needs several structures per task to fill a model call
+    nworkers = max(1, int(workers)) if scheduler is None else 1
     size = chunk_size or (max(1, min(opts["batch_size"], -(-n // nworkers))) if opts["batched"] else 1)
     chunks = [(i, min(i + size, n)) for i in range(0, n, size)]
-    results: list[RelaxResult | None] = [None] * n
-    try:
-        futures = {}
-        for lo, hi in chunks:
-            fut = client.submit(_worker_task, atoms_list[lo:hi], names[lo:hi], spec, pressure_gpa, opts, pure=False)
-            futures[fut] = (lo, hi)
-        with _progress(n, progress, f"relax [{label}]") as bar:
-            for fut in as_completed(list(futures)):
-                lo, hi = futures[fut]
-                try:
-                    chunk = fut.result()
-                except Exception as exc:  # worker died: record on this chunk's structures only
-                    chunk = [_failed(atoms_list[j], names[j], pressure_gpa, f"worker failed: {type(exc).__name__}: {exc}")
-                             for j in range(lo, hi)]
-                results[lo:hi] = chunk
-                if on_result is not None:
-                    for j, r in enumerate(chunk):
-                        on_result(lo + j, r)
-                if bar:
-                    bar(hi - lo)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    return results  # type: ignore[return-value]
+
+    def failed(k: int, exc: BaseException) -> list[RelaxResult]:  # worker died: this chunk's structures only
+        lo, hi = chunks[k]
+        return [_failed(atoms_list[j], names[j], pressure_gpa, f"worker failed: {type(exc).__name__}: {exc}")
+                for j in range(lo, hi)]
+
+    def arrived(k: int, chunk: list[RelaxResult]) -> None:
+        if on_result is not None:
+            for j, r in enumerate(chunk):
+                on_result(chunks[k][0] + j, r)
+
+    done = run_tasks(_worker_task, [(atoms_list[lo:hi], names[lo:hi], spec, pressure_gpa, opts) for lo, hi in chunks],
+                     FanOut(workers=int(workers), scheduler=scheduler, torch_threads=int(opts.get("torch_threads", 1))),
+                     label=f"relax [{label}]", progress=progress, on_result=arrived, on_error=failed)
+    return [r for chunk in done for r in chunk]
 
 
 def _failed(atoms: Atoms, sid: str, pressure_gpa: float, error: str, level: str = "") -> RelaxResult:
@@ -251,91 +197,3 @@ def _failed(atoms: Atoms, sid: str, pressure_gpa: float, error: str, level: str 
                       volume_per_atom=atoms.get_volume() / len(atoms))
     res.atoms.info.update(res.info())
     return res
-
-
-@dataclass
-class FanOut:
-    """Where relaxations run (``conf/cluster/*.yaml``).
-
-    Attributes:
-        workers: 0 or 1 run in this process; N > 1 starts a Dask ``LocalCluster`` of N
-            single-threaded worker processes.
-        scheduler: address of an existing Dask scheduler (``tcp://host:8786``, e.g. from
-            dask-jobqueue on SLURM); overrides ``workers``.
-        chunk_size: structures per Dask task (None: 1; batched: up to ``batch_size``).
-        torch_threads: torch/BLAS threads per process.
-    """
-
-    workers: int = 1
-    scheduler: str | None = None
-    chunk_size: int | None = None
-    torch_threads: int = 1
-
-
-def _call_limited(fn, args, torch_threads):
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    with single_threaded(torch_threads):
-        return fn(*args)
-
-
-def run_tasks(fn: Callable, args_list: Sequence[tuple], fan: FanOut | None = None, *, label: str = "tasks",
-              progress: bool = True, on_result: Callable[[int, Any], None] | None = None,
-              on_error: Callable[[int, BaseException], Any] | None = None) -> list:
-    """Run ``fn(*args)`` for every ``args`` in this process or over Dask (``fan``), in order.
-
-    Used for DFT jobs (one structure per task). ``fn`` must be importable (module level)
-    for Dask. A task that raises gets ``on_error(i, exc)`` as its result (re-raised when
-    ``on_error`` is None).
-    """
-    fan = fan or FanOut()
-    results: list = [None] * len(args_list)
-    use_dask = fan.scheduler is not None or int(fan.workers) > 1
-    with _progress(len(args_list), progress, label) as bar:
-        if not use_dask:
-            for i, args in enumerate(args_list):
-                try:
-                    results[i] = _call_limited(fn, args, fan.torch_threads)
-                except Exception as exc:
-                    if on_error is None:
-                        raise
-                    results[i] = on_error(i, exc)
-                if on_result is not None:
-                    on_result(i, results[i])
-                if bar:
-                    bar(1)
-            return results
-        from dask.distributed import Client, LocalCluster, as_completed
-
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-        cluster = None
-        try:
-            if fan.scheduler:
-                client = Client(fan.scheduler, timeout="20s")
-            else:
-                cluster = LocalCluster(n_workers=int(fan.workers), threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=40)
-                client = Client(cluster)
-        except Exception as exc:
-            raise GencrystalError(f"cannot start/reach the Dask cluster ({fan.scheduler or f'LocalCluster x{fan.workers}'}): {exc}") from exc
-        try:
-            futures = {client.submit(_call_limited, fn, args, fan.torch_threads, pure=False): i
-                       for i, args in enumerate(args_list)}
-            for fut in as_completed(list(futures)):
-                i = futures[fut]
-                try:
-                    results[i] = fut.result()
-                except Exception as exc:
-                    if on_error is None:
-                        raise
-                    results[i] = on_error(i, exc)
-                if on_result is not None:
-                    on_result(i, results[i])
-                if bar:
-                    bar(1)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    return results

@@ -185,7 +185,7 @@ def eos_check(cfg) -> dict:
     from gencrystal.config import instantiate
     from gencrystal.io import atomic_write, read_structures, write_json
     from gencrystal.potentials import as_potential
-    from gencrystal.relax.engine import run_tasks
+    from gencrystal.fanout import run_tasks
     from gencrystal.units import check_pressure
 
     if cfg.get("structure") in (None, "", "???"):

@@ -193,6 +193,9 @@ class Generator:
                 ckpt.to(self.device)
             if hasattr(ckpt, "eval"):
                 ckpt.eval()
+        resolve = getattr(self.module, "resolve_sampler", None)
+        if callable(resolve):  # a flow checkpoint runs its flow sampler for the diffusion names
+            self.sampler = resolve(self.sampler)
 
     # ------------------------------------------------------------------ model facts
     @property

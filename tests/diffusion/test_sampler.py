@@ -114,6 +114,7 @@ def test_missing_field_and_bad_config():
         PCSampler(spacing="cosine")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_sampling_is_seeded_and_recovers_target():
     toy = ToyProblem(device="cuda")

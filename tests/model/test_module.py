@@ -101,6 +101,7 @@ def test_dng_model_diffuses_types_and_respects_allowed_elements():
     assert set(out["atom_types"].tolist()) <= {8, 14}
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 autocast is the GPU option (CPU oneDNN here lacks bf16)")
 def test_bf16_autocast_forward_on_gpu():
     """The denoiser runs under bf16 autocast (trainer.precision=bf16-mixed) and returns finite outputs."""

@@ -182,7 +182,8 @@ def test_global_batch_is_fixed_whatever_the_device_count():
 
 def test_every_experiment_composes():
     for name, data in [("mp20_csp", "mp20"), ("mp20_dng", "mp20"), ("perov5_csp", "perov5"),
-                       ("carbon24_csp", "carbon24"), ("hp_csp", "asedb")]:
+                       ("carbon24_csp", "carbon24"), ("hp_csp", "asedb"), ("mp20_csp_flow", "mp20"),
+                       ("mp20_dng_flow", "mp20"), ("perov5_csp_flow", "perov5"), ("hp_csp_flow", "asedb")]:
         try:
             cfg = compose("train", [f"experiment={name}"])
         except GencrystalError as exc:
@@ -190,7 +191,10 @@ def test_every_experiment_composes():
                 pytest.skip("conf/data/asedb.yaml (the data developer's) has not landed")
             raise
         assert cfg.name == name and cfg.data.name == data
-        assert ("atom_types" in cfg.diffusion.fields) == name.endswith("dng")
+        assert ("atom_types" in cfg.diffusion.fields) == ("dng" in name)
+        flow = {f.process._target_.rsplit(".", 1)[-1] for f in cfg.diffusion.fields.values()}
+        assert flow <= ({"FlowTorus", "FlowMatrix", "MaskedFlow"} if name.endswith("_flow") else
+                        {"WrappedVE", "VPProcess", "MaskedD3PM"}), (name, flow)
     for trainer in ("cpu", "gpu", "ddp"):
         cfg = compose("train", [f"trainer={trainer}"])
         assert cfg.trainer.gradient_clip_val == 0.5

@@ -6,7 +6,7 @@ import operator
 
 import pytest
 
-from gencrystal.relax.engine import FanOut, run_tasks
+from gencrystal.fanout import FanOut, run_tasks
 
 
 def _check(fan):
@@ -26,3 +26,19 @@ def test_run_tasks_in_process():
 @pytest.mark.slow
 def test_run_tasks_over_a_local_dask_cluster():
     _check(FanOut(workers=2))
+
+
+def test_chunked_tasks_keep_order_and_per_item_failures_in_process():
+    from gencrystal.fanout import parallel_map
+
+    _check(FanOut(workers=1, chunk_size=2))
+    assert parallel_map(abs, [-3, 2, -1, 0, -7], workers=1, progress=False, chunk_size=2) == [3, 2, 1, 0, 7]
+
+
+@pytest.mark.slow
+def test_parallel_map_over_dask_equals_the_serial_map():
+    from gencrystal.fanout import parallel_map
+
+    items = list(range(-40, 40))
+    assert parallel_map(abs, items, workers=2, progress=False) == [abs(x) for x in items]
+    _check(FanOut(workers=2, chunk_size=2))

@@ -20,10 +20,9 @@ def test_random_search_finds_rutile_sio2_at_50_gpa_with_chgnet(tmp_path):
     whole chain (seeded pyxtal draw, CHGNet relaxation at 50 GPa, matcher, early stop)."""
     from gencrystal.relax import relax_structures
     from gencrystal.search import RandomSearch, run_search
-    from gencrystal.search.known_phases import KNOWN_PHASES, matches, prototype_structure
+    from gencrystal.known_structures import matches, target
 
-    phase = KNOWN_PHASES["sio2_rutile"]
-    proto = prototype_structure(phase)
+    proto = target("sio2_rutile").structure()
     ref = relax_structures([proto], pressure_gpa=50.0, potential="chgnet", steps=300, progress=False)[0]
     assert ref.converged and matches(ref.atoms, proto, "loose")  # CHGNet keeps the rutile-type phase at 50 GPa
     budget = 6

@@ -1,0 +1,139 @@
+"""Is a potential trusted for a known-phase target? Its relaxation of the target against DFT's.
+
+Before a search counts structures to a known phase, the target itself is relaxed at the
+target pressure with the search's potential and with DFT (GPAW). The potential is
+*trusted* for the target when both relaxations converge, they agree on the volume within
+``volume_tol`` (5 %) and the potential keeps the target's space group; otherwise the row
+is *untrusted* (the search would run on a wrong energy landscape) and, without a DFT
+result, *unchecked*. A DFT relaxation is cached per structure and settings (extxyz under
+``cache_dir``), so a re-run of a benchmark does not repeat it.
+
+The DFT input is the target's Niggli-reduced primitive cell (the same crystal in fewer
+atoms); with ``symmetry: on`` GPAW keeps its space group, so the DFT side fixes the
+reference volume and the potential side is judged on volume and symmetry.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from ase import Atoms
+
+from gencrystal.known_structures import Target, matches
+
+TRUSTED, UNTRUSTED, UNCHECKED = "trusted", "untrusted", "unchecked"
+
+
+def primitive_cell(atoms: Atoms) -> Atoms:
+    """The spglib primitive cell of ``atoms``, Niggli-reduced (pymatgen), ``info`` kept."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from gencrystal.structures import to_atoms, to_structure
+
+    s = SpacegroupAnalyzer(to_structure(atoms), symprec=1e-3).find_primitive().get_reduced_structure()
+    out = to_atoms(s)
+    out.info = dict(atoms.info)
+    return out
+
+
+def space_group_number(symbol: str) -> int | None:
+    """The number in a ``RelaxResult.space_group`` string such as ``"P4_2/mnm (136)"``."""
+    m = re.search(r"\((\d+)\)", symbol or "")
+    return int(m.group(1)) if m else None
+
+
+def _summary(res) -> dict[str, Any]:
+    return {"converged": bool(res.converged), "error": res.error, "steps": int(res.steps),
+            "volume_per_atom": float(res.volume_per_atom), "enthalpy_per_atom": float(res.enthalpy_per_atom),
+            "space_group": res.space_group, "level_of_theory": res.level_of_theory, "wall_s": float(res.wall_s)}
+
+
+def dft_relax_cached(atoms: Atoms, pressure_gpa: float, backend, settings: dict, cache_dir: str | Path,
+                     sid: str) -> tuple[Atoms, dict[str, Any]]:
+    """DFT relaxation of ``atoms`` at ``pressure_gpa`` (GPa), read from ``cache_dir`` when an earlier
+    run did it with the same structure and ``settings``; returns (relaxed Atoms, summary)."""
+    from ase.io import read
+
+    from gencrystal.io import write_extxyz
+    from gencrystal.metrics.stability import structure_key
+
+    key = structure_key(atoms, {**settings, "pressure_gpa": float(pressure_gpa)})
+    path = Path(cache_dir) / f"{sid}_{key[:16]}.extxyz"
+    if path.is_file():
+        b = read(str(path), index=0)
+        assert isinstance(b, Atoms)
+        summary = {k[4:]: v for k, v in b.info.items() if k.startswith("dft_")}
+        summary["cached"] = True
+        return b, summary
+    res = backend.relax(atoms, pressure_gpa, sid=sid)
+    summary = _summary(res)
+    b = res.atoms.copy()
+    b.info = {f"dft_{k}": v for k, v in summary.items() if v is not None}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_extxyz([b], path)
+    summary["cached"] = False
+    return b, summary
+
+
+def potential_check(target: Target, potential: Any, *, relax_options: dict | None = None, backend=None,
+                    settings: dict | None = None, cache_dir: str | Path | None = None,
+                    volume_tol: float = 0.05) -> tuple[Atoms, dict[str, Any]]:
+    """Relax ``target``'s known structure at its pressure with ``potential`` (and with the DFT
+    ``backend`` when given) and judge the potential: returns (the potential-relaxed structure,
+    the check as a dict with ``status`` trusted / untrusted / unchecked and the reasons).
+
+    Args:
+        target: the benchmark target (:mod:`gencrystal.known_structures`).
+        potential: anything :func:`gencrystal.relax.relax_structures` accepts.
+        relax_options: ``fmax`` (eV/Å), ``steps`` ... for the potential's relaxation.
+        backend: a DFT backend with ``relax(atoms, pressure_gpa, sid)`` (e.g. GPAWBackend); None skips DFT.
+        settings: the backend's settings (part of the cache key).
+        cache_dir: folder of the DFT cache (required with ``backend``).
+        volume_tol: largest accepted |V_potential / V_DFT − 1|.
+    """
+    from gencrystal.relax import relax_structures
+
+    known = target.structure()
+    res = relax_structures([known], pressure_gpa=target.pressure_gpa, potential=potential, progress=False,
+                           **(relax_options or {}))[0]
+    out: dict[str, Any] = {"target": target.key, "pressure_gpa": target.pressure_gpa,
+                           "volume_per_atom_start": known.get_volume() / len(known),
+                           "potential": _summary(res),
+                           "same_phase": {k: matches(res.atoms, known, k) for k in ("loose", "medium", "strict")},
+                           "volume_tol": volume_tol, "reasons": []}
+    sg_pot = space_group_number(res.space_group)
+    if not res.converged:
+        out["reasons"].append(f"the potential's relaxation did not converge ({res.error})")
+    if sg_pot != _catalogue_space_group(target):
+        out["reasons"].append(f"the potential changes the space group ({_catalogue_space_group(target)} -> {res.space_group or '?'})")
+    if backend is None:
+        out["dft"] = None
+        out["status"] = UNTRUSTED if out["reasons"] else UNCHECKED
+        if not out["reasons"]:
+            out["reasons"].append("no DFT relaxation of the target was run")
+        return res.atoms, out
+    if cache_dir is None:
+        raise ValueError("cache_dir is required with a DFT backend")
+    dft_atoms, dft = dft_relax_cached(primitive_cell(known), target.pressure_gpa, backend, settings or {}, cache_dir,
+                                      sid=target.key)
+    out["dft"] = dft
+    v_dft = float(dft.get("volume_per_atom", math.nan))
+    dv = res.volume_per_atom / v_dft - 1.0 if v_dft > 0 else math.nan
+    out["volume_deviation"] = dv
+    if not dft.get("converged"):
+        out["reasons"].append(f"the DFT relaxation did not converge ({dft.get('error')})")
+    if not (abs(dv) <= volume_tol):
+        out["reasons"].append(f"volume {res.volume_per_atom:.2f} vs DFT {v_dft:.2f} Å³/atom ({100 * dv:+.1f} %)")
+    out["same_phase_as_dft"] = matches(res.atoms, dft_atoms, "loose")
+    out["status"] = TRUSTED if not out["reasons"] else UNTRUSTED
+    return res.atoms, out
+
+
+def _catalogue_space_group(target: Target) -> int:
+    """The space-group number the catalogue gives for the target's structure."""
+    from gencrystal.known_structures import STRUCTURES
+
+    return STRUCTURES[target.structure_id].space_group

@@ -1,0 +1,101 @@
+"""The per-target potential check: trusted / untrusted / unchecked, and the DFT cache."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from ase.calculators.emt import EMT
+
+from gencrystal import known_structures as ks
+from gencrystal.potentials import calculator_potential
+from gencrystal.relax import relax_structures
+from gencrystal.search.target_check import TRUSTED, UNCHECKED, UNTRUSTED, potential_check, space_group_number
+
+
+@pytest.fixture
+def cu_target(monkeypatch):
+    """A Cu fcc 'target' at 5 GPa (EMT knows Cu), registered in the catalogue for the test."""
+    monkeypatch.setitem(ks.STRUCTURES, "Cu-fcc", ks.KnownStructure("Cu-fcc", "Cu", 225, "test", ks._bulk("Cu", "fcc", a=3.7)))
+    return ks.Target("cu_fcc", "Cu fcc", "Cu-fcc", 1, 5.0, None, None)
+
+
+class FakeDFT:
+    """A stand-in DFT backend: EMT relaxation, its volume scaled by ``volume_factor``; counts its calls."""
+
+    level_of_theory = "fake-dft"
+
+    def __init__(self, volume_factor: float = 1.0):
+        self.volume_factor, self.calls = volume_factor, 0
+        self.pot = calculator_potential(EMT, "emt")
+
+    def relax(self, atoms, pressure_gpa, sid=""):
+        self.calls += 1
+        r = relax_structures([atoms], pressure_gpa, self.pot, steps=200, progress=False)[0]
+        b = r.atoms.copy()
+        b.set_cell(b.cell.array * self.volume_factor ** (1 / 3), scale_atoms=True)
+        return dataclasses.replace(r, atoms=b, volume_per_atom=r.volume_per_atom * self.volume_factor,
+                                   level_of_theory=self.level_of_theory)
+
+
+def test_agreeing_dft_makes_the_potential_trusted_and_is_cached(cu_target, tmp_path):
+    pot = calculator_potential(EMT, "emt")
+    dft = FakeDFT(1.0)
+    _, check = potential_check(cu_target, pot, relax_options={"steps": 200}, backend=dft, settings={"x": 1},
+                               cache_dir=tmp_path)
+    assert check["status"] == TRUSTED and check["reasons"] == [] and abs(check["volume_deviation"]) < 1e-3
+    assert check["dft"]["cached"] is False and dft.calls == 1
+    _, again = potential_check(cu_target, pot, relax_options={"steps": 200}, backend=dft, settings={"x": 1},
+                               cache_dir=tmp_path)
+    assert dft.calls == 1 and again["dft"]["cached"] is True and again["status"] == TRUSTED
+    potential_check(cu_target, pot, relax_options={"steps": 200}, backend=dft, settings={"x": 2}, cache_dir=tmp_path)
+    assert dft.calls == 2  # other settings: computed anew
+
+
+def test_a_volume_off_by_more_than_the_tolerance_is_untrusted(cu_target, tmp_path):
+    pot = calculator_potential(EMT, "emt")
+    _, check = potential_check(cu_target, pot, relax_options={"steps": 200}, backend=FakeDFT(1.08), settings={},
+                               cache_dir=tmp_path)
+    assert check["status"] == UNTRUSTED
+    assert check["volume_deviation"] == pytest.approx(1 / 1.08 - 1, abs=1e-3)
+    assert any("vs DFT" in r and "-7.4 %" in r for r in check["reasons"])
+
+
+def test_without_dft_the_check_is_unchecked(cu_target):
+    _, check = potential_check(cu_target, calculator_potential(EMT, "emt"), relax_options={"steps": 200})
+    assert check["status"] == UNCHECKED and check["dft"] is None
+    assert check["potential"]["space_group"].endswith("(225)") and check["same_phase"]["strict"]
+    assert space_group_number("P4_2/mnm (136)") == 136 and space_group_number("") is None
+
+
+@pytest.mark.slow
+def test_bench_hp_phases_reuses_finished_searches_and_reports_the_checks(tmp_path, monkeypatch):
+    """The benchmark script: a search recorded as finished is not run again; the report has the
+    potential check, the held-out check and the row of the reused search."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    import gencrystal.reporting as reporting
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("bench_hp_phases", repo / "scripts" / "bench_hp_phases.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(reporting, "REPORTS_DIR", tmp_path / "reports")
+    work = tmp_path / "work"
+    record = work / "sio2_rutile" / "random-seed0.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"method": "random", "seed": 0, "budget": 4, "relaxed": 3, "n_ok": 3,
+                                  "to_locate": {"loose": 3, "medium": 3, "strict": None},
+                                  "best_enthalpy_per_atom": -5.9, "wall_s": 1.0, "search_id": "x"}))
+    assert bench.main(["--targets", "sio2_rutile", "--methods", "random", "--budget", "4", "--seeds", "0",
+                       "--dft-config", "none", "--steps", "150", "--work", str(work), "--report", "hp_test"]) == 0
+    rep = json.loads((tmp_path / "reports" / "hp_test.json").read_text())
+    t = rep["targets"][0]
+    assert t["runs"][0]["reused"] and t["summary"]["random"]["loose"]["found"] == 1
+    assert t["check"]["status"] == "unchecked" and t["check"]["potential"]["space_group"].endswith("(136)")
+    assert t["heldout"]["held_out"] is False and "hp_seeds.extxyz:SiO2-stishovite" in t["heldout"]["matches"]
+    md = (tmp_path / "reports" / "hp_test.md").read_text()
+    assert "| SiO2 rutile-type (stishovite) | unchecked | random | 1/1 | 3.0 | 3.0 |" in md
+    assert not list(work.glob("*.db"))  # nothing was searched

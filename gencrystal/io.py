@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 
 from ase import Atoms
 
-from gencrystal.checks import require_finite, require_finite_atoms
+from gencrystal.checks import require_finite_atoms
 from gencrystal.errors import GencrystalError
 
 STRUCTURE_SUFFIXES = (".cif", ".extxyz", ".xyz", ".traj", ".vasp", ".db")

@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -131,14 +132,16 @@ def potential_coverage(potential: str) -> dict | None:
     meta = folder / COMMITTEE_FILE
     if not meta.is_file():
         if str(potential).lower() in SHIPPED_COMMITTEES:
-            raise GencrystalError(f"potential={potential}: {str(meta)!r} is missing (build it: "
-                                  "python scripts/train_hp_committee.py)")
+            raise GencrystalError(
+                f"potential={potential}: {str(meta)!r} is missing (build it: python scripts/train_hp_committee.py)"
+            )
         return None
     return json.loads(meta.read_text()).get("coverage")
 
 
-def split_by_coverage(frames: Sequence[Atoms], potential: str, fallback: str,
-                      pressure_gpa: float) -> tuple[list[Atoms], list[Atoms], list[str]]:
+def split_by_coverage(
+    frames: Sequence[Atoms], potential: str, fallback: str, pressure_gpa: float
+) -> tuple[list[Atoms], list[Atoms], list[str]]:
     """Split the demo's structures into those ``potential`` covers (every element among its
     labels' elements, ``pressure_gpa`` inside their range) and those relaxed with the named
     ``fallback`` instead; returns ``(covered, fallback_frames, messages)``, one message per
@@ -157,8 +160,11 @@ def split_by_coverage(frames: Sequence[Atoms], potential: str, fallback: str,
         p_out = not (float(lo) <= float(pressure_gpa) <= float(hi))
         if outside or p_out:
             rest.append(a)
-            why = (f"element {', '.join(outside)} is outside {potential}'s DFT labels ({', '.join(sorted(elements))})"
-                   if outside else f"{pressure_gpa:g} GPa is outside {potential}'s labels ({lo:g}-{hi:g} GPa)")
+            why = (
+                f"element {', '.join(outside)} is outside {potential}'s DFT labels ({', '.join(sorted(elements))})"
+                if outside
+                else f"{pressure_gpa:g} GPa is outside {potential}'s labels ({lo:g}-{hi:g} GPa)"
+            )
             messages[red] = f"{red}: {why}; relaxed with the fallback potential {fallback} instead (no uncertainty)"
         else:
             covered.append(a)
@@ -225,8 +231,11 @@ def committee_spread(ranking: dict[str, list[RankedStructure]], potential: str) 
             if str(r.atoms.info.get("potential", "")) != pot.level_of_theory:
                 continue
             sp = pot.committee.spread(r.atoms)
-            out[(red, r.id)] = {"energy_std_mev": 1000.0 * sp.energy_std, "forces_std": sp.forces_std,
-                                "stress_std_gpa": sp.stress_std}
+            out[(red, r.id)] = {
+                "energy_std_mev": 1000.0 * sp.energy_std,
+                "forces_std": sp.forces_std,
+                "stress_std_gpa": sp.stress_std,
+            }
     return out
 
 
@@ -314,8 +323,9 @@ def plot_structure(atoms: Atoms, path: str | Path, title: str) -> None:
     plt.close(fig)
 
 
-def summarize(relaxed: str | Path | Sequence[str | Path], out: str | Path, pressure_gpa: float, top: int = 8,
-              uncertainty: str | None = None) -> str:
+def summarize(
+    relaxed: str | Path | Sequence[str | Path], out: str | Path, pressure_gpa: float, top: int = 8, uncertainty: str | None = None
+) -> str:
     """Print and return the demo's enthalpy ranking; write CIFs and the best structures' PNGs.
 
     Args:
@@ -339,8 +349,11 @@ def summarize(relaxed: str | Path | Sequence[str | Path], out: str | Path, press
     if not ranking:
         raise GencrystalError(f"no structure in {', '.join(map(str, files))} relaxed successfully")
     spread = committee_spread(ranking, uncertainty) if uncertainty else {}
-    lines = [f"Enthalpy ranking at {pressure_gpa:g} GPa (H = E + PV; dH relative to the best of each system"
-             + ("; +-H = committee spread of the enthalpy, sigma = of the stress" if spread else "") + ")"]
+    lines = [
+        f"Enthalpy ranking at {pressure_gpa:g} GPa (H = E + PV; dH relative to the best of each system"
+        + ("; +-H = committee spread of the enthalpy, sigma = of the stress" if spread else "")
+        + ")"
+    ]
     table = {}
     potentials_of: dict[str, str] = {}
     for red, items in ranking.items():
@@ -348,19 +361,29 @@ def summarize(relaxed: str | Path | Sequence[str | Path], out: str | Path, press
         n_all = sum(1 for a in frames if Composition(a.get_chemical_formula(mode="metal")).reduced_formula == red)
         pots = sorted({str(r.atoms.info.get("potential", "") or "?") for r in items})
         potentials_of[red] = ", ".join(pots)
-        lines.append(f"  {red}: {len(items)} ranked of {n_all} relaxed (duplicates and failed relaxations left out); "
-                     f"potential: {potentials_of[red]}")
+        lines.append(
+            f"  {red}: {len(items)} ranked of {n_all} relaxed (duplicates and failed relaxations left out); "
+            f"potential: {potentials_of[red]}"
+        )
         unc_head = f" {'+-H (meV/at)':>12} {'sigma (GPa)':>11}" if spread else ""
-        lines.append(f"  {'rank':>4}  {'id':<22} {'formula':<8} {'space group':<12} {'H (eV/atom)':>12}{unc_head} "
-                     f"{'dH (meV/at)':>11} {'V (A^3/at)':>10}")
+        lines.append(
+            f"  {'rank':>4}  {'id':<22} {'formula':<8} {'space group':<12} {'H (eV/atom)':>12}{unc_head} "
+            f"{'dH (meV/at)':>11} {'V (A^3/at)':>10}"
+        )
         for k, r in enumerate(items[:top]):
             sp = spread.get((red, r.id))
-            unc = (f" {sp['energy_std_mev']:>12.1f} {sp['stress_std_gpa']:>11.2f}" if sp else
-                   f" {'-':>12} {'-':>11}" if spread else "")
-            lines.append(f"  {k + 1:>4}  {r.id:<22} {r.formula:<8} {r.space_group:<12} {r.enthalpy_per_atom:>12.4f}{unc} "
-                         f"{r.delta_h_mev:>11.1f} {r.volume_per_atom:>10.3f}" + ("" if r.converged else "  (not converged)"))
-        found = rediscoveries([a for a in frames
-                               if Composition(a.get_chemical_formula(mode="metal")).reduced_formula == red])
+            unc = (
+                f" {sp['energy_std_mev']:>12.1f} {sp['stress_std_gpa']:>11.2f}"
+                if sp
+                else f" {'-':>12} {'-':>11}"
+                if spread
+                else ""
+            )
+            lines.append(
+                f"  {k + 1:>4}  {r.id:<22} {r.formula:<8} {r.space_group:<12} {r.enthalpy_per_atom:>12.4f}{unc} "
+                f"{r.delta_h_mev:>11.1f} {r.volume_per_atom:>10.3f}" + ("" if r.converged else "  (not converged)")
+            )
+        found = rediscoveries([a for a in frames if Composition(a.get_chemical_formula(mode="metal")).reduced_formula == red])
         for sid, known in found:
             lines.append(f"  {sid} relaxed into {known} (same structure by StructureMatcher): the model found it")
         safe = [
@@ -370,18 +393,35 @@ def summarize(relaxed: str | Path | Sequence[str | Path], out: str | Path, press
         write_cifs([r.atoms for r in items], out / "cif", safe)
         best = items[0]
         write_cifs([best.atoms], out, [f"best_{red}"])
-        plot_structure(best.atoms, out / f"best_{red}.png",
-                       f"best {red} at {pressure_gpa:g} GPa ({potentials_of[red]}): {best.formula} {best.space_group}, "
-                       f"H = {best.enthalpy_per_atom:.4f} eV/atom, V = {best.volume_per_atom:.2f} A^3/atom")
-        table[red] = [{"id": r.id, "formula": r.formula, "space_group": r.space_group,
-                       "enthalpy_per_atom_ev": r.enthalpy_per_atom, "delta_h_mev_per_atom": r.delta_h_mev,
-                       "volume_per_atom_a3": r.volume_per_atom, "converged": r.converged, "cif": f"cif/{s}.cif",
-                       "potential": str(r.atoms.info.get("potential", "") or ""),
-                       **({"committee_spread": spread[(red, r.id)]} if (red, r.id) in spread else {})}
-                      for r, s in zip(items, safe)]
-    write_json({"pressure_gpa": pressure_gpa, "ranking": table,
-                "rediscovered": [{"sample": sid, "known_phase": known} for sid, known in rediscoveries(frames)]},
-               out / "ranking.json")
+        plot_structure(
+            best.atoms,
+            out / f"best_{red}.png",
+            f"best {red} at {pressure_gpa:g} GPa ({potentials_of[red]}): {best.formula} {best.space_group}, "
+            f"H = {best.enthalpy_per_atom:.4f} eV/atom, V = {best.volume_per_atom:.2f} A^3/atom",
+        )
+        table[red] = [
+            {
+                "id": r.id,
+                "formula": r.formula,
+                "space_group": r.space_group,
+                "enthalpy_per_atom_ev": r.enthalpy_per_atom,
+                "delta_h_mev_per_atom": r.delta_h_mev,
+                "volume_per_atom_a3": r.volume_per_atom,
+                "converged": r.converged,
+                "cif": f"cif/{s}.cif",
+                "potential": str(r.atoms.info.get("potential", "") or ""),
+                **({"committee_spread": spread[(red, r.id)]} if (red, r.id) in spread else {}),
+            }
+            for r, s in zip(items, safe)
+        ]
+    write_json(
+        {
+            "pressure_gpa": pressure_gpa,
+            "ranking": table,
+            "rediscovered": [{"sample": sid, "known_phase": known} for sid, known in rediscoveries(frames)],
+        },
+        out / "ranking.json",
+    )
     lines.append("")
     for red, items in ranking.items():
         b = items[0]
@@ -394,9 +434,11 @@ def summarize(relaxed: str | Path | Sequence[str | Path], out: str | Path, press
     universal = [red for red, pot in potentials_of.items() if not pot.startswith(("chgnet-committee", "hp-committee"))]
     if spread:
         covered = [red for red in ranking if red not in universal]
-        lines.append(f"{', '.join(covered)}: relaxed with the committee fine-tuned on converged GPAW-PBE labels "
-                     "(checkpoints/hp_committee/README.md; its EOS errors against PBE: reports/active_learning.md); "
-                     "a large +-H or sigma marks a structure unlike its labels.")
+        lines.append(
+            f"{', '.join(covered)}: relaxed with the committee fine-tuned on converged GPAW-PBE labels "
+            "(checkpoints/hp_committee/README.md; its EOS errors against PBE: reports/active_learning.md); "
+            "a large +-H or sigma marks a structure unlike its labels."
+        )
     if universal:
         lines.append(f"{', '.join(universal)}: " + CAUTION)
     lines.append("Validate the best with DFT (GPAW plane waves, vc-relax at the same pressure; minutes to hours each):")
@@ -407,3 +449,183 @@ def summarize(relaxed: str | Path | Sequence[str | Path], out: str | Path, press
     text = "\n".join(lines)
     print(text, flush=True)
     return text
+
+
+def sample_systems(cfg: Any, seed: int) -> dict[str, list[Atoms]]:
+    """Sample every system of a composed ``conf/demo.yaml`` (``cfg.systems``) with the shipped
+    checkpoint at ``cfg.pressure`` GPa, ``cfg.num_samples`` each, each with ``seed`` (what
+    ``gencrystal sample ... seed=<seed>`` gives for that system).
+
+    Returns ``{system name: frames}``; flagged frames (denser than
+    ``cfg.min_volume_per_atom`` Å³/atom, atoms closer than 0.5 Å) carry ``info['flagged']``."""
+    from gencrystal.checks import StructureChecks
+    from gencrystal.sampling.generator import Generator
+
+    checks = StructureChecks(min_volume_per_atom=float(cfg.min_volume_per_atom))
+    gen = Generator(str(cfg.ckpt), device="cpu", sampler=str(cfg.sampler), checks=checks)
+    out: dict[str, list[Atoms]] = {}
+    for system in cfg.systems:
+        out[str(system.name)] = gen.sample(
+            str(system.composition),
+            float(cfg.pressure),
+            int(cfg.num_samples),
+            seed=int(seed),
+            formula_units=system.get("formula_units"),
+        )
+    return out
+
+
+def potential_label(potential_cfg: Any) -> str:
+    """The name a ``conf/potential`` node goes by in the demo: its ``name`` key (``chgnet``,
+    ``sevenn``), a shared-trunk committee's folder, or ``hp_committee`` for the shipped one."""
+    name = potential_cfg.get("name")
+    if name:
+        return str(name)
+    if str(potential_cfg.get("_target_", "")).endswith("load_shared_trunk_potential"):
+        return str(potential_cfg.get("path") or "hp_committee")
+    return str(potential_cfg.get("_target_", "potential"))
+
+
+def relax_candidates(frames: Sequence[Atoms], cfg: Any, progress: bool = False, potential: Any = None) -> list:
+    """Relax ``frames`` (ids in ``info['id']``) at ``cfg.pressure`` GPa with ``potential`` (a
+    :class:`gencrystal.potentials.Potential`; default ``cfg.potential`` built from its config)
+    (FIRE, ``cfg.steps``, ``cfg.fmax`` eV/Å) and return the :class:`RelaxResult` list, ranked and
+    grouped as ``gencrystal relax`` does (``duplicate_of`` names the lowest-enthalpy match)."""
+    from gencrystal.potentials import build_potential
+    from gencrystal.relax.engine import relax_structures
+    from gencrystal.relax.runs import rank_and_group
+    from gencrystal.runtime import available_cores
+
+    workers = cfg.get("workers")
+    workers = min(2, available_cores()) if workers is None else int(workers)
+    pot = build_potential(cfg.potential) if potential is None else potential
+    results = relax_structures(
+        list(frames),
+        float(cfg.pressure),
+        pot,
+        optimizer=str(cfg.optimizer),
+        fmax=float(cfg.fmax),
+        steps=int(cfg.steps),
+        workers=workers,
+        ids=[str(a.info["id"]) for a in frames],
+        progress=progress,
+    )
+    order = rank_and_group(results, str(cfg.matcher))
+    return [results[i] for i in order]
+
+
+def rediscovery_counts(frames: Sequence[Atoms], systems: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per system: samples relaxed, and samples that relaxed into a known phase (:func:`rediscoveries`).
+
+    ``frames``: relaxed frames of one demo run (samples ``sample:<formula>:<i>`` and known phases);
+    a sample belongs to the system whose reduced formula it has."""
+    from pymatgen.core import Composition
+
+    red = {s: Composition(s).reduced_formula for s in systems}
+    found = {sid for sid, _ in rediscoveries(frames)}
+    out = {s: {"samples": 0, "rediscovered": 0} for s in systems}
+    for a in frames:
+        sid = str(a.info.get("id", ""))
+        if not sid.startswith("sample:"):
+            continue
+        formula = Composition(a.get_chemical_formula(mode="metal")).reduced_formula
+        for s, r in red.items():
+            if r == formula:
+                out[s]["samples"] += 1
+                out[s]["rediscovered"] += int(sid in found)
+    return out
+
+
+def seed_rate_lines(report: str | Path | None) -> list[str]:
+    """The demo summary's lines on how often samples relax into a known phase over many seeds,
+    read from ``reports/demo_seeds.json`` (``scripts/bench_demo_seeds.py``); none without it."""
+    import json
+
+    if not report or not Path(report).is_file():
+        return []
+    data = json.loads(Path(report).read_text())
+    lines = [
+        f"Over {data['n_seeds']} demo seeds ({data['configuration']}; {Path(report).name}), samples that "
+        "relaxed into a known phase:"
+    ]
+    for name, s in data["systems"].items():
+        lines.append(
+            f"  {name}: {s['rediscovered']}/{s['samples']} samples ({100 * s['sample_rate']:.0f} %), "
+            f"in {s['seeds_with_one']}/{data['n_seeds']} seeds at least one"
+        )
+    return lines
+
+
+def run_demo(cfg: Any) -> str:
+    """``gencrystal demo``: the whole demo from a composed ``conf/demo.yaml``; returns the summary text.
+
+    Samples every system (:func:`sample_systems`; skipped without a checkpoint), relaxes the
+    unflagged samples with the known phases (:func:`relax_candidates`), prints the ranking
+    (:func:`summarize`) and, from ``cfg.seeds_report``, how often samples relax into a known
+    phase over many seeds. Writes ``samples_<system>.extxyz``, ``candidates.extxyz``,
+    ``relax_main/relaxed.extxyz`` (``cfg.potential``), ``relax_fallback/relaxed.extxyz`` (systems with an
+    element or pressure outside the potential's labels, relaxed with ``cfg.fallback_potential``)
+    and the summary's files under ``cfg.out``."""
+    import time
+
+    from gencrystal.io import write_extxyz
+    from gencrystal.units import check_pressure
+
+    t0 = time.time()
+    out = Path(str(cfg.out))
+    pressure = check_pressure(cfg.pressure)
+
+    def log(msg: str) -> None:
+        print(f"[demo {time.time() - t0:.0f}s] {msg}", flush=True)
+
+    sample_files: list[Path] = []
+    if cfg.get("ckpt") and Path(str(cfg.ckpt)).is_file():
+        names = ", ".join(str(s.name) for s in cfg.systems)
+        log(f"sampling {names} at {pressure:g} GPa with {cfg.ckpt}, {cfg.num_samples} each (seed {cfg.seed})")
+        for name, frames in sample_systems(cfg, int(cfg.seed)).items():
+            path = out / f"samples_{name}.extxyz"
+            write_extxyz(frames, path)
+            sample_files.append(path)
+            flagged = sum(bool(a.info.get("flagged")) for a in frames)
+            log(f"{name}: {len(frames)} sampled, {flagged} flagged and not relaxed")
+    else:
+        log(f"no checkpoint at {cfg.get('ckpt')}: relaxing the known phases only")
+    cands = demo_candidates(sample_files, known=True)
+    write_extxyz(cands, out / "candidates.extxyz")
+    pot = potential_label(cfg.potential)
+    fallback = cfg.get("fallback_potential")
+    covered, rest, messages = split_by_coverage(cands, pot, str(fallback or pot), pressure)
+    if rest and not fallback:
+        raise GencrystalError(f"potential {pot} does not cover {', '.join(messages)} and fallback_potential is null")
+    for m in messages:
+        log(m)
+    relaxed: list[Path] = []
+    for part, frames in (("main", covered), ("fallback", rest)):
+        if not frames:
+            continue
+        if part == "main":
+            name, potential = pot, None
+        else:
+            from gencrystal.potentials import load_potential
+
+            name, potential = str(fallback), load_potential(str(fallback))
+        log(
+            f"relaxing {len(frames)} structures at {pressure:g} GPa with {name} ({cfg.optimizer}, fmax {cfg.fmax} "
+            f"eV/A, <= {cfg.steps} steps)"
+        )
+        results = relax_candidates(frames, cfg, progress=False, potential=potential)
+        write_extxyz([r.atoms for r in results], out / f"relax_{part}" / "relaxed.extxyz")
+        relaxed.append(out / f"relax_{part}" / "relaxed.extxyz")
+    import shutil
+
+    shutil.rmtree(out / "cif", ignore_errors=True)  # this run's CIFs only
+    print()
+    committee = potential_coverage(pot) is not None
+    text = summarize(relaxed, out, pressure, uncertainty=pot if committee and covered else None)
+    rates = seed_rate_lines(cfg.get("seeds_report"))
+    if rates:
+        print()
+        print("\n".join(rates))
+    print()
+    log(f"done in {time.time() - t0:.0f} s; everything is under {out}/")
+    return "\n".join([text, *rates])

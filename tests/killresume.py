@@ -49,7 +49,8 @@ class EMTBackend:
     runs_locally = True
     level_of_theory = "emt"
 
-    def __init__(self, fmax: float = 0.05, steps: int = 30, delay_s: float = 0.05):
+    def __init__(self, fmax: float = 0.05, steps: int = 30, delay_s: float = 0.05, **_: Any):
+        # (the keys of conf/dft/gpaw.yaml that an override leaves in place are ignored)
         self.fmax, self.steps, self.delay_s = float(fmax), int(steps), float(delay_s)
 
     def relax(self, atoms, pressure_gpa: float, sid: str = ""):
@@ -108,17 +109,21 @@ def lines(path: Path) -> int:
         return 0
 
 
-def same(a: Any, b: Any, rel: float = 1e-6, abs_: float = 1e-8, skip: tuple[str, ...] = ()) -> bool:
-    """Deep equality of JSON-like values, floats within tolerance, keys in ``skip`` ignored."""
+def differences(a: Any, b: Any, rel: float = 1e-6, abs_: float = 1e-8, skip: tuple[str, ...] = (),
+                path: str = "") -> list[str]:
+    """Where two JSON-like values differ (floats within tolerance; keys in ``skip`` ignored)."""
     if isinstance(a, dict) and isinstance(b, dict):
         ka, kb = set(a) - set(skip), set(b) - set(skip)
-        return ka == kb and all(same(a[k], b[k], rel, abs_, skip) for k in ka)
+        out = [f"{path}.{k}: only in one" for k in sorted(ka ^ kb, key=str)]
+        for k in sorted(ka & kb, key=str):
+            out += differences(a[k], b[k], rel, abs_, skip, f"{path}.{k}")
+        return out
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y, rel, abs_, skip) for x, y in zip(a, b))
-    if isinstance(a, float) or isinstance(b, float):
-        if a is None or b is None:
-            return a is b
+        if len(a) != len(b):
+            return [f"{path}: length {len(a)} != {len(b)}"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, rel, abs_, skip, f"{path}[{i}]")]
+    if isinstance(a, float) and isinstance(b, (int, float)) or isinstance(b, float) and isinstance(a, (int, float)):
         if math.isnan(float(a)) and math.isnan(float(b)):
-            return True
-        return math.isclose(float(a), float(b), rel_tol=rel, abs_tol=abs_)
-    return a == b
+            return []
+        return [] if math.isclose(float(a), float(b), rel_tol=rel, abs_tol=abs_) else [f"{path}: {a!r} != {b!r}"]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]

@@ -239,3 +239,75 @@ def test_summarize_with_nothing_relaxed_is_a_one_line_error(tmp_path):
     write_extxyz([_relaxed(bulk("Li", "bcc", a=3.0), "x", -1.0, error="NaN energy")], tmp_path / "r.extxyz")
     with pytest.raises(GencrystalError, match="relaxed successfully"):
         summarize(tmp_path / "r.extxyz", tmp_path / "out", 50.0)
+
+
+# ----------------------------------------------------------------------------- the demo command
+
+
+def test_demo_knobs_are_a_hydra_config():
+    from gencrystal.cli import COMMANDS
+    from gencrystal.config import compose
+
+    cfg = compose("demo", ["num_samples=2", "steps=5", "seed=4", "potential=sevenn"])
+    assert ("demo",) in [c.words for c in COMMANDS]
+    assert cfg.num_samples == 2 and cfg.steps == 5 and cfg.seed == 4 and cfg.pressure == 50.0
+    assert cfg.potential.name == "sevenn"  # the potential is a conf/demo.yaml choice
+    assert [s.name for s in cfg.systems] == ["Li16", "SiO2"]
+    assert "DEMO_" not in (Path(__file__).resolve().parent.parent / "scripts" / "demo.sh").read_text()
+
+
+def test_demo_summary_prints_the_rate_over_seeds(tmp_path):
+    import json
+
+    from gencrystal.demo import seed_rate_lines
+
+    report = tmp_path / "demo_seeds.json"
+    report.write_text(json.dumps({"n_seeds": 10, "configuration": "3 samples per system",
+                                  "systems": {"SiO2": {"samples": 30, "rediscovered": 3, "sample_rate": 0.1,
+                                                       "seeds_with_one": 2}}}))
+    lines = seed_rate_lines(report)
+    assert lines[0].startswith("Over 10 demo seeds (3 samples per system; demo_seeds.json)")
+    assert lines[1] == "  SiO2: 3/30 samples (10 %), in 2/10 seeds at least one"
+    assert seed_rate_lines(tmp_path / "absent.json") == []
+
+
+def test_sampling_runs_with_deterministic_algorithms_and_restores_the_setting():
+    import torch
+
+    from gencrystal.sampling import generator as gmod
+
+    seen = []
+    real = gmod.Generator._sample_batch
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return real(self, *args, **kwargs)
+
+    gen = gmod.Generator(str(_shipped()), device="cpu", sampler=_few_steps())
+    before = torch.are_deterministic_algorithms_enabled()
+    gmod.Generator._sample_batch = spy
+    try:
+        gen.sample("Li16", pressure=50, n=1, seed=1)
+    finally:
+        gmod.Generator._sample_batch = real
+    assert seen == [True] and torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_same_command_same_seed_same_structures_across_processes(tmp_path):
+    import subprocess
+    import sys
+
+    from ase.io import read
+
+    frames = []
+    for k in range(2):
+        out = tmp_path / f"s{k}"
+        proc = subprocess.run([sys.executable, "-m", "gencrystal", "sample", f"ckpt={_shipped()}", "composition=SiO2",
+                               "formula_units=2-3", "pressure=50", "num_samples=2", "seed=11", "sampler.num_steps=10",
+                               f"out={out}", "progress=false", "threads=1"], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        frames.append(read(out / "samples.extxyz", index=":"))
+    for a, b in zip(*frames):
+        assert (a.numbers == b.numbers).all()
+        assert np.array_equal(a.cell.array, b.cell.array) and np.array_equal(a.positions, b.positions)

@@ -139,6 +139,12 @@ COMMANDS: list[Command] = [
         "Trust check: MLP vs DFT volumes and enthalpy differences of a structure over a pressure list (table + plot).",
     ),
     Command(
+        ("demo",),
+        "demo",
+        "gencrystal.cli.demo:run",
+        "The demo: sample Li16 and SiO2 at 50 GPa, relax with known phases, rank; knobs in conf/demo.yaml.",
+    ),
+    Command(
         ("learn",),
         "learn",
         "gencrystal.cli.learn:run",

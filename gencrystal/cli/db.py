@@ -50,9 +50,15 @@ def import_(cfg: DictConfig) -> int:
     from gencrystal.db.importing import build_reader, format_summary, import_source
     from gencrystal.io import write_json
 
-    summary = import_source(build_reader(cfg.import_source), str(cfg.db), on_bad_row=str(cfg.on_bad_row),
-                            merge=bool(cfg.merge), merge_matcher=str(cfg.merge_matcher),
-                            pressure_tol_gpa=float(cfg.pressure_tol_gpa), progress=bool(cfg.progress))
+    summary = import_source(
+        build_reader(cfg.import_source),
+        str(cfg.db),
+        on_bad_row=str(cfg.on_bad_row),
+        merge=bool(cfg.merge),
+        merge_matcher=str(cfg.merge_matcher),
+        pressure_tol_gpa=float(cfg.pressure_tol_gpa),
+        progress=bool(cfg.progress),
+    )
     print(format_summary(summary, str(cfg.db)))
     if cfg.json:
         write_json(summary.as_dict(), str(cfg.json))

@@ -1,5 +1,5 @@
-"""``python -m gencrystal.cli.demo candidates|split|summarize ...``: the steps of ``scripts/demo.sh``
-around the ``sample`` and ``relax`` commands (library side: :mod:`gencrystal.demo`)."""
+"""``gencrystal demo`` (conf/demo.yaml; ``make demo``) and its steps as
+``python -m gencrystal.cli.demo candidates|split|summarize ...`` (library side: :mod:`gencrystal.demo`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gencrystal.errors import GencrystalError
+
+
+def run(cfg) -> int:
+    """``gencrystal demo [seed=0] [num_samples=3] [potential=hp_committee] [out=outputs/demo]`` (conf/demo.yaml)."""
+    from gencrystal.demo import run_demo
+
+    run_demo(cfg)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,8 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     Path(path).unlink(missing_ok=True)
             print("\n".join(messages))
         else:
-            summarize([f for f in args.relaxed if Path(f).is_file()], args.out, args.pressure, top=args.top,
-                      uncertainty=args.uncertainty)
+            summarize(
+                [f for f in args.relaxed if Path(f).is_file()],
+                args.out,
+                args.pressure,
+                top=args.top,
+                uncertainty=args.uncertainty,
+            )
     except GencrystalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

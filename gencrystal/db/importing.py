@@ -91,8 +91,9 @@ class SourceReader:
 
     kind = "file"
 
-    def __init__(self, path: str, level_of_theory: str | None = None, pressure_gpa: float | None = None,
-                 label: str | None = None):
+    def __init__(
+        self, path: str, level_of_theory: str | None = None, pressure_gpa: float | None = None, label: str | None = None
+    ):
         if path in (None, "", "???"):
             raise GencrystalError("give the source path: gencrystal db import <format> path=<file or folder>")
         self.path = Path(str(path)).expanduser()
@@ -208,10 +209,18 @@ def finalise(rec: ImportRecord, reader: SourceReader) -> ImportRecord:
         h = float(e) + pv
     elif h is not None and e is None:
         e = float(h) - pv
-    return ImportRecord(atoms=atoms, ident=rec.ident, pressure_gpa=p,
-                        energy_per_atom=None if e is None else float(e),
-                        enthalpy_per_atom=None if h is None else float(h), level_of_theory=level,
-                        relaxed=bool(rec.relaxed), converged=rec.converged, extra=dict(rec.extra), index=rec.index)
+    return ImportRecord(
+        atoms=atoms,
+        ident=rec.ident,
+        pressure_gpa=p,
+        energy_per_atom=None if e is None else float(e),
+        enthalpy_per_atom=None if h is None else float(h),
+        level_of_theory=level,
+        relaxed=bool(rec.relaxed),
+        converged=rec.converged,
+        extra=dict(rec.extra),
+        index=rec.index,
+    )
 
 
 def _seen_keys(db) -> set[str]:
@@ -226,9 +235,17 @@ def _seen_keys(db) -> set[str]:
     return seen
 
 
-def import_source(reader: SourceReader, db_url: str, *, on_bad_row: str = "skip", merge: bool = True,
-                  merge_matcher: str = "novelty", pressure_tol_gpa: float = 0.5, progress: bool = True,
-                  max_reported: int = 20) -> ImportSummary:
+def import_source(
+    reader: SourceReader,
+    db_url: str,
+    *,
+    on_bad_row: str = "skip",
+    merge: bool = True,
+    merge_matcher: str = "novelty",
+    pressure_tol_gpa: float = 0.5,
+    progress: bool = True,
+    max_reported: int = 20,
+) -> ImportSummary:
     """Import every file of ``reader`` into the database at ``db_url`` (see module doc).
 
     Args:
@@ -306,8 +323,13 @@ def import_source(reader: SourceReader, db_url: str, *, on_bad_row: str = "skip"
                 summary.levels[rec.level_of_theory] = summary.levels.get(rec.level_of_theory, 0) + 1
             md = db.metadata
             led = dict(md.get(LEDGER_KEY, {}))
-            led[key] = {"sha256": digest, "records": len(good) + len(bad), "added": counts["added"],
-                        "merged": counts["merged"], "bad": len(bad)}
+            led[key] = {
+                "sha256": digest,
+                "records": len(good) + len(bad),
+                "added": counts["added"],
+                "merged": counts["merged"],
+                "bad": len(bad),
+            }
             md[LEDGER_KEY] = led
             db.metadata = md
         ledger[key] = led[key]
@@ -330,9 +352,13 @@ def _write(db, rec: ImportRecord, row_key: str, label: str, matcher, pressure_to
     formula = _reduced_formula(rec.atoms)
     source = f"{label}:{rec.ident}"
     kv = {
-        "energy_per_atom": rec.energy_per_atom, "enthalpy_per_atom": rec.enthalpy_per_atom,
-        "relaxed": bool(rec.relaxed), "import_key": row_key, "material_id": source,
-        "reduced_formula": formula, "volume_per_atom": rec.atoms.get_volume() / len(rec.atoms),
+        "energy_per_atom": rec.energy_per_atom,
+        "enthalpy_per_atom": rec.enthalpy_per_atom,
+        "relaxed": bool(rec.relaxed),
+        "import_key": row_key,
+        "material_id": source,
+        "reduced_formula": formula,
+        "volume_per_atom": rec.atoms.get_volume() / len(rec.atoms),
     }
     if rec.converged is not None:
         kv["converged"] = bool(rec.converged)
@@ -340,19 +366,36 @@ def _write(db, rec: ImportRecord, row_key: str, label: str, matcher, pressure_to
         kv.setdefault(k, v)
     dup = None
     if matcher is not None:
-        dup = find_duplicate(db, rec.atoms, formula, float(rec.pressure_gpa), rec.level_of_theory, matcher,
-                             pressure_tol_gpa=pressure_tol_gpa)
+        dup = find_duplicate(
+            db, rec.atoms, formula, float(rec.pressure_gpa), rec.level_of_theory, matcher, pressure_tol_gpa=pressure_tol_gpa
+        )
     if dup is None:
-        add_structure(db, rec.atoms, pressure_gpa=rec.pressure_gpa, level_of_theory=rec.level_of_theory,
-                      source=source, merged_ids="", n_merged=0, **kv)
+        add_structure(
+            db,
+            rec.atoms,
+            pressure_gpa=rec.pressure_gpa,
+            level_of_theory=rec.level_of_theory,
+            source=source,
+            merged_ids="",
+            n_merged=0,
+            **kv,
+        )
         return "added"
     merged = [m for m in str(dup.get("merged_ids", "") or "").split(",") if m]
     h_old = dup.get("enthalpy_per_atom")
     if rec.enthalpy_per_atom is not None and (h_old is None or rec.enthalpy_per_atom < float(h_old)):
         merged.append(str(dup.get("import_key") or dup.get("source") or f"row-{dup.id}"))
         db.delete([dup.id])
-        add_structure(db, rec.atoms, pressure_gpa=rec.pressure_gpa, level_of_theory=rec.level_of_theory,
-                      source=source, merged_ids=",".join(merged), n_merged=len(merged), **kv)
+        add_structure(
+            db,
+            rec.atoms,
+            pressure_gpa=rec.pressure_gpa,
+            level_of_theory=rec.level_of_theory,
+            source=source,
+            merged_ids=",".join(merged),
+            n_merged=len(merged),
+            **kv,
+        )
     else:
         merged.append(row_key)
         db.update(dup.id, merged_ids=",".join(merged), n_merged=len(merged))
@@ -361,9 +404,11 @@ def _write(db, rec: ImportRecord, row_key: str, label: str, matcher, pressure_to
 
 def format_summary(s: ImportSummary, db_url: str) -> str:
     """One paragraph for the terminal."""
-    lines = [f"db import: {s.files} files ({s.files_skipped} already imported), {s.records} records read: "
-             f"{s.added} added, {s.merged} merged as duplicates, {s.already_present} already present, "
-             f"{s.bad} bad; {s.rows} rows in {db_url}"]
+    lines = [
+        f"db import: {s.files} files ({s.files_skipped} already imported), {s.records} records read: "
+        f"{s.added} added, {s.merged} merged as duplicates, {s.already_present} already present, "
+        f"{s.bad} bad; {s.rows} rows in {db_url}"
+    ]
     if s.levels:
         lines.append("  imported per level of theory: " + ", ".join(f"{k} {v}" for k, v in sorted(s.levels.items())))
     for b in s.bad_rows:

@@ -25,8 +25,7 @@ def pressure_bin_label(p: float, edges: Sequence[float]) -> str:
     return f">={edges[-1]:g}" if p >= edges[-1] else f"<{edges[0]:g}"
 
 
-def collect_stats(db_url: str, selection: str | None = None,
-                  pressure_bins: Sequence[float] | None = None) -> dict[str, Any]:
+def collect_stats(db_url: str, selection: str | None = None, pressure_bins: Sequence[float] | None = None) -> dict[str, Any]:
     """Counts per pressure (GPa), element (rows containing it), level of theory, split,
     source kind and level of theory × pressure bin (``pressure_bins``: ascending edges in
     GPa, ``conf/db_stats.yaml``; None = one bin from 0 GPa up), relaxed rows, plus

@@ -317,8 +317,11 @@ def label_coverage(labels: Sequence[Atoms]) -> dict:
     spans = {k: [round(min(v), 1), round(max(v), 1)] for k, v in sorted(by_system.items())}
     lo = max(v[0] for v in spans.values())
     hi = min(v[1] for v in spans.values())
-    return {"elements": sorted({s for a in labels for s in a.get_chemical_symbols()}),
-            "pressure_gpa": [float(np.floor(max(lo, 0.0))), float(np.ceil(hi))], "dft_pressure_gpa_by_system": spans}
+    return {
+        "elements": sorted({s for a in labels for s in a.get_chemical_symbols()}),
+        "pressure_gpa": [float(np.floor(max(lo, 0.0))), float(np.ceil(hi))],
+        "dft_pressure_gpa_by_system": spans,
+    }
 
 
 def _save_slim(src: Path, dst: Path) -> None:
@@ -332,9 +335,16 @@ def _save_slim(src: Path, dst: Path) -> None:
         torch.save({"model": state["model"]}, fh)
 
 
-def train_shared_trunk_committee(labels: Sequence[Atoms], out_dir: str | os.PathLike, settings: FinetuneSettings,
-                                 n_heads: int = 4, head_epochs: int | None = None, level_of_theory: str | None = None,
-                                 progress: bool = True, **meta) -> Path:
+def train_shared_trunk_committee(
+    labels: Sequence[Atoms],
+    out_dir: str | os.PathLike,
+    settings: FinetuneSettings,
+    n_heads: int = 4,
+    head_epochs: int | None = None,
+    level_of_theory: str | None = None,
+    progress: bool = True,
+    **meta,
+) -> Path:
     """Fine-tune a shared-trunk committee (:mod:`gencrystal.potentials.shared_trunk`) into ``out_dir``.
 
     1. The trunk: one CHGNet fine-tuned from ``settings.base_model`` on *all* labels (no
@@ -371,8 +381,11 @@ def train_shared_trunk_committee(labels: Sequence[Atoms], out_dir: str | os.Path
 
     # what is being trained: the labels and the settings; a finished or partial run for
     # anything else is started afresh (its trunk and heads would be stale)
-    key = hashlib.sha1(json.dumps([sorted(structure_hash(a) for a in labels), dataclasses.asdict(settings),
-                                   int(n_heads), head_epochs], default=str).encode()).hexdigest()[:16]
+    key = hashlib.sha1(
+        json.dumps(
+            [sorted(structure_hash(a) for a in labels), dataclasses.asdict(settings), int(n_heads), head_epochs], default=str
+        ).encode()
+    ).hexdigest()[:16]
     marker = out_dir / "training.json"
     done = out_dir / "committee.json"
     previous = json.loads(marker.read_text()).get("key") if marker.is_file() else None
@@ -388,14 +401,24 @@ def train_shared_trunk_committee(labels: Sequence[Atoms], out_dir: str | os.Path
     reports = []
     if not trunk.is_file():
         raw = out_dir / "trunk.train.pth.tar"
-        reports.append({"trunk": True, **train_member(labels, targets, dataclasses.replace(settings, bootstrap=False),
-                                                      0, raw, out_dir / "train.log")})
+        reports.append(
+            {
+                "trunk": True,
+                **train_member(labels, targets, dataclasses.replace(settings, bootstrap=False), 0, raw, out_dir / "train.log"),
+            }
+        )
         _save_slim(raw, trunk)  # the weights only: no optimizer or scheduler state
         raw.unlink()
     trunk_names = [n for n, _ in load_base_model(str(trunk), settings.device).named_children()]
     frozen = [n for n in trunk_names if n != "mlp"]
-    head_settings = dataclasses.replace(settings, base_model=str(trunk), bootstrap=True, freeze=frozen,
-                                        epochs=int(head_epochs or settings.epochs), seed=int(settings.seed) + 1000)
+    head_settings = dataclasses.replace(
+        settings,
+        base_model=str(trunk),
+        bootstrap=True,
+        freeze=frozen,
+        epochs=int(head_epochs or settings.epochs),
+        seed=int(settings.seed) + 1000,
+    )
     states = []
     for m in tqdm(range(int(n_heads)), desc="fine-tune heads", disable=not progress, leave=False):
         f = out_dir / f"head{m}.pth.tar"
@@ -403,10 +426,19 @@ def train_shared_trunk_committee(labels: Sequence[Atoms], out_dir: str | os.Path
             reports.append({"head": m, **train_member(labels, targets, head_settings, m, f, out_dir / "train.log")})
         states.append({k: v.clone() for k, v in load_base_model(str(f), settings.device).mlp.state_dict().items()})
     meta.setdefault("coverage", label_coverage(labels))
-    write_shared_trunk(out_dir, trunk, states, energy_offsets=offsets, n_labels=len(labels), training_key=key,
-                       base_model=f"chgnet-{settings.base_model}", head_epochs=int(head_settings.epochs),
-                       level_of_theory=level_of_theory or f"chgnet-committee-{out_dir.name}",
-                       members_report=reports, **meta)
+    write_shared_trunk(
+        out_dir,
+        trunk,
+        states,
+        energy_offsets=offsets,
+        n_labels=len(labels),
+        training_key=key,
+        base_model=f"chgnet-{settings.base_model}",
+        head_epochs=int(head_settings.epochs),
+        level_of_theory=level_of_theory or f"chgnet-committee-{out_dir.name}",
+        members_report=reports,
+        **meta,
+    )
     for m in range(int(n_heads)):
         (out_dir / f"head{m}.pth.tar").unlink(missing_ok=True)
     return out_dir

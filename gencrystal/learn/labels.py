@@ -152,8 +152,14 @@ def labels_from_db(db, keys: Iterable[str]) -> dict[str, Atoms]:
             a.calc = SinglePointCalculator(
                 a, energy=e, forces=np.asarray(row.data["forces"]), stress=np.asarray(row.data["stress"])
             )
-            a.info.update({"label_hash": key, "level_of_theory": row.level_of_theory, "pressure_gpa": float(row.pressure_gpa),
-                           **{k: v for k, v in row.key_value_pairs.items() if k.startswith("dft_")}})
+            a.info.update(
+                {
+                    "label_hash": key,
+                    "level_of_theory": row.level_of_theory,
+                    "pressure_gpa": float(row.pressure_gpa),
+                    **{k: v for k, v in row.key_value_pairs.items() if k.startswith("dft_")},
+                }
+            )
             src = str(row.get("source", ""))
             if src.startswith("learn:"):
                 a.info["iteration"] = int(src.split(":")[1])
@@ -172,10 +178,18 @@ def read_label_db(db, selection: str | None = None) -> list[Atoms]:
         if "forces" not in row.data or "stress" not in row.data:
             continue
         a = row.toatoms()
-        a.calc = SinglePointCalculator(a, energy=float(row.energy_per_atom) * len(a),
-                                       forces=np.asarray(row.data["forces"], dtype=float),
-                                       stress=np.asarray(row.data["stress"], dtype=float))
-        a.info.update({k: v for k, v in row.key_value_pairs.items()
-                       if k in ("label_hash", "level_of_theory", "pressure_gpa", "source") or k.startswith("dft_")})
+        a.calc = SinglePointCalculator(
+            a,
+            energy=float(row.energy_per_atom) * len(a),
+            forces=np.asarray(row.data["forces"], dtype=float),
+            stress=np.asarray(row.data["stress"], dtype=float),
+        )
+        a.info.update(
+            {
+                k: v
+                for k, v in row.key_value_pairs.items()
+                if k in ("label_hash", "level_of_theory", "pressure_gpa", "source") or k.startswith("dft_")
+            }
+        )
         out.append(a)
     return out

@@ -64,8 +64,13 @@ def dft_settings(backend, atoms: Atoms) -> dict[str, Any]:
     and in its database row): code, functional, cutoff (eV), k-point density (Å⁻¹) and the grid
     used for ``atoms``, smearing (eV), symmetry."""
     out: dict[str, Any] = {"dft_code": str(getattr(backend, "name", type(backend).__name__))}
-    for attr, key in (("xc", "dft_xc"), ("ecut", "dft_ecut_ev"), ("kpt_density", "dft_kpt_density"),
-                      ("smearing", "dft_smearing_ev"), ("symmetry", "dft_symmetry")):
+    for attr, key in (
+        ("xc", "dft_xc"),
+        ("ecut", "dft_ecut_ev"),
+        ("kpt_density", "dft_kpt_density"),
+        ("smearing", "dft_smearing_ev"),
+        ("symmetry", "dft_symmetry"),
+    ):
         value = getattr(backend, attr, None)
         if value is not None:
             out[key] = value if isinstance(value, str) else float(value)

@@ -89,12 +89,16 @@ class Potential:
         known = set(self.coverage.get("elements") or [])
         outside = sorted({s for a in atoms_list for s in a.get_chemical_symbols()} - known) if known else []
         if outside:
-            out.append(f"{self.level_of_theory}: element {', '.join(outside)} is outside its DFT labels "
-                       f"({', '.join(sorted(known))}); its predictions for {', '.join(outside)} are untested against DFT")
+            out.append(
+                f"{self.level_of_theory}: element {', '.join(outside)} is outside its DFT labels "
+                f"({', '.join(sorted(known))}); its predictions for {', '.join(outside)} are untested against DFT"
+            )
         lo_hi = self.coverage.get("pressure_gpa")
         if lo_hi and not float(lo_hi[0]) - 1e-9 <= float(pressure_gpa) <= float(lo_hi[1]) + 1e-9:
-            out.append(f"{self.level_of_theory}: pressure {float(pressure_gpa):g} GPa is outside its DFT labels "
-                       f"({float(lo_hi[0]):g}-{float(lo_hi[1]):g} GPa)")
+            out.append(
+                f"{self.level_of_theory}: pressure {float(pressure_gpa):g} GPa is outside its DFT labels "
+                f"({float(lo_hi[0]):g}-{float(lo_hi[1]):g} GPa)"
+            )
         return out
 
     def unsupported(self, atoms: Atoms) -> str | None:

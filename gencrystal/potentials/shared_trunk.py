@@ -205,8 +205,14 @@ class SharedTrunkCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         n = len(self.atoms)
         e, f, s, members = self.committee.predict_mean(self.atoms)
-        self.results = {"energy": e * n, "free_energy": e * n, "forces": f, "stress": s * units.GPa,
-                        "energy_std": float(np.std(members)), "member_energies": members}
+        self.results = {
+            "energy": e * n,
+            "free_energy": e * n,
+            "forces": f,
+            "stress": s * units.GPa,
+            "energy_std": float(np.std(members)),
+            "member_energies": members,
+        }
         if self.spread_mode == "full":
             sp = self.committee.spread(self.atoms)
             self.results.update(forces_std=sp.forces_std, stress_std=sp.stress_std)
@@ -218,8 +224,7 @@ def _quiet():
         yield
 
 
-def write_shared_trunk(path: str | os.PathLike, trunk_file: str | os.PathLike, head_states: Sequence[dict],
-                       **meta) -> Path:
+def write_shared_trunk(path: str | os.PathLike, trunk_file: str | os.PathLike, head_states: Sequence[dict], **meta) -> Path:
     """Write the head states (``heads.pt``) and ``committee.json`` (last, atomically) next to
     an existing ``trunk.pth.tar`` in ``path``; returns the directory."""
     import torch
@@ -232,8 +237,9 @@ def write_shared_trunk(path: str | os.PathLike, trunk_file: str | os.PathLike, h
         raise GencrystalError(f"trunk {str(trunk)!r} must live in the committee directory {str(root)!r}")
     with atomic_write(root / "heads.pt", "wb") as fh:
         torch.save({"heads": [dict(s) for s in head_states]}, fh)
-    write_json({"format": FORMAT, "trunk": trunk.name, "heads": "heads.pt", "n_heads": len(head_states), **meta},
-               root / COMMITTEE_FILE)
+    write_json(
+        {"format": FORMAT, "trunk": trunk.name, "heads": "heads.pt", "n_heads": len(head_states), **meta}, root / COMMITTEE_FILE
+    )
     return root
 
 
@@ -290,8 +296,7 @@ def load_shared_trunk(path: str | os.PathLike | None = None, device: str = "cpu"
 
 
 @potential_factory
-def load_shared_trunk_potential(path: str | None = None, device: str | None = "auto",
-                                spread: str = "energy") -> Potential:
+def load_shared_trunk_potential(path: str | None = None, device: str | None = "auto", spread: str = "energy") -> Potential:
     """The committee at ``path`` (default: the shipped ``checkpoints/hp_committee``) as a
     :class:`gencrystal.potentials.Potential`: the committee mean is the calculator (one CHGNet
     pass per step), the energy spread is in ``calc.results['energy_std']`` (eV/atom), the
@@ -314,5 +319,12 @@ def load_shared_trunk_potential(path: str | None = None, device: str | None = "a
         return out
 
     label = str(committee.meta.get("level_of_theory") or f"chgnet-committee-{committee.path.name}")
-    return Potential("chgnet-committee", label, lambda: committee.calculator(spread), predict_batch, device=dev,
-                     coverage=committee.coverage, committee=committee)
+    return Potential(
+        "chgnet-committee",
+        label,
+        lambda: committee.calculator(spread),
+        predict_batch,
+        device=dev,
+        coverage=committee.coverage,
+        committee=committee,
+    )

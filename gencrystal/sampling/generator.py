@@ -7,6 +7,7 @@ everywhere. Units: pressure in GPa, lengths in Å, volumes in Å³.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -356,7 +357,7 @@ class Generator:
         from tqdm.auto import tqdm
 
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), deterministic_algorithms():
             torch.manual_seed(seed)
             gen = torch.Generator(device=self.device)
             gen.manual_seed(seed)
@@ -512,6 +513,26 @@ def num_atoms_distribution(module: Any) -> tuple[np.ndarray, np.ndarray]:
     counts, probs = stats.num_atoms_distribution()
     keep = (counts >= 1) & (probs > 0)
     return counts[keep], probs[keep]
+
+
+@contextlib.contextmanager
+def deterministic_algorithms():
+    """Run the block with torch's deterministic algorithms (``torch.use_deterministic_algorithms``;
+    ops without one warn instead of failing), restoring the caller's setting afterwards.
+
+    With the sampler's noise drawn from one seeded ``torch.Generator`` this makes the same
+    command with the same seed give the same structures on the same machine (CPU or GPU;
+    ``CUBLAS_WORKSPACE_CONFIG`` is set for cuBLAS when unset). Different CPUs or GPUs may
+    still differ in the last bits of floating-point sums, which a long sampling chain can
+    amplify: the demo's claims are measured over many seeds (reports/demo_seeds.md).
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn_only)
 
 
 def resolve_seed(seed: Any) -> int:

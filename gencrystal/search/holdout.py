@@ -36,8 +36,9 @@ def _reduced_formula(atoms: Atoms) -> str:
     return Composition(atoms.get_chemical_formula(mode="metal")).reduced_formula
 
 
-def find_known_phases(structures: Iterable[tuple[str, Atoms]], references: dict[str, Atoms] | None = None,
-                      kind: str = "csp") -> dict[str, str]:
+def find_known_phases(
+    structures: Iterable[tuple[str, Atoms]], references: dict[str, Atoms] | None = None, kind: str = "csp"
+) -> dict[str, str]:
     """``{structure id: reference name}`` for every structure the matcher equates with a
     known phase (the first matching reference, in :func:`known_phase_structures` order).
 

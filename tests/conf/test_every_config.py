@@ -20,12 +20,12 @@ CONF = conf_dir()
 PRIMARIES = sorted(p.stem for p in CONF.glob("*.yaml"))
 # Values a command requires (`???`) but whose interpolations other keys need.
 FILL = {"composition": "SiO2", "pressure": 10.0, "out": "out", "input": "in.extxyz", "structure": "s.cif",
-        "dataset": "mp20", "pred": "p.extxyz", "ref": "r.extxyz", "ckpt": "model.ckpt"}
+        "dataset": "mp20", "pred": "p.extxyz", "ref": "r.extxyz", "ckpt": "model.ckpt", "source": "."}
 
 
 # Group files that are not options of their group: shared keys a sibling lists in its defaults (`- base`),
 # and a node a primary config mounts directly (search.yaml: `- search/relax@relax`).
-NOT_OPTIONS = {"data/base", "search/relax"}
+NOT_OPTIONS = {"data/base", "search/relax", "bench/csp"}  # bench/csp: the bench scripts' dataset/anchor table
 
 
 def _compose(primary: str, overrides: tuple[str, ...]) -> DictConfig:
@@ -71,7 +71,7 @@ def _filled(cfg: DictConfig) -> DictConfig:
     OmegaConf.set_struct(cfg, False)
     del cfg["hydra"]
     for k, v in FILL.items():
-        if k in cfg and OmegaConf.is_missing(cfg, k):
+        if k in cfg.keys() and OmegaConf.is_missing(cfg, k):
             cfg[k] = v
     return cfg
 

@@ -22,9 +22,16 @@ class AseDatabase(SourceReader):
 
     kind = "asedb"
 
-    def __init__(self, path: str, level_of_theory: str | None = None, pressure_gpa: float | None = None,
-                 label: str | None = None, selection: str | None = None, pressure_key: str = "pressure_gpa",
-                 relaxed: bool = True):
+    def __init__(
+        self,
+        path: str,
+        level_of_theory: str | None = None,
+        pressure_gpa: float | None = None,
+        label: str | None = None,
+        selection: str | None = None,
+        pressure_key: str = "pressure_gpa",
+        relaxed: bool = True,
+    ):
         self.url = str(path)
         super().__init__(path, level_of_theory, pressure_gpa, label)
         self.selection = selection or None
@@ -58,7 +65,9 @@ class AseDatabase(SourceReader):
             db = ase.db.connect(self.url)
             rows = list(db.select(self.selection) if self.selection else db.select())
         except Exception as exc:
-            raise GencrystalError(f"cannot read ASE database {self.url!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+            raise GencrystalError(
+                f"cannot read ASE database {self.url!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
         for row in rows:
             kv = dict(row.key_value_pairs)
             try:
@@ -73,9 +82,14 @@ class AseDatabase(SourceReader):
             p = kv.get("pressure_gpa", kv.get(self.pressure_key))
             atoms.calc = None
             atoms.info = {}
-            yield ImportRecord(atoms=atoms, ident=str(kv.get("material_id") or f"row{row.id}"),
-                               pressure_gpa=None if p is None else float(p), energy_per_atom=e,
-                               enthalpy_per_atom=kv.get("enthalpy_per_atom"),
-                               level_of_theory=kv.get("level_of_theory"),
-                               relaxed=bool(kv.get("relaxed", self.relaxed)),
-                               converged=None if "converged" not in kv else bool(kv["converged"]), index=row.id)
+            yield ImportRecord(
+                atoms=atoms,
+                ident=str(kv.get("material_id") or f"row{row.id}"),
+                pressure_gpa=None if p is None else float(p),
+                energy_per_atom=e,
+                enthalpy_per_atom=kv.get("enthalpy_per_atom"),
+                level_of_theory=kv.get("level_of_theory"),
+                relaxed=bool(kv.get("relaxed", self.relaxed)),
+                converged=None if "converged" not in kv else bool(kv["converged"]),
+                index=row.id,
+            )

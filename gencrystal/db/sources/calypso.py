@@ -50,8 +50,15 @@ class CalypsoResults(SourceReader):
 
     kind = "calypso"
 
-    def __init__(self, path: str, level_of_theory: str | None = None, pressure_gpa: float | None = None,
-                 label: str | None = None, tolerance: str | float | None = None, enthalpy_per: str = "atom"):
+    def __init__(
+        self,
+        path: str,
+        level_of_theory: str | None = None,
+        pressure_gpa: float | None = None,
+        label: str | None = None,
+        tolerance: str | float | None = None,
+        enthalpy_per: str = "atom",
+    ):
         super().__init__(path, level_of_theory, pressure_gpa, label)
         if enthalpy_per not in ("atom", "cell"):
             raise GencrystalError(f"enthalpy_per={enthalpy_per!r}: use atom or cell")
@@ -121,8 +128,11 @@ class CalypsoResults(SourceReader):
         for rank, number, value, rest in rows:
             path = structures.get(rank)
             if path is None:
-                yield BadRow(rank, f"no structure file for rank {rank} in {results.name}/dir_*/ "
-                                   "(run cak.py --vasp -m <tol> with -n covering every listed rank)")
+                yield BadRow(
+                    rank,
+                    f"no structure file for rank {rank} in {results.name}/dir_*/ "
+                    "(run cak.py --vasp -m <tol> with -n covering every listed rank)",
+                )
                 continue
             try:
                 atoms = _read_structure(path)
@@ -134,9 +144,16 @@ class CalypsoResults(SourceReader):
             extra = {"calypso_rank": rank, "calypso_structure": number if number is not None else rank}
             if sg.isdigit():
                 extra["space_group_number"] = int(sg)
-            yield ImportRecord(atoms=atoms, ident=f"{self.file_key(file).split(':', 1)[1]}#{rank}",
-                               pressure_gpa=pressure, enthalpy_per_atom=h, level_of_theory=level,
-                               relaxed=True, extra=extra, index=number if number is not None else rank)
+            yield ImportRecord(
+                atoms=atoms,
+                ident=f"{self.file_key(file).split(':', 1)[1]}#{rank}",
+                pressure_gpa=pressure,
+                enthalpy_per_atom=h,
+                level_of_theory=level,
+                relaxed=True,
+                extra=extra,
+                index=number if number is not None else rank,
+            )
 
 
 def _parse_analysis(file: Path) -> list[tuple[int, int | None, float, str]]:

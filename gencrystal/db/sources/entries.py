@@ -24,8 +24,16 @@ from gencrystal.db.importing import BadRow, ImportRecord, SourceReader
 from gencrystal.errors import GencrystalError
 
 SUFFIXES = (".json", ".json.bz2", ".json.gz", ".json.xz")
-RUN_TYPES = {"gga": "pbe", "gga+u": "pbe+u", "pbe": "pbe", "pbe+u": "pbe+u", "r2scan": "r2scan",
-             "r2scan+u": "r2scan+u", "scan": "scan", "pbesol": "pbesol"}
+RUN_TYPES = {
+    "gga": "pbe",
+    "gga+u": "pbe+u",
+    "pbe": "pbe",
+    "pbe+u": "pbe+u",
+    "r2scan": "r2scan",
+    "r2scan+u": "r2scan+u",
+    "scan": "scan",
+    "pbesol": "pbesol",
+}
 
 
 class ComputedEntries(SourceReader):
@@ -33,9 +41,16 @@ class ComputedEntries(SourceReader):
 
     kind = "entries"
 
-    def __init__(self, path: str, level_of_theory: str | None = None, pressure_gpa: float | None = None,
-                 label: str | None = None, pressure_keys: Sequence[str] = ("pressure_gpa", "pressure"),
-                 pressure_scale: float = 1.0, relaxed: bool = True):
+    def __init__(
+        self,
+        path: str,
+        level_of_theory: str | None = None,
+        pressure_gpa: float | None = None,
+        label: str | None = None,
+        pressure_keys: Sequence[str] = ("pressure_gpa", "pressure"),
+        pressure_scale: float = 1.0,
+        relaxed: bool = True,
+    ):
         super().__init__(path, level_of_theory, pressure_gpa, label)
         self.pressure_keys = list(pressure_keys)
         self.pressure_scale = float(pressure_scale)
@@ -53,7 +68,9 @@ class ComputedEntries(SourceReader):
             with zopen(str(file), "rt") as fh:
                 obj = json.load(fh)
         except Exception as exc:
-            raise GencrystalError(f"cannot read entries file {str(file)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+            raise GencrystalError(
+                f"cannot read entries file {str(file)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
         if isinstance(obj, dict) and isinstance(obj.get("entries"), list):
             return obj["entries"]
         if isinstance(obj, list):
@@ -93,9 +110,15 @@ class ComputedEntries(SourceReader):
             for k in ("e_above_hull", "e_form", "band_gap_ind", "spg"):
                 if isinstance(data.get(k), (int, float)):
                     extra[f"src_{k}"] = data[k]
-            yield ImportRecord(atoms=atoms, ident=f"{_stem(file)}:{ident}", pressure_gpa=p,
-                               energy_per_atom=float(entry.uncorrected_energy) / len(atoms),
-                               level_of_theory=level, relaxed=self.relaxed, extra=extra)
+            yield ImportRecord(
+                atoms=atoms,
+                ident=f"{_stem(file)}:{ident}",
+                pressure_gpa=p,
+                energy_per_atom=float(entry.uncorrected_energy) / len(atoms),
+                level_of_theory=level,
+                relaxed=self.relaxed,
+                extra=extra,
+            )
 
 
 def _stem(file: Path) -> str:

@@ -32,9 +32,16 @@ class StructureFiles(SourceReader):
 
     kind = "files"
 
-    def __init__(self, path: str, level_of_theory: str | None = None, pressure_gpa: float | None = None,
-                 label: str | None = None, pressure_key: str = "pressure_gpa", level_key: str = "level_of_theory",
-                 relaxed: bool = True):
+    def __init__(
+        self,
+        path: str,
+        level_of_theory: str | None = None,
+        pressure_gpa: float | None = None,
+        label: str | None = None,
+        pressure_key: str = "pressure_gpa",
+        level_key: str = "level_of_theory",
+        relaxed: bool = True,
+    ):
         super().__init__(path, level_of_theory, pressure_gpa, label)
         self.pressure_key = str(pressure_key)
         self.level_key = str(level_key)
@@ -61,7 +68,9 @@ class StructureFiles(SourceReader):
                 warnings.simplefilter("ignore")
                 frames = read(str(file), index=":", format="extxyz")
         except Exception as exc:
-            raise GencrystalError(f"cannot read {str(file)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+            raise GencrystalError(
+                f"cannot read {str(file)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
         for i, atoms in enumerate(frames):
             info = dict(atoms.info)
             e = _float(info.get("energy_per_atom"))
@@ -74,9 +83,15 @@ class StructureFiles(SourceReader):
             clean.calc = None
             clean.info = {}
             ident = str(info.get("id", info.get("material_id", f"{file.stem}-{i}")))
-            yield ImportRecord(atoms=clean, ident=ident, pressure_gpa=_float(info.get(self.pressure_key)),
-                               energy_per_atom=e, enthalpy_per_atom=h, level_of_theory=_str(info.get(self.level_key)),
-                               relaxed=_bool(info.get("relaxed"), self.relaxed))
+            yield ImportRecord(
+                atoms=clean,
+                ident=ident,
+                pressure_gpa=_float(info.get(self.pressure_key)),
+                energy_per_atom=e,
+                enthalpy_per_atom=h,
+                level_of_theory=_str(info.get(self.level_key)),
+                relaxed=_bool(info.get("relaxed"), self.relaxed),
+            )
 
     def _read_cif(self, file: Path) -> Iterator[ImportRecord | BadRow]:
         from pymatgen.io.cif import CifParser
@@ -89,7 +104,9 @@ class StructureFiles(SourceReader):
                 parser = CifParser(str(file))
                 blocks = parser.as_dict()
         except Exception as exc:
-            raise GencrystalError(f"cannot read {str(file)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+            raise GencrystalError(
+                f"cannot read {str(file)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
         for i, (name, items) in enumerate(blocks.items()):
             try:
                 with warnings.catch_warnings():
@@ -97,14 +114,19 @@ class StructureFiles(SourceReader):
                     structure = parser.parse_structures(primitive=False, on_error="raise")[i]
                 atoms = to_atoms(structure)
             except Exception as exc:
-                yield BadRow(i, f"block {name!r}: unparsable structure ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+                yield BadRow(
+                    i, f"block {name!r}: unparsable structure ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                )
                 continue
-            yield ImportRecord(atoms=atoms, ident=f"{file.stem}" if len(blocks) == 1 else f"{file.stem}-{name}",
-                               pressure_gpa=_float(items.get("_" + self.pressure_key)),
-                               energy_per_atom=_float(items.get("_energy_per_atom")),
-                               enthalpy_per_atom=_float(items.get("_enthalpy_per_atom")),
-                               level_of_theory=_str(items.get("_" + self.level_key)),
-                               relaxed=_bool(items.get("_relaxed"), self.relaxed))
+            yield ImportRecord(
+                atoms=atoms,
+                ident=f"{file.stem}" if len(blocks) == 1 else f"{file.stem}-{name}",
+                pressure_gpa=_float(items.get("_" + self.pressure_key)),
+                energy_per_atom=_float(items.get("_energy_per_atom")),
+                enthalpy_per_atom=_float(items.get("_enthalpy_per_atom")),
+                level_of_theory=_str(items.get("_" + self.level_key)),
+                relaxed=_bool(items.get("_relaxed"), self.relaxed),
+            )
 
 
 def _float(v: Any) -> float | None:

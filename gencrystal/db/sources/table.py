@@ -43,9 +43,17 @@ class TableSource(SourceReader):
 
     kind = "table"
 
-    def __init__(self, path: str, level_of_theory: str | None = None, pressure_gpa: float | None = None,
-                 label: str | None = None, columns: Mapping[str, Sequence[str]] | None = None,
-                 pressure_scale: float = 1.0, relaxed: bool = True, keep_columns: Sequence[str] = ()):
+    def __init__(
+        self,
+        path: str,
+        level_of_theory: str | None = None,
+        pressure_gpa: float | None = None,
+        label: str | None = None,
+        columns: Mapping[str, Sequence[str]] | None = None,
+        pressure_scale: float = 1.0,
+        relaxed: bool = True,
+        keep_columns: Sequence[str] = (),
+    ):
         super().__init__(path, level_of_theory, pressure_gpa, label)
         self.columns = {k: list(v) for k, v in DEFAULT_COLUMNS.items()}
         for k, v in dict(columns or {}).items():
@@ -75,7 +83,9 @@ class TableSource(SourceReader):
         except ImportError as exc:
             raise GencrystalError(f"reading {file.name} needs pyarrow (pip install pyarrow): {exc}") from exc
         except Exception as exc:
-            raise GencrystalError(f"cannot read table {str(file)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+            raise GencrystalError(
+                f"cannot read table {str(file)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
         raise GencrystalError(f"unsupported table {str(file)!r} (use .csv, .feather or .parquet)")
 
     def _column(self, frame, field: str) -> str | None:
@@ -113,8 +123,15 @@ class TableSource(SourceReader):
                 p = p * self.pressure_scale
             ident = str(row[cols["id"]]) if cols["id"] and row.get(cols["id"]) is not None else f"row{i}"
             extra = {k: row[k] for k in self.keep_columns if k in row}
-            yield ImportRecord(atoms=atoms, ident=f"{file.stem}:{ident}", pressure_gpa=p, energy_per_atom=e,
-                               enthalpy_per_atom=h, relaxed=self.relaxed, extra=extra)
+            yield ImportRecord(
+                atoms=atoms,
+                ident=f"{file.stem}:{ident}",
+                pressure_gpa=p,
+                energy_per_atom=e,
+                enthalpy_per_atom=h,
+                relaxed=self.relaxed,
+                extra=extra,
+            )
 
 
 def _num(row: dict, col: str | None) -> Any:

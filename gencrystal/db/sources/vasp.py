@@ -37,8 +37,14 @@ class VaspRuns(SourceReader):
 
     kind = "vasp"
 
-    def __init__(self, path: str, level_of_theory: str | None = None, pressure_gpa: float | None = None,
-                 label: str | None = None, require_converged: bool = False):
+    def __init__(
+        self,
+        path: str,
+        level_of_theory: str | None = None,
+        pressure_gpa: float | None = None,
+        label: str | None = None,
+        require_converged: bool = False,
+    ):
         super().__init__(path, level_of_theory, pressure_gpa, label)
         self.require_converged = bool(require_converged)
 
@@ -81,7 +87,9 @@ class VaspRuns(SourceReader):
                 warnings.simplefilter("ignore")
                 vr = Vasprun(str(file), parse_dos=False, parse_eigen=False, parse_potcar_file=False)
         except Exception as exc:  # pymatgen raises many types for truncated/corrupt XML
-            raise GencrystalError(f"cannot read {str(file)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+            raise GencrystalError(
+                f"cannot read {str(file)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
         params = {**dict(vr.parameters or {}), **dict(vr.incar or {})}
         energy = float(vr.final_energy)
         if not math.isfinite(energy):
@@ -95,10 +103,16 @@ class VaspRuns(SourceReader):
                 run_type = ""
         level = _level_from_run_type(run_type, list(vr.potcar_symbols or []), params)
         converged = bool(vr.converged)
-        return ImportRecord(atoms=atoms, ident=self._ident(file), pressure_gpa=_pstress_gpa(params),
-                            energy_per_atom=energy / len(atoms), level_of_theory=level,
-                            relaxed=_is_relaxation(params) and converged, converged=converged,
-                            extra={"vasp_run_type": run_type or "unknown", "ionic_steps": len(vr.ionic_steps)})
+        return ImportRecord(
+            atoms=atoms,
+            ident=self._ident(file),
+            pressure_gpa=_pstress_gpa(params),
+            energy_per_atom=energy / len(atoms),
+            level_of_theory=level,
+            relaxed=_is_relaxation(params) and converged,
+            converged=converged,
+            extra={"vasp_run_type": run_type or "unknown", "ionic_steps": len(vr.ionic_steps)},
+        )
 
     def _read_outcar(self, file: Path) -> ImportRecord:
         from ase.io import read
@@ -117,16 +131,24 @@ class VaspRuns(SourceReader):
                 atoms = read(str(file), format="vasp-out", index=-1)
             energy = float(atoms.get_potential_energy())
         except Exception as exc:
-            raise GencrystalError(f"cannot read {str(file)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+            raise GencrystalError(
+                f"cannot read {str(file)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
         text = _tail_text(file)
         relaxation = _is_relaxation(incar)
         converged = ("reached required accuracy" in text) if relaxation else ("General timing and accounting" in text)
         atoms = atoms.copy()
         atoms.calc = None
         atoms.info = {}
-        return ImportRecord(atoms=atoms, ident=self._ident(file), pressure_gpa=_pstress_gpa(incar),
-                            energy_per_atom=energy / len(atoms), level_of_theory=level_from_incar(incar),
-                            relaxed=relaxation and converged, converged=converged)
+        return ImportRecord(
+            atoms=atoms,
+            ident=self._ident(file),
+            pressure_gpa=_pstress_gpa(incar),
+            energy_per_atom=energy / len(atoms),
+            level_of_theory=level_from_incar(incar),
+            relaxed=relaxation and converged,
+            converged=converged,
+        )
 
 
 def _tail_text(file: Path, n_bytes: int = 200_000) -> str:

@@ -63,7 +63,7 @@ class ValidateConfig:
 class RelaxEosConfig:
     """``conf/relax_eos.yaml`` (``gencrystal relax eos``); pressures GPa, fmax eV/Å."""
 
-    dft: Any = MISSING
+    dft: Any = None  # optional: ``~dft`` compares potentials only
     cluster: Any = MISSING
     structure: Any = MISSING
     pressures: Any = MISSING

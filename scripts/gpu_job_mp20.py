@@ -206,6 +206,13 @@ def plot_curve(curve: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _dd_hh_mm_ss(seconds: float) -> str:
+    """Lightning's ``max_time`` string ``DD:HH:MM:SS`` for a duration in seconds (a dict would
+    reach the Trainer as a DictConfig, which Lightning does not read as a duration)."""
+    s = int(round(seconds))
+    return f"{s // 86400:02d}:{s % 86400 // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 def train_model(a, run_dir: Path) -> tuple[Path, dict]:
     """Train ``mp20_csp`` under the time limit; returns the best checkpoint and the facts of the run."""
     from gencrystal.config import compose
@@ -216,7 +223,7 @@ def train_model(a, run_dir: Path) -> tuple[Path, dict]:
     overrides = [f"experiment={a.experiment}", f"model={a.model}", f"out={out}", "logger=csv", f"seed={a.seed}",
                  f"batch_size={a.batch_size}", f"data_root={a.data_root}", "data.progress=false",
                  f"data.parse_workers={max(1, min(16, os.cpu_count() or 1))}", "trainer.enable_progress_bar=false",
-                 f"+trainer.max_time={{seconds:{int(round(60 * a.train_minutes))}}}", f"trainer.precision={a.train_precision}",
+                 "+trainer.max_time=" + _dd_hh_mm_ss(60 * a.train_minutes), f"trainer.precision={a.train_precision}",
                  f"resume={'true' if resume else 'false'}"]
     if a.device == "cuda":
         overrides.insert(1, "trainer=gpu")
@@ -260,7 +267,7 @@ def sample_and_score(a, ckpt: Path, refs: list, clock: Clock) -> dict:
     bench = _script("bench_mp20")
     sampler = bench.sampler_config(a.sampler, a.sampler_steps)
     ns = SimpleNamespace(device=a.device, sample_batch=a.sample_batch, seed=a.seed, validity_mode="paper",
-                         workers=a.workers, timeout=30.0)
+                         workers=a.workers, timeout=30.0, no_metre=False)
     chunk = max(a.sample_batch, 1) * (4 if not a.smoke else 1)
     frames: list = []
     done: list = []

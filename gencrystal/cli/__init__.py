@@ -119,6 +119,7 @@ COMMANDS: list[Command] = [
         "search",
         "gencrystal.cli.search:run",
         "Search low-enthalpy structures at a pressure: method=random|pso|generative (resumable; ranking, plot).",
+        groups={"method": "search/method@method"},
     ),
     Command(
         ("sample",),

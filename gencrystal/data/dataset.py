@@ -247,6 +247,22 @@ def cache_dir_for(cfg: Mapping, root: Path) -> Path | None:
     return Path(str(value)).expanduser().resolve()
 
 
+def load_table_for(path: Path, transform: CrystalTransform, cfg: Mapping, root: Path) -> tuple[ParsedSource, str]:
+    """:func:`load_table_source` of one CDVAE-style table with the column names, parse workers
+    and cache folder of a ``conf/data/*.yaml`` node ``cfg`` (``root``: the data folder);
+    returns ``(parsed, cache key)``."""
+    return load_table_source(
+        path,
+        transform,
+        cache_dir_for(cfg, root),
+        id_column=str(cfg.get("id_column", "material_id")),
+        cif_column=str(cfg.get("cif_column", "cif")),
+        pressure_column=str(cfg.get("pressure_column", "pressure")),
+        workers=int(cfg.get("parse_workers", 1)),
+        progress=bool(cfg.get("progress", True)),
+    )
+
+
 def load_split(data_cfg: Any, split: str, data_root: str | os.PathLike | None = None) -> CrystalDataset:
     """Load one split (``train``/``val``/``test``) of the dataset described by ``data_cfg``.
 
@@ -321,16 +337,7 @@ def load_table_split(
             f"{name} {split} split not found: no {stem}.csv/.feather in {str(folder)!r}; run `{download}`"
             + (" or use data.protocol=offline" if split == "train" else "")
         )
-    parsed, key = load_table_source(
-        path,
-        transform,
-        cache_dir_for(cfg, root),
-        id_column=str(cfg.get("id_column", "material_id")),
-        cif_column=str(cfg.get("cif_column", "cif")),
-        pressure_column=str(cfg.get("pressure_column", "pressure")),
-        workers=int(cfg.get("parse_workers", 1)),
-        progress=bool(cfg.get("progress", True)),
-    )
+    parsed, key = load_table_for(path, transform, cfg, root)
     if protocol == "offline" and split in ("train", "val"):
         off = cfg.get("offline", {}) or {}
         train_idx, hold_idx = offline_indices(

@@ -99,9 +99,9 @@ def write_grouped_split(
     """
     import pandas as pd
 
-    from gencrystal.data.dataset import _plain, cache_dir_for, make_transform, resolve_protocol
+    from gencrystal.data.dataset import _plain, load_table_for, make_transform, resolve_protocol
     from gencrystal.data.paths import resolve_data_root
-    from gencrystal.data.readers import file_sha256, load_table_source
+    from gencrystal.data.readers import file_sha256
     from gencrystal.io import atomic_write, write_json
 
     if by not in SCHEMES:
@@ -125,16 +125,7 @@ def write_grouped_split(
     transform = make_transform(cfg.get("transform"))
     tables, original = [], {}
     for split, path in sources.items():
-        parsed, _ = load_table_source(
-            path,
-            transform,
-            cache_dir_for(cfg, root),
-            id_column=str(cfg.get("id_column", "material_id")),
-            cif_column=str(cfg.get("cif_column", "cif")),
-            pressure_column=str(cfg.get("pressure_column", "pressure")),
-            workers=int(cfg.get("parse_workers", 1)),
-            progress=bool(cfg.get("progress", True)),
-        )
+        parsed, _ = load_table_for(path, transform, cfg, root)
         cols = [c for c in _read_columns(path) if c in parsed.table.columns]
         t = parsed.table[cols].copy()
         t["_composition"] = [_reduced(c) for c in parsed.table["composition"]]

@@ -13,9 +13,11 @@ Stages (each resumable: re-run the same command after a kill, finished work is s
     ``<work>/mp20_seeds.extxyz``: the first ``--mp20-seeds`` MP-20 val structures with at
     most ``--mp20-seed-max-atoms`` atoms (high-pressure relaxation seeds).
 ``db``
-    ``gencrystal db build`` of the MP-20 seeds (if any), then of the seeds, at 50, 100, 25
-    and 0 GPa (``--pressures``, most wanted first) with CHGNet (fmax 0.1 eV/Å, ≤ 200 FIRE
-    steps) into ``<work>/hp.db``; the build's task ledger makes it resumable, and
+    ``gencrystal db build`` of the seeds, then of the MP-20 seeds (if any), at 50, 100, 25
+    and 0 GPa (``--pressures``, most wanted first) with the trusted committee
+    ``hp_committee`` where its DFT labels cover the structure (Li, Si; 0–100 GPa) and CHGNet
+    for the rest (``--potential``, ``--fallback-potential``; fmax 0.1 eV/Å, ≤ 200 FIRE
+    steps; every row keeps its ``level_of_theory``) into ``<work>/hp.db``; the build's task ledger makes it resumable, and
     ``--db-minutes`` caps its wall time on a busy machine.
 ``mp20``
     MP-20 val (all rows, split ``train``) and the first ``--mp20-val`` + ``--mp20-test``
@@ -139,13 +141,15 @@ def stage_db(args) -> None:
     seeds; with ``--db-minutes`` the stage stops when that wall time is spent (a
     build cut short loses only its chunk in flight and is completed by the next run)."""
     db = str(Path(args.work) / "hp.db")
-    common = ["potential=chgnet", f"db={db}", f"relax.fmax={args.fmax}", f"relax.steps={args.steps}",
+    common = [f"potential={args.potential}"] + ([f"potential@fallback_potential={args.fallback_potential}"]
+              if args.fallback_potential else []) + [f"db={db}", f"relax.fmax={args.fmax}", f"relax.steps={args.steps}",
               f"chunk_size={2 * max(1, args.workers)}", f"cluster.workers={args.workers}", "progress=false"]
     deadline = time.time() + 60 * args.db_minutes if args.db_minutes else None
     mp20 = Path(args.work) / "mp20_seeds.extxyz"
-    # the small MP-20 seeds first (fast to relax, diverse chemistry), then the prototype and
-    # random Li/Si/SiO2/B seeds; each source at every pressure before the next source
-    sources = ([mp20] if mp20.is_file() else []) + [SEEDS]
+    # the Li/Si/SiO2/B seeds first (the chemistry of the known-phase benchmark, whose random
+    # crystals stay in training when the prototypes are held out), then the small MP-20 seeds
+    # (diverse chemistry); each source at every pressure before the next source
+    sources = [SEEDS] + ([mp20] if mp20.is_file() else [])
     jobs = [(src, float(x)) for src in sources for x in args.pressures.split(",")]
     for src, p in jobs:
         cmd = GC + ["db", "build", f"source={src}", f"pressures=[{p:g}]"] + common
@@ -436,6 +440,10 @@ def main(argv=None) -> int:
     p.add_argument("--mp20-seed-max-atoms", type=int, default=6)
     p.add_argument("--mp20-val", type=int, default=256, help="MP-20 test rows used as validation split")
     p.add_argument("--mp20-test", type=int, default=200, help="MP-20 test rows held out for the CSP evaluation")
+    p.add_argument("--potential", default="hp_committee",
+                   help="conf/potential of the db stage: the trusted committee relaxes what its DFT labels cover")
+    p.add_argument("--fallback-potential", default="chgnet",
+                   help="conf/potential for structures outside --potential's labels (elements, pressures); '' for none")
     p.add_argument("--fmax", type=float, default=0.1, help="eV/Å")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--pressures", default="50,100,25,0", help="GPa, comma-separated, built in this order")

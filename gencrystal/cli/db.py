@@ -16,6 +16,7 @@ def build(cfg: DictConfig) -> int:
 
     from gencrystal.data.sources import load_source
     from gencrystal.db.build import build_database
+    from gencrystal.potentials import build_potential
     from gencrystal.relax.runs import relax_setup
 
     pressures = list(cfg.pressures) if not isinstance(cfg.pressures, (int, float)) else [cfg.pressures]
@@ -23,25 +24,35 @@ def build(cfg: DictConfig) -> int:
         str(cfg.source), split=str(cfg.split), selection=cfg.selection, limit=cfg.limit, data_root=cfg.data_root
     )
     potential, opts = relax_setup(cfg)
-    summary = build_database(
-        structures,
-        pressures,
-        str(cfg.db),
-        potential,
-        relax_options=opts,
-        source_label=label,
-        chunk_size=int(cfg.chunk_size),
-        keep=instantiate(cfg.keep),
-        merge_matcher=str(cfg.merge_matcher),
-        progress=bool(cfg.progress),
-    )
-    s = summary
-    print(
-        f"db build: {s.total} tasks ({len(structures)} structures × {len(pressures)} pressures, {s.level_of_theory}); "
-        f"{s.skipped_done} already done, {s.relaxed} relaxed now: {s.kept} kept, {s.merged} merged as duplicates, "
-        f"{s.rejected} rejected{(' ' + json.dumps(s.rejected_reasons)) if s.rejected_reasons else ''}; "
-        f"{s.rows} rows in {cfg.db}"
-    )
+    fallback = build_potential(cfg.fallback_potential) if cfg.get("fallback_potential") else None
+    # (structures, pressures, potential) groups: with a fallback, the structures outside the
+    # potential's DFT labels (an element or a pressure) go to the fallback, pressure by pressure
+    groups = [(structures, pressures, potential)]
+    if fallback is not None:
+        groups = []
+        for p in pressures:
+            inside = [s for s in structures if not potential.coverage_warnings([s[1]], float(p))]
+            outside = [s for s in structures if potential.coverage_warnings([s[1]], float(p))]
+            groups += [(part, [p], pot) for part, pot in ((inside, potential), (outside, fallback)) if part]
+    for part, ps, pot in groups:
+        s = build_database(
+            part,
+            ps,
+            str(cfg.db),
+            pot,
+            relax_options=opts,
+            source_label=label,
+            chunk_size=int(cfg.chunk_size),
+            keep=instantiate(cfg.keep),
+            merge_matcher=str(cfg.merge_matcher),
+            progress=bool(cfg.progress),
+        )
+        print(
+            f"db build: {s.total} tasks ({len(part)} structures × {len(ps)} pressures, {s.level_of_theory}); "
+            f"{s.skipped_done} already done, {s.relaxed} relaxed now: {s.kept} kept, {s.merged} merged as duplicates, "
+            f"{s.rejected} rejected{(' ' + json.dumps(s.rejected_reasons)) if s.rejected_reasons else ''}; "
+            f"{s.rows} rows in {cfg.db}"
+        )
     return 0
 
 

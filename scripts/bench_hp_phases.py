@@ -56,20 +56,28 @@ def parse_args(argv=None):
     p.add_argument("--seeds", default=DEFAULT_SEEDS, help="comma-separated seeds")
     p.add_argument("--target-seeds", default="", help="per-target seeds, e.g. li_ci16=0 or li_ci16=0+1")
     p.add_argument("--potential", default="chgnet", help="chgnet | sevenn | hp_committee | checkpoint path")
+    p.add_argument("--target-potentials", default="li_ci16=hp_committee",
+                   help="per-target potentials, e.g. li_ci16=hp_committee (the trusted one where --potential is not); "
+                        "every method of a target relaxes with that target's potential")
     p.add_argument("--ckpt", default=None, help="pressure-conditioned generative checkpoint for method=generative")
     p.add_argument("--train-structures", nargs="*", default=[str(REPO / "data" / "fixtures" / "hp_seeds.extxyz")],
                    help="structures the generative model trained on (extxyz / ASE db), for the held-out check")
+    p.add_argument("--train-selection", default="split=train",
+                   help="ASE-db query selecting the training rows of a --train-structures database")
     p.add_argument("--dft-config", default="gpaw", help="conf/dft/<name>.yaml for the potential check ('none': skip DFT)")
     p.add_argument("--dft-set", nargs="*", default=["symmetry=on"],
                    help="overrides of the DFT config, e.g. ecut=500 (per target: li_ci16:ecut=400)")
     p.add_argument("--dft-targets", default="all", help="targets that get the DFT relaxation ('all' or comma-separated keys)")
     p.add_argument("--volume-tol", type=float, default=0.05, help="|V_potential/V_DFT - 1| accepted")
+    p.add_argument("--cutoff-factor", type=float, default=1.5,
+                   help="basis check: the target's DFT stress at ecut and at this factor times it (1: skip)")
+    p.add_argument("--cutoff-tol-gpa", type=float, default=2.0, help="largest accepted |P(ecut) - P(factor*ecut)|, GPa")
     p.add_argument("--check-only", action="store_true", help="potential and held-out checks only, no searches")
     p.add_argument("--search-targets", default="all",
                    help="targets that get searches ('all' or comma-separated keys); the others get the checks only")
     p.add_argument("--pso-population", type=int, default=6, help="PSO structures per generation")
-    p.add_argument("--fmax", type=float, default=0.05, help="eV/Å")
-    p.add_argument("--steps", type=int, default=300, help="optimiser steps per relaxation")
+    p.add_argument("--fmax", type=float, default=0.1, help="eV/Å (every method, and the target's relaxation)")
+    p.add_argument("--steps", type=int, default=200, help="optimiser steps per relaxation (every method)")
     p.add_argument("--chunk", type=int, default=2, help="candidates per relaxation call / database transaction")
     p.add_argument("--workers", type=int, default=1, help="Dask workers for the relaxations (1 = in process)")
     p.add_argument("--work", default=str(REPO / "outputs" / "bench_hp_phases"), help="search databases and outputs")
@@ -80,6 +88,7 @@ def parse_args(argv=None):
     args.method_list = [m.strip() for m in args.methods.split(",") if m.strip()]
     args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.budget_map = {k: int(v) for k, v in (x.split("=") for x in args.budgets.split(",") if x.strip())}
+    args.potential_map = {k: v for k, v in (x.split("=", 1) for x in args.target_potentials.split(",") if x.strip())}
     args.seed_map = {k: [int(s) for s in v.split("+")] for k, v in (x.split("=") for x in args.target_seeds.split(",") if x.strip())}
     args.reduced = not (set(args.target_list) >= set(DEFAULT_TARGETS.split(",")) and args.budget >= DEFAULT_BUDGET
                         and len(args.seed_list) >= 3 and not args.budget_map and not args.seed_map
@@ -108,11 +117,24 @@ def dft_backend(args, key: str):
     return instantiate(cfg, "dft"), OmegaConf.to_container(cfg)
 
 
-def heldout_check(reference, train_files) -> dict:
-    """Training structures (of ``train_files``) that StructureMatcher (csp tolerances) equates with ``reference``."""
+_TRAINING: dict = {}
+
+
+def _training_structures(path: str, selection: str | None):
+    """``read_structures`` of a training file, read once per invocation (a database of ~10k rows)."""
+    from gencrystal.io import read_structures
+
+    if (path, selection) not in _TRAINING:
+        _TRAINING[(path, selection)] = read_structures(path, selection=selection)
+    return _TRAINING[(path, selection)]
+
+
+def heldout_check(reference, train_files, selection: str | None = None) -> dict:
+    """Training structures (of ``train_files``; ``selection`` picks the training rows of an ASE
+    database) that StructureMatcher (csp tolerances) equates with ``reference``."""
     from pymatgen.core import Composition
 
-    from gencrystal.io import read_structures
+    from gencrystal.io import is_db_url
     from gencrystal.matching import make_matcher
     from gencrystal.structures import to_structure
 
@@ -121,15 +143,16 @@ def heldout_check(reference, train_files) -> dict:
     matcher = make_matcher("csp")
     hits, n = [], 0
     for f in train_files:
-        for sid, atoms in read_structures(f):
+        for sid, atoms in _training_structures(str(f), selection if is_db_url(str(f)) else None):
             n += 1
             if Composition(atoms.get_chemical_formula()).reduced_formula == red and matcher.fit(to_structure(atoms), ref):
                 hits.append(f"{Path(f).name}:{sid}")
     return {"files": [Path(f).name for f in train_files], "n_structures": n, "matches": hits, "held_out": not hits}
 
 
-def run_one(phase, method_name, seed, budget, reference, potential, opts, args):
-    """One search until the loose match (or the budget); returns the counts."""
+def run_one(phase, method_name, seed, budget, reference, potential, opts, args, level: str):
+    """One search until the loose match (or the budget) with ``potential`` (level of theory
+    ``level``); returns the counts. A finished record of another potential is not reused."""
     from gencrystal.known_structures import matches
     from gencrystal.search import GenerativeSearch, PSOSearch, RandomSearch, run_search
 
@@ -141,14 +164,18 @@ def run_one(phase, method_name, seed, budget, reference, potential, opts, args):
         method = GenerativeSearch(ckpt=args.ckpt, batch=max(1, args.chunk))
     work = Path(args.work)
     t0 = time.time()
-    record = work / phase.key / f"{method_name}-seed{seed}.json"
+    # one folder per potential (and checkpoint): a search never resumes another potential's candidates
+    tag = method_name + (f"-{Path(args.ckpt).stem}" if method_name == "generative" else "") + f"-fmax{args.fmax:g}-steps{args.steps}"
+    record = work / phase.key / level / f"{tag}-seed{seed}.json"
     if record.is_file():  # a finished search of an earlier invocation: found, or its budget spent
         done = json.loads(record.read_text())
-        if done.get("to_locate", {}).get("loose") is not None or done.get("relaxed", 0) >= budget:
+        same = (done.get("level_of_theory") == level and done.get("ckpt") == (args.ckpt if method_name == "generative" else None)
+                and (done.get("fmax"), done.get("steps")) == (args.fmax, args.steps))
+        if same and (done.get("to_locate", {}).get("loose") is not None or done.get("relaxed", 0) >= budget):
             done["reused"] = True
             return done
-    res = run_search(phase.formula, phase.pressure_gpa, method, budget, str(work / f"{phase.key}.db"),
-                     work / phase.key / f"{method_name}-seed{seed}", potential, formula_units=[phase.formula_units],
+    res = run_search(phase.formula, phase.pressure_gpa, method, budget, str(work / f"{phase.key}-{level}.db"),
+                     work / phase.key / level / f"{tag}-seed{seed}", potential, formula_units=[phase.formula_units],
                      seed=seed, relax_options=opts, chunk=args.chunk, progress=False,
                      stop_when=lambda c: c.ok and matches(c.atoms, reference, "loose"))
     first = {}
@@ -159,7 +186,8 @@ def run_one(phase, method_name, seed, budget, reference, potential, opts, args):
         "method": method_name, "seed": seed, "budget": budget, "relaxed": res.n_done,
         "n_ok": sum(c.ok for c in res.candidates), "to_locate": first,
         "best_enthalpy_per_atom": None if res.best is None else res.best.enthalpy_per_atom,
-        "wall_s": round(time.time() - t0, 1), "search_id": res.search_id,
+        "wall_s": round(time.time() - t0, 1), "search_id": res.search_id, "level_of_theory": level,
+        "ckpt": args.ckpt if method_name == "generative" else None, "fmax": args.fmax, "steps": args.steps,
     }
     from gencrystal.io import write_json
 
@@ -207,7 +235,8 @@ def markdown(args, results, level):
             f"methods {DEFAULT_METHODS}, targets {DEFAULT_TARGETS}) are not reached here; the script resumes "
             "where this run stopped. Read small-budget numbers as a test of the pipeline, not a ranking of methods.", ""]
     lines += [
-        f"Potential: **{level}** (every method relaxes with the same potential: FIRE, fmax {args.fmax} eV/Å, "
+        f"Potential per target: **{', '.join(sorted({t['level_of_theory'] for t in results['targets']}))}** (column "
+        f"'potential' below; every method of a target relaxes with that target's potential: FIRE, fmax {args.fmax} eV/Å, "
         f"≤ {args.steps} steps, FrechetCellFilter at the target pressure). A structure counts as located when a relaxed "
         "candidate matches the potential-relaxed target with Cond-CDVAE's loose tolerances (pymatgen StructureMatcher "
         "stol 0.5, ltol 0.3, angle_tol 10°); medium (0.3/0.2/5°) and strict (0.2/0.1/5°) are evaluated on the same "
@@ -217,19 +246,23 @@ def markdown(args, results, level):
         "Known structures: `gencrystal/known_structures.py` (experimental Wyckoff cells; AFLOW prototypes for "
         "pyrite-type SiO2, coesite and α-Ga-type B).", "",
         "## 1. Is the potential trusted at the target's pressure?", "",
-        f"The target relaxed with {level} and with DFT ({results.get('dft_level') or 'not run'}; Niggli primitive "
+        f"The target relaxed with its potential and with DFT ({results.get('dft_level') or 'not run'}; Niggli primitive "
         f"cell, cached); trusted when both converge, |ΔV| ≤ {100 * args.volume_tol:g} % and the potential keeps "
         "the space group.", "",
-        "| target | P (GPa) | Z | V start (Å³/atom) | V potential | V DFT | ΔV | space group (potential) | status | why |",
-        "|---|---|---|---|---|---|---|---|---|---|"]
+        "| target | P (GPa) | Z | potential | V start (Å³/atom) | V potential | V DFT | ΔV | DFT basis: ΔP at ×1.5 cutoff (GPa) "
+        "| space group (potential) | status | why |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in results["targets"]:
         c = t["check"]
         dft = c.get("dft") or {}
         dv = c.get("volume_deviation")
+        cut = c.get("cutoff")
+        cut_txt = "–" if not cut else f"{cut['delta_gpa']:+.2f} ({cut['ecut_low_ev']:g}→{cut['ecut_high_ev']:g} eV)"
         lines.append(
             f"| {t['name']}{' (extrapolation)' if t['extrapolation'] else ''} | {t['pressure_gpa']:g} | {t['formula_units']} | "
+            f"{t['level_of_theory']} | "
             f"{c['volume_per_atom_start']:.2f} | {c['potential']['volume_per_atom']:.2f} | "
-            f"{fmt(dft.get('volume_per_atom'), 2)} | {'–' if dv is None else f'{100 * dv:+.1f} %'} | "
+            f"{fmt(dft.get('volume_per_atom'), 2)} | {'–' if dv is None else f'{100 * dv:+.1f} %'} | {cut_txt} | "
             f"{c['potential']['space_group']} | **{c['status']}** | {'; '.join(c['reasons']) or '–'} |")
     lines += ["", "## 2. Held out from the generative model?", "",
               f"Training structures compared: {', '.join(results['heldout_files']) or 'none given'} "
@@ -304,10 +337,10 @@ def plot(results, path):
     ax.bar(x + (len(methods) + 1) * width, [t["calypso"] or 0 for t in targets], width, label="CALYPSO (published)",
            color="0.85", hatch="//")
     ax.set_xticks(x + width * (len(methods) + 1) / 2)
-    ax.set_xticklabels([f"{t['name']}\n{t['pressure_gpa']:g} GPa" for t in targets], fontsize=8)
+    ax.set_xticklabels([f"{t['name']}\n{t['pressure_gpa']:g} GPa, {t['level_of_theory']}" for t in targets], fontsize=7)
     ax.set_yscale("log")
     ax.set_ylabel("structures relaxed to locate (log)")
-    ax.set_title(f"known phases, {results['level_of_theory']}" + (" (reduced run)" if results["reduced"] else ""), fontsize=9)
+    ax.set_title("known phases, each target on its potential" + (" (reduced run)" if results["reduced"] else ""), fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -330,10 +363,13 @@ def main(argv=None):
         args.method_list = [m for m in args.method_list if m != "generative"]
     if args.check_only:
         args.method_list = []
-    potential = as_potential(args.potential)
     opts = {"fmax": args.fmax, "steps": args.steps, "workers": args.workers}
-    if args.workers > 1:
-        potential = args.potential  # workers re-load it by name
+
+    def potential_of(key: str):
+        """(potential for the relaxations, its level of theory) of target ``key``."""
+        name = args.potential_map.get(key, args.potential)
+        return (name if args.workers > 1 else as_potential(name)), as_potential(name).level_of_theory  # workers re-load by name
+
     level = as_potential(args.potential).level_of_theory
     train_files = [f for f in args.train_structures if Path(f).exists()]
     results = {"level_of_theory": level, "reduced": args.reduced, "heldout_files": [Path(f).name for f in train_files],
@@ -347,20 +383,22 @@ def main(argv=None):
     for key in args.target_list:
         phase = TARGETS[key]
         budget = args.budget_map.get(key, args.budget)
+        potential, t_level = potential_of(key)
         print(f"[bench] {phase.name} at {phase.pressure_gpa:g} GPa (Z={phase.formula_units}): potential check", flush=True)
         backend, settings = dft_backend(args, key)
         if backend is not None:
             results["dft_level"] = backend.level_of_theory + (f" ({', '.join(args.dft_set)})" if args.dft_set else "")
         reference, check = potential_check(phase, potential, relax_options=opts, backend=backend, settings=settings,
-                                           cache_dir=work / "dft_cache", volume_tol=args.volume_tol)
+                                           cache_dir=work / "dft_cache", volume_tol=args.volume_tol,
+                                           cutoff_factor=args.cutoff_factor, cutoff_tol_gpa=args.cutoff_tol_gpa)
         print(f"[bench]   {check['status']}: {'; '.join(check['reasons']) or 'volume and space group agree with DFT'}",
               flush=True)
-        heldout = heldout_check(phase.structure(), train_files)
+        heldout = heldout_check(phase.structure(), train_files, args.train_selection)
         runs = []
         searched = args.search_targets == "all" or key in args.search_targets.split(",")
         for m in (args.method_list if searched else []):
             for seed in args.seed_map.get(key, args.seed_list):
-                r = run_one(phase, m, seed, budget, reference, potential, opts, args)
+                r = run_one(phase, m, seed, budget, reference, potential, opts, args, t_level)
                 print(f"[bench]   {m} seed {seed}: located after {r['to_locate']['loose'] or '>' + str(r['relaxed'])} "
                       f"structures ({r['wall_s']} s{', from an earlier run' if r.get('reused') else ''})", flush=True)
                 runs.append(r)
@@ -371,7 +409,7 @@ def main(argv=None):
                          "model and the potentials' training data cover: an extrapolation for both.")
         if check["status"] != "trusted" and runs:
             notes.append(f"{phase.name}: potential {check['status']} at {phase.pressure_gpa:g} GPa "
-                         f"({'; '.join(check['reasons'])}); its search rows measure the search on {level}'s energy "
+                         f"({'; '.join(check['reasons'])}); its search rows measure the search on {t_level}'s energy "
                          "landscape, not the physics.")
         if not check["same_phase"]["loose"]:
             notes.append(f"{phase.name}: the potential-relaxed target no longer matches the starting known structure "
@@ -384,13 +422,13 @@ def main(argv=None):
         h_ref = check["potential"]["enthalpy_per_atom"]
         if bests and h_ref == h_ref and min(bests) < h_ref - 0.005:
             notes.append(f"{phase.name}: the searches found structures {1000 * (h_ref - min(bests)):.0f} meV/atom "
-                         f"*below* the target with {level}: the potential's ground state at {phase.pressure_gpa:g} GPa "
+                         f"*below* the target with {t_level}: the potential's ground state at {phase.pressure_gpa:g} GPa "
                          "is not the known phase.")
         if not heldout["held_out"] and args.ckpt:
             notes.append(f"{phase.name}: the generative model's training data contain it ({', '.join(heldout['matches'])}): "
                          "its generative row is not a held-out result.")
         results["targets"].append({
-            "key": key, "name": phase.name, "formula": phase.formula, "formula_units": phase.formula_units,
+            "key": key, "name": phase.name, "level_of_theory": t_level, "formula": phase.formula, "formula_units": phase.formula_units,
             "pressure_gpa": phase.pressure_gpa, "structure_id": phase.structure_id, "extrapolation": phase.extrapolation,
             "budget": budget, "check": check, "heldout": heldout, "runs": runs, "summary": summary,
             "anchor": phase.anchor_text(), "cond_cdvae": phase.cond_cdvae_mean, "calypso": phase.calypso, "notes": notes,

@@ -95,6 +95,8 @@ def potential_check(
     settings: dict | None = None,
     cache_dir: str | Path | None = None,
     volume_tol: float = 0.05,
+    cutoff_factor: float = 1.0,
+    cutoff_tol_gpa: float = 2.0,
 ) -> tuple[Atoms, dict[str, Any]]:
     """Relax ``target``'s known structure at its pressure with ``potential`` (and with the DFT
     ``backend`` when given) and judge the potential: returns (the potential-relaxed structure,
@@ -108,6 +110,10 @@ def potential_check(
         settings: the backend's settings (part of the cache key).
         cache_dir: folder caching the DFT relaxation (required with ``backend``) and the potential's.
         volume_tol: largest accepted |V_potential / V_DFT − 1|.
+        cutoff_factor: basis check of the DFT itself (> 1): the stress of the DFT-relaxed target at
+            the backend's cutoff and at ``cutoff_factor`` times it (same k-points, cached); a
+            difference above ``cutoff_tol_gpa`` (GPa) makes the check ``unchecked``: the DFT
+            reference is not converged, so it cannot vouch for the potential.
     """
     known = target.structure()
     res = _potential_relax_cached(known, target, potential, relax_options or {}, cache_dir)
@@ -148,6 +154,20 @@ def potential_check(
         out["reasons"].append(f"volume {res.volume_per_atom:.2f} vs DFT {v_dft:.2f} Å³/atom ({100 * dv:+.1f} %)")
     out["same_phase_as_dft"] = matches(res.atoms, dft_atoms, "loose")
     out["status"] = TRUSTED if not out["reasons"] else UNTRUSTED
+    out["cutoff"] = None
+    if cutoff_factor > 1.0 and dft.get("converged"):
+        from gencrystal.metrics.pipeline import cutoff_check
+
+        probe = dft_atoms.copy()
+        probe.info["ref_id"] = f"{target.key}@{target.pressure_gpa:g}GPa"
+        cut = cutoff_check(backend, probe, cutoff_factor, Path(cache_dir) / "cutoff.json")
+        out["cutoff"] = cut
+        if cut is not None and not abs(cut["delta_gpa"]) <= cutoff_tol_gpa:
+            out["status"] = UNCHECKED
+            out["reasons"].append(
+                f"DFT not converged in the basis: P({cut['ecut_low_ev']:g} eV) − P({cut['ecut_high_ev']:g} eV) = "
+                f"{cut['delta_gpa']:+.1f} GPa (> {cutoff_tol_gpa:g})"
+            )
     return res.atoms, out
 
 

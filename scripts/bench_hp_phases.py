@@ -18,9 +18,10 @@ For each target of :data:`gencrystal.known_structures.TARGETS` (structure, Z, pr
    mean / median / censored mean structures to the first match and the best enthalpy
    against the target's, beside the published Cond-CDVAE / CALYPSO numbers.
 
-Resumable per (target, method, seed, structure): candidates live in ``--work``/<target>.db
+Resumable per (target, method, seed, structure): candidates live in
+``--work``/<target>/<level of theory>/candidates-fmax<f>-steps<n>.db
 (a killed search continues at its next structure), a finished search is recorded in
-``--work``/<target>/<method>-seed<k>.json and skipped by the next run, DFT results are cached.
+``--work``/<target>/<level>/<method>[-<ckpt>]-fmax<f>-steps<n>-seed<k>.json and skipped by the next run, DFT results are cached.
 The defaults are the issue's budgets (7 targets, 100 structures, 3 seeds, 3 methods).
 
     python scripts/bench_hp_phases.py --ckpt MODEL.ckpt                 # the full benchmark
@@ -73,6 +74,9 @@ def parse_args(argv=None):
                    help="basis check: the target's DFT stress at ecut and at this factor times it (1: skip)")
     p.add_argument("--cutoff-tol-gpa", type=float, default=2.0, help="largest accepted |P(ecut) - P(factor*ecut)|, GPa")
     p.add_argument("--check-only", action="store_true", help="potential and held-out checks only, no searches")
+    p.add_argument("--dft-best", default="",
+                   help="targets whose best structure per method (lowest enthalpy over the seeds) is vc-relaxed with DFT "
+                        "('all' or comma-separated keys): still the target phase? its DFT enthalpy against the target's")
     p.add_argument("--search-targets", default="all",
                    help="targets that get searches ('all' or comma-separated keys); the others get the checks only")
     p.add_argument("--pso-population", type=int, default=6, help="PSO structures per generation")
@@ -174,7 +178,8 @@ def run_one(phase, method_name, seed, budget, reference, potential, opts, args, 
         if same and (done.get("to_locate", {}).get("loose") is not None or done.get("relaxed", 0) >= budget):
             done["reused"] = True
             return done
-    res = run_search(phase.formula, phase.pressure_gpa, method, budget, str(work / f"{phase.key}-{level}.db"),
+    record.parent.mkdir(parents=True, exist_ok=True)
+    res = run_search(phase.formula, phase.pressure_gpa, method, budget, str(work / phase.key / level / f"candidates-fmax{args.fmax:g}-steps{args.steps}.db"),
                      work / phase.key / level / f"{tag}-seed{seed}", potential, formula_units=[phase.formula_units],
                      seed=seed, relax_options=opts, chunk=args.chunk, progress=False,
                      stop_when=lambda c: c.ok and matches(c.atoms, reference, "loose"))
@@ -193,6 +198,31 @@ def run_one(phase, method_name, seed, budget, reference, potential, opts, args, 
 
     record.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, record)
+    return out
+
+
+def best_structures_on_dft(phase, runs, check, backend, settings, work: Path, level: str) -> dict:
+    """Per method: its lowest-enthalpy relaxed structure over all seeds (from the candidate
+    databases), vc-relaxed with DFT at the target pressure (:func:`dft_best_check`)."""
+    from gencrystal.db.schema import connect
+    from gencrystal.search.target_check import dft_best_check
+
+    out = {}
+    for m in sorted({r["method"] for r in runs}):
+        best = None
+        for db_file in sorted((work / phase.key / level).glob("candidates-*.db")):
+            db = connect(str(db_file))
+            for r in (r for r in runs if r["method"] == m):
+                for row in db.select(search_id=r["search_id"], status="ok"):
+                    h = row.get("enthalpy_per_atom")
+                    if h is not None and (best is None or h < best[0]):
+                        best = (float(h), row.toatoms(), r["seed"], int(row.candidate))
+        if best is None:
+            continue
+        print(f"[bench]   DFT check of {m}'s best structure (seed {best[2]}, candidate {best[3]})", flush=True)
+        res = dft_best_check(phase, best[1], best[0], check["potential"]["enthalpy_per_atom"], backend, settings,
+                             work / "dft_cache", sid=f"{phase.key}-{m}-best")
+        out[m] = {"seed": best[2], "candidate": best[3], **res}
     return out
 
 
@@ -249,7 +279,8 @@ def markdown(args, results, level):
         f"The target relaxed with its potential and with DFT ({results.get('dft_level') or 'not run'}; Niggli primitive "
         f"cell, cached); trusted when both converge, |ΔV| ≤ {100 * args.volume_tol:g} % and the potential keeps "
         "the space group.", "",
-        "| target | P (GPa) | Z | potential | V start (Å³/atom) | V potential | V DFT | ΔV | DFT basis: ΔP at ×1.5 cutoff (GPa) "
+        "| target | P (GPa) | Z | potential | V start (Å³/atom) | V potential | V DFT | ΔV | "
+        f"DFT basis: P(ecut) − P({args.cutoff_factor:g}×ecut) (GPa) "
         "| space group (potential) | status | why |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in results["targets"]:
@@ -298,6 +329,23 @@ def markdown(args, results, level):
             lines.append(f"| {t['name']} | {t['check']['status']} | generative | not run: "
                          f"{'no held-out checkpoint given (`--ckpt`)' if not args.ckpt else 'not in --methods'} "
                          f"| | | | | | | | | {t['anchor']} |")
+    checked = [t for t in results["targets"] if t.get("dft_best")]
+    lines += ["", "## 4. DFT check of each method's best structure", ""]
+    if not checked:
+        lines += ["Not run in this invocation (`--dft-best TARGETS`).", ""]
+    else:
+        lines += [f"The lowest-enthalpy structure of each method over all seeds, vc-relaxed with {results.get('dft_level')} "
+                  "at the target pressure, against the known phase relaxed the same way (ΔH < 0: DFT puts the found "
+                  "structure below the known phase).", "",
+                  "| target | method | same phase after DFT (loose / medium / strict) | space group (DFT) | V (Å³/atom, DFT) | "
+                  "ΔH potential (meV/atom) | ΔH DFT (meV/atom) | DFT converged |", "|---|---|---|---|---|---|---|---|"]
+        for t in checked:
+            for m, d in t["dft_best"].items():
+                sp = d["same_phase_as_target"]
+                lines.append(f"| {t['name']} | {m} | {'/'.join('yes' if sp[k] else 'no' for k in ('loose', 'medium', 'strict'))} | "
+                             f"{d.get('space_group_dft') or '–'} | {fmt(d.get('volume_per_atom_dft'), 2)} | "
+                             f"{d['dh_potential_mev']:+.0f} | {d['dh_dft_mev']:+.0f} | {'yes' if d['converged'] else 'no: ' + str(d['error'])} |")
+        lines.append("")
     lines += ["", "## Notes", ""] + [f"- {n}" for n in args.note]
     for t in results["targets"]:
         lines.extend(f"- {n}" for n in t["notes"])
@@ -402,6 +450,9 @@ def main(argv=None):
                 print(f"[bench]   {m} seed {seed}: located after {r['to_locate']['loose'] or '>' + str(r['relaxed'])} "
                       f"structures ({r['wall_s']} s{', from an earlier run' if r.get('reused') else ''})", flush=True)
                 runs.append(r)
+        dft_best = {}
+        if backend is not None and runs and (args.dft_best == "all" or key in args.dft_best.split(",")):
+            dft_best = best_structures_on_dft(phase, runs, check, backend, settings, work, t_level)
         summary = {m: summarise([r for r in runs if r["method"] == m], budget) for m in (args.method_list if searched else [])}
         notes = []
         if phase.extrapolation:
@@ -430,7 +481,7 @@ def main(argv=None):
         results["targets"].append({
             "key": key, "name": phase.name, "level_of_theory": t_level, "formula": phase.formula, "formula_units": phase.formula_units,
             "pressure_gpa": phase.pressure_gpa, "structure_id": phase.structure_id, "extrapolation": phase.extrapolation,
-            "budget": budget, "check": check, "heldout": heldout, "runs": runs, "summary": summary,
+            "budget": budget, "check": check, "heldout": heldout, "runs": runs, "summary": summary, "dft_best": dft_best,
             "anchor": phase.anchor_text(), "cond_cdvae": phase.cond_cdvae_mean, "calypso": phase.calypso, "notes": notes,
         })
     results["wall_s"] = round(time.time() - t_start, 1)

@@ -203,3 +203,37 @@ def _catalogue_space_group(target: Target) -> int:
     from gencrystal.known_structures import STRUCTURES
 
     return STRUCTURES[target.structure_id].space_group
+
+
+def dft_best_check(
+    target: Target,
+    best: Atoms,
+    best_enthalpy_per_atom: float,
+    potential_target_enthalpy_per_atom: float,
+    backend,
+    settings: dict,
+    cache_dir: str | Path,
+    sid: str,
+) -> dict[str, Any]:
+    """DFT verdict on a search's best structure: ``best`` (the lowest-enthalpy relaxed candidate
+    of a method, eV/atom ``best_enthalpy_per_atom`` on the search's potential) and the target's
+    known structure are both vc-relaxed with ``backend`` at the target pressure (GPa; Niggli
+    primitive cells, cached in ``cache_dir``). Returns whether the best structure is still the
+    target phase after DFT (loose matcher against the DFT-relaxed target) and its DFT enthalpy
+    against the target's, ``dh_dft_mev`` = 1000 (H_best − H_target) meV/atom (negative: the
+    search found something DFT puts below the known phase), beside the same difference on the
+    potential, ``dh_potential_mev``."""
+    tgt_atoms, tgt = dft_relax_cached(
+        primitive_cell(target.structure()), target.pressure_gpa, backend, settings, cache_dir, sid=target.key
+    )
+    b_atoms, b = dft_relax_cached(primitive_cell(best), target.pressure_gpa, backend, settings, cache_dir, sid=sid)
+    h_t, h_b = float(tgt.get("enthalpy_per_atom", math.nan)), float(b.get("enthalpy_per_atom", math.nan))
+    return {
+        "converged": bool(b.get("converged")) and bool(tgt.get("converged")),
+        "error": b.get("error") or tgt.get("error"),
+        "same_phase_as_target": {k: matches(b_atoms, tgt_atoms, k) for k in ("loose", "medium", "strict")},
+        "space_group_dft": b.get("space_group"),
+        "volume_per_atom_dft": b.get("volume_per_atom"),
+        "dh_dft_mev": 1000.0 * (h_b - h_t),
+        "dh_potential_mev": 1000.0 * (float(best_enthalpy_per_atom) - float(potential_target_enthalpy_per_atom)),
+    }

@@ -10,7 +10,14 @@ from ase.calculators.emt import EMT
 from gencrystal import known_structures as ks
 from gencrystal.potentials import calculator_potential
 from gencrystal.relax import relax_structures
-from gencrystal.search.target_check import TRUSTED, UNCHECKED, UNTRUSTED, potential_check, space_group_number
+from gencrystal.search.target_check import (
+    TRUSTED,
+    UNCHECKED,
+    UNTRUSTED,
+    dft_best_check,
+    potential_check,
+    space_group_number,
+)
 
 
 @pytest.fixture
@@ -63,6 +70,24 @@ def test_a_volume_off_by_more_than_the_tolerance_is_untrusted(cu_target, tmp_pat
     assert any("vs DFT" in r and "-7.4 %" in r for r in check["reasons"])
 
 
+def test_dft_check_of_a_best_structure_names_the_phase_and_the_enthalpy_gap(cu_target, tmp_path):
+    """The target itself (rattled) is the same phase with ΔH ≈ 0; bcc Cu is another phase above fcc."""
+    from ase.build import bulk
+
+    dft = FakeDFT(1.0)
+    same = cu_target.structure().copy()
+    same.rattle(0.02, seed=1)
+    d = dft_best_check(cu_target, same, -0.1, -0.1, dft, {}, tmp_path, sid="cu-same")
+    assert d["converged"] and d["same_phase_as_target"]["loose"] and abs(d["dh_dft_mev"]) < 1.0
+    assert d["dh_potential_mev"] == pytest.approx(0.0)
+    other = dft_best_check(cu_target, bulk("Cu", "bcc", a=2.9), 0.0, -0.1, dft, {}, tmp_path, sid="cu-bcc")
+    assert not other["same_phase_as_target"]["loose"] and other["dh_dft_mev"] > 5.0  # EMT: bcc Cu above fcc
+    assert other["dh_potential_mev"] == pytest.approx(100.0)
+    calls = dft.calls
+    dft_best_check(cu_target, bulk("Cu", "bcc", a=2.9), 0.0, -0.1, dft, {}, tmp_path, sid="cu-bcc")
+    assert dft.calls == calls  # both relaxations cached
+
+
 def test_without_dft_the_check_is_unchecked(cu_target):
     _, check = potential_check(cu_target, calculator_potential(EMT, "emt"), relax_options={"steps": 200})
     assert check["status"] == UNCHECKED and check["dft"] is None
@@ -86,11 +111,12 @@ def test_bench_hp_phases_reuses_finished_searches_and_reports_the_checks(tmp_pat
     spec.loader.exec_module(bench)
     monkeypatch.setattr(reporting, "REPORTS_DIR", tmp_path / "reports")
     work = tmp_path / "work"
-    record = work / "sio2_rutile" / "random-seed0.json"
+    record = work / "sio2_rutile" / "chgnet-0.3.0" / "random-fmax0.1-steps150-seed0.json"
     record.parent.mkdir(parents=True)
-    record.write_text(json.dumps({"method": "random", "seed": 0, "budget": 4, "relaxed": 3, "n_ok": 3,
-                                  "to_locate": {"loose": 3, "medium": 3, "strict": None},
-                                  "best_enthalpy_per_atom": -5.9, "wall_s": 1.0, "search_id": "x"}))
+    done = {"method": "random", "seed": 0, "budget": 4, "relaxed": 3, "n_ok": 3,
+            "to_locate": {"loose": 3, "medium": 3, "strict": None}, "best_enthalpy_per_atom": -5.9, "wall_s": 1.0,
+            "search_id": "x", "level_of_theory": "chgnet-0.3.0", "ckpt": None, "fmax": 0.1, "steps": 150}
+    record.write_text(json.dumps(done))
     assert bench.main(["--targets", "sio2_rutile", "--methods", "random", "--budget", "4", "--seeds", "0",
                        "--dft-config", "none", "--steps", "150", "--work", str(work), "--report", "hp_test"]) == 0
     rep = json.loads((tmp_path / "reports" / "hp_test.json").read_text())
@@ -100,4 +126,4 @@ def test_bench_hp_phases_reuses_finished_searches_and_reports_the_checks(tmp_pat
     assert t["heldout"]["held_out"] is False and "hp_seeds.extxyz:SiO2-stishovite" in t["heldout"]["matches"]
     md = (tmp_path / "reports" / "hp_test.md").read_text()
     assert "| SiO2 rutile-type (stishovite) | unchecked | random | 1/1 | 3.0 | 3.0 |" in md
-    assert not list(work.glob("*.db"))  # nothing was searched
+    assert not list(work.rglob("*.db"))  # nothing was searched

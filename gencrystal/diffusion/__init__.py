@@ -73,13 +73,15 @@ t_end=0, ...)`` and ``FlowSampler`` (``conf/sampler/flow*.yaml``; NFE = steps x 
 
 Fields and losses (``losses.py``)
 ---------------------------------
-* ``DiffusionField(process, loss_weight=1.0, reduce="sum" | "mean")``: ``corrupt`` as
-  the process; ``loss(pred, corrupted) -> Tensor[B]`` reduced per sample.
+* ``DiffusionField(process, loss_weight=1.0, reduce="sum" | "mean", context=None,
+  head=None)``: ``corrupt`` as the process; ``loss(pred, corrupted) -> Tensor[B]`` reduced per
+  sample; ``context`` (the caller's plain object that supplies the field's data and keyword
+  context) and ``head`` (the caller's factory of the network output) are carried, not used.
 * ``FieldSet(fields: dict[str, DiffusionField])`` (an ``nn.ModuleDict``):
   ``corrupt(x0: dict, t, context: dict[str, dict], generator=None) -> dict[str, Corrupted]``
   and ``loss(preds: dict, corrupted: dict) -> (total, {name: mean loss})`` where
-  ``total = sum_f weight_f * mean_b loss_f[b]``; ``processes`` gives ``{name: process}``.
-  Hydra: ``conf/diffusion/{csp,dng}.yaml`` (``_target_: gencrystal.diffusion.FieldSet``).
+  ``total = sum_f weight_f * mean_b loss_f[b]``; ``processes`` gives ``{name: process}``,
+  ``contexts`` ``{name: context}``. Hydra: ``conf/diffusion/{csp,dng}.yaml`` (``_target_: gencrystal.diffusion.FieldSet``).
 
 Segments (``segments.py``)
 --------------------------
@@ -108,7 +110,12 @@ Missing predictors default to the ancestral one of the process (``default_predic
 Corrector: ``LangevinCorrector(snr, max_step_size=1e6, norm="batch" | "sample")``.
 Guidance: ``cfg_combine(cond, uncond, scale)``, ``cfg_combine_logits(cond, uncond, scale)``,
 ``cfg_combine_multi(uncond, conds, scales, logits=False)``,
-``cfg_combine_fields(cond, uncond, scale, discrete=("atom_types",))``.
+``cfg_combine_fields(cond, uncond, scale, discrete=("atom_types",))``;
+``ClassifierFreeGuidance(conditions, scale)`` is the guided score/velocity function built
+from them: ``.variants`` (the condition subsets to evaluate the network with) and
+``.score_fn(predict, discrete)`` (``predict(state, t)`` returns one prediction dict per
+variant; the result is the guided ``score_fn`` of any sampler). ``prediction_to_score(process,
+pred, t, **ctx)`` turns a network output into the sampler's input (velocity, score or logits).
 """
 
 from gencrystal.diffusion.base import Corrupted
@@ -116,7 +123,15 @@ from gencrystal.diffusion.correctors import LangevinCorrector
 from gencrystal.diffusion.d3pm import MaskedD3PM, masked_x0_log_probs
 from gencrystal.diffusion.flow import FlowMatrix, FlowSchedule, FlowTorus, MaskedFlow, sym_exp, sym_log
 from gencrystal.diffusion.flow_sampler import FlowSampler, sample_flow
-from gencrystal.diffusion.guidance import cfg_combine, cfg_combine_fields, cfg_combine_logits, cfg_combine_multi
+from gencrystal.diffusion.guidance import (
+    ClassifierFreeGuidance,
+    cfg_combine,
+    cfg_combine_fields,
+    cfg_combine_logits,
+    cfg_combine_multi,
+    is_discrete,
+    prediction_to_score,
+)
 from gencrystal.diffusion.losses import DiffusionField, FieldSet, reduce_rows
 from gencrystal.diffusion.ode import ODESampler, sample_ode
 from gencrystal.diffusion.predictors import D3PMAncestral, VPAncestral, WrappedVEAncestral, default_predictor
@@ -133,6 +148,9 @@ from gencrystal.diffusion.wrapped_normal import (
 )
 
 __all__ = [
+    "ClassifierFreeGuidance",
+    "is_discrete",
+    "prediction_to_score",
     "Corrupted",
     "D3PMAncestral",
     "DiffusionField",

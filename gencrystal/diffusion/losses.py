@@ -36,9 +36,18 @@ class DiffusionField(nn.Module):
         loss_weight: weight of this field's batch-mean loss in the total (MatterGen: pos
             0.1, cell 1, types 1).
         reduce: ``"sum"`` or ``"mean"`` over the rows of a sample.
+        context: the caller's object that supplies this field's data and per-sample keyword
+            context (``std_scale``, ``limit_mean``, ...); never used here, only carried so that
+            one YAML names everything about a field. A plain object, not a module: it adds
+            nothing to the state dict.
+        head: the caller's factory of the network output for this field (e.g. a
+            ``functools.partial`` from ``_partial_: true``), carried the same way; the network
+            that builds it owns its parameters.
     """
 
-    def __init__(self, process: nn.Module, loss_weight: float = 1.0, reduce: str = "sum") -> None:
+    def __init__(
+        self, process: nn.Module, loss_weight: float = 1.0, reduce: str = "sum", context: Any = None, head: Any = None
+    ) -> None:
         super().__init__()
         if reduce not in REDUCTIONS:
             raise ValueError(f"unknown reduction {reduce!r} (expected one of {REDUCTIONS})")
@@ -47,6 +56,12 @@ class DiffusionField(nn.Module):
         self.process = process
         self.loss_weight = float(loss_weight)
         self.reduce = reduce
+        if isinstance(context, nn.Module):
+            raise TypeError("a field context must be a plain object, not an nn.Module (it would change the state dict)")
+        self.context = context
+        if isinstance(head, nn.Module):
+            raise TypeError("a field head must be a factory (`_partial_: true` in its YAML), not a built nn.Module")
+        self.head = head
 
     def corrupt(self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None, **context: Any) -> Corrupted:
         """Noise ``x0`` to times ``t`` [B] (``context``: ``index``, ``std_scale``, ...)."""
@@ -68,6 +83,11 @@ class FieldSet(nn.ModuleDict):
     def processes(self) -> dict[str, nn.Module]:
         """``{name: process}`` as the sampler takes it."""
         return {name: f.process for name, f in self.items()}
+
+    @property
+    def contexts(self) -> dict[str, Any]:
+        """``{name: context object}`` (None for a field whose YAML names none)."""
+        return {name: f.context for name, f in self.items()}
 
     def corrupt(
         self,

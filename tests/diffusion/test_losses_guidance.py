@@ -107,6 +107,39 @@ def test_cfg_combine_continuous_and_logits():
     torch.testing.assert_close(fields["types"], out)
 
 
+def test_guided_score_function_evaluates_the_variants_and_combines_per_field():
+    """ClassifierFreeGuidance asks for the right condition subsets and combines each field
+    (continuous linearly, discrete on log-probabilities) into the sampler's score_fn."""
+    from gencrystal.diffusion import ClassifierFreeGuidance
+
+    assert ClassifierFreeGuidance(["p", "comp"], 1.0).variants == [{"p", "comp"}]
+    assert ClassifierFreeGuidance([], 2.0).variants == [set()]
+    assert ClassifierFreeGuidance(["p", "comp"], 0.0).variants == [set()]
+    two = ClassifierFreeGuidance(["p", "comp"], 2.0)
+    assert two.variants == [{"p", "comp"}, set()] and two.dropped("p") == [False, True]
+    per = ClassifierFreeGuidance(["p", "comp"], {"p": 1.5, "comp": 0.5, "absent": 3.0})
+    assert per.variants == [set(), {"p"}, {"comp"}] and per.dropped("p") == [True, False, True]
+
+    g = torch.Generator().manual_seed(4)
+    outs = [{"x": torch.randn(5, 3, generator=g), "types": torch.randn(5, 4, generator=g, dtype=F64)} for _ in range(3)]
+    calls = []
+
+    def predict(state, t):
+        calls.append(t)
+        return outs[: len(two.variants)]
+
+    guided = two.score_fn(predict, discrete=["types"])(None, torch.zeros(5))
+    assert len(calls) == 1
+    torch.testing.assert_close(guided["x"], cfg_combine(outs[0]["x"], outs[1]["x"], 2.0))
+    torch.testing.assert_close(guided["types"], cfg_combine_logits(outs[0]["types"], outs[1]["types"], 2.0))
+    multi = per.combine(outs, discrete=["types"])
+    torch.testing.assert_close(multi["x"], outs[0]["x"] + 1.5 * (outs[1]["x"] - outs[0]["x"]) + 0.5 * (outs[2]["x"] - outs[0]["x"]))
+    torch.testing.assert_close(multi["types"], cfg_combine_multi(outs[0]["types"], {"p": outs[1]["types"], "comp": outs[2]["types"]},
+                                                                 {"p": 1.5, "comp": 0.5}, logits=True))
+    with pytest.raises(ValueError, match="variant"):
+        two.combine(outs)
+
+
 def test_hydra_configs_compose_and_instantiate():
     with initialize_config_dir(config_dir=str(CONF / "diffusion"), version_base="1.3"):
         csp = instantiate(compose("csp"))

@@ -1,12 +1,19 @@
 """Denoisers: networks from a noisy crystal to per-field outputs.
 
-The interface is one class wide, :class:`Denoiser`: ``forward(frac_coords [N,3],
-lattice [B,3,3] (Å, rows = vectors), atom_tokens [N] long, num_atoms [B], batch [N],
-t [B] in [0, 1], cond [B, C] or None) -> {"frac_coords": [N,3], "lattice": [B,3,3],
-"atom_types": [N, K]}``; optional ``lattice_mean``/``lattice_std`` [B] (Å) are the lattice
-prior's scale per cell, for input normalisation. ``atom_tokens`` are ``Z − 1`` (0..99) with ``mask_token``
-(100) for the absorbing state. The raw outputs are interpreted by the diffusion fields
-(scores, noise predictions or logits).
+The interface is one class wide, :class:`Denoiser`, keyed by field name like the diffusion
+side: ``forward(x, num_atoms [B], batch [N], t [B] in [0, 1], cond [B, C] or None) -> {field:
+output}``, where ``x`` holds the noisy state by field name — ``"frac_coords"`` [N, 3],
+``"lattice"`` [B, 3, 3] (Å, rows = vectors), ``"atom_types"`` [N] long, and any further field
+— and the outputs are ``{"frac_coords": [N, 3], "lattice": [B, 3, 3], "atom_types": [N, K],
+...}``. Optional ``lattice_mean``/``lattice_std`` [B] (Å) are the lattice prior's scale per
+cell, for input normalisation (given by :class:`gencrystal.model.fields.LatticeContext`).
+``atom_types`` are ``Z − 1`` (0..99) with ``mask_token`` (100) for the absorbing state (fixed
+inputs in CSP, where the types are not diffused). The raw outputs are interpreted by the
+diffusion fields (scores, noise predictions, velocities or logits).
+
+A field beyond the built-in three gets its output from a :class:`FieldHead` named by
+``head`` in the field's YAML: it reads the shared per-atom and per-cell features and the
+field's own noisy value.
 
 :class:`CSPNet` is the CSPNet-like denoiser (DiffCSP lineage, our own code):
 
@@ -31,6 +38,7 @@ prior's scale per cell, for input normalisation. ``atom_tokens`` are ``Z − 1``
 from __future__ import annotations
 
 import math
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -111,9 +119,7 @@ class Denoiser(nn.Module):
 
     def forward(
         self,
-        frac_coords: torch.Tensor,
-        lattice: torch.Tensor,
-        atom_tokens: torch.Tensor,
+        x: Mapping[str, torch.Tensor],
         num_atoms: torch.Tensor,
         batch: torch.Tensor,
         t: torch.Tensor,
@@ -121,6 +127,20 @@ class Denoiser(nn.Module):
         lattice_mean: torch.Tensor | None = None,
         lattice_std: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class FieldHead(nn.Module):
+    """The output of one extra diffusion field (named by ``head`` in the field's YAML).
+
+    Built as ``head(hidden_dim=H)`` by the denoiser (so the YAML gives ``_partial_: true`` and
+    the head's own sizes); called as ``head(x_t, h_atoms [N, H], h_cells [B, H], batch [N])``
+    with the field's noisy value ``x_t`` (one row per atom or per cell) and returns the
+    prediction the field's process regresses, of the shape of ``x_t``."""
+
+    def forward(
+        self, x_t: torch.Tensor, h_atoms: torch.Tensor, h_cells: torch.Tensor, batch: torch.Tensor
+    ) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
 
@@ -149,7 +169,9 @@ class CSPNet(Denoiser):
     ``hidden_dim`` width, ``num_layers`` message-passing layers, ``num_freqs`` Fourier
     frequencies per fractional dimension, ``time_dim`` time-embedding width,
     ``cond_dim`` width of the condition vector (0 = unconditional), ``num_type_logits``
-    type-head width (0 disables it, e.g. CSP), ``metric_scale`` (Å) normalises ``G``.
+    type-head width (0 disables it, e.g. CSP), ``metric_scale`` (Å) normalises ``G``,
+    ``heads`` the :class:`FieldHead` (or a ``hidden_dim -> FieldHead`` factory) of each field
+    beyond ``frac_coords``, ``lattice`` and ``atom_types``.
     """
 
     def __init__(
@@ -162,6 +184,7 @@ class CSPNet(Denoiser):
         num_type_logits: int = NUM_ELEMENTS,
         metric_scale: float = 2.6,
         num_tokens: int = NUM_ELEMENTS + 1,
+        heads: Mapping[str, nn.Module | Callable[..., nn.Module]] | None = None,
     ):
         super().__init__()
         self.hidden_dim, self.num_freqs, self.time_dim = hidden_dim, num_freqs, time_dim
@@ -174,8 +197,15 @@ class CSPNet(Denoiser):
         self.coord_head = nn.Linear(hidden_dim, 3, bias=False)
         self.lattice_head = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, 6))
         self.type_head = nn.Linear(hidden_dim, num_type_logits) if num_type_logits > 0 else None
+        extra = {k: h if isinstance(h, nn.Module) else h(hidden_dim=hidden_dim) for k, h in (heads or {}).items()}
+        clash = sorted(set(extra) & {"frac_coords", "lattice", "atom_types"})
+        if clash:
+            raise ValueError(f"CSPNet has its own heads for {clash}")
+        # registered only when there are any, so that models without extra fields keep their state-dict keys
+        self.heads = nn.ModuleDict(extra) if extra else None
 
-    def forward(self, frac_coords, lattice, atom_tokens, num_atoms, batch, t, cond=None, lattice_mean=None, lattice_std=None):
+    def forward(self, x, num_atoms, batch, t, cond=None, lattice_mean=None, lattice_std=None):
+        frac_coords, lattice, atom_tokens = x["frac_coords"], x["lattice"], x["atom_types"]
         dtype = self.node_in.weight.dtype
         frac_coords, lattice, t = frac_coords.to(dtype), lattice.to(dtype), t.to(dtype)
         num_atoms = num_atoms.long()
@@ -208,4 +238,6 @@ class CSPNet(Denoiser):
         out["lattice"] = sym @ q.to(sym.dtype)
         if self.type_head is not None:
             out["atom_types"] = self.type_head(h)
+        for name, head in (self.heads or {}).items():
+            out[name] = head(x[name].to(dtype), h, pooled, batch)
         return out

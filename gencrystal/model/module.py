@@ -4,9 +4,12 @@
 
 * the domain-agnostic diffusion fields of :mod:`gencrystal.diffusion` (built from the
   ``diffusion`` config group: ``csp`` has ``frac_coords`` + ``lattice``, ``dng`` adds
-  ``atom_types``), fed with the materials context computed here — ``std_scale =
-  n^(-1/3)`` for the wrapped-normal coordinates (``model.coord_std_scaling``), and the
-  lattice prior ``μ(n, P)·I`` / ``sqrt(v)·n^(1/3)`` of :class:`LatticePrior`;
+  ``atom_types``), each fed with the materials context of the
+  :class:`~gencrystal.model.fields.FieldContext` its YAML names (``context``) — ``std_scale =
+  n^(-1/3)`` for the wrapped-normal coordinates, the lattice prior ``μ(n, P)·I`` /
+  ``sqrt(v)·n^(1/3)`` of :class:`LatticePrior`, the allowed types; the module itself loops
+  over the fields by name and knows none of them (except that the atom types are a fixed
+  input of the denoiser when they are not diffused, CSP);
 * a :class:`~gencrystal.model.denoiser.Denoiser` (``model.denoiser``) and a
   :class:`~gencrystal.model.conditioning.ConditionEmbedder` (``model.conditions``),
   wrapped together in :class:`CrystalNet` whose exponential moving average (EMA) is
@@ -41,9 +44,9 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from gencrystal.errors import GencrystalError
-from gencrystal.geometry import polar_symmetric
 from gencrystal.model.conditioning import ConditionEmbedder
-from gencrystal.model.denoiser import MASK_TOKEN, NUM_ELEMENTS, Denoiser
+from gencrystal.model.denoiser import NUM_ELEMENTS, Denoiser
+from gencrystal.model.fields import CrystalInfo, FieldContext, legacy_context
 from gencrystal.model.lattice_prior import LatticePrior, LatticePriorParams
 
 
@@ -60,7 +63,7 @@ def _plain(cfg: Any) -> dict:
 
 
 class CrystalNet(nn.Module):
-    """Condition embedder + denoiser: ``(noisy crystal, t, conditions) -> field outputs``."""
+    """Condition embedder + denoiser: ``(noisy state by field, t, conditions) -> outputs by field``."""
 
     def __init__(self, denoiser: Denoiser, conditions: ConditionEmbedder):
         super().__init__()
@@ -69,22 +72,19 @@ class CrystalNet(nn.Module):
 
     def forward(
         self,
-        frac_coords,
-        lattice,
-        atom_tokens,
-        num_atoms,
-        batch,
-        t,
+        x: Mapping[str, torch.Tensor],
+        num_atoms: torch.Tensor,
+        batch: torch.Tensor,
+        t: torch.Tensor,
         cond_values: Mapping[str, torch.Tensor | None],
         uncond: bool | torch.Tensor = False,
         drop: Mapping[str, torch.Tensor] | None = None,
-        lattice_mean: torch.Tensor | None = None,
-        lattice_std: torch.Tensor | None = None,
+        **inputs: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
+        """``x``: the noisy state by field name (see :class:`Denoiser`); ``inputs``: the fields'
+        extra denoiser inputs (:meth:`FieldContext.denoiser_inputs`, e.g. ``lattice_mean``)."""
         cond = self.conditions(cond_values, len(num_atoms), uncond=uncond, drop=drop)
-        return self.denoiser(
-            frac_coords, lattice, atom_tokens, num_atoms, batch, t, cond, lattice_mean=lattice_mean, lattice_std=lattice_std
-        )
+        return self.denoiser(x, num_atoms, batch, t, cond, **inputs)
 
 
 class CrystalDiffusionModule(pl.LightningModule):
@@ -117,12 +117,16 @@ class CrystalDiffusionModule(pl.LightningModule):
         )
         mcfg = cfg["model"]
         self.fields = _instantiate(cfg["diffusion"])
+        for name, field in self.fields.items():
+            if field.context is None:  # configs and checkpoints written before fields named their context
+                field.context = legacy_context(name, mcfg)
+            elif not isinstance(field.context, FieldContext):
+                raise GencrystalError(
+                    f"diffusion.fields.{name}.context builds a {type(field.context).__name__}, "
+                    "not a gencrystal.model.fields.FieldContext"
+                )
         self.csp = "atom_types" not in self.fields
-        self.coord_std_scaling = bool(mcfg.get("coord_std_scaling", True))
         self.time_eps = float(mcfg.get("time_eps", 1e-5))
-        # both default to off when absent so that configs/checkpoints written before they existed load unchanged
-        self.lattice_skip_enabled = bool(mcfg.get("lattice_skip", False))
-        self.prior_metric_input = bool(mcfg.get("prior_metric_input", False))
         self.prior = LatticePrior(self.hparams["lattice_prior"])
         conditions = {}
         for name, node in (mcfg.get("conditions") or {}).items():
@@ -138,7 +142,13 @@ class CrystalDiffusionModule(pl.LightningModule):
             dropout_iid=bool(mcfg.get("dropout_iid", False)),
             out_dim=int(mcfg.get("cond_dim", 128)),
         )
-        denoiser = _instantiate(mcfg["denoiser"], cond_dim=embedder.out_dim, num_type_logits=0 if self.csp else NUM_ELEMENTS)
+        heads = {name: field.head for name, field in self.fields.items() if field.head is not None}
+        denoiser = _instantiate(
+            mcfg["denoiser"],
+            cond_dim=embedder.out_dim,
+            num_type_logits=0 if self.csp else NUM_ELEMENTS,
+            **({"heads": heads} if heads else {}),
+        )
         self.net = CrystalNet(denoiser, embedder)
         self.ema_decay = float(mcfg.get("ema_decay", 0.999))
         self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay), use_buffers=True)
@@ -174,6 +184,32 @@ class CrystalDiffusionModule(pl.LightningModule):
         return list(self.net.conditions.columns.values())
 
     # ------------------------------------------------------------------ context
+    @property
+    def contexts(self) -> dict[str, FieldContext]:
+        """``{field name: FieldContext}`` (from each field's YAML)."""
+        return dict(self.fields.contexts)
+
+    @property
+    def lattice_skip_enabled(self) -> bool:
+        """Whether the lattice output adds the closed-form guess (:meth:`LatticeContext.skip`)."""
+        return bool(getattr(self.contexts.get("lattice"), "skip_guess", False))
+
+    @property
+    def prior_metric_input(self) -> bool:
+        """Whether the denoiser sees the metric normalised by the lattice prior."""
+        return bool(getattr(self.contexts.get("lattice"), "metric_input", False))
+
+    def crystal_info(
+        self,
+        num_atoms: torch.Tensor,
+        batch: torch.Tensor,
+        pressure: torch.Tensor | None,
+        dtype: torch.dtype,
+        allowed: torch.Tensor | None = None,
+    ) -> CrystalInfo:
+        """What the field contexts see of these crystals (pressure [B] in GPa or None)."""
+        return CrystalInfo(num_atoms=num_atoms, batch=batch, pressure=pressure, dtype=dtype, prior=self.prior, allowed=allowed)
+
     def field_context(
         self,
         num_atoms: torch.Tensor,
@@ -182,53 +218,27 @@ class CrystalDiffusionModule(pl.LightningModule):
         dtype: torch.dtype,
         allowed: torch.Tensor | None = None,
     ) -> dict[str, dict[str, Any]]:
-        """Per-field keyword context for the diffusion processes (see gencrystal.diffusion)."""
-        ctx: dict[str, dict[str, Any]] = {}
-        n = num_atoms.to(dtype)
-        if "frac_coords" in self.fields:
-            ctx["frac_coords"] = {
-                "index": batch,
-                "std_scale": n ** (-1.0 / 3.0) if self.coord_std_scaling else torch.ones_like(n),
-            }
-        if "lattice" in self.fields:
-            ctx["lattice"] = {
-                "index": None,
-                "limit_mean": self.prior.mean_matrix(num_atoms, pressure, dtype=dtype).to(n.device),
-                "limit_std": self.prior.std(num_atoms, dtype=dtype).to(n.device),
-            }
-        if "atom_types" in self.fields:
-            ctx["atom_types"] = {"index": batch}
-            if allowed is not None:
-                ctx["atom_types"]["allowed"] = allowed
-        return ctx
+        """Per-field keyword context for the diffusion processes, from each field's context object."""
+        info = self.crystal_info(num_atoms, batch, pressure, dtype, allowed=allowed)
+        return {name: c.context(info) for name, c in self.contexts.items()}
 
-    def lattice_skip(self, x_t: torch.Tensor, t: torch.Tensor, ctx: Mapping[str, Mapping[str, Any]]) -> torch.Tensor | None:
-        """Gaussian preconditioning of the lattice output (``model.lattice_skip``).
+    def _skips(
+        self, x: Mapping[str, torch.Tensor], t: torch.Tensor, ctx: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, torch.Tensor]:
+        """Closed-form guesses added to the network's outputs, by field (:meth:`FieldContext.skip`)."""
+        out = {}
+        for name, field in self.fields.items():
+            guess = field.context.skip(field.process, x[name], t, ctx[name])
+            if guess is not None:
+                out[name] = guess
+        return out
 
-        For the VP field in standard units ``y_t = (x_t − μ)/σ∞ = a_t·y_0 + sqrt(1 − a_t²)·ε``,
-        ``E[ε | y_t] = sqrt(1 − a_t²)·y_t`` when ``y_0 ~ N(0, I)``; the network adds a residual to
-        this closed-form guess (sign following the process's target). Near t = 1 (``a_t ≈ 0``),
-        where the reverse process multiplies any error in ε by ``1/a_t``, the guess is exact.
-        For the flow lattice field the guess is :meth:`~gencrystal.diffusion.FlowMatrix.skip_guess`."""
-        proc = self.fields["lattice"].process if "lattice" in self.fields else None
-        if self.lattice_skip_enabled and proc is not None and hasattr(proc, "skip_guess"):  # flow lattice
-            lat = ctx["lattice"]
-            return proc.skip_guess(x_t, t, limit_mean=lat["limit_mean"], limit_std=lat["limit_std"])
-        if not self.lattice_skip_enabled or proc is None or not hasattr(proc, "mean_coeff"):
-            return None
-        lat = ctx["lattice"]
-        a = proc.mean_coeff(t).to(x_t.dtype)
-        sq = torch.sqrt((1.0 - a**2).clamp(min=0.0))[:, None, None]
-        y = (x_t - lat["limit_mean"].to(x_t.dtype)) / lat["limit_std"].to(x_t.dtype)[:, None, None]
-        return -sq * y if getattr(proc, "target", "score_times_std") == "score_times_std" else sq * y
-
-    def _lattice_ref(self, ctx: Mapping[str, Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        """Prior mean μ(n, P) and std (Å, [B]) for the denoiser's input normalisation
-        (``model.prior_metric_input``)."""
-        lat = ctx.get("lattice") or {}
-        if not self.prior_metric_input or "limit_mean" not in lat:
-            return {}
-        return {"lattice_mean": lat["limit_mean"][:, 0, 0], "lattice_std": lat["limit_std"]}
+    def _denoiser_inputs(self, ctx: Mapping[str, Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        """The fields' extra denoiser inputs (e.g. the lattice prior's μ and σ, Å)."""
+        out: dict[str, torch.Tensor] = {}
+        for name, c in self.contexts.items():
+            out.update(c.denoiser_inputs(ctx.get(name) or {}))
+        return out
 
     @staticmethod
     def _cond_values(batch, columns) -> dict[str, torch.Tensor]:
@@ -248,29 +258,18 @@ class CrystalDiffusionModule(pl.LightningModule):
         b = int(num_atoms.shape[0])
         index = batch.batch
         dtype = batch.frac_coords.dtype
-        x0 = {"frac_coords": batch.frac_coords, "lattice": batch.lattice}
-        types0 = batch.atom_types.long() - 1
-        if not self.csp:
-            x0["atom_types"] = types0
+        x0 = {name: field.context.data(batch, name) for name, field in self.fields.items()}
         t = self.time_eps + (1.0 - self.time_eps) * torch.rand(b, device=num_atoms.device, dtype=dtype, generator=generator)
         pressure = getattr(batch, "pressure", None)
         ctx = self.field_context(num_atoms, index, pressure, dtype)
-        corrupted = self.fields.corrupt({k: v for k, v in x0.items() if k in self.fields}, t, ctx, generator=generator)
-        tokens = corrupted["atom_types"].x_t if "atom_types" in corrupted else types0
-        preds = net(
-            corrupted["frac_coords"].x_t,
-            corrupted["lattice"].x_t,
-            tokens,
-            num_atoms,
-            index,
-            t,
-            self._cond_values(batch, self.condition_columns),
-            **self._lattice_ref(ctx),
-        )
+        corrupted = self.fields.corrupt(x0, t, ctx, generator=generator)
+        x = {name: c.x_t for name, c in corrupted.items()}
+        if "atom_types" not in x:  # CSP: the types are a fixed input
+            x["atom_types"] = batch.atom_types.long() - 1
+        preds = net(x, num_atoms, index, t, self._cond_values(batch, self.condition_columns), **self._denoiser_inputs(ctx))
         preds = {k: v.float() if v.dtype == torch.bfloat16 else v for k, v in preds.items() if k in corrupted}
-        skip = self.lattice_skip(corrupted["lattice"].x_t, t, ctx)
-        if skip is not None:
-            preds["lattice"] = preds["lattice"] + skip
+        for name, guess in self._skips(x, t, ctx).items():
+            preds[name] = preds[name] + guess
         total, parts = self.fields.loss(preds, corrupted)
         return total, parts
 
@@ -423,9 +422,11 @@ class CrystalDiffusionModule(pl.LightningModule):
         Returns:
             ``frac_coords`` [N, 3] in [0, 1), ``lattice`` [B, 3, 3] Å (symmetric polar
             factor), ``atom_types`` [N] Z, ``num_atoms`` [B], ``nfe`` (network calls; for
-            flow models the guided outputs are velocities, combined by the same guidance code).
+            flow models the guided outputs are velocities, combined by the same guidance code),
+            and any further field by name (its context's :meth:`FieldContext.output`).
+            Guidance is :class:`gencrystal.diffusion.ClassifierFreeGuidance`.
         """
-        from gencrystal.diffusion import guidance
+        from gencrystal.diffusion import ClassifierFreeGuidance, is_discrete, prediction_to_score
 
         device = self.device
         num_atoms = torch.as_tensor(num_atoms, dtype=torch.long, device=device).reshape(-1)
@@ -459,57 +460,43 @@ class CrystalDiffusionModule(pl.LightningModule):
         if allowed is not None:
             allowed = torch.as_tensor(allowed, dtype=torch.bool, device=device)
         dtype = torch.float32
-        ctx = self.field_context(num_atoms, batch, pressure, dtype, allowed=allowed)
-        procs = {name: self.fields[name].process for name in self.fields}
-        like = {
-            "frac_coords": torch.zeros(n_total, 3, device=device, dtype=dtype),
-            "lattice": torch.zeros(b, 3, 3, device=device, dtype=dtype),
-        }
+        info = self.crystal_info(num_atoms, batch, pressure, dtype, allowed=allowed)
+        contexts = self.contexts
+        ctx = {name: c.context(info) for name, c in contexts.items()}
+        procs = self.fields.processes
         state: dict[str, torch.Tensor] = {}
         for name, proc in procs.items():
-            kw = {k: v for k, v in ctx[name].items() if k != "allowed"}
-            if name == "atom_types":
-                state[name] = proc.prior_sample(torch.zeros(n_total, dtype=torch.long, device=device), generator=generator, **kw)
-            else:
-                state[name] = proc.prior_sample(like[name], generator=generator, **kw)
+            c = contexts[name]
+            state[name] = proc.prior_sample(c.like(info), generator=generator, **c.process_kwargs(ctx[name]))
         if self.csp:
             state["atom_types"] = atom_types - 1
         net = self.ema.module
         net.eval()
-        scales = guidance_scale if isinstance(guidance_scale, Mapping) else None
-        gamma = float(guidance_scale) if scales is None else None
         use_bf16 = bool(self.hparams["cfg"]["model"].get("bf16_sampling", False)) and device.type == "cuda"
 
         cols = list(cond_values)
-        if not cols or (gamma is not None and gamma == 1.0):
-            variants: list[set[str]] = [set(cols)]
-        elif gamma is not None:
-            variants = [set(cols), set()] if gamma != 0.0 else [set()]
-        else:
-            unknown = sorted(set(scales) - set(self.condition_columns))
+        if cols and isinstance(guidance_scale, Mapping):
+            unknown = sorted(set(guidance_scale) - set(self.condition_columns))
             if unknown:
                 raise GencrystalError(
                     f"guidance_scale names condition(s) {unknown} the model does not have (it has {self.condition_columns})"
                 )
-            guided = [c for c in scales if c in cond_values]
-            variants = [set()] + [{c} for c in guided]
-        k = len(variants)
+        guidance = ClassifierFreeGuidance(cols, guidance_scale)
+        k = len(guidance.variants)
         num_atoms_k = num_atoms.repeat(k)
         batch_k = torch.cat([batch + i * b for i in range(k)])
         values_k = {c: torch.cat([v] * k) for c, v in cond_values.items()}
         drop_k = {
-            c: torch.cat([torch.full((b,), c not in kept, dtype=torch.bool, device=device) for kept in variants]) for c in cols
+            c: torch.cat([torch.full((b,), dropped, dtype=torch.bool, device=device) for dropped in guidance.dropped(c)])
+            for c in cols
         }
+        ref = {key: torch.cat([v] * k) for key, v in self._denoiser_inputs(ctx).items()}
 
-        ref = {key: torch.cat([v] * k) for key, v in self._lattice_ref(ctx).items()}
-
-        def run(st, t):
-            """One network call on the k-fold batch -> k score dicts (one per variant)."""
+        def predict(st, t):
+            """One network call on the k-fold batch -> k score (velocity, logit) dicts, one per variant."""
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = net(
-                    torch.cat([st["frac_coords"]] * k),
-                    torch.cat([st["lattice"]] * k),
-                    torch.cat([st["atom_types"]] * k),
+                    {name: torch.cat([v] * k) for name, v in st.items()},
                     num_atoms_k,
                     batch_k,
                     t.repeat(k),
@@ -517,50 +504,20 @@ class CrystalDiffusionModule(pl.LightningModule):
                     drop=drop_k,
                     **ref,
                 )
-            skip = self.lattice_skip(st["lattice"], t, ctx) if "lattice" in procs else None
+            skips = self._skips(st, t, ctx)
             results = []
             for i in range(k):
                 scores = {}
                 for name, proc in procs.items():
-                    rows = n_total if name != "lattice" else b
+                    rows = out[name].shape[0] // k
                     o = out[name][i * rows : (i + 1) * rows].float()
-                    if name == "lattice" and skip is not None:
-                        o = o + skip
-                    if name == "atom_types":
-                        scores[name] = o
-                    elif getattr(proc, "is_flow", False):
-                        scores[name] = proc.velocity_from_prediction(o, t)
-                    else:
-                        kw = {kk: vv for kk, vv in ctx[name].items() if kk != "allowed"}
-                        scores[name] = proc.score_from_prediction(o, t, **kw)
+                    if name in skips:
+                        o = o + skips[name]
+                    scores[name] = prediction_to_score(proc, o, t, **contexts[name].process_kwargs(ctx[name]))
                 results.append(scores)
             return results
 
-        def score_fn(st, t):
-            res = run(st, t)
-            if k == 1:
-                return res[0]
-            if gamma is not None:
-                cond, uncond = res
-                return {
-                    name: (
-                        guidance.cfg_combine_logits(cond[name], uncond[name], gamma)
-                        if name == "atom_types"
-                        else guidance.cfg_combine(cond[name], uncond[name], gamma)
-                    )
-                    for name in cond
-                }
-            uncond = res[0]
-            return {
-                name: guidance.cfg_combine_multi(
-                    uncond[name],
-                    {c: r[name] for c, r in zip(guided, res[1:])},
-                    {c: float(scales[c]) for c in guided},
-                    logits=name == "atom_types",
-                )
-                for name in uncond
-            }
-
+        score_fn = guidance.score_fn(predict, discrete=[name for name, proc in procs.items() if is_discrete(proc)])
         smp = self._sampler(sampler)
         result = smp(
             procs,
@@ -570,12 +527,8 @@ class CrystalDiffusionModule(pl.LightningModule):
             generator=generator,
             progress=progress,
         )
-        final = result.state
-        lattice = polar_symmetric(final["lattice"])
-        types = final["atom_types"] if "atom_types" in final else state["atom_types"]
-        types = types.long()
-        if bool((types >= MASK_TOKEN).any()):
-            raise GencrystalError("sampling ended with masked atom types; the sampler did not reach t = 0")
-        frac = torch.remainder(final["frac_coords"], 1.0)
-        frac = torch.where(frac >= 1.0, frac - 1.0, frac)  # float32 remainder of -1e-9 is 1.0
-        return {"frac_coords": frac, "lattice": lattice, "atom_types": types + 1, "num_atoms": num_atoms, "nfe": int(result.nfe)}
+        final = {name: contexts[name].output(result.state[name]) for name in procs}
+        out: dict[str, Any] = {"frac_coords": final.pop("frac_coords"), "lattice": final.pop("lattice")}
+        out["atom_types"] = final.pop("atom_types") if "atom_types" in final else atom_types.long()
+        out.update(num_atoms=num_atoms, nfe=int(result.nfe), **final)
+        return out

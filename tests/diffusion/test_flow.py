@@ -153,7 +153,8 @@ def _cspnet_velocity(num_atoms, batch, tokens):
 
     def velocity(state, t):
         with torch.no_grad():
-            return net(state["frac_coords"], state["lattice"], tokens, num_atoms, batch, t, None)
+            return net({"frac_coords": state["frac_coords"], "lattice": state["lattice"], "atom_types": tokens},
+                       num_atoms, batch, t, None)
 
     return velocity
 

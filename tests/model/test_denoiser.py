@@ -23,6 +23,11 @@ def _random_batch(seed=0, counts=(3, 5, 1, 4)):
     return frac, lat, types, n, batch, t, cond
 
 
+def _fwd(net, frac, lat, types, n, batch, t, cond):
+    """The denoiser takes the noisy state keyed by field name."""
+    return net({"frac_coords": frac, "lattice": lat, "atom_types": types}, n, batch, t, cond)
+
+
 @pytest.fixture(scope="module")
 def net():
     torch.manual_seed(0)
@@ -31,7 +36,7 @@ def net():
 
 def test_is_a_denoiser_with_all_heads(net):
     frac, lat, types, n, batch, t, cond = _random_batch()
-    out = net(frac, lat, types, n, batch, t, cond)
+    out = _fwd(net, frac, lat, types, n, batch, t, cond)
     assert isinstance(net, Denoiser)
     assert out["frac_coords"].shape == (len(frac), 3)
     assert out["lattice"].shape == (len(n), 3, 3)
@@ -48,11 +53,11 @@ def test_fully_connected_edges_vectorised():
 
 def test_permuting_atoms_permutes_outputs(net):
     frac, lat, types, n, batch, t, cond = _random_batch()
-    out = net(frac, lat, types, n, batch, t, cond)
+    out = _fwd(net, frac, lat, types, n, batch, t, cond)
     g = torch.Generator().manual_seed(1)
     ptr = torch.cumsum(n, 0) - n
     perm = torch.cat([p + torch.randperm(int(k), generator=g) for p, k in zip(ptr, n)])
-    out_p = net(frac[perm], lat, types[perm], n, batch, t, cond)
+    out_p = _fwd(net, frac[perm], lat, types[perm], n, batch, t, cond)
     assert torch.allclose(out_p["frac_coords"], out["frac_coords"][perm], atol=TOL)
     assert torch.allclose(out_p["atom_types"], out["atom_types"][perm], atol=TOL)
     assert torch.allclose(out_p["lattice"], out["lattice"], atol=TOL)
@@ -60,18 +65,18 @@ def test_permuting_atoms_permutes_outputs(net):
 
 def test_common_fractional_translation_leaves_outputs_unchanged(net):
     frac, lat, types, n, batch, t, cond = _random_batch()
-    out = net(frac, lat, types, n, batch, t, cond)
+    out = _fwd(net, frac, lat, types, n, batch, t, cond)
     shift = torch.rand(len(n), 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))[batch]
-    out_s = net(torch.remainder(frac + shift, 1.0), lat, types, n, batch, t, cond)
+    out_s = _fwd(net, torch.remainder(frac + shift, 1.0), lat, types, n, batch, t, cond)
     for key in out:
         assert torch.allclose(out_s[key], out[key], atol=TOL), key
 
 
 def test_rotating_the_frame_rotates_only_the_lattice_update(net):
     frac, lat, types, n, batch, t, cond = _random_batch()
-    out = net(frac, lat, types, n, batch, t, cond)
+    out = _fwd(net, frac, lat, types, n, batch, t, cond)
     r, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3)))
-    out_r = net(frac, lat @ r.T, types, n, batch, t, cond)
+    out_r = _fwd(net, frac, lat @ r.T, types, n, batch, t, cond)
     assert torch.allclose(out_r["frac_coords"], out["frac_coords"], atol=TOL)
     assert torch.allclose(out_r["atom_types"], out["atom_types"], atol=TOL)
     assert torch.allclose(out_r["lattice"], out["lattice"] @ r.T, atol=TOL)
@@ -82,14 +87,14 @@ def test_lattice_update_is_symmetric_for_symmetric_input(net):
     from gencrystal.geometry import polar_symmetric
 
     frac, lat, types, n, batch, t, cond = _random_batch()
-    out = net(frac, polar_symmetric(lat), types, n, batch, t, cond)
+    out = _fwd(net, frac, polar_symmetric(lat), types, n, batch, t, cond)
     assert torch.allclose(out["lattice"], out["lattice"].transpose(-1, -2), atol=1e-10)
 
 
 def test_cells_do_not_interact(net):
     frac, lat, types, n, batch, t, cond = _random_batch()
-    out = net(frac, lat, types, n, batch, t, cond)
-    one = net(frac[:3], lat[:1], types[:3], n[:1], batch[:3], t[:1], cond[:1])
+    out = _fwd(net, frac, lat, types, n, batch, t, cond)
+    one = _fwd(net, frac[:3], lat[:1], types[:3], n[:1], batch[:3], t[:1], cond[:1])
     assert torch.allclose(one["frac_coords"], out["frac_coords"][:3], atol=1e-10)
     assert torch.allclose(one["lattice"], out["lattice"][:1], atol=1e-10)
 

@@ -111,8 +111,8 @@ def test_bf16_autocast_forward_on_gpu():
     batch = torch.repeat_interleave(torch.arange(2), n)
     lat = torch.eye(3).expand(2, 3, 3) * 4.0
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        out = net(torch.rand(5, 3).cuda(), lat.cuda(), torch.tensor([5, 5, 7, 7, 7]).cuda(), n.cuda(), batch.cuda(),
-                  torch.tensor([0.3, 0.7]).cuda(), {"pressure": torch.tensor([1.0, 2.0]).cuda()})
+        x = {"frac_coords": torch.rand(5, 3).cuda(), "lattice": lat.cuda(), "atom_types": torch.tensor([5, 5, 7, 7, 7]).cuda()}
+        out = net(x, n.cuda(), batch.cuda(), torch.tensor([0.3, 0.7]).cuda(), {"pressure": torch.tensor([1.0, 2.0]).cuda()})
     assert all(torch.isfinite(v.float()).all() for v in out.values())
 
 
@@ -163,12 +163,13 @@ def test_preconditioning_switches_default_off_for_older_configs():
     m_on = _module()
     assert m_on.lattice_skip_enabled and m_on.prior_metric_input
     raw = OmegaConf.to_container(cfg, resolve=True)
-    del raw["model"]["lattice_skip"], raw["model"]["prior_metric_input"]
+    for field in raw["diffusion"]["fields"].values():  # an older config: no field names its context
+        del field["context"]
     m_old = CrystalDiffusionModule(raw, data_stats=STATS, lattice_prior=PRIOR.to_dict()).eval()
     assert not m_old.lattice_skip_enabled and not m_old.prior_metric_input
-    x = torch.eye(3).expand(2, 3, 3) * 3.0
+    x = {"frac_coords": torch.rand(4, 3), "lattice": torch.eye(3).expand(2, 3, 3) * 3.0}
     ctx = m_old.field_context(torch.tensor([2, 2]), torch.tensor([0, 0, 1, 1]), None, torch.float32)
-    assert m_old.lattice_skip(x, torch.tensor([0.5, 0.5]), ctx) is None and m_old._lattice_ref(ctx) == {}
+    assert m_old._skips(x, torch.tensor([0.5, 0.5]), ctx) == {} and m_old._denoiser_inputs(ctx) == {}
     out = m_old.sample(torch.tensor([2, 2]), torch.tensor([3, 3, 3, 3]), {},
                        sampler={"_target_": "gencrystal.diffusion.PCSampler", "num_steps": 2})
     assert torch.isfinite(out["lattice"]).all()

@@ -504,6 +504,39 @@ def seed_rate_lines(report: str | Path | None) -> list[str]:
     return lines
 
 
+def relax_with_fallback(frames: Sequence[Atoms], cfg: Any, log: Any = None) -> list[tuple[str, str, list]]:
+    """Relax ``frames`` as the demo does: what ``cfg.potential``'s labels cover (elements,
+    pressure ``cfg.pressure`` GPa) with it, the rest with ``cfg.fallback_potential`` (by name).
+
+    Returns ``[(part, potential name, ranked RelaxResult list)]`` for the parts that hold
+    structures, ``part`` being ``"main"`` or ``"fallback"``; ``log`` (a callable taking one
+    line) hears which systems fall back and each relaxation's settings. Raises
+    :class:`GencrystalError` when something is not covered and no fallback is configured."""
+    from gencrystal.potentials import load_potential
+    from gencrystal.units import check_pressure
+
+    pressure = check_pressure(cfg.pressure)
+    pot = potential_label(cfg.potential)
+    fallback = cfg.get("fallback_potential")  # null: refuse what the potential does not cover
+    covered, rest, messages = split_by_coverage(list(frames), pot, str(fallback or pot), pressure)
+    if rest and not fallback:
+        raise GencrystalError(f"potential {pot} does not cover {', '.join(messages)} and fallback_potential is null")
+    say = log or (lambda _msg: None)
+    for m in messages:
+        say(m)
+    parts = []
+    for part, group in (("main", covered), ("fallback", rest)):
+        if not group:
+            continue
+        name, potential = (pot, None) if part == "main" else (str(fallback), load_potential(str(fallback)))
+        say(
+            f"relaxing {len(group)} structures at {pressure:g} GPa with {name} ({cfg.optimizer}, fmax {cfg.fmax} "
+            f"eV/A, <= {cfg.steps} steps)"
+        )
+        parts.append((part, name, relax_candidates(group, cfg, progress=False, potential=potential)))
+    return parts
+
+
 def run_demo(cfg: Any) -> str:
     """``gencrystal demo``: the whole demo from a composed ``conf/demo.yaml``; returns the summary text.
 
@@ -541,27 +574,10 @@ def run_demo(cfg: Any) -> str:
     cands = demo_candidates(sample_files, known=True)
     write_extxyz(cands, out / "candidates.extxyz")
     pot = potential_label(cfg.potential)
-    fallback = cfg.get("fallback_potential")
-    covered, rest, messages = split_by_coverage(cands, pot, str(fallback or pot), pressure)
-    if rest and not fallback:
-        raise GencrystalError(f"potential {pot} does not cover {', '.join(messages)} and fallback_potential is null")
-    for m in messages:
-        log(m)
     relaxed: list[Path] = []
-    for part, frames in (("main", covered), ("fallback", rest)):
-        if not frames:
-            continue
-        if part == "main":
-            name, potential = pot, None
-        else:
-            from gencrystal.potentials import load_potential
-
-            name, potential = str(fallback), load_potential(str(fallback))
-        log(
-            f"relaxing {len(frames)} structures at {pressure:g} GPa with {name} ({cfg.optimizer}, fmax {cfg.fmax} "
-            f"eV/A, <= {cfg.steps} steps)"
-        )
-        results = relax_candidates(frames, cfg, progress=False, potential=potential)
+    covered = False
+    for part, _name, results in relax_with_fallback(cands, cfg, log=log):
+        covered = covered or part == "main"
         write_extxyz([r.atoms for r in results], out / f"relax_{part}" / "relaxed.extxyz")
         relaxed.append(out / f"relax_{part}" / "relaxed.extxyz")
     import shutil

@@ -25,6 +25,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
+def potentials_by_system(parts) -> dict[str, str]:
+    """``{reduced formula: potential name}`` of the demo's relaxation parts (:func:`relax_with_fallback`)."""
+    from pymatgen.core import Composition
+
+    return {Composition(r.atoms.get_chemical_formula(mode="metal")).reduced_formula: name
+            for _, name, results in parts for r in results}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10, help="number of seeds (>= 10 for the report)")
@@ -39,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from omegaconf import OmegaConf
 
     from gencrystal.config import compose
-    from gencrystal.demo import demo_candidates, rediscovery_counts, relax_candidates, sample_systems
+    from gencrystal.demo import demo_candidates, rediscovery_counts, relax_with_fallback, sample_systems
     from gencrystal.io import write_extxyz, write_json
     from gencrystal.relax.result import result_from_atoms
     from gencrystal.relax.runs import rank_and_group
@@ -62,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     known_file = out / "known_relaxed.extxyz"
     if not known_file.is_file():
         t0 = time.time()
-        known = relax_candidates(demo_candidates([], known=True), cfg)
-        write_extxyz([r.atoms for r in known], known_file)
+        parts = relax_with_fallback(demo_candidates([], known=True), cfg, log=print)
+        write_json({"potentials": potentials_by_system(parts)}, out / "potentials.json")  # before the known file
+        write_extxyz([r.atoms for _, _, results in parts for r in results], known_file)
         print(f"[demo seeds] known phases relaxed in {time.time() - t0:.0f} s", flush=True)
     known = [result_from_atoms(a) for a in read(known_file, index=":")]
 
@@ -79,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         write_extxyz([a for frames in sampled.values() for a in frames], sample_dir)
         cands = [a for a in demo_candidates([sample_dir], known=False)]
         flagged = {n: sum(bool(a.info.get("flagged")) for a in frames) for n, frames in sampled.items()}
-        relaxed = relax_candidates(cands, cfg) if cands else []
+        relaxed = [r for _, _, results in relax_with_fallback(cands, cfg) for r in results] if cands else []
         results = [*known, *relaxed]
         order = rank_and_group(results, str(cfg.matcher))
         frames = [results[i].atoms for i in order]
@@ -102,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                       "flagged": sum(r["systems"][n]["flagged"] for r in per_seed),
                       "samples": samples, "rediscovered": hit, "sample_rate": hit / samples if samples else 0.0,
                       "seeds_with_one": sum(r["systems"][n]["rediscovered"] > 0 for r in per_seed)}
-    pot = settings["potential"].get("name") or settings["potential"].get("_target_")
+    used = json.loads((out / "potentials.json").read_text())["potentials"]
+    pot = ", ".join(f"{n} on {p}" for n, p in sorted(used.items()))
     configuration = (f"{settings['num_samples']} samples per system, {settings['steps']} {settings['optimizer']} steps, "
                      f"fmax {settings['fmax']} eV/A, {pot} at {settings['pressure']:g} GPa, sampler {settings['sampler']}")
     results = {"n_seeds": len(per_seed), "seeds": [r["seed"] for r in per_seed], "configuration": configuration,
@@ -118,9 +128,11 @@ def main(argv: list[str] | None = None) -> int:
 Configuration: {configuration} (conf/demo.yaml{' with ' + ' '.join(args.overrides) if args.overrides else ''}),
 checkpoint `{settings['ckpt']}`, {threads} thread per process. Each seed samples every system with that
 seed and relaxes the unflagged samples together with the known phases (relaxed once), as `gencrystal demo`
-does. A sample counts when it relaxed (converged) into the structure of a known phase: its StructureMatcher
-group ({settings['matcher']} setting) is led by a known phase. Potential-level result (CHGNet at 50 GPa is
-badly wrong for compressed Li, reports/eos_li.md): no DFT check here.
+does (each system on the demo's potential, or on its named fallback where the potential's labels do not
+cover an element: {pot}). A sample counts when it relaxed (converged) into the structure of a known phase:
+its StructureMatcher group ({settings['matcher']} setting) is led by a known phase. Potential-level result:
+no DFT check here (CHGNet is badly wrong for compressed Li, reports/eos_li.md; SiO2 on CHGNet is 6 % too
+dense at 50 GPa, reports/hp_phases_check.md).
 
 | system | sampled | flagged (not relaxed) | relaxed | into a known phase | rate | seeds with >= 1 |
 |---|---|---|---|---|---|---|

@@ -49,3 +49,31 @@ def test_summarize_prints_the_committee_spread_beside_the_enthalpy(committee_dir
     assert f"Si: {CAUTION}" in text  # the CHGNet-relaxed system keeps the caution
     saved = json.loads((tmp_path / "demo" / "ranking.json").read_text())["ranking"]
     assert saved["Li"][0]["committee_spread"]["energy_std_mev"] > 3.0 and "committee_spread" not in saved["Si"][0]
+
+
+def test_relax_with_fallback_relaxes_each_system_on_the_potential_that_covers_it(committee_dir):
+    """The demo and its over-seeds benchmark relax Li with the committee and SiO2 (O outside its
+    labels) with the named fallback; without a fallback the uncovered system is refused."""
+    import pytest
+    from omegaconf import OmegaConf
+
+    from gencrystal.demo import prototypes, relax_with_fallback
+    from gencrystal.errors import GencrystalError
+
+    stish = next(a for a in prototypes() if a.info["id"] == "SiO2-stishovite").copy()
+    stish.info["id"] = "known:SiO2-stishovite"
+    li = bulk("Li", "bcc", a=3.0, cubic=True)
+    li.info["id"] = "known:Li-bcc"
+    committee = {"_target_": "gencrystal.potentials.shared_trunk.load_shared_trunk_potential",
+                 "path": str(committee_dir), "device": "cpu"}
+    cfg = OmegaConf.create({"potential": committee, "fallback_potential": "chgnet", "pressure": 50.0,
+                            "optimizer": "FIRE", "fmax": 0.5, "steps": 2, "workers": 1, "matcher": "csp"})
+    lines: list[str] = []
+    parts = relax_with_fallback([li, stish], cfg, log=lines.append)
+    assert [(part, [r.atoms.info["id"] for r in results]) for part, _, results in parts] == [
+        ("main", ["known:Li-bcc"]), ("fallback", ["known:SiO2-stishovite"])]
+    assert parts[1][1] == "chgnet" and parts[0][1] != "chgnet"
+    assert parts[0][2][0].atoms.info["potential"] == "chgnet-committee-test"
+    assert any("element O is outside" in m for m in lines) and sum(m.startswith("relaxing 1 structures") for m in lines) == 2
+    with pytest.raises(GencrystalError, match="does not cover SiO2"):
+        relax_with_fallback([stish], OmegaConf.merge(cfg, {"fallback_potential": None}))

@@ -13,7 +13,8 @@ Stages (each resumable: re-run the same command after a kill, finished work is s
     ``<work>/mp20_seeds.extxyz``: the first ``--mp20-seeds`` MP-20 val structures with at
     most ``--mp20-seed-max-atoms`` atoms (high-pressure relaxation seeds).
 ``db``
-    ``gencrystal db build`` of the seeds, then of the MP-20 seeds (if any), at 50, 100, 25
+    ``gencrystal db build`` of the seeds, then of the MP-20 seeds (if any; ``--db-sources
+    mp20,seeds`` swaps them, ``mp20`` or ``seeds`` builds one), at 50, 100, 25
     and 0 GPa (``--pressures``, most wanted first) with the trusted committee
     ``hp_committee`` where its DFT labels cover the structure (Li, Si; 0–100 GPa) and CHGNet
     for the rest (``--potential``, ``--fallback-potential``; fmax 0.1 eV/Å, ≤ 200 FIRE
@@ -146,10 +147,12 @@ def stage_db(args) -> None:
               f"chunk_size={2 * max(1, args.workers)}", f"cluster.workers={args.workers}", "progress=false"]
     deadline = time.time() + 60 * args.db_minutes if args.db_minutes else None
     mp20 = Path(args.work) / "mp20_seeds.extxyz"
-    # the Li/Si/SiO2/B seeds first (the chemistry of the known-phase benchmark, whose random
-    # crystals stay in training when the prototypes are held out), then the small MP-20 seeds
-    # (diverse chemistry); each source at every pressure before the next source
-    sources = [SEEDS] + ([mp20] if mp20.is_file() else [])
+    # --db-sources orders them: the Li/Si/SiO2/B seeds (the chemistry of the known-phase
+    # benchmark, whose random crystals stay in training when the prototypes are held out) and
+    # the small MP-20 seeds (diverse chemistry, which the model's response to pressure needs
+    # most); each source at every pressure before the next source
+    by_name = {"seeds": SEEDS, "mp20": mp20}
+    sources = [by_name[n] for n in args.db_sources.split(",") if n != "mp20" or mp20.is_file()]
     jobs = [(src, float(x)) for src in sources for x in args.pressures.split(",")]
     for src, p in jobs:
         cmd = GC + ["db", "build", f"source={src}", f"pressures=[{p:g}]"] + common
@@ -204,10 +207,9 @@ def stage_mp20(args) -> None:
 @timed
 def stage_splits(args) -> None:
     import numpy as np
+    from ase.io import read
 
     from gencrystal.db.schema import connect
-
-    from ase.io import read
 
     db = connect(str(Path(args.work) / "hp.db"))
     # rows of seeds that are no longer in the seed files (a corrected seed gets a new id) go
@@ -249,10 +251,10 @@ def stage_splits(args) -> None:
 @timed
 def stage_holdout(args) -> None:
     """Known phases out of every split (see the module docstring); idempotent."""
-    from gencrystal.search.holdout import HELDOUT_SPLIT, find_known_phases, known_phase_structures
     from gencrystal.db.schema import connect
     from gencrystal.io import write_json
     from gencrystal.matching import MATCHER_SETTINGS
+    from gencrystal.search.holdout import HELDOUT_SPLIT, find_known_phases, known_phase_structures
 
     db = connect(str(Path(args.work) / "hp.db"))
     rows = list(db.select())
@@ -447,6 +449,8 @@ def main(argv=None) -> int:
     p.add_argument("--fmax", type=float, default=0.1, help="eV/Å")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--pressures", default="50,100,25,0", help="GPa, comma-separated, built in this order")
+    p.add_argument("--db-sources", default="seeds,mp20", choices=["seeds,mp20", "mp20,seeds", "mp20", "seeds"],
+                   help="structures the db stage relaxes, in this order: the Li/Si/SiO2/B seeds, the MP-20 seeds")
     p.add_argument("--db-minutes", type=float, default=None, help="wall-time cap of the db stage (minutes)")
     p.add_argument("--workers", type=int, default=2, help="relaxation processes of the db stage (Dask LocalCluster)")
     p.add_argument("--max-time", default="00:00:40:00", help="training wall-clock cap DD:HH:MM:SS")

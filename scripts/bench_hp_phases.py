@@ -61,8 +61,9 @@ def parse_args(argv=None):
                    help="per-target potentials, e.g. li_ci16=hp_committee (the trusted one where --potential is not); "
                         "every method of a target relaxes with that target's potential")
     p.add_argument("--ckpt", default=None, help="pressure-conditioned generative checkpoint for method=generative")
-    p.add_argument("--train-structures", nargs="*", default=[str(REPO / "data" / "fixtures" / "hp_seeds.extxyz")],
-                   help="structures the generative model trained on (extxyz / ASE db), for the held-out check")
+    p.add_argument("--train-structures", nargs="*", default=None,
+                   help="structures the generative model trained on (extxyz / ASE db), for the held-out check; "
+                        "default: none when --ckpt records its training ids (the check reads them), else the seed set")
     p.add_argument("--train-selection", default="split=train",
                    help="ASE-db query selecting the training rows of a --train-structures database")
     p.add_argument("--dft-config", default="gpaw", help="conf/dft/<name>.yaml for the potential check ('none': skip DFT)")
@@ -131,6 +132,19 @@ def _training_structures(path: str, selection: str | None):
     if (path, selection) not in _TRAINING:
         _TRAINING[(path, selection)] = read_structures(path, selection=selection)
     return _TRAINING[(path, selection)]
+
+
+def training_record(ckpt: str | None) -> dict:
+    """The training ids and hold-out record a checkpoint stores (``scripts/train_default.py ship``);
+    empty when there is no checkpoint or it records none."""
+    if not ckpt or not Path(ckpt).is_file():
+        return {}
+    import torch
+
+    stored = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if not stored.get("gencrystal_training_ids"):
+        return {}
+    return {k: stored[k] for k in ("gencrystal_training_ids", "gencrystal_holdout")}
 
 
 def heldout_check(reference, train_files, selection: str | None = None) -> dict:
@@ -295,13 +309,28 @@ def markdown(args, results, level):
             f"{c['volume_per_atom_start']:.2f} | {c['potential']['volume_per_atom']:.2f} | "
             f"{fmt(dft.get('volume_per_atom'), 2)} | {'–' if dv is None else f'{100 * dv:+.1f} %'} | {cut_txt} | "
             f"{c['potential']['space_group']} | **{c['status']}** | {'; '.join(c['reasons']) or '–'} |")
+    ckpt_text = ("the checkpoint's recorded training ids (below)" if any("checkpoint" in t["heldout"] for t in results["targets"])
+                 else "none given")
     lines += ["", "## 2. Held out from the generative model?", "",
-              f"Training structures compared: {', '.join(results['heldout_files']) or 'none given'} "
+              f"Training structures compared: {', '.join(results['heldout_files']) or ckpt_text} "
               f"(model: `{args.ckpt or 'none: generative not run'}`).", "",
               "| target | held out | training structures equal to it (StructureMatcher, csp tolerances) |", "|---|---|---|"]
     for t in results["targets"]:
         h = t["heldout"]
         lines.append(f"| {t['name']} | {'yes' if h['held_out'] else '**no**'} | {', '.join(h['matches']) or '–'} |")
+    checked = [t for t in results["targets"] if "checkpoint" in t["heldout"]]
+    if checked:
+        n_ids = checked[0]["heldout"]["checkpoint"]["n_training_ids"]
+        lines += ["", f"The checkpoint records its {n_ids} training ids and its hold-out (`scripts/train_default.py`): "
+                  "the hold-out stage compared every database row, relaxed at its pressure, with each known phase and "
+                  "moved the matches out of training; the recorded ids' source structures (seed set, MP-20 CSV) are "
+                  "compared again here.", "",
+                  "| target | among the hold-out's references | rows the hold-out removed for it | recorded sources equal to it | ids not resolved |",
+                  "|---|---|---|---|---|"]
+        for t in checked:
+            c = t["heldout"]["checkpoint"]
+            lines.append(f"| {t['name']} | {'yes' if c['in_holdout_references'] else '**no**'} | "
+                         f"{', '.join(c['removed']) or '–'} | {', '.join(c['matches']) or '–'} | {c['unresolved']} |")
     lines += ["", "## 3. Structures relaxed before the first match", ""]
     if not done:
         lines += ["No search ran in this invocation (potential and held-out checks only).", ""]
@@ -376,9 +405,9 @@ def plot(results, path):
         vals = [t["summary"].get(m, {}).get("loose", {}).get("mean_censored") for t in targets]
         lb = [t["summary"].get(m, {}).get("loose", {}).get("lower_bound", False) for t in targets]
         bars = ax.bar(x + k * width, [v or 0 for v in vals], width, label=f"{m} (this run)")
-        for b, v, l in zip(bars, vals, lb):
+        for b, v, lower in zip(bars, vals, lb):
             if v is not None:
-                ax.annotate(("≥" if l else "") + f"{v:.0f}", (b.get_x() + b.get_width() / 2, b.get_height()),
+                ax.annotate(("≥" if lower else "") + f"{v:.0f}", (b.get_x() + b.get_width() / 2, b.get_height()),
                             ha="center", va="bottom", fontsize=7)
     ax.bar(x + len(methods) * width, [t["cond_cdvae"] or 0 for t in targets], width, label="Cond-CDVAE (published)",
            color="0.6")
@@ -419,6 +448,9 @@ def main(argv=None):
         return (name if args.workers > 1 else as_potential(name)), as_potential(name).level_of_theory  # workers re-load by name
 
     level = as_potential(args.potential).level_of_theory
+    ckpt_record = training_record(args.ckpt)
+    if args.train_structures is None:
+        args.train_structures = [] if ckpt_record else [str(REPO / "data" / "fixtures" / "hp_seeds.extxyz")]
     train_files = [f for f in args.train_structures if Path(f).exists()]
     results = {"level_of_theory": level, "reduced": args.reduced, "heldout_files": [Path(f).name for f in train_files],
                "settings": {"targets": args.target_list, "methods": args.method_list, "budget": args.budget,
@@ -442,6 +474,14 @@ def main(argv=None):
         print(f"[bench]   {check['status']}: {'; '.join(check['reasons']) or 'volume and space group agree with DFT'}",
               flush=True)
         heldout = heldout_check(phase.structure(), train_files, args.train_selection)
+        if ckpt_record:
+            from gencrystal.data.paths import resolve_data_root
+            from gencrystal.search.holdout import checkpoint_heldout
+
+            ck = checkpoint_heldout(ckpt_record, phase.structure(), f"known:{phase.structure_id}",
+                                    REPO / "data" / "fixtures" / "hp_seeds.extxyz", resolve_data_root())
+            heldout = {**heldout, "checkpoint": ck, "held_out": heldout["held_out"] and ck["held_out"],
+                       "matches": heldout["matches"] + [f"recorded training id {m}" for m in ck["matches"]]}
         runs = []
         searched = args.search_targets == "all" or key in args.search_targets.split(",")
         for m in (args.method_list if searched else []):
@@ -504,5 +544,5 @@ if __name__ == "__main__":
 
         if isinstance(exc, GencrystalError):
             print(f"error: {exc}", file=sys.stderr)
-            raise SystemExit(2)
+            raise SystemExit(2) from None
         raise

@@ -117,3 +117,43 @@ def test_holdout_stage_moves_known_phases_out_of_every_split_and_ship_records_id
     td.stage_holdout(args)  # idempotent
     rec = td.training_record(args)
     assert rec["gencrystal_training_ids"] == ["mp20:val:x@50GPa"] and rec["gencrystal_holdout"]["removed"]
+
+
+def test_checkpoint_heldout_reads_the_recorded_ids_sources_and_the_holdout_record(tmp_path):
+    """The benchmark's held-out check of a checkpoint: a recorded training id whose source is the
+    phase (seed set or MP-20 CSV) fails it, so does a phase the hold-out never compared, or an id
+    that cannot be resolved; ids of other structures pass."""
+    import pandas as pd
+    from pymatgen.io.cif import CifWriter
+
+    from gencrystal.io import write_extxyz
+    from gencrystal.search.holdout import checkpoint_heldout, training_sources
+    from gencrystal.structures import to_structure
+
+    stish = _proto("SiO2-stishovite")
+    quartz = _proto("SiO2-alpha-quartz")
+    seeds = tmp_path / "hp_seeds.extxyz"
+    a, b = stish.copy(), bulk("Si", "diamond", a=5.43)
+    a.info, b.info = {"id": "SiO2-stishovite"}, {"id": "Si-diamond"}
+    write_extxyz([a, b], seeds)
+    (tmp_path / "mp_20").mkdir()
+    pd.DataFrame([{"material_id": "mp-q", "pretty_formula": "SiO2", "cif": str(CifWriter(to_structure(quartz)))},
+                  {"material_id": "mp-s", "pretty_formula": "SiO2", "cif": str(CifWriter(to_structure(stish)))}]
+                 ).to_csv(tmp_path / "mp_20" / "val.csv", index=False)
+    record = {"references": ["known:SiO2-stishovite"], "removed": [
+        {"source": "hp_seeds:SiO2-stishovite", "pressure_gpa": 50.0, "known_phase": "known:SiO2-stishovite"}]}
+
+    def check(ids, rec=record):
+        ck = {"gencrystal_training_ids": ids, "gencrystal_holdout": rec}
+        return checkpoint_heldout(ck, stish, "known:SiO2-stishovite", seeds, tmp_path)
+
+    ok = check(["mp20:val:mp-q@0GPa", "hp_seeds:Si-diamond@50GPa", "hp_seeds:Si-diamond@0GPa"])
+    assert ok["held_out"] and ok["removed"] == ["hp_seeds:SiO2-stishovite"] and ok["n_training_ids"] == 3
+    assert check(["mp20:val:mp-q@0GPa", "mp20:val:mp-s@0GPa"])["matches"] == ["mp20:val:mp-s"]
+    leaked = check(["hp_seeds:SiO2-stishovite@50GPa"])
+    assert not leaked["held_out"] and leaked["matches"] == ["hp_seeds:SiO2-stishovite"]
+    assert not check(["mp20:val:mp-q@0GPa"], {"references": [], "removed": []})["held_out"]  # never compared
+    unresolved = check(["mp20:val:mp-q@0GPa", "mp20:val:mp-gone@0GPa", "elsewhere:x@0GPa"])
+    assert not unresolved["held_out"] and unresolved["unresolved"] == 2
+    found, missing = training_sources(["mp20:val:mp-q@0GPa", "hp_seeds:Si-diamond@0GPa"], seeds, tmp_path, formula="Si")
+    assert [s for s, _ in found] == ["hp_seeds:Si-diamond"] and missing == []

@@ -13,7 +13,9 @@ thousands of rows is quick.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
 from ase import Atoms
 
@@ -66,3 +68,86 @@ def find_known_phases(
                 found[str(sid)] = name
                 break
     return found
+
+
+def training_sources(
+    ids: Iterable[str], seeds_path: str | Path, data_root: str | Path | None, formula: str | None = None
+) -> tuple[list[tuple[str, Atoms]], list[str]]:
+    """The source structures of a checkpoint's recorded training ids, and the ids not resolved.
+
+    Ids are ``<source>@<P>GPa`` (``scripts/train_default.py``): ``hp_seeds:<id>`` is read from
+    ``seeds_path`` (the committed seed set), ``mp20:<split>:<material_id>`` from
+    ``<data_root>/mp_20/<split>.csv``. The structures are the *sources* as stored there (the
+    database row was relaxed from it at P); with ``formula`` (a reduced formula) only sources of
+    that formula are read and returned, which keeps a scan of MP-20 quick.
+
+    Returns:
+        ``([(source, Atoms)], [unresolved source])``, each source once.
+    """
+    from ase.io import read
+
+    wanted = sorted({i.rsplit("@", 1)[0] for i in ids})
+    seeds: dict[str, Atoms] = {}
+    if Path(seeds_path).is_file():
+        seeds = {f"{Path(seeds_path).stem}:{a.info['id']}": a for a in read(str(seeds_path), index=":")}
+    by_split: dict[str, set[str]] = {}
+    found: list[tuple[str, Atoms]] = []
+    missing: list[str] = []
+    for src in wanted:
+        if src in seeds:
+            if formula is None or _reduced_formula(seeds[src]) == formula:
+                found.append((src, seeds[src]))
+        elif src.startswith("mp20:") and src.count(":") == 2:
+            _, split, mid = src.split(":")
+            by_split.setdefault(split, set()).add(mid)
+        else:
+            missing.append(src)
+    for split, mids in by_split.items():
+        table_path = Path(data_root) / "mp_20" / f"{split}.csv" if data_root is not None else None
+        if table_path is None or not table_path.is_file():
+            missing.extend(f"mp20:{split}:{m}" for m in sorted(mids))
+            continue
+        import pandas as pd
+        from pymatgen.core import Composition, Structure
+
+        from gencrystal.structures import to_atoms
+
+        table = pd.read_csv(table_path)
+        table = table[table["material_id"].astype(str).isin(mids)]
+        missing.extend(f"mp20:{split}:{m}" for m in sorted(mids - set(table["material_id"].astype(str))))
+        for row in table.itertuples():
+            if formula is not None and Composition(str(row.pretty_formula)).reduced_formula != formula:
+                continue
+            found.append((f"mp20:{split}:{row.material_id}", to_atoms(Structure.from_str(str(row.cif), fmt="cif"))))
+    return found, missing
+
+
+def checkpoint_heldout(
+    ckpt: Mapping[str, Any], reference: Atoms, reference_name: str, seeds_path: str | Path, data_root: str | Path | None
+) -> dict[str, Any]:
+    """Was ``reference`` (a known phase named ``known:<id>``) held out of a checkpoint's training data?
+
+    Two checks on what the checkpoint records (``gencrystal_training_ids``, ``gencrystal_holdout``
+    of ``scripts/train_default.py``): the hold-out stage compared every database row, relaxed at
+    its pressure, with this phase (``reference_name`` among the record's references) and moved the
+    matches out of training; and no recorded training id's *source* structure equals it
+    (StructureMatcher, csp tolerances). Held out when both hold and every id was resolved.
+
+    Returns:
+        ``{"held_out", "in_holdout_references", "removed" (rows the hold-out took out for this
+        phase), "n_training_ids", "matches" (sources equal to it), "unresolved" (count)}``.
+    """
+    ids = list(ckpt.get("gencrystal_training_ids") or [])
+    record = ckpt.get("gencrystal_holdout") or {}
+    in_refs = reference_name in (record.get("references") or [])
+    removed = sorted({r["source"] for r in record.get("removed", []) if r.get("known_phase") == reference_name})
+    sources, missing = training_sources(ids, seeds_path, data_root, formula=_reduced_formula(reference))
+    matches = sorted(find_known_phases(sources, {reference_name: reference}))
+    return {
+        "held_out": bool(ids) and in_refs and not matches and not missing,
+        "in_holdout_references": in_refs,
+        "removed": removed,
+        "n_training_ids": len(ids),
+        "matches": matches,
+        "unresolved": len(missing),
+    }

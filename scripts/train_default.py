@@ -37,7 +37,8 @@ Stages (each resumable: re-run the same command after a kill, finished work is s
     ``gencrystal train experiment=default_model resume=true`` (``trainer.max_time`` caps it;
     ``--init-from CKPT`` starts from another checkpoint's weights, priors refit on this data).
 ``ship``
-    best (lowest EMA val/loss) checkpoint → ``checkpoints/gencrystal-hp-csp-small.ckpt``,
+    best (lowest EMA val/loss) checkpoint → ``checkpoints/gencrystal-hp-csp-small.ckpt``
+    (``--ship-as PATH``: elsewhere, e.g. a benchmark model beside the demo's),
     without optimizer/loop state (model + EMA weights, config, data statistics), with the
     training rows' ids (``gencrystal_training_ids``: ``<source>@<P>GPa`` of every
     ``split=train`` row of the database at ship time) and the hold-out record
@@ -320,16 +321,17 @@ def stage_ship(args) -> None:
         raise SystemExit("no holdout.json in the work folder: run the holdout stage before shipping")
     keep["gencrystal_shipped"] = {"source": str(src.relative_to(ROOT)) if src.is_relative_to(ROOT) else str(src),
                                   "shipped_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    SHIPPED.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(SHIPPED, "wb") as fh:
+    target = Path(args.ship_as) if args.ship_as else SHIPPED
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(target, "wb") as fh:
         torch.save(keep, fh)
-    size = SHIPPED.stat().st_size / 2**20
-    log(f"shipped {src} (epoch {ckpt.get('epoch')}, step {ckpt.get('global_step')}) -> {SHIPPED} ({size:.1f} MiB)")
+    size = target.stat().st_size / 2**20
+    log(f"shipped {src} (epoch {ckpt.get('epoch')}, step {ckpt.get('global_step')}) -> {target} ({size:.1f} MiB)")
     if size > 25:
-        raise SystemExit(f"{SHIPPED} is {size:.1f} MiB > 25 MiB")
+        raise SystemExit(f"{target} is {size:.1f} MiB > 25 MiB")
     from gencrystal.model.module import CrystalDiffusionModule
 
-    CrystalDiffusionModule.load_checkpoint(SHIPPED)
+    CrystalDiffusionModule.load_checkpoint(target)
 
 
 def volume_errors(refs, preds) -> dict:
@@ -457,6 +459,8 @@ def main(argv=None) -> int:
     p.add_argument("--init-from", default=None,
                    help="checkpoint whose weights start the training (fine-tuning; ignored when the run resumes)")
     p.add_argument("--sampler", default="fast")
+    p.add_argument("--ship-as", default=None,
+                   help="where the ship stage writes the checkpoint (default checkpoints/gencrystal-hp-csp-small.ckpt)")
     p.add_argument("--ckpt", default=None, help="checkpoint to evaluate (default: the shipped one)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate at most this many held-out references")
     p.add_argument("--seed", type=int, default=0)

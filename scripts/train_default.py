@@ -290,7 +290,7 @@ def training_record(args) -> dict:
 
 @timed
 def stage_train(args) -> None:
-    extra = [f"init_from={Path(args.init_from).resolve()}"] if args.init_from else []
+    extra = [f"init_from={args.init_from}"] if args.init_from else []  # relative to the repository (the stage runs there)
     sh(GC + ["train", "experiment=default_model", "resume=true", f"trainer.max_time={args.max_time}",
              f"data.url={Path(args.work) / 'hp.db'}", f"out={Path(args.work) / 'train'}"] + extra)
 

@@ -231,7 +231,7 @@ class DemoConfig:
     """``conf/demo.yaml`` (``gencrystal demo``); pressure GPa, fmax eV/Å, volumes Å³/atom."""
 
     potential: Any = MISSING
-    ckpt: str | None = MISSING
+    ckpt: str | None = None  # optional: null or ~ckpt relaxes and ranks the known phases only
     pressure: float = MISSING
     systems: Any = MISSING
     num_samples: int = MISSING
@@ -325,7 +325,7 @@ class HullConfig:
 class EvaluateDngConfig(EvaluateConfig):
     """``conf/evaluate_dng.yaml`` (``gencrystal evaluate dng``); stability_threshold eV/atom."""
 
-    potential: Any = MISSING
+    potential: Any = None  # optional: ~potential (needed only by hull.relax_energies=true)
     train: str | None = MISSING
     train_selection: str | None = MISSING
     limit: int | None = MISSING
@@ -349,8 +349,8 @@ class EvaluatePipelineConfig(EvaluateConfig):
     """``conf/evaluate_pipeline.yaml`` (``gencrystal evaluate pipeline``); pressure GPa, fmax eV/Å,
     dft_budget_s and timeout_s in s."""
 
-    potential: Any = MISSING
-    dft: Any = MISSING
+    potential: Any = None  # optional: ~potential with mlp_n=0
+    dft: Any = None  # optional: ~dft with dft_n=0
     pressure: float = MISSING
     mlp_n: int = MISSING
     dft_n: int = MISSING
@@ -411,8 +411,8 @@ class TrainConfig:
     model: Any = MISSING
     diffusion: Any = MISSING
     trainer: Any = MISSING
-    callbacks: Any = MISSING
-    logger: Any = MISSING
+    callbacks: Any = None  # optional: ~callbacks
+    logger: Any = None  # optional: ~logger (a CSV logger is always added)
     optim: Any = MISSING
     name: str = MISSING
     out: str = MISSING

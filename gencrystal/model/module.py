@@ -115,6 +115,8 @@ class CrystalDiffusionModule(pl.LightningModule):
                 "condition_scalers": {k: list(v) for k, v in (condition_scalers or {}).items()},
             }
         )
+        # the model section, also as saved in older checkpoints that lack newer keys: each .get below
+        # gives the value those checkpoints were trained with
         mcfg = cfg["model"]
         self.fields = _instantiate(cfg["diffusion"])
         for name, field in self.fields.items():
@@ -293,6 +295,7 @@ class CrystalDiffusionModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
+        # conf/optim nodes differ (a scheduler, its interval and monitor are optional); old checkpoints lack optim
         ocfg = self.hparams["cfg"].get("optim") or {}
         params = [p for p in self.net.parameters() if p.requires_grad]
         opt_node = ocfg.get("optimizer") or {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3}

@@ -255,6 +255,7 @@ def validate(cfg) -> dict[str, Any]:
         return {**written, "inputs_dir": str(out / backend.name)}
 
     settings = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(settings, dict)  # cfg is a DictConfig
     key = settings_key(
         {k: v for k, v in settings.items() if k not in ("out", "db", "resume", "cluster")}, [sid for sid, _ in picked]
     )

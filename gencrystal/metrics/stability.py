@@ -169,8 +169,9 @@ def compute_energies(
 
         def on_result(j: int, r) -> None:
             i = todo[j]
-            out[i] = ComputedEnergy(float(r.enthalpy_per_atom), r.level_of_theory, bool(r.converged), r.error or "")
-            cache.put(keys[i], out[i], ids[i])
+            computed = ComputedEnergy(float(r.enthalpy_per_atom), r.level_of_theory, bool(r.converged), r.error or "")
+            out[i] = computed
+            cache.put(keys[i], computed, ids[i])
 
         relax_structures(
             [atoms_list[i].copy() for i in todo],

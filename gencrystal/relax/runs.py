@@ -66,7 +66,7 @@ class Checkpoint:
         done = {}
         for f in sorted(self.dir.glob("*.extxyz")):
             try:
-                done[int(f.stem)] = result_from_atoms(read(str(f), format="extxyz"))
+                done[int(f.stem)] = result_from_atoms(read(str(f), format="extxyz", index=-1))
             except Exception:
                 continue  # a torn file is simply redone
         return done

@@ -537,7 +537,11 @@ def deterministic_algorithms():
 
 def resolve_seed(seed: Any) -> int:
     """``seed`` as a non-negative int (a one-line error otherwise); ``None`` draws one."""
-    return int(np.random.SeedSequence().entropy % (2**31)) if seed is None else _check_seed(seed)
+    if seed is not None:
+        return _check_seed(seed)
+    entropy = np.random.SeedSequence().entropy  # an int when SeedSequence draws it itself
+    assert isinstance(entropy, int)
+    return entropy % (2**31)
 
 
 def _check_seed(seed: Any) -> int:

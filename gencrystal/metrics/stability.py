@@ -308,7 +308,7 @@ def stability(
     if not energy_key and not compute:
         raise GencrystalError("no energies: give energies.key=... or hull.relax_energies=true")
     cache = EnergyCache(cache_path)
-    settings = {"potential": potential_settings or str(potential), "pressure_gpa": float(pressure_gpa)}
+    settings: dict[str, Any] = {"potential": potential_settings or str(potential), "pressure_gpa": float(pressure_gpa)}
 
     def gather(entries, what):
         vals: list[tuple[float, str] | None] = []

@@ -253,8 +253,8 @@ class Generator:
                         [int(_z(s)) for s in r.chemical_system], f"chemical_system={'-'.join(r.chemical_system)}"
                     )
             else:
-                n = r.num_atoms
-                if n > self.max_atoms:
+                n = r.num_atoms  # not None: the request has a composition
+                if n is not None and n > self.max_atoms:
                     z = f" (Z={r.formula_units} of {r.formula})" if r.formula_units is not None else ""
                     raise GencrystalError(
                         f"composition {r.label}{z} has {n} atoms per cell; the model was trained for at most "

@@ -122,9 +122,12 @@ class ActiveLearningLoop:
             self.db = connect(str(cfg.db))
         failed = self.out / FAILED_FILE
         self.failed: dict[str, dict] = json.loads(failed.read_text()) if failed.is_file() else {}
-        self.state = self._load_state() if bool(cfg.resume) else None
-        if self.state is None:
-            self.state = {"iteration": 0, "stage": "start", "history": [], "done": False, "stop_reason": ""}
+        state = self._load_state() if bool(cfg.resume) else None
+        fresh = state is None
+        self.state: dict = (
+            {"iteration": 0, "stage": "start", "history": [], "done": False, "stop_reason": ""} if state is None else state
+        )
+        if fresh:
             self._save_state()
 
     # -- set-up -----------------------------------------------------------------------

@@ -250,6 +250,7 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    assert isinstance(tcfg, dict)  # the trainer node is a mapping (pytorch_lightning.Trainer keyword arguments)
     devices, nodes = resolve_device_count(tcfg)
     accumulate = int(tcfg.get("accumulate_grad_batches", 1))
     per_device = per_device_batch_size(int(cfg.batch_size), devices, nodes, accumulate)

@@ -27,12 +27,15 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from ase import Atoms
 
 from gencrystal.errors import GencrystalError
+
+if TYPE_CHECKING:
+    from gencrystal.metrics.io import Entry
 
 ELEMENT_PROTOTYPES: tuple[str, ...] = ("reference", "fcc", "bcc", "sc", "hcp", "diamond")
 
@@ -310,9 +313,9 @@ def stability(
     cache = EnergyCache(cache_path)
     settings: dict[str, Any] = {"potential": potential_settings or str(potential), "pressure_gpa": float(pressure_gpa)}
 
-    def gather(entries, what):
+    def gather(entries: Sequence[Entry], what: str) -> tuple[list[tuple[float, str] | None], list[int]]:
         vals: list[tuple[float, str] | None] = []
-        missing = []
+        missing: list[int] = []
         for i, e in enumerate(entries):
             v = _info_energy(e, energy_key, level_of_theory_key, default_level, what) if e.structure is not None else None
             vals.append(v)

@@ -7,7 +7,10 @@ key the schema does not know (``+fmaxx=0.1``) or a value of the wrong type
 (``fmax=abc``) is refused with one line, and code reads ``cfg.key`` instead of
 ``cfg.get("key", default)``. Nested nodes built by ``_target_`` (potential, cluster,
 guard, dft, checks, sampler, search method) are checked by their targets' signatures
-(``tests/conf/test_every_config.py``) and typed ``Any`` here.
+(``tests/conf/test_every_config.py``) and typed ``Any`` here, as are the config groups whose
+keys differ per option (data, model, trainer, ...). Plain nested nodes (``hull``, ``validity``,
+``checkpoint``) are dataclasses of their own. A node that may be left out (``~dft``, a group
+mounted only on request) defaults to ``None`` instead of ``MISSING``.
 """
 
 from __future__ import annotations

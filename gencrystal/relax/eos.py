@@ -221,7 +221,7 @@ def eos_check(cfg) -> dict:
     from gencrystal.potentials import as_potential
     from gencrystal.units import check_pressure
 
-    if cfg.get("structure") in (None, "", "???"):
+    if cfg.get("structure") in (None, "", "???"):  # .get: None while it is still ???
         raise GencrystalError("structure= is required (a CIF/extxyz file with one or more structures)")
     pressures = sorted(check_pressure(p, "pressures") for p in (cfg.pressures or []))
     if not pressures:

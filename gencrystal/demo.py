@@ -426,7 +426,7 @@ def sample_systems(cfg: Any, seed: int) -> dict[str, list[Atoms]]:
 def potential_label(potential_cfg: Any) -> str:
     """The name a ``conf/potential`` node goes by in the demo: its ``name`` key (``chgnet``,
     ``sevenn``), a shared-trunk committee's folder, or ``hp_committee`` for the shipped one."""
-    name = potential_cfg.get("name")
+    name = potential_cfg.get("name")  # conf/potential nodes differ: name, path and _target_ are each optional
     if name:
         return str(name)
     if str(potential_cfg.get("_target_", "")).endswith("load_shared_trunk_potential"):
@@ -444,7 +444,7 @@ def relax_candidates(frames: Sequence[Atoms], cfg: Any, progress: bool = False, 
     from gencrystal.relax.runs import rank_and_group
     from gencrystal.runtime import available_cores
 
-    workers = cfg.get("workers")
+    workers = cfg.workers
     workers = min(2, available_cores()) if workers is None else int(workers)
     pot = build_potential(cfg.potential) if potential is None else potential
     results = relax_structures(
@@ -517,7 +517,7 @@ def relax_with_fallback(frames: Sequence[Atoms], cfg: Any, log: Any = None) -> l
 
     pressure = check_pressure(cfg.pressure)
     pot = potential_label(cfg.potential)
-    fallback = cfg.get("fallback_potential")  # null: refuse what the potential does not cover
+    fallback = cfg.fallback_potential  # null: refuse what the potential does not cover
     covered, rest, messages = split_by_coverage(list(frames), pot, str(fallback or pot), pressure)
     if rest and not fallback:
         raise GencrystalError(f"potential {pot} does not cover {', '.join(messages)} and fallback_potential is null")
@@ -560,7 +560,7 @@ def run_demo(cfg: Any) -> str:
         print(f"[demo {time.time() - t0:.0f}s] {msg}", flush=True)
 
     sample_files: list[Path] = []
-    if cfg.get("ckpt") and Path(str(cfg.ckpt)).is_file():
+    if cfg.ckpt and Path(str(cfg.ckpt)).is_file():
         names = ", ".join(str(s.name) for s in cfg.systems)
         log(f"sampling {names} at {pressure:g} GPa with {cfg.ckpt}, {cfg.num_samples} each (seed {cfg.seed})")
         for name, frames in sample_systems(cfg, int(cfg.seed)).items():
@@ -570,7 +570,7 @@ def run_demo(cfg: Any) -> str:
             flagged = sum(bool(a.info.get("flagged")) for a in frames)
             log(f"{name}: {len(frames)} sampled, {flagged} flagged and not relaxed")
     else:
-        log(f"no checkpoint at {cfg.get('ckpt')}: relaxing the known phases only")
+        log(f"no checkpoint at {cfg.ckpt}: relaxing the known phases only")
     cands = demo_candidates(sample_files, known=True)
     write_extxyz(cands, out / "candidates.extxyz")
     pot = potential_label(cfg.potential)
@@ -586,7 +586,7 @@ def run_demo(cfg: Any) -> str:
     print()
     committee = potential_coverage(pot) is not None
     text = summarize(relaxed, out, pressure, uncertainty=pot if committee and covered else None)
-    rates = seed_rate_lines(cfg.get("seeds_report"))
+    rates = seed_rate_lines(cfg.seeds_report)
     if rates:
         print()
         print("\n".join(rates))

@@ -25,7 +25,7 @@ def make_matcher(kind: str = "csp", **overrides) -> StructureMatcher:
     """A pymatgen StructureMatcher with the named tolerance set (other pymatgen defaults kept)."""
     if kind not in MATCHER_SETTINGS:
         raise KeyError(f"unknown matcher setting {kind!r}; choose from {sorted(MATCHER_SETTINGS)}")
-    kw = dict(MATCHER_SETTINGS[kind])
+    kw: dict[str, Any] = dict(MATCHER_SETTINGS[kind])
     kw.update(overrides)
     return StructureMatcher(**kw)
 

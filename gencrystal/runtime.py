@@ -25,10 +25,11 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def set_threads(threads: int | None = None) -> int:
+def set_threads(threads: int | str | None = None) -> int:
     """Set torch's intra-op threads and every BLAS/OpenMP pool (threadpoolctl) to ``threads``.
 
-    ``None`` means :func:`available_cores`. Returns the count set. The limit stays for the
+    ``threads`` is a count or its text (``threads=4`` on the command line); ``None`` means
+    :func:`available_cores`. Returns the count set. The limit stays for the
     rest of the process.
     """
     global _threads, _blas_limits

@@ -257,7 +257,7 @@ def _out_of(cfg: Any) -> Any:
     if "out" not in cfg or OmegaConf.is_missing(cfg, "out"):
         return None
     try:
-        return cfg.get("out")
+        return cfg.out
     except OmegaConfBaseException:
         return None
 

@@ -139,12 +139,12 @@ def leakage(cfg: DictConfig, ds, others: list[str]) -> dict:
     def structures(d):
         return [to_structure(d.to_atoms(i)) for i in range(len(d))]
 
-    pools = {n: structures(load_split(cfg.data, n, data_root=cfg.get("data_root"))) for n in others}
+    pools = {n: structures(load_split(cfg.data, n, data_root=cfg.data_root)) for n in others}
     rep = leakage_report(
         structures(ds),
         pools,
-        matcher=str(cfg.get("leakage_matcher", "novelty")),
-        structures=bool(cfg.get("leakage_structures", True)),
+        matcher=str(cfg.leakage_matcher),
+        structures=bool(cfg.leakage_structures),
     )
     rep["split"] = ds.split
     return rep
@@ -157,8 +157,8 @@ def info(cfg: DictConfig) -> int:
     from gencrystal.io import write_json
 
     setup_logging()
-    others = _leakage_splits(cfg.get("leakage"), str(cfg.split))
-    ds = load_split(cfg.data, str(cfg.split), data_root=cfg.get("data_root"))
+    others = _leakage_splits(cfg.leakage, str(cfg.split))
+    ds = load_split(cfg.data, str(cfg.split), data_root=cfg.data_root)
     from gencrystal.runtime import thread_count
 
     result = {**summary(ds), "threads": thread_count()}
@@ -166,7 +166,7 @@ def info(cfg: DictConfig) -> int:
         result["leakage"] = leakage(cfg, ds, others)
     out = Path(str(cfg.out))
     write_json(result, out / "summary.json")
-    if cfg.get("plot", True):
+    if cfg.plot:
         result["plot"] = str(plot_stats(ds, out / "histograms.png"))
     _print_table(result)
     print(f"wrote {out / 'summary.json'}" + (f" and {result['plot']}" if "plot" in result else ""))
@@ -179,19 +179,16 @@ def split(cfg: DictConfig) -> int:
     from gencrystal.data.splits import write_grouped_split
 
     setup_logging()
-    try:
-        seed = int(cfg.get("seed", 0))
-    except (TypeError, ValueError):
-        raise GencrystalError(f"seed must be an integer, got {cfg.get('seed')!r}") from None
+    seed = int(cfg.seed)  # an integer (gencrystal.schemas.DataSplitConfig)
     m = write_grouped_split(
         cfg.data,
-        by=str(cfg.get("by", "composition")),
+        by=str(cfg.by),
         seed=seed,
-        dedupe=bool(cfg.get("dedupe", False)),
-        data_root=cfg.get("data_root"),
-        out=cfg.get("out"),
-        matcher=str(cfg.get("matcher", "novelty")),
-        force=bool(cfg.get("force", False)),
+        dedupe=bool(cfg.dedupe),
+        data_root=cfg.data_root,
+        out=cfg.out,
+        matcher=str(cfg.matcher),
+        force=bool(cfg.force),
     )
     sizes = ", ".join(f"{k} {v:,} (target {m['target_sizes'][k]:,})" for k, v in m["sizes"].items())
     print(
@@ -202,7 +199,7 @@ def split(cfg: DictConfig) -> int:
     )
     print(
         f"train on it with: gencrystal train data={cfg.data.get('download_name', m['dataset'])} "
-        f"data.split_scheme={m['scheme']}" + (f" data.split_dir={m['folder']}" if cfg.get("out") else "")
+        f"data.split_scheme={m['scheme']}" + (f" data.split_dir={m['folder']}" if cfg.out else "")
     )
     return 0
 
@@ -219,18 +216,18 @@ def download(cfg: DictConfig) -> int:
         known = sorted(p.stem for p in (conf_dir() / "data").glob("*.yaml") if p.stem not in ("base", "asedb"))
         raise GencrystalError(f"unknown dataset {name!r}; known: {', '.join(known)}")
     data_cfg = compose("data_info", [f"data={name}"]).data
-    base_url = cfg.get("base_url") or data_cfg.download.base_url
+    base_url = cfg.base_url or data_cfg.download.base_url
     files = list(data_cfg.download.files or [])
     if not base_url or not files:
         raise GencrystalError(f"dataset {name!r} has no download source (conf/data/{name}.yaml: download.base_url/files)")
-    root = resolve_data_root(cfg.get("data_root"))
+    root = resolve_data_root(cfg.data_root)
     folder = root / str(data_cfg.folder)
     paths = download_dataset(
         str(base_url),
         files,
         folder,
         timeout_s=float(cfg.timeout_s),
-        force=bool(cfg.get("force", False)),
+        force=bool(cfg.force),
         cif_column=str(data_cfg.cif_column),
     )
     print(f"{name}: {len(paths)} files in {folder}")

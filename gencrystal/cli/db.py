@@ -24,7 +24,8 @@ def build(cfg: DictConfig) -> int:
         str(cfg.source), split=str(cfg.split), selection=cfg.selection, limit=cfg.limit, data_root=cfg.data_root
     )
     potential, opts = relax_setup(cfg)
-    fallback = build_potential(cfg.fallback_potential) if cfg.get("fallback_potential") else None
+    # fallback_potential is None unless potential@fallback_potential=NAME mounts one
+    fallback = build_potential(cfg.fallback_potential) if cfg.fallback_potential else None
     # (structures, pressures, potential) groups: with a fallback, the structures outside the
     # potential's DFT labels (an element or a pressure) go to the fallback, pressure by pressure
     groups = [(structures, pressures, potential)]
@@ -100,7 +101,7 @@ def stats(cfg: DictConfig) -> int:
     from gencrystal.db.stats import collect_stats, format_stats, plot_volume_vs_pressure
     from gencrystal.io import write_json
 
-    bins = cfg.get("pressure_bins")
+    bins = cfg.pressure_bins
     st = collect_stats(str(cfg.db), selection=cfg.selection, pressure_bins=None if bins is None else list(bins))
     print(format_stats(st))
     db = str(cfg.db)

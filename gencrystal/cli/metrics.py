@@ -20,7 +20,7 @@ from gencrystal.errors import GencrystalError
 
 
 def _req(cfg, key: str) -> str:
-    v = cfg.get(key)
+    v = cfg[key]
     if v is None or str(v) == "":
         raise GencrystalError(f"missing {key}=...; usage: gencrystal evaluate <csp|dng> pred=PATH ref=PATH out=DIR")
     return str(v)
@@ -72,22 +72,22 @@ def _check_choices(cfg, validity_cfg) -> None:
     from gencrystal.metrics.validity import OX_SETS
 
     checks = [
-        ("pair", cfg.get("pair", "id"), ("id", "order")),
-        ("protocol", cfg.get("protocol", "standard"), ("standard", "metre")),
-        ("validity_mode", cfg.get("validity_mode", "paper"), VALIDITY_MODES),
-        ("matcher", cfg.get("matcher", "csp"), tuple(MATCHER_SETTINGS)),
-        ("validity.oxidation_states_set", validity_cfg.get("oxidation_states_set", "smact14"), tuple(OX_SETS)),
+        ("pair", cfg.pair, ("id", "order")),
+        ("protocol", cfg.protocol, ("standard", "metre")),
+        ("validity_mode", cfg.validity_mode, VALIDITY_MODES),
+        ("matcher", cfg.matcher, tuple(MATCHER_SETTINGS)),
+        ("validity.oxidation_states_set", validity_cfg.oxidation_states_set, tuple(OX_SETS)),
     ]
     for name, value, allowed in checks:
         if str(value) not in allowed:
             raise GencrystalError(f"unknown {name}={value!r}; choose from {', '.join(allowed)}")
     for key in ("timeout_s",):
         try:
-            x = float(cfg.get(key, 30))
+            x = float(cfg[key])
         except (TypeError, ValueError):
-            raise GencrystalError(f"{key} must be a number, got {cfg.get(key)!r}") from None
+            raise GencrystalError(f"{key} must be a number, got {cfg[key]!r}") from None
         if not x > 0:
-            raise GencrystalError(f"{key} must be positive, got {cfg.get(key)!r}")
+            raise GencrystalError(f"{key} must be positive, got {cfg[key]!r}")
 
 
 def _check_out(out: str) -> Path:
@@ -139,35 +139,33 @@ def evaluate_csp(cfg) -> int:
 
     pred, ref, out = _req(cfg, "pred"), _req(cfg, "ref"), _req(cfg, "out")
     outp = _check_out(out)
-    limit = _int_or_none(cfg.get("limit"), "limit")
-    _check_choices(cfg, cfg.get("validity") or {})
+    limit = _int_or_none(cfg.limit, "limit")
+    _check_choices(cfg, cfg.validity)
     _check_input(pred, "pred")
     _check_input(ref, "ref")
     t0 = time.time()
-    refs = _read(ref, cfg.get("ref_selection"), limit, "ref")
-    preds = _read(pred, cfg.get("pred_selection"), None, "pred")
-    cands, unpaired = pair_predictions(
-        refs, preds, mode=str(cfg.get("pair", "id")), id_keys=tuple(cfg.get("pair_keys") or ("ref_id", "material_id", "id"))
-    )
-    v = cfg.get("validity") or {}
+    refs = _read(ref, cfg.ref_selection, limit, "ref")
+    preds = _read(pred, cfg.pred_selection, None, "pred")
+    cands, unpaired = pair_predictions(refs, preds, mode=str(cfg.pair), id_keys=tuple(cfg.pair_keys))
+    v = cfg.validity
     metrics, rows = csp_metrics(
         refs,
         preds,
         cands,
-        validity_mode=str(cfg.get("validity_mode", "paper")),
-        matcher=str(cfg.get("matcher", "csp")),
-        workers=int(cfg.get("workers", 0)),
-        timeout_s=float(cfg.get("timeout_s", 30)),
-        min_distance=float(v.get("min_distance", 0.5)),
-        min_volume=float(v.get("min_volume", 0.1)),
-        oxidation_states_set=str(v.get("oxidation_states_set", "smact14")),
-        progress=bool(cfg.get("progress", True)),
+        validity_mode=str(cfg.validity_mode),
+        matcher=str(cfg.matcher),
+        workers=int(cfg.workers),
+        timeout_s=float(cfg.timeout_s),
+        min_distance=float(v.min_distance),
+        min_volume=float(v.min_volume),
+        oxidation_states_set=str(v.oxidation_states_set),
+        progress=bool(cfg.progress),
     )
     metrics.update(
         {
             "pred": pred,
             "ref": ref,
-            "pairing": str(cfg.get("pair", "id")),
+            "pairing": str(cfg.pair),
             "n_pred_unpaired": len(unpaired),
             "unpaired_pred_ids": [preds[j].id for j in unpaired[:20]],
             "limit": limit,
@@ -179,14 +177,14 @@ def evaluate_csp(cfg) -> int:
         "without_validity_filter": {str(k): v for k, v in match_rate_by_atoms(rows, False).items()},
     }
     metre_rows = None
-    if str(cfg.get("protocol", "standard")) == "metre":
+    if str(cfg.protocol) == "metre":
         metre_rows = _metre(cfg, refs, preds, metrics)
     _write_csp(
         outp,
         metrics,
         rows_as_dicts(rows),
         rows,
-        bool(cfg.get("plots", True)),
+        bool(cfg.plots),
         rmse_histogram,
         plot_by_atoms,
         match_rate_by_atoms,
@@ -212,22 +210,22 @@ def _metre(cfg, refs, preds, metrics: dict) -> list:
     """Add ``metrics["metre"]`` (METRe, cRMSE: :mod:`gencrystal.metrics.metre`); returns its per-reference rows."""
     from gencrystal.metrics.metre import metre_metrics
 
-    mcfg = cfg.get("metre") or {}
-    max_pairs = _int_or_none(mcfg.get("max_pairs", 2_000_000), "metre.max_pairs")
-    v = cfg.get("validity") or {}
+    mcfg = cfg.metre
+    max_pairs = _int_or_none(mcfg.max_pairs, "metre.max_pairs")
+    v = cfg.validity
     m, rows = metre_metrics(
         refs,
         preds,
-        matcher=str(cfg.get("matcher", "csp")),
-        workers=int(cfg.get("workers", 0)),
-        timeout_s=float(cfg.get("timeout_s", 30)),
-        progress=bool(cfg.get("progress", True)),
-        valid_only=bool(mcfg.get("valid_only", False)),
+        matcher=str(cfg.matcher),
+        workers=int(cfg.workers),
+        timeout_s=float(cfg.timeout_s),
+        progress=bool(cfg.progress),
+        valid_only=bool(mcfg.valid_only),
         max_pairs=max_pairs,
         validity_kwargs=dict(
-            min_distance=float(v.get("min_distance", 0.5)),
-            min_volume=float(v.get("min_volume", 0.1)),
-            oxidation_states_set=str(v.get("oxidation_states_set", "smact14")),
+            min_distance=float(v.min_distance),
+            min_volume=float(v.min_volume),
+            oxidation_states_set=str(v.oxidation_states_set),
         ),
     )
     metrics["metre"] = m
@@ -264,36 +262,33 @@ def evaluate_dng(cfg) -> int:
 
     from gencrystal.io import write_json
     from gencrystal.metrics import dng
-    from gencrystal.metrics.hull import DEFAULT_STABILITY_THRESHOLD_EV
     from gencrystal.metrics.plots import distribution_comparison
     from gencrystal.metrics.validity import Validity, crystal_validity
 
     pred, ref, out = _req(cfg, "pred"), _req(cfg, "ref"), _req(cfg, "out")
     outp = _check_out(out)
     t0 = time.time()
-    limit = _int_or_none(cfg.get("limit"), "limit")
-    for path, what in ((pred, "pred"), (ref, "ref"), (cfg.get("train"), "train")):
+    limit = _int_or_none(cfg.limit, "limit")
+    for path, what in ((pred, "pred"), (ref, "ref"), (cfg.train, "train")):
         if path:
             _check_input(str(path), what)
-    preds = _read(pred, cfg.get("pred_selection"), limit, "pred")
-    refs = _read(ref, cfg.get("ref_selection"), _int_or_none(cfg.get("ref_limit"), "ref_limit"), "ref")
-    train_path = cfg.get("train")
+    preds = _read(pred, cfg.pred_selection, limit, "pred")
+    refs = _read(ref, cfg.ref_selection, _int_or_none(cfg.ref_limit, "ref_limit"), "ref")
+    train_path = cfg.train
     train = (
-        _read(str(train_path), cfg.get("train_selection"), _int_or_none(cfg.get("train_limit"), "train_limit"), "train")
-        if train_path
-        else None
+        _read(str(train_path), cfg.train_selection, _int_or_none(cfg.train_limit, "train_limit"), "train") if train_path else None
     )
-    cut_name = str(cfg.get("cutoffs", "mp20"))
+    cut_name = str(cfg.cutoffs)
     if cut_name not in dng.COV_CUTOFFS:
         raise GencrystalError(f"unknown cutoffs={cut_name!r}; choose from {sorted(dng.COV_CUTOFFS)}")
-    sc = float(cfg.get("struct_cutoff") or dng.COV_CUTOFFS[cut_name]["struct"])
-    cc = float(cfg.get("comp_cutoff") or dng.COV_CUTOFFS[cut_name]["comp"])
-    en = cfg.get("energies") or {}
-    ekey = en.get("key")
-    threshold = float(cfg.get("stability_threshold", DEFAULT_STABILITY_THRESHOLD_EV))
-    hcfg = cfg.get("hull") or {}
-    relax_on = bool(hcfg.get("relax_energies", False))
-    hull_ref_name = str(hcfg.get("reference", "auto"))
+    sc = float(cfg.struct_cutoff or dng.COV_CUTOFFS[cut_name]["struct"])
+    cc = float(cfg.comp_cutoff or dng.COV_CUTOFFS[cut_name]["comp"])
+    en = cfg.energies
+    ekey = en.key
+    threshold = float(cfg.stability_threshold)
+    hcfg = cfg.hull
+    relax_on = bool(hcfg.relax_energies)
+    hull_ref_name = str(hcfg.reference)
     if hull_ref_name not in ("auto", "train", "ref", "both"):
         raise GencrystalError(f"unknown hull.reference={hull_ref_name!r}; choose from auto, train, ref, both")
     if hull_ref_name == "auto":
@@ -303,16 +298,16 @@ def evaluate_dng(cfg) -> int:
     hull_sources = {"train": train, "ref": refs, "both": (train or []) + refs}.get(hull_ref_name) or []
     from gencrystal.units import check_pressure
 
-    hull_pressure = check_pressure(hcfg.get("pressure", 0.0), "hull.pressure")
+    hull_pressure = check_pressure(hcfg.pressure, "hull.pressure")
     for key in ("steps", "element_steps"):
-        _nonneg_int(hcfg.get(key, 300), f"hull.{key}")
-    workers = int(cfg.get("workers", 0))
-    progress = bool(cfg.get("progress", True))
-    v = cfg.get("validity") or {}
-    vkw = dict(
-        min_distance=float(v.get("min_distance", 0.5)),
-        min_volume=float(v.get("min_volume", 0.1)),
-        oxidation_states_set=str(v.get("oxidation_states_set", "smact14")),
+        _nonneg_int(hcfg[key], f"hull.{key}")
+    workers = int(cfg.workers)
+    progress = bool(cfg.progress)
+    v = cfg.validity
+    vkw: dict[str, Any] = dict(
+        min_distance=float(v.min_distance),
+        min_volume=float(v.min_volume),
+        oxidation_states_set=str(v.oxidation_states_set),
     )
 
     val = [crystal_validity(e.structure, **vkw) if e.structure is not None else Validity(False, False) for e in preds]
@@ -328,18 +323,16 @@ def evaluate_dng(cfg) -> int:
     }
     valid_structs = [e.structure for e, x in zip(preds, val) if x.valid]
     ref_structs = [e.structure for e in refs if e.structure is not None]
-    metrics.update(
-        dng.wasserstein_metrics(valid_structs, ref_structs, n_samples=int(cfg.get("n_wdist", 1000)), seed=int(cfg.get("seed", 0)))
-    )
-    if bool(cfg.get("coverage", True)):
+    metrics.update(dng.wasserstein_metrics(valid_structs, ref_structs, n_samples=int(cfg.n_wdist), seed=int(cfg.seed)))
+    if bool(cfg.coverage):
         ps, pc = dng.fingerprints([e.structure for e in preds], workers=workers, progress=progress, desc="sample fingerprints")
         rs, rc = dng.fingerprints(ref_structs, workers=workers, progress=progress, desc="reference fingerprints")
-        cov = dng.coverage(ps, pc, rs, rc, sc, cc, n_generated=n, joint=bool(cfg.get("cov_joint", False)))
+        cov = dng.coverage(ps, pc, rs, rc, sc, cc, n_generated=n, joint=bool(cfg.cov_joint))
         cov["cutoffs"] = cut_name
         metrics["coverage"] = cov
         metrics["cov_recall"], metrics["cov_precision"] = cov["cov_recall"], cov["cov_precision"]
 
-    nm = str(cfg.get("novelty_matcher", "novelty"))
+    nm = str(cfg.novelty_matcher)
     labels = dng.duplicate_groups([e.structure for e in preds], matcher=nm)
     first = dng.first_of_group(labels)
     novel = dng.novelty_flags([e.structure for e in preds], [t.structure for t in train], matcher=nm) if train else None
@@ -348,10 +341,10 @@ def evaluate_dng(cfg) -> int:
         from gencrystal.metrics.stability import stability
 
         hull_refs = list(hull_sources)
-        extra = en.get("elements")
+        extra = en.elements
         if extra:
             hull_refs += _read(str(extra), None, None, "energies.elements")
-        pot_cfg = cfg.get("potential") if relax_on else None
+        pot_cfg = cfg.potential if relax_on else None  # None under ~potential
         pot_settings = (
             {k: (str(v) if v is not None else None) for k, v in pot_cfg.items() if k in ("name", "path", "modal")}
             if pot_cfg is not None
@@ -362,19 +355,19 @@ def evaluate_dng(cfg) -> int:
             preds,
             hull_refs,
             energy_key=ekey,
-            level_of_theory_key=str(en.get("level_of_theory_key", "level_of_theory")),
-            default_level=en.get("level_of_theory"),
+            level_of_theory_key=str(en.level_of_theory_key),
+            default_level=en.level_of_theory,
             compute=relax_on,
             potential=potential,
             potential_settings=pot_settings,
             pressure_gpa=hull_pressure,
-            steps=int(hcfg.get("steps", 300)),
-            fmax=float(hcfg.get("fmax", 0.05)),
-            optimizer=str(hcfg.get("optimizer", "FIRE")),
-            require_converged=bool(hcfg.get("require_converged", False)),
-            element_prototypes=tuple(hcfg.get("element_prototypes") or ()),
-            element_steps=int(hcfg.get("element_steps", 300)),
-            cache_path=(outp / "hull_energies.jsonl") if (relax_on and bool(hcfg.get("cache", True))) else None,
+            steps=int(hcfg.steps),
+            fmax=float(hcfg.fmax),
+            optimizer=str(hcfg.optimizer),
+            require_converged=bool(hcfg.require_converged),
+            element_prototypes=tuple(hcfg.element_prototypes),
+            element_steps=int(hcfg.element_steps),
+            cache_path=(outp / "hull_energies.jsonl") if (relax_on and bool(hcfg.cache)) else None,
             progress=progress,
         )
         hull_summary["reference_set"] = hull_ref_name
@@ -406,7 +399,7 @@ def evaluate_dng(cfg) -> int:
         )
     outp.mkdir(parents=True, exist_ok=True)
     write_csv(rows, outp / "per_structure.csv")
-    if bool(cfg.get("plots", True)) and valid_structs:
+    if bool(cfg.plots) and valid_structs:
         distribution_comparison(
             [s.density for s in valid_structs], [s.density for s in ref_structs], outp / "density.png", "density (g/cm$^3$)"
         )
@@ -456,35 +449,35 @@ def evaluate_pipeline(cfg) -> int:
     outp = _check_out(out)
     _check_input(pred, "pred")
     _check_input(ref, "ref")
-    if str(cfg.get("validity_mode", "paper")) not in VALIDITY_MODES:
-        raise GencrystalError(f"unknown validity_mode={cfg.get('validity_mode')!r}; choose from {', '.join(VALIDITY_MODES)}")
+    if str(cfg.validity_mode) not in VALIDITY_MODES:
+        raise GencrystalError(f"unknown validity_mode={cfg.validity_mode!r}; choose from {', '.join(VALIDITY_MODES)}")
     for key in ("mlp_n", "dft_n", "max_neighbours", "relax_steps"):
-        _nonneg_int(cfg.get(key, 0), key)
+        _nonneg_int(cfg[key], key)
     try:
-        budget, fmax, timeout = float(cfg.get("dft_budget_s") or 0), float(cfg.get("fmax", 0.05)), float(cfg.get("timeout_s", 30))
+        budget, fmax, timeout = float(cfg.dft_budget_s or 0), float(cfg.fmax), float(cfg.timeout_s)
     except (TypeError, ValueError):
         raise GencrystalError("dft_budget_s, fmax and timeout_s must be numbers") from None
     if budget < 0 or not fmax > 0 or not timeout > 0:
         raise GencrystalError(f"need dft_budget_s >= 0, fmax > 0 and timeout_s > 0 (got {budget}, {fmax}, {timeout})")
-    pot = cfg.get("potential") or {}
+    pot = cfg.potential or {}  # None under ~potential
     settings = StageSettings(
-        pressure_gpa=check_pressure(cfg.get("pressure", 0.0), "pressure"),
+        pressure_gpa=check_pressure(cfg.pressure, "pressure"),
         potential={k: (str(v) if v is not None else None) for k, v in pot.items() if k in ("name", "path", "device")},
-        relax_steps=int(cfg.get("relax_steps", 300)),
+        relax_steps=int(cfg.relax_steps),
         fmax=fmax,
-        max_neighbours=int(cfg.get("max_neighbours", 60)),
-        mlp_n=int(cfg.get("mlp_n", 100)),
-        dft_n=int(cfg.get("dft_n", 20)),
+        max_neighbours=int(cfg.max_neighbours),
+        mlp_n=int(cfg.mlp_n),
+        dft_n=int(cfg.dft_n),
         dft_budget_s=budget,
-        validity_mode=str(cfg.get("validity_mode", "paper")),
-        workers=int(cfg.get("workers", 0)),
+        validity_mode=str(cfg.validity_mode),
+        workers=int(cfg.workers),
         timeout_s=timeout,
-        metre=bool(cfg.get("metre", True)),
+        metre=bool(cfg.metre),
     )
-    refs = _read(ref, cfg.get("ref_selection"), _int_or_none(cfg.get("limit"), "limit"), "ref")
-    frames = _frames_with_ref_id(pred, cfg.get("pred_selection"))
+    refs = _read(ref, cfg.ref_selection, _int_or_none(cfg.limit, "limit"), "ref")
+    frames = _frames_with_ref_id(pred, cfg.pred_selection)
     t0 = time.time()
-    res = run_stages(refs, frames, outp, settings, dft=cfg.get("dft") if settings.dft_n > 0 else None)
+    res = run_stages(refs, frames, outp, settings, dft=cfg.dft if settings.dft_n > 0 else None)
     res.update(pred=pred, ref=ref, n_ref=len(refs), n_pred=len(frames), wall_time_s=round(time.time() - t0, 1))
     write_json(_jsonable(res), outp / "stages.json")
 

@@ -36,7 +36,7 @@ def run(cfg) -> int:
     from gencrystal.units import check_pressure
 
     pressure = check_pressure(cfg.pressure)
-    if cfg.get("input") in (None, "", "???"):
+    if cfg.get("input") in (None, "", "???"):  # .get: None while input is still ??? (cfg.input would raise)
         raise GencrystalError("input= is required (a CIF/extxyz file, a folder of CIFs or an ASE .db)")
     if str(cfg.optimizer).upper() not in ("FIRE", "BFGS"):
         raise GencrystalError(f"optimizer={cfg.optimizer!r} is unknown; choose FIRE or BFGS")

@@ -23,7 +23,7 @@ index), ``lattice`` [B, 3, 3], ``num_atoms`` [B], ``pressure`` [B] and
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -99,7 +99,7 @@ def data_to_atoms(data: Data) -> Atoms:
 
     ``atoms.info`` carries ``material_id`` and ``pressure_gpa``.
     """
-    info = {"material_id": str(getattr(data, "material_id", "") or "")}
+    info: dict[str, Any] = {"material_id": str(getattr(data, "material_id", "") or "")}
     if getattr(data, "pressure", None) is not None:
         info["pressure_gpa"] = float(data.pressure.reshape(-1)[0])
     return _atoms(data.frac_coords, data.atom_types, data.lattice, info)
@@ -125,7 +125,7 @@ def batch_to_atoms(batch: Batch | Data) -> list[Atoms]:
     out: list[Atoms] = []
     start = 0
     for i, n in enumerate(num_atoms):
-        info = {}
+        info: dict[str, Any] = {}
         if ids is not None:
             info["material_id"] = str(ids[i])
         if pressure is not None:

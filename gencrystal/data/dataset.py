@@ -277,7 +277,7 @@ def load_split(data_cfg: Any, split: str, data_root: str | os.PathLike | None = 
     """
     from gencrystal.config import instantiate
 
-    cfg = _plain(data_cfg)
+    cfg = _plain(data_cfg)  # a conf/data node: keys differ per dataset and format, hence .get with their defaults
     name = str(cfg.get("name", "dataset"))
     if split not in SPLITS:
         raise GencrystalError(f"unknown split {split!r} for {name}: use train, val or test")

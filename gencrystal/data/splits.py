@@ -106,7 +106,7 @@ def write_grouped_split(
 
     if by not in SCHEMES:
         raise GencrystalError(f"unknown by={by!r}; choose from {', '.join(SCHEMES)}")
-    cfg = _plain(data_cfg)
+    cfg = _plain(data_cfg)  # a conf/data node: keys differ per dataset and format, hence .get with their defaults
     if str(cfg.get("format", "auto")) == "asedb":
         raise GencrystalError("data split re-splits CSV/feather datasets; for an ASE database use `gencrystal db export`")
     scheme = SCHEMES[by]

@@ -142,7 +142,9 @@ def build_database(
     from gencrystal.potentials import as_potential
 
     if relax_fn is None:
-        from gencrystal.relax import relax_structures as relax_fn
+        from gencrystal.relax import relax_structures
+
+        relax_fn = relax_structures
     pressures = [check_pressure(p, "pressures") for p in pressures]
     if not pressures:
         raise GencrystalError("pressures is empty; give e.g. pressures=[0,50]")

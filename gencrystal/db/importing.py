@@ -320,7 +320,8 @@ def import_source(
                     continue
                 new_seen.add(row_key)
                 counts[_write(db, rec, row_key, reader.label, matcher, pressure_tol_gpa, find_duplicate)] += 1
-                summary.levels[rec.level_of_theory] = summary.levels.get(rec.level_of_theory, 0) + 1
+                level = str(rec.level_of_theory)  # set by finalise() (_write refuses a record without one)
+                summary.levels[level] = summary.levels.get(level, 0) + 1
             md = db.metadata
             led = dict(md.get(LEDGER_KEY, {}))
             led[key] = {
@@ -349,6 +350,9 @@ def _reduced_formula(atoms: Atoms) -> str:
 
 def _write(db, rec: ImportRecord, row_key: str, label: str, matcher, pressure_tol_gpa: float, find_duplicate) -> str:
     """Add ``rec`` or merge it into its duplicate; returns ``"added"`` or ``"merged"``."""
+    pressure_gpa, level = rec.pressure_gpa, rec.level_of_theory
+    if pressure_gpa is None or level is None:  # finalise() fills both
+        raise ValueError(f"{row_key}: record without a pressure or a level of theory (not finalised)")
     formula = _reduced_formula(rec.atoms)
     source = f"{label}:{rec.ident}"
     kv = {
@@ -366,15 +370,13 @@ def _write(db, rec: ImportRecord, row_key: str, label: str, matcher, pressure_to
         kv.setdefault(k, v)
     dup = None
     if matcher is not None:
-        dup = find_duplicate(
-            db, rec.atoms, formula, float(rec.pressure_gpa), rec.level_of_theory, matcher, pressure_tol_gpa=pressure_tol_gpa
-        )
+        dup = find_duplicate(db, rec.atoms, formula, float(pressure_gpa), level, matcher, pressure_tol_gpa=pressure_tol_gpa)
     if dup is None:
         add_structure(
             db,
             rec.atoms,
-            pressure_gpa=rec.pressure_gpa,
-            level_of_theory=rec.level_of_theory,
+            pressure_gpa=pressure_gpa,
+            level_of_theory=level,
             source=source,
             merged_ids="",
             n_merged=0,
@@ -389,8 +391,8 @@ def _write(db, rec: ImportRecord, row_key: str, label: str, matcher, pressure_to
         add_structure(
             db,
             rec.atoms,
-            pressure_gpa=rec.pressure_gpa,
-            level_of_theory=rec.level_of_theory,
+            pressure_gpa=pressure_gpa,
+            level_of_theory=level,
             source=source,
             merged_ids=",".join(merged),
             n_merged=len(merged),

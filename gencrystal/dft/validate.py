@@ -232,7 +232,7 @@ def validate(cfg) -> dict[str, Any]:
         raise GencrystalError(f"top_k={cfg.top_k!r} is not an integer") from None
     if top_k < 1:
         raise GencrystalError(f"top_k={top_k} must be >= 1")
-    if cfg.get("input") in (None, "", "???"):
+    if cfg.get("input") in (None, "", "???"):  # .get: None while input is still ??? (cfg.input would raise)
         raise GencrystalError("input= is required (a relax output folder, a structure file/folder or an ASE .db)")
     structures = load_candidates(str(cfg.input), cfg.selection)
     picked = select_top_k(structures, top_k, bool(cfg.include_duplicates))
@@ -255,6 +255,7 @@ def validate(cfg) -> dict[str, Any]:
         return {**written, "inputs_dir": str(out / backend.name)}
 
     settings = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(settings, dict)  # cfg is a DictConfig
     key = settings_key(
         {k: v for k, v in settings.items() if k not in ("out", "db", "resume", "cluster")}, [sid for sid, _ in picked]
     )

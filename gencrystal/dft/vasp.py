@@ -13,13 +13,16 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ase import Atoms
 
 from gencrystal.errors import GencrystalError
 from gencrystal.structures import to_structure
 from gencrystal.units import check_pressure, gpa_to_kbar
+
+if TYPE_CHECKING:
+    from pymatgen.io.vasp.sets import UserPotcarFunctional
 
 
 @dataclass
@@ -40,7 +43,7 @@ class VaspInputWriter:
     ediff: float | None = None
     ediffg: float | None = None
     kspacing: float | None = None
-    potcar_functional: str = "PBE_54"
+    potcar_functional: UserPotcarFunctional = "PBE_54"
     user_incar_settings: dict[str, Any] = field(default_factory=dict)
 
     name = "vasp"
@@ -86,7 +89,7 @@ class VaspInputWriter:
                 user_incar_settings=self.incar_settings(pressure_gpa),
                 user_potcar_functional=self.potcar_functional,
                 user_potcar_settings={"W": "W_sv"},
-                user_kpoints_settings=None,
+                user_kpoints_settings={},  # none: the set's own k-points (pymatgen turns None into {} too)
             )
             spec = not SETTINGS.get("PMG_VASP_PSP_DIR")
             try:

@@ -45,6 +45,8 @@ class DiffusionField(nn.Module):
             that builds it owns its parameters.
     """
 
+    process: Any  # a process module (WrappedVE, VPProcess, MaskedD3PM, ...): anything with corrupt/loss
+
     def __init__(
         self, process: nn.Module, loss_weight: float = 1.0, reduce: str = "sum", context: Any = None, head: Any = None
     ) -> None:
@@ -79,15 +81,19 @@ class FieldSet(nn.ModuleDict):
     def __init__(self, fields: Mapping[str, DiffusionField]) -> None:
         super().__init__(dict(fields))
 
+    def fields(self) -> list[tuple[str, DiffusionField]]:
+        """``[(name, field)]`` in order (``items()`` typed as the fields they are)."""
+        return [(name, f) for name, f in self.items() if isinstance(f, DiffusionField)]
+
     @property
     def processes(self) -> dict[str, nn.Module]:
         """``{name: process}`` as the sampler takes it."""
-        return {name: f.process for name, f in self.items()}
+        return {name: f.process for name, f in self.fields()}
 
     @property
     def contexts(self) -> dict[str, Any]:
         """``{name: context object}`` (None for a field whose YAML names none)."""
-        return {name: f.context for name, f in self.items()}
+        return {name: f.context for name, f in self.fields()}
 
     def corrupt(
         self,
@@ -101,13 +107,13 @@ class FieldSet(nn.ModuleDict):
         missing = [name for name in self.keys() if name not in x0]
         if missing:
             raise KeyError(f"x0 lacks diffused field(s) {missing}")
-        return {name: f.corrupt(x0[name], t, generator=generator, **dict(context.get(name, {}))) for name, f in self.items()}
+        return {name: f.corrupt(x0[name], t, generator=generator, **dict(context.get(name, {}))) for name, f in self.fields()}
 
     def loss(self, preds: Mapping[str, Tensor], corrupted: Mapping[str, Corrupted]) -> tuple[Tensor, dict[str, Tensor]]:
         """Total weighted loss and the per-field batch means ``{name: scalar}`` for logging."""
         per_field: dict[str, Tensor] = {}
         total: Tensor | None = None
-        for name, f in self.items():
+        for name, f in self.fields():
             value = f.loss(preds[name], corrupted[name]).mean()
             per_field[name] = value.detach()
             total = f.loss_weight * value if total is None else total + f.loss_weight * value

@@ -34,7 +34,7 @@ def wrap_displacement(d: Tensor) -> Tensor:
     return d - torch.round(d)
 
 
-def _image_exponents(x: Tensor, mean: Tensor | float, sigma: Tensor | float, num_images: int):
+def _image_exponents(x: Tensor, mean: Tensor | float, sigma: Tensor | float, num_images: int) -> tuple[Tensor, Tensor, Tensor]:
     if num_images < 0:
         raise ValueError(f"num_images must be >= 0, got {num_images}")
     d = wrap_displacement(x - mean)
@@ -113,6 +113,9 @@ class WrappedVE(nn.Module):
     Prior: ``"uniform"`` on the torus, or ``"wrapped_normal"`` of width
     ``sigma_max * std_scale`` around 0.
     """
+
+    table_log_sigma: Tensor  # buffers (register_buffer in __init__): log sigma grid and log r(sigma)
+    table_log_ratio: Tensor
 
     def __init__(
         self,

@@ -99,7 +99,7 @@ def label_arrays(labels: Sequence[Atoms]) -> tuple[np.ndarray, list[np.ndarray],
     return np.array(energies), forces, stresses
 
 
-def fit_energy_offsets(labels: Sequence[Atoms], reference_energies_per_atom: Sequence[float]) -> dict[str, float]:
+def fit_energy_offsets(labels: Sequence[Atoms], reference_energies_per_atom: Sequence[float] | np.ndarray) -> dict[str, float]:
     """Per-element shifts δ_el (eV/atom) with ``E_dft/N + Σ x_el δ_el ≈ E_ref/N`` (least squares).
 
     Args:

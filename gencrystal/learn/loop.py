@@ -113,18 +113,21 @@ class ActiveLearningLoop:
         self.relax_settings = instantiate(cfg.relax)
         self.n_select = int(cfg.select.n_per_iteration)
         self.seed = int(cfg.seed)
-        self.progress = bool(cfg.get("progress", True))
+        self.progress = bool(cfg.progress)
         self.seeds = self._load_seeds()
         self.db = None
-        if cfg.get("db"):
+        if cfg.db:
             from gencrystal.db.schema import connect
 
             self.db = connect(str(cfg.db))
         failed = self.out / FAILED_FILE
         self.failed: dict[str, dict] = json.loads(failed.read_text()) if failed.is_file() else {}
-        self.state = self._load_state() if bool(cfg.get("resume", True)) else None
-        if self.state is None:
-            self.state = {"iteration": 0, "stage": "start", "history": [], "done": False, "stop_reason": ""}
+        state = self._load_state() if bool(cfg.resume) else None
+        fresh = state is None
+        self.state: dict = (
+            {"iteration": 0, "stage": "start", "history": [], "done": False, "stop_reason": ""} if state is None else state
+        )
+        if fresh:
             self._save_state()
 
     # -- set-up -----------------------------------------------------------------------
@@ -134,10 +137,10 @@ class ActiveLearningLoop:
         from gencrystal.learn.candidates import same_formula
 
         seeds: list[Atoms] = []
-        for spec in self.cfg.get("seeds") or []:
+        for spec in self.cfg.seeds or []:
             a = instantiate(spec)
             seeds.append(Atoms(a.numbers, positions=a.positions, cell=a.cell, pbc=True))
-        if self.cfg.get("seeds_file"):
+        if self.cfg.seeds_file:
             from gencrystal.io import read_structures
 
             seeds.extend(a for _, a in read_structures(str(self.cfg.seeds_file)))

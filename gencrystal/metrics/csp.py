@@ -100,7 +100,7 @@ def csp_metrics(
     if len(candidates) != len(refs):
         raise GencrystalError(f"{len(candidates)} candidate lists for {len(refs)} references")
     n_ref = len(refs)
-    vkw = dict(min_distance=min_distance, min_volume=min_volume, oxidation_states_set=oxidation_states_set)
+    vkw: dict[str, Any] = dict(min_distance=min_distance, min_volume=min_volume, oxidation_states_set=oxidation_states_set)
 
     def validity(e: Entry) -> Validity:
         return crystal_validity(e.structure, **vkw) if e.structure is not None else Validity(False, False)
@@ -137,7 +137,7 @@ def csp_metrics(
         best_id = None
         for j in cand:
             rms, _, status = by_pair[(i, j)]
-            if status != MATCH:
+            if status != MATCH or rms is None:  # a match has its RMS
                 continue
             if best is None or rms < best:
                 best, best_id = rms, preds[j].id

@@ -87,6 +87,7 @@ class ReferenceHull:
         pd = self._diagram(chemsys)
         e = PDEntry(entry.composition, entry.energy_per_atom * entry.composition.num_atoms)
         _, ehull = pd.get_decomp_and_e_above_hull(e, allow_negative=True)
+        assert ehull is not None  # on_error="raise" (the default) raises rather than returning None
         return float(ehull)
 
 

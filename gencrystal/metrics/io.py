@@ -157,11 +157,11 @@ def pair_predictions(
     cands = [[] for _ in range(n)]
     unpaired: list = []
     for j, p in enumerate(preds):
-        i = index.get(pair_key(p, id_keys))
-        if i is None:
+        hit = index.get(pair_key(p, id_keys))
+        if hit is None:
             unpaired.append(j)
         else:
-            cands[i].append(j)
+            cands[hit].append(j)
     if len(unpaired) == len(preds):
         raise GencrystalError(
             f"no prediction id matches a reference id (first prediction id {pair_key(preds[0], id_keys)!r}, "

@@ -11,16 +11,19 @@ import os
 import signal
 import threading
 import warnings
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from pymatgen.core import Structure
 
 from gencrystal.matching import make_matcher
 
+if TYPE_CHECKING:
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
 # status of one pair
 MATCH, NO_MATCH, TIMEOUT, ERROR, SKIPPED = "match", "no_match", "timeout", "error", "skipped"
 
-_WORKER_MATCHER = None
+_WORKER_MATCHER: StructureMatcher | None = None  # set by the pool initializer
 _WORKER_TIMEOUT = 0.0
 
 
@@ -54,6 +57,8 @@ def _one(pair: tuple[Structure | None, Structure | None]) -> tuple[float | None,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if _WORKER_MATCHER is None:
+                raise RuntimeError("the matcher of this worker was not initialised")
             res = _WORKER_MATCHER.get_rms_dist(pred, ref)
         if res is None:
             return None, None, NO_MATCH

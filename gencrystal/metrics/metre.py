@@ -92,8 +92,8 @@ def metre_metrics(
     if valid_only:
         from gencrystal.metrics.validity import crystal_validity
 
-        vkw = dict(validity_kwargs or {})
-        use = [j for j in use if preds[j].structure is not None and crystal_validity(preds[j].structure, **vkw).valid]
+        vkw: dict[str, Any] = dict(validity_kwargs or {})
+        use = [j for j in use if (s := preds[j].structure) is not None and crystal_validity(s, **vkw).valid]
     by_comp: dict[str, list[int]] = defaultdict(list)
     for j in use:
         if preds[j].structure is not None:
@@ -138,7 +138,7 @@ def metre_metrics(
             )
         )
     n_ref = len(refs)
-    matched = [r.rmse for r in rows if r.matched]
+    matched = [r.rmse for r in rows if r.matched and r.rmse is not None]  # a matched row has its RMSE
     metrics: dict[str, Any] = {
         "metre": (len(matched) / n_ref) if n_ref else float("nan"),
         "crmse": capped_rmse([r.rmse for r in rows], stol),

@@ -153,9 +153,12 @@ def _cached(path: Path, ref_id: str) -> dict | None:
     """A relaxation stored by an earlier invocation, or None."""
     if not path.is_file():
         return None
+    from ase import Atoms
     from ase.io import read
 
     b = read(str(path))
+    if not isinstance(b, Atoms):  # one structure per cache file
+        return None
     return {
         "atoms": b,
         "ref_id": ref_id,
@@ -430,7 +433,7 @@ def run_stages(
     }
     if s.mlp_n <= 0:
         return out
-    sc = dict(validity_mode=s.validity_mode, workers=s.workers, timeout_s=s.timeout_s, metre=s.metre)
+    sc: dict[str, Any] = dict(validity_mode=s.validity_mode, workers=s.workers, timeout_s=s.timeout_s, metre=s.metre)
     mlp_sum, raw, mlp = run_mlp_stage(refs, frames, run_dir, s)
     write_extxyz(mlp, run_dir / "samples_mlp_relaxed.extxyz")
     mlp_refs = smallest(refs, s.mlp_n)
@@ -446,7 +449,9 @@ def run_stages(
         from omegaconf import OmegaConf
 
         node = OmegaConf.create(dict(dft)) if isinstance(dft, Mapping) and type(dft).__name__ != "DictConfig" else dft
-        backend, dft_settings = instantiate(node), OmegaConf.to_container(node, resolve=True)
+        container = OmegaConf.to_container(node, resolve=True)
+        assert isinstance(container, dict)  # node is a mapping
+        backend, dft_settings = instantiate(node), container
     else:
         backend, dft_settings = dft, {"level_of_theory": str(getattr(dft, "level_of_theory", type(dft).__name__))}
     dsum, dft_refs, dft_frames = run_dft_stage(refs, mlp, run_dir, s, backend, dft_settings)

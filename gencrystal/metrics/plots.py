@@ -80,6 +80,7 @@ def distribution_comparison(
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     allv = np.asarray(list(pred) + list(ref), dtype=float)
     allv = allv[np.isfinite(allv)]
+    bins: np.ndarray | int
     if discrete and allv.size:
         bins = np.arange(allv.min() - 0.5, allv.max() + 1.5, 1.0)
     else:

@@ -27,12 +27,15 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from ase import Atoms
 
 from gencrystal.errors import GencrystalError
+
+if TYPE_CHECKING:
+    from gencrystal.metrics.io import Entry
 
 ELEMENT_PROTOTYPES: tuple[str, ...] = ("reference", "fcc", "bcc", "sc", "hcp", "diamond")
 
@@ -169,8 +172,9 @@ def compute_energies(
 
         def on_result(j: int, r) -> None:
             i = todo[j]
-            out[i] = ComputedEnergy(float(r.enthalpy_per_atom), r.level_of_theory, bool(r.converged), r.error or "")
-            cache.put(keys[i], out[i], ids[i])
+            computed = ComputedEnergy(float(r.enthalpy_per_atom), r.level_of_theory, bool(r.converged), r.error or "")
+            out[i] = computed
+            cache.put(keys[i], computed, ids[i])
 
         relax_structures(
             [atoms_list[i].copy() for i in todo],
@@ -307,11 +311,11 @@ def stability(
     if not energy_key and not compute:
         raise GencrystalError("no energies: give energies.key=... or hull.relax_energies=true")
     cache = EnergyCache(cache_path)
-    settings = {"potential": potential_settings or str(potential), "pressure_gpa": float(pressure_gpa)}
+    settings: dict[str, Any] = {"potential": potential_settings or str(potential), "pressure_gpa": float(pressure_gpa)}
 
-    def gather(entries, what):
+    def gather(entries: Sequence[Entry], what: str) -> tuple[list[tuple[float, str] | None], list[int]]:
         vals: list[tuple[float, str] | None] = []
-        missing = []
+        missing: list[int] = []
         for i, e in enumerate(entries):
             v = _info_energy(e, energy_key, level_of_theory_key, default_level, what) if e.structure is not None else None
             vals.append(v)

@@ -27,6 +27,8 @@ class GaussianExpansion(nn.Module):
     output [B, n_basis] with ``exp(-½((x − μ_k)/w)²)``.
     """
 
+    centers: torch.Tensor  # buffer
+
     def __init__(self, start: float = -2.0, stop: float = 5.0, n_basis: int = 80):
         super().__init__()
         if n_basis < 2 or stop <= start:
@@ -69,6 +71,9 @@ class ScalarCondition(Condition):
     the checkpoint. ``start``/``stop`` bound the basis in z units (default −2..5, as
     Cond-CDVAE's released runs).
     """
+
+    mean: torch.Tensor  # buffers (units of the column), in the checkpoint
+    std: torch.Tensor
 
     def __init__(
         self,
@@ -148,13 +153,17 @@ class ConditionEmbedder(nn.Module):
         self.dropout_iid = dropout_iid
         self.out_dim = out_dim if len(self.conditions) else 0
         if len(self.conditions):
-            total = sum(c.out_dim for c in self.conditions.values())
+            total = sum(c.out_dim for c in self.condition_list())
             self.mix = nn.Sequential(nn.Linear(total, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
 
     @property
     def columns(self) -> dict[str, str]:
         """Condition name -> batch column it reads."""
-        return {name: c.column for name, c in self.conditions.items()}
+        return {name: c.column for name, c in self.conditions.items() if isinstance(c, Condition)}
+
+    def condition_list(self) -> list[Condition]:
+        """The conditions in order (``self.conditions.values()`` typed as what they are)."""
+        return [c for c in self.conditions.values() if isinstance(c, Condition)]
 
     def forward(
         self,
@@ -172,7 +181,7 @@ class ConditionEmbedder(nn.Module):
         """
         if not len(self.conditions):
             return None
-        device = self.mix[0].weight.device
+        device = next(self.mix.parameters()).device
         drop_cols = drop
         if isinstance(uncond, torch.Tensor):
             base = uncond.to(device=device, dtype=torch.bool).reshape(batch_size)
@@ -182,13 +191,13 @@ class ConditionEmbedder(nn.Module):
         if self.training and self.p_uncond > 0:
             shared = torch.rand(batch_size, device=device, generator=generator) < self.p_uncond
         parts = []
-        for c in self.conditions.values():
-            drop = base
+        for c in self.condition_list():
+            dropped = base
             if drop_cols is not None and c.column in drop_cols:
-                drop = drop | drop_cols[c.column].to(device=device, dtype=torch.bool).reshape(batch_size)
+                dropped = dropped | drop_cols[c.column].to(device=device, dtype=torch.bool).reshape(batch_size)
             if shared is not None:
                 rnd = (torch.rand(batch_size, device=device, generator=generator) < self.p_uncond) if self.dropout_iid else shared
-                drop = drop | rnd
+                dropped = dropped | rnd
             v = values.get(c.column)
-            parts.append(c(v.to(device) if v is not None else None, drop, batch_size))
+            parts.append(c(v.to(device) if v is not None else None, dropped, batch_size))
         return self.mix(torch.cat(parts, dim=-1))

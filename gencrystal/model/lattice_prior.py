@@ -220,7 +220,7 @@ def fit_lattice_prior(
         pr = np.zeros(len(n)) if pressures_gpa is None else np.asarray(pressures_gpa, dtype=float)
         vpa = np.abs(np.linalg.det(lat)) / n
         idx = np.floor(pr / bin_width_gpa).astype(int)
-        bins = []
+        bins: list[tuple[float, ...]] = []
         for k in np.unique(idx):
             sel = idx == k
             bins.append((float(pr[sel].mean()), float(vpa[sel].mean()), int(sel.sum())))

@@ -115,6 +115,8 @@ class CrystalDiffusionModule(pl.LightningModule):
                 "condition_scalers": {k: list(v) for k, v in (condition_scalers or {}).items()},
             }
         )
+        # the model section, also as saved in older checkpoints that lack newer keys: each .get below
+        # gives the value those checkpoints were trained with
         mcfg = cfg["model"]
         self.fields = _instantiate(cfg["diffusion"])
         for name, field in self.fields.items():
@@ -293,6 +295,7 @@ class CrystalDiffusionModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
+        # conf/optim nodes differ (a scheduler, its interval and monitor are optional); old checkpoints lack optim
         ocfg = self.hparams["cfg"].get("optim") or {}
         params = [p for p in self.net.parameters() if p.requires_grad]
         opt_node = ocfg.get("optimizer") or {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3}
@@ -337,8 +340,10 @@ class CrystalDiffusionModule(pl.LightningModule):
         from gencrystal.model.conditioning import ScalarCondition
 
         for name, c in self.net.conditions.conditions.items():
+            if not isinstance(c, ScalarCondition):
+                continue
             v = cond_values.get(c.column)
-            if not isinstance(c, ScalarCondition) or v is None:
+            if v is None:
                 continue
             lo = float(c.mean + c.start * c.std)
             hi = float(c.mean + c.stop * c.std)
@@ -469,6 +474,7 @@ class CrystalDiffusionModule(pl.LightningModule):
             c = contexts[name]
             state[name] = proc.prior_sample(c.like(info), generator=generator, **c.process_kwargs(ctx[name]))
         if self.csp:
+            assert atom_types is not None  # required (checked above) for a CSP model
             state["atom_types"] = atom_types - 1
         net = self.ema.module
         net.eval()
@@ -529,6 +535,10 @@ class CrystalDiffusionModule(pl.LightningModule):
         )
         final = {name: contexts[name].output(result.state[name]) for name in procs}
         out: dict[str, Any] = {"frac_coords": final.pop("frac_coords"), "lattice": final.pop("lattice")}
-        out["atom_types"] = final.pop("atom_types") if "atom_types" in final else atom_types.long()
+        if "atom_types" in final:
+            out["atom_types"] = final.pop("atom_types")
+        else:
+            assert atom_types is not None  # a CSP model: given by the caller (checked above)
+            out["atom_types"] = atom_types.long()
         out.update(num_atoms=num_atoms, nfe=int(result.nfe), **final)
         return out

@@ -44,6 +44,7 @@ def resolve_device_count(trainer_cfg: DictConfig | dict) -> tuple[int, int]:
 
     ``devices`` may be an int, a list of ids or ``auto``/``-1`` (then ``LOCAL_WORLD_SIZE``
     from torchrun, ``SLURM_NTASKS_PER_NODE`` or the visible GPU count is used)."""
+    # a trainer node is the keyword arguments of pytorch_lightning.Trainer: any may be left out
     devices = trainer_cfg.get("devices", 1)
     nodes = _int_or(trainer_cfg.get("num_nodes", 1), 1)
     accel = str(trainer_cfg.get("accelerator", "cpu"))
@@ -81,6 +82,7 @@ def fit_priors(train_ds, cfg: DictConfig) -> tuple[dict, dict]:
     Returns ``(lattice_prior params dict, {condition name: [mean, std]})``."""
     from gencrystal.model.lattice_prior import fit_lattice_prior
 
+    # model and data nodes are groups without a schema (``Any`` in TrainConfig): their keys differ per option
     pcfg = cfg.model.get("lattice_prior") or {}
     params = fit_lattice_prior(
         train_ds.lattices.double().numpy(),
@@ -190,7 +192,7 @@ def _loggers(cfg: DictConfig, run_dir: Path) -> list:
 
     os.environ.setdefault("WANDB_MODE", "offline")
     loggers = []
-    for node in (cfg.get("logger") or {}).values():
+    for node in (cfg.logger or {}).values():  # None under ~logger: CSV only
         if node is None or not node.get("_target_"):
             continue
         if "Wandb" in str(node._target_):
@@ -209,7 +211,7 @@ def _callbacks(cfg: DictConfig, has_val: bool, has_scheduler: bool) -> list:
     from gencrystal.config import instantiate
 
     cbs = []
-    for name, node in (cfg.get("callbacks") or {}).items():
+    for name, node in (cfg.callbacks or {}).items():  # None under ~callbacks
         if node is None or not node.get("_target_"):
             continue
         if node.get("monitor") and not has_val:
@@ -235,7 +237,7 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     ckpt_path = None
-    if bool(cfg.get("resume", False)):
+    if bool(cfg.resume):
         if last.is_file():
             ckpt_path = str(last)
         else:
@@ -245,9 +247,10 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
             f"run directory {str(run_dir)!r} already holds a checkpoint; "
             "pass resume=true to continue it or out=<new dir> for a new run"
         )
-    pl.seed_everything(int(cfg.get("seed", 42)), workers=True, verbose=False)
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     tcfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    assert isinstance(tcfg, dict)  # the trainer node is a mapping (pytorch_lightning.Trainer keyword arguments)
     devices, nodes = resolve_device_count(tcfg)
     accumulate = int(tcfg.get("accumulate_grad_batches", 1))
     per_device = per_device_batch_size(int(cfg.batch_size), devices, nodes, accumulate)
@@ -258,9 +261,9 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
     dm = CrystalDataModule(
         cfg.data,
         batch_size=per_device,
-        num_workers=int(cfg.get("num_workers", 0)),
-        data_root=cfg.get("data_root"),
-        eval_batch_size=int(cfg.get("eval_batch_size") or per_device),
+        num_workers=int(cfg.num_workers),
+        data_root=cfg.data_root,
+        eval_batch_size=int(cfg.eval_batch_size or per_device),
     )
     train_ds = dm.dataset("train")  # bad data fails here, before anything is written
     if ckpt_path is not None:
@@ -270,7 +273,7 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
         stats = train_ds.stats.to_dict()
         prior, scalers = fit_priors(train_ds, cfg)
     module = CrystalDiffusionModule(cfg, data_stats=stats, lattice_prior=prior, condition_scalers=scalers)
-    if ckpt_path is None and cfg.get("init_from"):
+    if ckpt_path is None and cfg.init_from:
         rep = init_weights_from(module, str(cfg.init_from))
         log.warning(
             "init_from=%s: %d weight tensors copied, %d skipped (shape), %d not in the checkpoint",
@@ -293,7 +296,7 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
         except GencrystalError as exc:
             log.warning("no validation split (%s): training without validation; best.ckpt = last.ckpt", exc)
             has_val = False
-    cbs = _callbacks(cfg, has_val=has_val, has_scheduler=bool(cfg.get("optim", {}).get("scheduler")))
+    cbs = _callbacks(cfg, has_val=has_val, has_scheduler=bool(cfg.optim.get("scheduler")))
     loggers = _loggers(cfg, run_dir)
     cbs.extend(callbacks or [])
     if not has_val:

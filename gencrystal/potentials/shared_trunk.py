@@ -85,7 +85,7 @@ def head_ensemble(heads: Sequence[Any]):
     import torch
 
     class HeadEnsemble(torch.nn.Module):
-        def __init__(self, hs):
+        def __init__(self, hs: Sequence[torch.nn.Module]) -> None:
             super().__init__()
             self.heads = torch.nn.ModuleList(list(hs))
             self.active: int | None = None

@@ -68,6 +68,8 @@ class _State:
 
 def fire_step(st: _State, p: FireParams) -> None:
     """One FIRE update of ``st``'s generalised coordinates (same rules as ASE's FIRE)."""
+    if st.grad is None:
+        raise ValueError("fire_step needs the state's gradient (evaluate the potential first)")
     f = -st.grad  # generalised force
     if st.vel is None:
         st.vel = np.zeros_like(f)

@@ -54,8 +54,8 @@ def _relax_chunk(
     """Relax a list of structures in this process (batched or one by one)."""
     from gencrystal.relax.batched import relax_batched
 
-    skip = {i: potential.unsupported(a) for i, a in enumerate(atoms_list)}
-    skip = {i: why for i, why in skip.items() if why}
+    unsupported = {i: potential.unsupported(a) for i, a in enumerate(atoms_list)}
+    skip = {i: why for i, why in unsupported.items() if why}
     if skip:  # elements the model does not know: recorded failures, the rest goes on
         keep = [i for i in range(len(atoms_list)) if i not in skip]
         sub = _relax_chunk(

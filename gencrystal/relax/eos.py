@@ -113,10 +113,10 @@ def build_rows(
                 rows.append(row)
     if len(ids) > 1:  # phase ordering relative to the first structure
         ref = ids[0]
-        index = {(r["structure"], r["method"], r["pressure_gpa"]): r for r in rows}
-        for r in rows:
-            r["dH_vs_first_structure"] = (
-                r["enthalpy_per_atom"] - index[(ref, r["method"], r["pressure_gpa"])]["enthalpy_per_atom"]
+        index = {(row["structure"], row["method"], row["pressure_gpa"]): row for row in rows}
+        for row in rows:
+            row["dH_vs_first_structure"] = (
+                row["enthalpy_per_atom"] - index[(ref, row["method"], row["pressure_gpa"])]["enthalpy_per_atom"]
             )
     return [{k: _nan_none(v) for k, v in r.items()} for r in rows]
 
@@ -221,7 +221,7 @@ def eos_check(cfg) -> dict:
     from gencrystal.potentials import as_potential
     from gencrystal.units import check_pressure
 
-    if cfg.get("structure") in (None, "", "???"):
+    if cfg.get("structure") in (None, "", "???"):  # .get: None while it is still ???
         raise GencrystalError("structure= is required (a CIF/extxyz file with one or more structures)")
     pressures = sorted(check_pressure(p, "pressures") for p in (cfg.pressures or []))
     if not pressures:

@@ -58,6 +58,7 @@ class Checkpoint:
         self.key = key
 
     def load(self) -> dict[int, RelaxResult]:
+        from ase import Atoms
         from ase.io import read
 
         stamp = self.dir / "settings.key"
@@ -66,7 +67,10 @@ class Checkpoint:
         done = {}
         for f in sorted(self.dir.glob("*.extxyz")):
             try:
-                done[int(f.stem)] = result_from_atoms(read(str(f), format="extxyz"))
+                atoms = read(str(f), format="extxyz")  # one frame per file
+                if not isinstance(atoms, Atoms):
+                    continue
+                done[int(f.stem)] = result_from_atoms(atoms)
             except Exception:
                 continue  # a torn file is simply redone
         return done

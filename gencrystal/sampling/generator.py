@@ -253,8 +253,8 @@ class Generator:
                         [int(_z(s)) for s in r.chemical_system], f"chemical_system={'-'.join(r.chemical_system)}"
                     )
             else:
-                n = r.num_atoms
-                if n > self.max_atoms:
+                n = r.num_atoms  # not None: the request has a composition
+                if n is not None and n > self.max_atoms:
                     z = f" (Z={r.formula_units} of {r.formula})" if r.formula_units is not None else ""
                     raise GencrystalError(
                         f"composition {r.label}{z} has {n} atoms per cell; the model was trained for at most "
@@ -537,7 +537,11 @@ def deterministic_algorithms():
 
 def resolve_seed(seed: Any) -> int:
     """``seed`` as a non-negative int (a one-line error otherwise); ``None`` draws one."""
-    return int(np.random.SeedSequence().entropy % (2**31)) if seed is None else _check_seed(seed)
+    if seed is not None:
+        return _check_seed(seed)
+    entropy = np.random.SeedSequence().entropy  # an int when SeedSequence draws it itself
+    assert isinstance(entropy, int)
+    return entropy % (2**31)
 
 
 def _check_seed(seed: Any) -> int:

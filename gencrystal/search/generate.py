@@ -118,7 +118,9 @@ class RandomStructureGenerator:
                         sg,
                         list(symbols),
                         list(counts),
-                        factor=float(self.volume_factor),
+                        factor=float(
+                            default_volume_factor(self.pressure_gpa) if self.volume_factor is None else self.volume_factor
+                        ),
                         random_state=int(rng.integers(2**31 - 1)),
                     )
                 if not crystal.valid:

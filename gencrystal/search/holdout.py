@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ase import Atoms
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
 
 #: ``split`` value given to database rows held out because they are a known phase
 HELDOUT_SPLIT = "heldout_known"
@@ -53,7 +56,7 @@ def find_known_phases(
     from gencrystal.structures import to_structure
 
     refs = known_phase_structures() if references is None else references
-    by_formula: dict[str, list[tuple[str, object]]] = {}
+    by_formula: dict[str, list[tuple[str, Structure]]] = {}
     for name, atoms in refs.items():
         by_formula.setdefault(_reduced_formula(atoms), []).append((name, to_structure(atoms)))
     matcher = make_matcher(kind)

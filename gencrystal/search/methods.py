@@ -131,7 +131,7 @@ class RandomSearch(SearchMethod):
     def batch_size(self) -> int:
         return self.chunk
 
-    def propose(self, batch, start, stop, history, ctx):
+    def propose(self, batch: int, start: int, stop: int, history: Sequence[Candidate], ctx: SearchContext) -> list[Proposal]:
         return [ctx.random_proposal(i, 0, rng_for(ctx.seed, i)) for i in range(start, stop)]
 
 
@@ -187,7 +187,7 @@ class PSOSearch(SearchMethod):
             "n_generations": self.n_generations,
         }
 
-    def propose(self, batch, start, stop, history, ctx):
+    def propose(self, batch: int, start: int, stop: int, history: Sequence[Candidate], ctx: SearchContext) -> list[Proposal]:
         from gencrystal.search.fingerprint import is_duplicate
         from gencrystal.search.pso import PSOParams, pso_update
 
@@ -294,7 +294,7 @@ class GenerativeSearch(SearchMethod):
             )
         return self._generator
 
-    def propose(self, batch, start, stop, history, ctx):
+    def propose(self, batch: int, start: int, stop: int, history: Sequence[Candidate], ctx: SearchContext) -> list[Proposal]:
         gen = self.generator()
         seed = int(np.random.SeedSequence([ctx.seed, batch]).generate_state(1)[0] % (2**31 - 1))
         zs = ctx.formula_units

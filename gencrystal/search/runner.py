@@ -142,7 +142,9 @@ def run_search(
     from gencrystal.potentials import as_potential
 
     if relax_fn is None:
-        from gencrystal.relax import relax_structures as relax_fn
+        from gencrystal.relax import relax_structures
+
+        relax_fn = relax_structures
     pressure_gpa = check_pressure(pressure_gpa)
     if int(budget) < 1:
         raise GencrystalError(f"budget={budget} must be >= 1 (structures to relax)")
@@ -153,7 +155,9 @@ def run_search(
     relax_options = dict(relax_options or {})
     pot = as_potential(potential, relax_options.pop("device", "auto"))
     level = pot.level_of_theory
-    gen = RandomStructureGenerator(formula, tuple(formula_units), pressure_gpa, volume_factor, min_distance, tuple(volume_range))
+    gen = RandomStructureGenerator(
+        formula, tuple(formula_units), pressure_gpa, volume_factor, min_distance, (float(volume_range[0]), float(volume_range[1]))
+    )
     ctx = SearchContext(formula, tuple(gen.formula_units), pressure_gpa, int(seed), gen, fingerprint_tol, enthalpy_tol)
     search_id = search_identity(method, formula, ctx.formula_units, pressure_gpa, seed, level)
     db = connect(db_url)

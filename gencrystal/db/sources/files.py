@@ -78,7 +78,8 @@ class StructureFiles(SourceReader):
             if e is None and atoms.calc is not None and "energy" in atoms.calc.results:
                 e = float(atoms.calc.results["energy"]) / len(atoms)
             if e is None and "energy" in info:
-                e = _float(info["energy"]) / len(atoms) if _float(info["energy"]) is not None else float("nan")
+                total = _float(info["energy"])
+                e = total / len(atoms) if total is not None else float("nan")
             clean = atoms.copy()
             clean.calc = None
             clean.info = {}

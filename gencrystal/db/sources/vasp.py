@@ -115,6 +115,7 @@ class VaspRuns(SourceReader):
         )
 
     def _read_outcar(self, file: Path) -> ImportRecord:
+        from ase import Atoms
         from ase.io import read
         from pymatgen.io.vasp.inputs import Incar
 
@@ -129,6 +130,8 @@ class VaspRuns(SourceReader):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 atoms = read(str(file), format="vasp-out", index=-1)
+            if not isinstance(atoms, Atoms):  # index=-1: the last ionic step
+                raise ValueError("no ionic step")
             energy = float(atoms.get_potential_energy())
         except Exception as exc:
             raise GencrystalError(

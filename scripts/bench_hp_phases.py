@@ -86,6 +86,7 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=1, help="Dask workers for the relaxations (1 = in process)")
     p.add_argument("--work", default=str(REPO / "outputs" / "bench_hp_phases"), help="search databases and outputs")
     p.add_argument("--report", default="hp_phases", help="report name under reports/")
+    p.add_argument("--reports-dir", default=None, help="where the report goes (default reports/)")
     p.add_argument("--note", action="append", default=[], help="a sentence added to the report (e.g. why a run was cut short)")
     args = p.parse_args(argv)
     args.target_list = [t.strip() for t in args.targets.split(",") if t.strip()]
@@ -376,9 +377,9 @@ def plot(results, path):
         vals = [t["summary"].get(m, {}).get("loose", {}).get("mean_censored") for t in targets]
         lb = [t["summary"].get(m, {}).get("loose", {}).get("lower_bound", False) for t in targets]
         bars = ax.bar(x + k * width, [v or 0 for v in vals], width, label=f"{m} (this run)")
-        for b, v, l in zip(bars, vals, lb):
+        for b, v, lower in zip(bars, vals, lb):
             if v is not None:
-                ax.annotate(("≥" if l else "") + f"{v:.0f}", (b.get_x() + b.get_width() / 2, b.get_height()),
+                ax.annotate(("≥" if lower else "") + f"{v:.0f}", (b.get_x() + b.get_width() / 2, b.get_height()),
                             ha="center", va="bottom", fontsize=7)
     ax.bar(x + len(methods) * width, [t["cond_cdvae"] or 0 for t in targets], width, label="Cond-CDVAE (published)",
            color="0.6")
@@ -391,7 +392,10 @@ def plot(results, path):
     ax.set_title("known phases, each target on its potential" + (" (reduced run)" if results["reduced"] else ""), fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from gencrystal.io import atomic_write
+
+    with atomic_write(path, "wb") as fh:  # (a kill mid-write leaves no half-written plot)
+        fig.savefig(fh, format="png", dpi=120)
     plt.close(fig)
 
 
@@ -486,12 +490,13 @@ def main(argv=None):
         })
     results["wall_s"] = round(time.time() - t_start, 1)
     results["relaxations"] = sum(r["relaxed"] for t in results["targets"] for r in t["runs"])
-    REPORTS_DIR.mkdir(parents=True, exist_ok=True)
+    reports = Path(args.reports_dir) if args.reports_dir else Path(REPORTS_DIR)
+    reports.mkdir(parents=True, exist_ok=True)
     if any(t["runs"] for t in results["targets"]):
-        png = Path(REPORTS_DIR) / f"{args.report}.png"
+        png = reports / f"{args.report}.png"
         plot(results, png)
         results["plot"] = png.name
-    jpath, mpath = write_report(args.report, results, markdown(args, results, level), reports_dir=REPORTS_DIR)
+    jpath, mpath = write_report(args.report, results, markdown(args, results, level), reports_dir=reports)
     print(f"[bench] wrote {jpath}, {mpath}")
     return 0
 
@@ -504,5 +509,5 @@ if __name__ == "__main__":
 
         if isinstance(exc, GencrystalError):
             print(f"error: {exc}", file=sys.stderr)
-            raise SystemExit(2)
+            raise SystemExit(2) from None
         raise

@@ -63,3 +63,75 @@ def test_bench_hp_phases_resumes_mid_search_after_sigkill(tmp_path):
     assert a == b  # the same candidates, none twice, none lost
     assert len({(r[0], r[1]) for r in b}) == len(b) == sum(r["relaxed"] for r in runs)
     assert (tmp_path / "killed_reports" / "hp.md").read_text().count("| SiO2 rutile-type") >= 2
+
+
+FLOW = ["--datasets", "perov5", "--steps", "perov5=4", "--batch-size", "8", "--n-test", "perov5=2", "--pc-n", "perov5=1",
+        "--pc-steps", "20", "--flow-nfe", "2", "--flow-extra", "--parallel", "2", "--workers", "1", "--no-metre"]
+
+
+def _flow_args(root: Path, name: str) -> list[str]:
+    return [*FLOW, "--run-dir", str(root / name), "--reports-dir", str(root / f"{name}_reports")]
+
+
+def _frames_close(a: Path, b: Path) -> bool:
+    import numpy as np
+    from ase.io import read
+
+    fa, fb = read(str(a), ":"), read(str(b), ":")
+    return len(fa) == len(fb) > 0 and all(
+        x.get_chemical_formula() == y.get_chemical_formula() and np.allclose(x.cell[:], y.cell[:], atol=1e-6)
+        and np.allclose(x.positions, y.positions, atol=1e-6) for x, y in zip(fa, fb))
+
+
+@pytest.fixture(scope="module")
+def flow_whole(tmp_path_factory, data_root):
+    """An uninterrupted reduced run of scripts/bench_flow_vs_diffusion.py (two 4-step perov5 trainings)."""
+    root = tmp_path_factory.mktemp("flow")
+    run_script("bench_flow_vs_diffusion.py", _flow_args(root, "whole"))
+    return root
+
+
+@pytest.mark.slow
+def test_bench_flow_vs_diffusion_trainings_die_with_the_script(tmp_path, data_root):
+    """The script alone SIGKILLed (as by the OOM killer) while its two training subprocesses run:
+    they must end with it, not race the trainings a re-run starts in the same folders."""
+    script = [sys.executable, str(REPO / "scripts" / "bench_flow_vs_diffusion.py"), *_flow_args(tmp_path, "killed")]
+    marker = f"out={tmp_path / 'killed' / 'train_perov5_'}"
+
+    def training() -> bool:  # both `gencrystal train` subprocesses run (their command lines name their folders)
+        n = 0
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                args = cmdline.read_bytes().split(b"\0")
+            except OSError:
+                continue
+            n += any(a.decode(errors="replace").startswith(marker) for a in args) and b"train" in args
+        return n >= 2
+
+    kill_when(script, training, parent_only=True, timeout=600)  # fails if a training outlives the script
+    assert not list((tmp_path / "killed").glob("train_*/bench_train.json"))
+    assert not list((tmp_path / "killed").glob("train_*/checkpoints/*.ckpt"))
+
+
+@pytest.mark.slow
+def test_bench_flow_vs_diffusion_resumes_after_sigkill_in_sampling(flow_whole):
+    """Its trainings done (those of the uninterrupted run), the script is SIGKILLed after its first
+    sample file; the re-run reuses it and its report and sample files equal the uninterrupted run's."""
+    import shutil
+
+    root = flow_whole
+    whole = json.loads((root / "whole_reports" / "flow_vs_diffusion.json").read_text())
+    for k in ("diffusion", "flow"):  # (the trainings' own kill-resume: tests/model/test_training.py)
+        shutil.copytree(root / "whole" / f"train_perov5_{k}", root / "killed" / f"train_perov5_{k}")
+    script = [sys.executable, str(REPO / "scripts" / "bench_flow_vs_diffusion.py"), *_flow_args(root, "killed")]
+    samples = root / "killed" / "samples"
+    kill_when(script, lambda: (samples / "perov5_diffusion_fast.json").is_file(), timeout=600)
+    assert not (samples / "perov5_flow_euler_2.json").exists() and not (root / "killed_reports").exists()
+    run_script("bench_flow_vs_diffusion.py", _flow_args(root, "killed"))
+    resumed = json.loads((root / "killed_reports" / "flow_vs_diffusion.json").read_text())
+    skip = ("wall_s", "sampling_wall_s", "wall_per_structure_s", "metadata", "run_dir", "reports_dir")
+    assert differences(whole, resumed, skip=skip) == []
+    assert [r["label"] for r in resumed["datasets"]["perov5"]["main"]] == ["diffusion fast", "flow euler 2"]
+    for name in ("perov5_diffusion_fast", "perov5_diffusion_pc", "perov5_flow_euler_2"):
+        assert _frames_close(root / "whole" / "samples" / f"{name}.extxyz", samples / f"{name}.extxyz"), name
+

@@ -135,3 +135,36 @@ def test_bench_flow_vs_diffusion_resumes_after_sigkill_in_sampling(flow_whole):
     for name in ("perov5_diffusion_fast", "perov5_diffusion_pc", "perov5_flow_euler_2"):
         assert _frames_close(root / "whole" / "samples" / f"{name}.extxyz", samples / f"{name}.extxyz"), name
 
+
+def _mp20_args(root: Path, name: str, ckpt: Path) -> list[str]:
+    return ["--dataset", "perov5", "--ckpt", str(ckpt), "--n-test", "3", "--samplers", "fast", "--nfe-sweep", "5",
+            "--prerelax-n", "3", "--relax-steps", "6", "--potential", "chgnet", "--dft-n", "0", "--no-leakage",
+            "--no-metre", "--workers", "1", "--run-dir", str(root / name), "--reports-dir", str(root / f"{name}_reports")]
+
+
+@pytest.mark.slow
+def test_bench_mp20_resumes_after_sigkill_in_the_mlp_stage(flow_whole):
+    """scripts/bench_mp20.py (the flow benchmark's 4-step diffusion model as --ckpt, CHGNet pre-relaxation)
+    killed after its first cached MLP relaxation: the re-run reuses its samples and relaxations and
+    writes the uninterrupted run's report."""
+    pytest.importorskip("chgnet")
+    root = flow_whole
+    ckpt = root / "whole" / "train_perov5_diffusion" / "checkpoints" / "last.ckpt"
+    run_script("bench_mp20.py", _mp20_args(root, "mp_whole", ckpt))
+    whole = json.loads((root / "mp_whole_reports" / "perov5_csp.json").read_text())
+    assert whole["stages"]["mlp"]["n_samples"] == 3
+
+    cache = root / "mp_killed" / "mlp_cache"
+    kill_when([sys.executable, str(REPO / "scripts" / "bench_mp20.py"), *_mp20_args(root, "mp_killed", ckpt)],
+              lambda: len(list(cache.glob("*.extxyz"))) >= 1, timeout=600)
+    n_before = len(list(cache.glob("*.extxyz")))
+    assert 1 <= n_before < 3 and not (root / "mp_killed_reports").exists()
+    assert not list(cache.glob(".*"))  # no half-written temporary file left behind as a cache entry
+    run_script("bench_mp20.py", _mp20_args(root, "mp_killed", ckpt))
+    resumed = json.loads((root / "mp_killed_reports" / "perov5_csp.json").read_text())
+    assert resumed["stages"]["mlp"]["n_cached"] == n_before  # relaxed before the kill, not again
+    assert len(list(cache.glob("*.extxyz"))) == 3
+    skip = ("wall_s", "wall_s_this_invocation", "metadata", "run_dir", "reports_dir", "n_cached", "reused",
+            "main_sampling_wall_s")
+    assert differences(whole, resumed, skip=skip) == []
+    assert _frames_close(root / "mp_whole" / "samples_mlp_relaxed.extxyz", root / "mp_killed" / "samples_mlp_relaxed.extxyz")

@@ -29,41 +29,37 @@ def _rows(db: Path) -> list[tuple]:
 
 @pytest.mark.slow
 def test_bench_hp_phases_resumes_mid_search_after_sigkill(tmp_path):
-    """Killed in its second seed's search (CHGNet, 3 structures per seed), the re-run reuses the
-    first seed's record and continues the second search at its next structure."""
+    """Killed after the first structure of its search (CHGNet, 2 structures), the re-run continues the
+    search at its next structure and ends with the uninterrupted run's report and candidates.
+    (A finished search's record being reused: tests/search/test_target_check.py.)"""
     pytest.importorskip("chgnet")
 
     def args(name):
-        return ["--targets", "sio2_rutile", "--methods", "random", "--budget", "3", "--seeds", "0,1",
+        return ["--targets", "sio2_rutile", "--methods", "random", "--budget", "2", "--seeds", "0",
                 "--dft-config", "none", "--steps", "8", "--chunk", "1", "--work", str(tmp_path / name),
                 "--report", "hp", "--reports-dir", str(tmp_path / f"{name}_reports")]
 
     run_script("bench_hp_phases.py", args("whole"))
     whole = json.loads((tmp_path / "whole_reports" / "hp.json").read_text())
     runs = whole["targets"][0]["runs"]
-    assert [r["seed"] for r in runs] == [0, 1] and runs[1]["relaxed"] >= 2
+    assert [r["seed"] for r in runs] == [0] and runs[0]["relaxed"] >= 2
     level = whole["targets"][0]["level_of_theory"]
-    db = tmp_path / "killed" / "sio2_rutile" / level / "candidates-fmax0.1-steps8.db"
-    seed0 = runs[0]["relaxed"]
+    folder = tmp_path / "killed" / "sio2_rutile" / level
+    db = folder / "candidates-fmax0.1-steps8.db"
 
     kill_when([sys.executable, str(REPO / "scripts" / "bench_hp_phases.py"), *args("killed")],
-              lambda: sqlite_count(db) >= seed0 + 1, timeout=600)
-    records = tmp_path / "killed" / "sio2_rutile" / level
-    assert (records / "random-fmax0.1-steps8-seed0.json").is_file()
-    assert not (records / "random-fmax0.1-steps8-seed1.json").exists()
-    assert not (tmp_path / "killed_reports").exists()
+              lambda: sqlite_count(db) >= 1, timeout=600)
+    assert not (folder / "random-fmax0.1-steps8-seed0.json").exists() and not (tmp_path / "killed_reports").exists()
     n_before = len(_rows(db))
-    assert seed0 + 1 <= n_before < seed0 + runs[1]["relaxed"]  # killed mid-way through seed 1
+    assert 1 <= n_before < runs[0]["relaxed"]  # killed mid-search
 
-    proc = run_script("bench_hp_phases.py", args("killed"))
-    assert "random seed 0: located after" in proc.stdout and "from an earlier run" in proc.stdout
+    run_script("bench_hp_phases.py", args("killed"))
     resumed = json.loads((tmp_path / "killed_reports" / "hp.json").read_text())
-    assert differences(whole, resumed, skip=("wall_s", "reused", "metadata")) == []
+    assert differences(whole, resumed, skip=("wall_s", "metadata")) == []
     a, b = _rows(tmp_path / "whole" / "sio2_rutile" / level / "candidates-fmax0.1-steps8.db"), _rows(db)
     assert a == b  # the same candidates, none twice, none lost
-    assert len({(r[0], r[1]) for r in b}) == len(b) == sum(r["relaxed"] for r in runs)
-    assert (tmp_path / "killed_reports" / "hp.md").read_text().count("| SiO2 rutile-type") >= 2
-
+    assert len({(r[0], r[1]) for r in b}) == len(b) == runs[0]["relaxed"]
+    assert "| SiO2 rutile-type (stishovite) |" in (tmp_path / "killed_reports" / "hp.md").read_text()
 
 FLOW = ["--datasets", "perov5", "--steps", "perov5=4", "--batch-size", "8", "--n-test", "perov5=2", "--pc-n", "perov5=1",
         "--pc-steps", "20", "--flow-nfe", "2", "--flow-extra", "--parallel", "2", "--workers", "1", "--no-metre"]
@@ -137,7 +133,7 @@ def test_bench_flow_vs_diffusion_resumes_after_sigkill_in_sampling(flow_whole):
 
 
 def _mp20_args(root: Path, name: str, ckpt: Path) -> list[str]:
-    return ["--dataset", "perov5", "--ckpt", str(ckpt), "--n-test", "3", "--samplers", "fast", "--nfe-sweep", "5",
+    return ["--dataset", "perov5", "--ckpt", str(ckpt), "--n-test", "3", "--samplers", "fast", "--nfe-sweep",
             "--prerelax-n", "3", "--relax-steps", "6", "--potential", "chgnet", "--dft-n", "0", "--no-leakage",
             "--no-metre", "--workers", "1", "--run-dir", str(root / name), "--reports-dir", str(root / f"{name}_reports")]
 

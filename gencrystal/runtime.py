@@ -52,3 +52,35 @@ def thread_count() -> int:
     import torch
 
     return int(torch.get_num_threads())
+
+
+def die_with_parent_preexec() -> Any:
+    """A ``preexec_fn`` for :class:`subprocess.Popen`: the child is SIGKILLed when this process dies.
+
+    Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` in the forked child (kept across ``exec``, so it
+    holds for ``nice python ...`` too); a child whose parent died before the call ends at once.
+    Elsewhere it returns ``None`` (no ``preexec_fn``). Without it a benchmark's training
+    subprocesses outlive a killed benchmark and race the trainings its re-run starts in the
+    same folders.
+    """
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    parent = os.getpid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died between fork and prctl
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec

@@ -36,8 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPORT_JSON = Path("reports/active_learning.json")
-PLOT = Path("reports/active_learning.png")
+REPORT_NAME = "active_learning"
 _PROTO = "{{_target_:gencrystal.known_structures.target_structure,key:{}}}"
 SYSTEMS: dict[str, dict] = {
     "li": {"name": "Li", "seed": "bcc Li, conventional cubic cell (2 atoms)", "composition": "Li2",
@@ -261,8 +260,8 @@ def shipped_eos(args) -> dict:
     from gencrystal.config import compose
     from gencrystal.known_structures import _primitive, prototypes
     from gencrystal.learn.loop import ActiveLearningLoop
-    from gencrystal.potentials.shared_trunk import load_shared_trunk
     from gencrystal.potentials import load_potential
+    from gencrystal.potentials.shared_trunk import load_shared_trunk
     from gencrystal.relax.engine import single_threaded
     from gencrystal.reporting import run_metadata
 
@@ -323,12 +322,13 @@ def shipped_eos(args) -> dict:
             "metadata": run_metadata()}
 
 
-def load_report() -> dict:
-    """``reports/active_learning.json`` as ``{"systems": {key: result}}`` (the one-system
+def load_report(reports: Path) -> dict:
+    """``<reports>/active_learning.json`` as ``{"systems": {key: result}}`` (the one-system
     layout of the first version, a Li run, is read as ``systems["li"]``)."""
-    if not REPORT_JSON.is_file():
+    path = reports / f"{REPORT_NAME}.json"
+    if not path.is_file():
         return {"systems": {}}
-    data = json.loads(REPORT_JSON.read_text())
+    data = json.loads(path.read_text())
     if "systems" in data:
         data.setdefault("shipped", {})
         return data
@@ -341,10 +341,10 @@ def run_system(args) -> dict:
     from omegaconf import OmegaConf
 
     from gencrystal.config import compose
-    from gencrystal.potentials.committee import is_committee_dir, load_committee
+    from gencrystal.fanout import single_threaded
     from gencrystal.learn.loop import ActiveLearningLoop
     from gencrystal.potentials import load_potential
-    from gencrystal.fanout import single_threaded
+    from gencrystal.potentials.committee import is_committee_dir, load_committee
     from gencrystal.reporting import run_metadata
 
     sysd = SYSTEMS[args.system]
@@ -425,12 +425,14 @@ def main(argv=None) -> int:
                     help="with --shipped: only compute (and cache) the DFT reference EOS, write no report")
     ap.add_argument("--note", default="", help="free text added to the report (how the run went)")
     ap.add_argument("--report-only", action="store_true", help="rebuild md/png from reports/active_learning.json")
+    ap.add_argument("--reports-dir", default=None, help="where the report goes and is read from (default reports/)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/learn.yaml (after --)")
     args = ap.parse_args(argv)
 
-    from gencrystal.reporting import run_metadata, write_report
+    from gencrystal.reporting import REPORTS_DIR, run_metadata, write_report
 
-    report = load_report()
+    reports = Path(args.reports_dir) if args.reports_dir else Path(REPORTS_DIR)
+    report = load_report(reports)
     if args.shipped and args.dft_only:
         shipped_eos(args)
         return 0
@@ -440,9 +442,11 @@ def main(argv=None) -> int:
         report["systems"][args.system] = run_system(args)
     systems = {k: report["systems"][k] for k in SYSTEMS if k in report["systems"]}
     shipped = {k: report["shipped"][k] for k in SYSTEMS if k in report.get("shipped", {})}
-    _plot(systems, PLOT)
-    md = _markdown(systems, PLOT.name, shipped)
-    write_report("active_learning", {"systems": systems, "shipped": shipped, "metadata": run_metadata()}, md)
+    plot = reports / f"{REPORT_NAME}.png"
+    _plot(systems, plot)
+    md = _markdown(systems, plot.name, shipped)
+    write_report(REPORT_NAME, {"systems": systems, "shipped": shipped, "metadata": run_metadata()}, md,
+                 reports_dir=reports)
     print(md)
     return 0
 
@@ -491,8 +495,10 @@ def _plot(systems: dict, path: Path) -> None:
         ax2.set_xlabel("iteration")
         ax2.set_title(f"{res.get('system', key)}: spread on frames relaxed by the previous committee", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    from gencrystal.io import atomic_write
+
+    with atomic_write(path, "wb") as fh:  # (a kill mid-write leaves no half-written plot)
+        fig.savefig(fh, format="png", dpi=110)
     plt.close(fig)
 
 
@@ -648,7 +654,7 @@ def _shipped_lines(shipped: dict) -> list[str]:
         return []
     first = next(iter(shipped.values()))
     lines = [
-        f"## The shipped committee (`potential=hp_committee`) against GPAW-PBE",
+        "## The shipped committee (`potential=hp_committee`) against GPAW-PBE",
         "",
         f"`{first['committee']}` ({first['level_of_theory']}, {first['n_heads']} readout heads on one fine-tuned "
         f"CHGNet trunk, {first['n_labels']} DFT labels). Each phase relaxed (ASE FrechetCellFilter + BFGS) at each "

@@ -45,8 +45,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_mp20 import (checkpoint_facts, data_root_default, sample_references, sampler_config,  # noqa: E402
-                        score, select_references)
+from bench_mp20 import checkpoint_facts, data_root_default, sample_references, sampler_config, score, select_references  # noqa: E402
 
 DATASETS = {
     "perov5": {"title": "Perov-5", "folder": "perov_5", "n_test": 3785},
@@ -88,6 +87,9 @@ def train_command(ds: str, kind: str, args, out: Path, resume: bool) -> list[str
 
 def train_all(args, run_root: Path) -> dict[str, dict]:
     """Train (or reuse/resume) every (dataset, kind) model, ``--parallel`` at a time."""
+    from gencrystal.io import write_json
+    from gencrystal.runtime import die_with_parent_preexec
+
     jobs = [(ds, kind) for ds in args.datasets for kind in KINDS]
     records: dict[str, dict] = {}
     pending = []
@@ -109,8 +111,10 @@ def train_all(args, run_root: Path) -> dict[str, dict]:
             cmd = train_command(ds, kind, args, out, resume)
             log = open(out / "bench_train.log", "a")
             print(f"[train] {ds}/{kind}: gencrystal {' '.join(cmd[6:])}", flush=True)
-            running.append((ds, kind, out, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                            cwd=str(REPO)), time.time(), log))
+            # (die with this script: a training left running would race the one its re-run starts in `out`)
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO),
+                                    preexec_fn=die_with_parent_preexec())
+            running.append((ds, kind, out, proc, time.time(), log))
         time.sleep(2.0)
         for item in list(running):
             ds, kind, out, proc, t0, log = item
@@ -121,14 +125,14 @@ def train_all(args, run_root: Path) -> dict[str, dict]:
             wall = round(time.time() - t0, 1)
             prev = json.loads((out / "wall_partial.json").read_text())["wall_s"] if (out / "wall_partial.json").is_file() else 0.0
             if proc.returncode != 0:
-                (out / "wall_partial.json").write_text(json.dumps({"wall_s": prev + wall}))
+                write_json({"wall_s": prev + wall}, out / "wall_partial.json")
                 raise SystemExit(f"training {ds}/{kind} failed (exit {proc.returncode}); see {out / 'bench_train.log'}")
             ckpt = out / "checkpoints" / "last.ckpt"
             rec = {"dataset": ds, "kind": kind, "experiment": KINDS[kind].format(ds=ds), "ckpt": str(ckpt),
                    "wall_s": round(prev + wall, 1), "threads": args.threads,
                    "command": " ".join(["gencrystal", *train_command(ds, kind, args, out, False)[6:]]),
                    **checkpoint_facts(ckpt)}
-            (out / "bench_train.json").write_text(json.dumps(rec, indent=1))
+            write_json(rec, out / "bench_train.json")  # atomic: a kill leaves no half-written record
             records[f"{ds}/{kind}"] = rec
             print(f"[train] {ds}/{kind} done in {wall} s ({rec.get('global_step')} steps)", flush=True)
     return records
@@ -153,7 +157,8 @@ def final_train_loss(out: Path) -> float | None:
 def samplers_for(kind: str, args) -> list[tuple[str, Any, bool]]:
     """(label, sampler name/config, pc-subset only) per sampler of a model kind."""
     if kind == "diffusion":
-        return [("diffusion fast", "fast", False), ("diffusion pc", "pc", True)]
+        pc = sampler_config("pc", args.pc_steps) if args.pc_steps else "pc"
+        return [("diffusion fast", "fast", False), ("diffusion pc", pc, True)]
     out = []
     for nfe in args.flow_nfe:
         out.append((f"flow euler {nfe}", sampler_config("flow", nfe), False))
@@ -243,8 +248,8 @@ def markdown(res: dict) -> str:
                   "formulations at the same small budget; the numbers are far below the published ones "
                   "(fully trained DiffCSP-size models) and must not be read as such.", ""]
     lines += ["## Protocol", ""]
-    lines += [f"- data: offline protocol — each model trains on the dataset's val split minus a seeded 10 % hold-out "
-              f"and is scored on its test split (train splits are not on this machine; ../shared/data/README.md)",
+    lines += ["- data: offline protocol — each model trains on the dataset's val split minus a seeded 10 % hold-out "
+              "and is scored on its test split (train splits are not on this machine; ../shared/data/README.md)",
               f"- equal budget: same data, denoiser `model={a['model']}`, `optim={a['optim']}`, "
               f"optimiser steps ({steps}), global batch {a['batch_size']}, seed {a['seed']}, "
               f"{a['threads']} thread(s) per training; validation off, the last checkpoint's EMA weights are scored "
@@ -261,7 +266,7 @@ def markdown(res: dict) -> str:
     lines += ["## Training", "",
               "| dataset | model | experiment | steps | epochs | parameters | training wall (s) | final train loss |",
               "|---|---|---|---|---|---|---|---|"]
-    for key, r in res["training"].items():
+    for r in res["training"].values():
         lines.append(f"| {DATASETS[r['dataset']]['title']} | {r['kind']} | `{r['experiment']}` | {r.get('global_step')} | "
                      f"{r.get('epochs')} | {r.get('parameters')} | {r.get('wall_s')} | {r.get('final_train_loss')} |")
     lines += ["", "The two losses are different objectives (velocity regression against score matching) and are "
@@ -277,8 +282,9 @@ def markdown(res: dict) -> str:
             lines.append(f"| {r['label']} | {r['nfe']} | {r['n_ref']} | {_pct(r['match_rate'])} | {_num(r['rmse'])} | "
                          f"{_pct(r['match_rate_unfiltered'])} | {_num(r['rmse_unfiltered'])} | {r['n_pred_valid']} | "
                          f"{_num(r['wall_per_structure_s'], 4)} |")
-        lines += ["", f"On the first {d['pc_n']} of these crystals, where the 2000-NFE `pc` sampler was run "
-                  "(it costs 10x `fast`):", "",
+        pc_nfe = next((r["nfe"] for r in d["pc_subset"] if r["label"] == "diffusion pc"), "?")
+        lines += ["", f"On the first {d['pc_n']} of these crystals, where the {pc_nfe}-NFE `pc` sampler was run "
+                  "(it costs 10x `fast` at its default steps):", "",
                   "| model / sampler | NFE | n | match rate % | RMSE | match rate % (no filter) | RMSE (no filter) |",
                   "|---|---|---|---|---|---|---|"]
         for r in d["pc_subset"]:
@@ -316,12 +322,15 @@ def parse_args(argv=None):
                    help="test crystals scored (0 = all), as N or DATASET=N")
     p.add_argument("--pc-n", nargs="+", default=["perov5=50", "mp20=25"],
                    help="first N scored crystals that also get the pc sampler, as N or DATASET=N")
+    p.add_argument("--pc-steps", type=int, default=0,
+                   help="predictor-corrector steps (0 = conf/sampler/pc.yaml's); fewer only for a quick test")
     p.add_argument("--flow-nfe", nargs="+", type=int, default=[10, 20, 50, 100], help="Euler steps (= NFE)")
     p.add_argument("--flow-extra", nargs="*", default=["midpoint:25", "euler:50:5"],
                    help="more flow samplers as solver:steps[:anneal_slope]")
     p.add_argument("--validity-mode", default="paper", choices=["paper", "pred", "both"])
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--no-metre", action="store_true", help="skip METRe (one matcher call per same-composition pair)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--sample-batch", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
@@ -367,7 +376,7 @@ def main(argv=None) -> int:
         if not (Path(args.data_root) / DATASETS[ds]["folder"] / "test.csv").is_file():
             raise GencrystalError(f"{DATASETS[ds]['title']} test split not found under {args.data_root!r}")
     records = train_all(args, run_root)
-    for key, rec in records.items():
+    for rec in records.values():
         rec["final_train_loss"] = final_train_loss(Path(rec["ckpt"]).parent.parent)
     reports = Path(args.reports_dir) if args.reports_dir else REPORTS_DIR
     res: dict[str, Any] = {"settings": vars(args), "training": records, "datasets": {}, "run_dir": shown(run_root)}

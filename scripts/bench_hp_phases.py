@@ -87,6 +87,7 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=1, help="Dask workers for the relaxations (1 = in process)")
     p.add_argument("--work", default=str(REPO / "outputs" / "bench_hp_phases"), help="search databases and outputs")
     p.add_argument("--report", default="hp_phases", help="report name under reports/")
+    p.add_argument("--reports-dir", default=None, help="where the report goes (default reports/)")
     p.add_argument("--note", action="append", default=[], help="a sentence added to the report (e.g. why a run was cut short)")
     args = p.parse_args(argv)
     args.target_list = [t.strip() for t in args.targets.split(",") if t.strip()]
@@ -420,7 +421,10 @@ def plot(results, path):
     ax.set_title("known phases, each target on its potential" + (" (reduced run)" if results["reduced"] else ""), fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from gencrystal.io import atomic_write
+
+    with atomic_write(path, "wb") as fh:  # (a kill mid-write leaves no half-written plot)
+        fig.savefig(fh, format="png", dpi=120)
     plt.close(fig)
 
 
@@ -526,12 +530,13 @@ def main(argv=None):
         })
     results["wall_s"] = round(time.time() - t_start, 1)
     results["relaxations"] = sum(r["relaxed"] for t in results["targets"] for r in t["runs"])
-    REPORTS_DIR.mkdir(parents=True, exist_ok=True)
+    reports = Path(args.reports_dir) if args.reports_dir else Path(REPORTS_DIR)
+    reports.mkdir(parents=True, exist_ok=True)
     if any(t["runs"] for t in results["targets"]):
-        png = Path(REPORTS_DIR) / f"{args.report}.png"
+        png = reports / f"{args.report}.png"
         plot(results, png)
         results["plot"] = png.name
-    jpath, mpath = write_report(args.report, results, markdown(args, results, level), reports_dir=REPORTS_DIR)
+    jpath, mpath = write_report(args.report, results, markdown(args, results, level), reports_dir=reports)
     print(f"[bench] wrote {jpath}, {mpath}")
     return 0
 

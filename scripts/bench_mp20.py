@@ -219,6 +219,9 @@ def sample_references(ckpt: Path, refs, sampler, k: int, args, cache: Path | Non
         from ase.io import read
 
         frames = read(str(cache), index=":")
+        for a in frames:  # (extxyz reads a numeric id back as an int; the references' ids are strings)
+            if "ref_id" in a.info:
+                a.info["ref_id"] = str(a.info["ref_id"])
         meta = json.loads(meta_path.read_text())
         if len(frames) == len(refs) * k and [str(a.info.get("ref_id")) for a in frames[::k]] == [r.id for r in refs]:
             meta["reused"] = str(cache)
@@ -675,7 +678,6 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     from gencrystal.errors import GencrystalError
-    from gencrystal.io import write_extxyz
     from gencrystal.reporting import REPORTS_DIR, write_report
 
     args = parse_args(argv)
@@ -832,5 +834,5 @@ if __name__ == "__main__":
 
         if isinstance(exc, GencrystalError):
             print(f"error: {exc}", file=sys.stderr)
-            raise SystemExit(2)
+            raise SystemExit(2) from None
         raise

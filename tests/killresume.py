@@ -76,25 +76,97 @@ def run_cli(args: list[str], timeout: float = 600) -> subprocess.CompletedProces
     return proc
 
 
-def kill_when(cmd: list[str], progressed: Callable[[], bool], timeout: float = 600, cwd: Path = REPO) -> None:
-    """Start ``cmd``, SIGKILL it as soon as ``progressed()`` is true; fail if it ends first."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def run_script(script: str, args: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
+    """``python scripts/SCRIPT ARGS`` to completion; fails on a non-zero exit."""
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / script), *args], cwd=REPO, env=child_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def sqlite_count(path: Path, table: str = "systems") -> int:
+    """Rows of ``table`` in an SQLite file, read-only and closed at once (0 while absent or locked)."""
+    import sqlite3
+
+    if not path.is_file():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.5)
+        try:
+            return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def group_alive(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid`` (Linux ``/proc``)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            out.append(int(stat.parent.name))
+    return out
+
+
+def wait_group_gone(pgid: int, timeout: float = 10.0) -> None:
+    """Fail unless every process of group ``pgid`` has ended within ``timeout`` s."""
+    t0 = time.time()
+    while group_alive(pgid):
+        if time.time() - t0 > timeout:
+            raise AssertionError(f"processes of the killed job still run: {group_alive(pgid)}")
+        time.sleep(0.05)
+
+
+def kill_when(cmd: list[str], progressed: Callable[[], bool], timeout: float = 600, cwd: Path = REPO,
+              parent_only: bool = False) -> None:
+    """Start ``cmd`` in a new session, SIGKILL it as soon as ``progressed()`` is true; fail if it ends first.
+
+    The whole process group is killed (Dask workers, training subprocesses, ...), and the
+    helper checks that none of it survives. With ``parent_only`` only the command's own process
+    is killed (as the OOM killer would) and its children must end by themselves.
+    """
+    import tempfile
+
+    err = tempfile.TemporaryFile("w+")  # (a pipe nobody reads would block a chatty child)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=child_env(), stdout=subprocess.DEVNULL, stderr=err, text=True,
+                            start_new_session=True)
+    pgid = proc.pid
     t0 = time.time()
     try:
         while not progressed():
             if proc.poll() is not None:
                 raise AssertionError(f"finished (rc={proc.returncode}) before it could be killed mid-way: "
-                                     f"{proc.stderr.read()[-2000:] if proc.stderr else ''}")
+                                     f"{_tail(err)}")
             if time.time() - t0 > timeout:
                 raise AssertionError("no progress to kill at within the timeout")
             time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
+        if parent_only:
+            os.kill(proc.pid, signal.SIGKILL)
+        else:
+            os.killpg(pgid, signal.SIGKILL)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL
+        wait_group_gone(pgid)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if group_alive(pgid):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        err.close()
+
+
+def _tail(fh, n: int = 2000) -> str:
+    fh.seek(0)
+    return fh.read()[-n:]
 
 
 def kill_cli_when(args: list[str], progressed: Callable[[], bool], timeout: float = 600) -> None:

@@ -51,6 +51,7 @@ def _dng_args(d: Path, out: Path) -> list[str]:
             "+potential.delay_s=0.01", "coverage=false", "plots=false", "workers=1", "progress=false", "n_wdist=10"]
 
 
+@pytest.mark.slow  # (three CLI runs: a minute and more on a busy machine)
 def test_evaluate_dng_hull_energies_resume_after_sigkill(dng_inputs):
     d = dng_inputs
     run_cli(_dng_args(d, d / "whole"))
@@ -88,6 +89,7 @@ def _validate_args(d: Path, out: Path) -> list[str]:
             "dft._target_=killresume.EMTBackend", "+dft.delay_s=0.05"]
 
 
+@pytest.mark.slow  # (three CLI runs: a minute and more on a busy machine)
 def test_validate_resumes_after_sigkill(validate_input):
     d = validate_input
     run_cli(_validate_args(d, d / "whole"))
@@ -178,3 +180,52 @@ def test_bench_demo_seeds_resumes_after_sigkill(tmp_path):
     b = json.loads((tmp_path / "killed_reports" / "seeds.json").read_text())
     assert a["n_seeds"] == b["n_seeds"] == 3
     assert differences(a, b, skip=("wall_s", "metadata")) == []
+
+
+def test_children_started_with_die_with_parent_preexec_end_with_their_parent(tmp_path):
+    """runtime.die_with_parent_preexec: a child (through ``nice``, as the benchmarks start trainings)
+    is SIGKILLed when its parent is; a child started without it outlives the parent."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from killresume import REPO, child_env
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux-only")
+    parent = (
+        "import subprocess, sys, time\n"
+        "from gencrystal.runtime import die_with_parent_preexec\n"
+        "use = sys.argv[1] == '1'\n"
+        "p = subprocess.Popen(['nice', '-n', '1', sys.executable, '-c', 'import time; time.sleep(60)'],\n"
+        "                     preexec_fn=die_with_parent_preexec() if use else None)\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+
+    def orphan_lives(use: bool) -> bool:
+        proc = subprocess.Popen([sys.executable, "-c", parent, "1" if use else "0"], cwd=REPO, env=child_env(),
+                                stdout=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            child = int(proc.stdout.readline())
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            t0 = time.time()
+            while time.time() - t0 < 1.5:
+                try:
+                    state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                except OSError:
+                    return False
+                if state in ("Z", "X"):
+                    return False
+                time.sleep(0.05)
+            return True
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    assert orphan_lives(False)  # the control: without the preexec_fn the child survives its parent
+    assert not orphan_lives(True)

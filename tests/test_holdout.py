@@ -14,6 +14,7 @@ from ase.build import bulk
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "checkpoints" / "gencrystal-hp-csp-small.ckpt"
+HELDOUT = REPO / "checkpoints" / "gencrystal-hp-csp-heldout.ckpt"  # the known-phase benchmark's model
 SEEDS = REPO / "data" / "fixtures" / "hp_seeds.extxyz"
 
 
@@ -78,14 +79,24 @@ def test_the_seed_set_holds_known_phases_so_the_holdout_is_needed():
     "Li/Si/SiO2/B seed prototypes (stishovite, CaCl2- and alpha-PbO2-type SiO2, cI16 Li, ...) and it records no "
     "training ids; retraining with `scripts/train_default.py` (holdout stage, ~70 CPU-min) makes this pass"))
 def test_shipped_model_training_ids_hold_no_known_phase():
+    _scan_training_ids(SHIPPED)
+
+
+def test_benchmark_model_training_ids_hold_no_known_phase():
+    """The known-phase benchmark's model (``scripts/train_default.py ... --ship-as``), trained by the
+    same recipe with the hold-out stage: no recorded training id is a known phase."""
+    _scan_training_ids(HELDOUT)
+
+
+def _scan_training_ids(path: Path) -> None:
     import torch
 
-    if not SHIPPED.is_file():
-        pytest.skip(f"shipped checkpoint {SHIPPED.relative_to(REPO)} is missing")
-    ckpt = torch.load(SHIPPED, map_location="cpu", weights_only=False)
+    if not path.is_file():
+        pytest.skip(f"checkpoint {path.relative_to(REPO)} is missing")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
     ids = ckpt.get("gencrystal_training_ids")
-    assert ids, f"{SHIPPED.name} records no training ids (gencrystal_training_ids), so the hold-out cannot be shown"
-    assert ckpt.get("gencrystal_holdout"), f"{SHIPPED.name} records no hold-out (gencrystal_holdout)"
+    assert ids, f"{path.name} records no training ids (gencrystal_training_ids), so the hold-out cannot be shown"
+    assert ckpt.get("gencrystal_holdout"), f"{path.name} records no hold-out (gencrystal_holdout)"
     trained = {i.rsplit("@", 1)[0] for i in ids}
     leaked = {src: phase for src, phase in _leaked_sources().items() if src in trained}
     assert not leaked, f"known phases in the training data: {leaked}"

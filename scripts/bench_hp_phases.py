@@ -439,6 +439,8 @@ def main(argv=None):
     unknown = [t for t in args.target_list if t not in TARGETS]
     if unknown:
         raise GencrystalError(f"unknown target(s) {unknown}; choose from {sorted(TARGETS)}")
+    if args.ckpt and not Path(args.ckpt).is_file():
+        raise GencrystalError(f"--ckpt {args.ckpt}: no such checkpoint file")
     if "generative" in args.method_list and not args.ckpt:
         print("[bench] no --ckpt: method generative skipped (needs a held-out pressure-conditioned checkpoint)")
         args.method_list = [m for m in args.method_list if m != "generative"]

@@ -127,3 +127,19 @@ def test_bench_hp_phases_reuses_finished_searches_and_reports_the_checks(tmp_pat
     md = (tmp_path / "reports" / "hp_test.md").read_text()
     assert "| SiO2 rutile-type (stishovite) | unchecked | random | 1/1 | 3.0 | 3.0 |" in md
     assert not list(work.rglob("*.db"))  # nothing was searched
+
+
+def test_bench_refuses_a_missing_checkpoint_in_one_line(tmp_path):
+    """``--ckpt`` naming no file is an error before any work (it was silently dropped)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(repo / "scripts" / "bench_hp_phases.py"), "--targets", "sio2_rutile",
+                           "--check-only", "--dft-config", "none", "--ckpt", str(tmp_path / "missing.ckpt"),
+                           "--work", str(tmp_path / "work"), "--reports-dir", str(tmp_path / "reports")],
+                          cwd=repo, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"error: --ckpt {tmp_path / 'missing.ckpt'}: no such checkpoint file"
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "work").exists()

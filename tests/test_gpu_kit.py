@@ -53,6 +53,9 @@ def test_closure_check_finds_a_dropped_dependency():
     assert len(problems) == 1 and "monty" in problems[0]  # the extra is not needed, numpy is preinstalled
     problems = kit.closure_problems(provided, {"pymatgen": ["numpy<2"]}, {"numpy": "2.5.2"})
     assert problems and "GPU image has numpy==2.5.2" in problems[0]
+    # a requirement the kit deliberately leaves out is no problem, and is really left out of the list
+    assert kit.closure_problems(provided, {"pymatgen": ["plotly>=4.5"]}, {}) == []
+    assert not {p["name"] for p in kit.read_pins()} & set(kit.NOT_CARRIED)
 
 
 def test_every_third_party_import_of_gencrystal_is_carried_or_preinstalled():

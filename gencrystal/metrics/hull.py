@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition
 
 from gencrystal.errors import GencrystalError
+
+if TYPE_CHECKING:  # pymatgen.analysis.phase_diagram imports plotly at module level: loaded when a hull is built
+    from pymatgen.analysis.phase_diagram import PhaseDiagram
 
 DEFAULT_STABILITY_THRESHOLD_EV = 0.1  # eV/atom, MatterGen's S.U.N. threshold
 
@@ -56,6 +58,8 @@ class ReferenceHull:
     """
 
     def __init__(self, references: Sequence[EnergyEntry]):
+        from pymatgen.analysis.phase_diagram import PDEntry
+
         refs = [r for r in references if math.isfinite(r.energy_per_atom)]
         self.level_of_theory = check_single_theory(refs, "reference hull")
         self._entries = [PDEntry(r.composition, r.energy_per_atom * r.composition.num_atoms, name=r.id or None) for r in refs]
@@ -67,6 +71,8 @@ class ReferenceHull:
         return sorted({el.symbol for el in composition.elements} - self._elements_with_ref)
 
     def _diagram(self, chemsys: tuple[str, ...]) -> PhaseDiagram:
+        from pymatgen.analysis.phase_diagram import PhaseDiagram
+
         pd = self._cache.get(chemsys)
         if pd is None:
             allowed = set(chemsys)
@@ -85,6 +91,8 @@ class ReferenceHull:
             return float("nan")
         chemsys = tuple(sorted(el.symbol for el in entry.composition.elements))
         pd = self._diagram(chemsys)
+        from pymatgen.analysis.phase_diagram import PDEntry
+
         e = PDEntry(entry.composition, entry.energy_per_atom * entry.composition.num_atoms)
         _, ehull = pd.get_decomp_and_e_above_hull(e, allow_negative=True)
         assert ehull is not None  # on_error="raise" (the default) raises rather than returning None

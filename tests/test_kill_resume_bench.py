@@ -164,3 +164,46 @@ def test_bench_mp20_resumes_after_sigkill_in_the_mlp_stage(flow_whole):
             "main_sampling_wall_s")
     assert differences(whole, resumed, skip=skip) == []
     assert _frames_close(root / "mp_whole" / "samples_mlp_relaxed.extxyz", root / "mp_killed" / "samples_mlp_relaxed.extxyz")
+
+
+# the smallest loop `learn` runs (test-size GPAW labels; as in tests/test_kill_resume.py)
+AL_LOOP = ["seed=3", "candidates.perturbations=3", "candidates.volume_scale=[0.95,1.05]", "candidates.rattle=0.08",
+           "relax.steps=8", "relax.frame_every=4", "select.n_per_iteration=3",
+           "finetune.n_members=2", "finetune.epochs=4", "finetune.batch_size=4"]
+
+
+@pytest.mark.slow
+def test_bench_active_learning_resumes_after_sigkill_in_the_dft_eos(tmp_path):
+    """Killed after the first of its two DFT EOS points (the loop done), the re-run reuses the
+    loop and that point, computes only the second, and writes the uninterrupted run's report."""
+    pytest.importorskip("gpaw")
+    pytest.importorskip("chgnet")
+
+    def args(name):
+        return ["--system", "li", "--iterations", "1", "--eos-pressures", "0,25", "--fmax", "0.05", "--steps", "30",
+                "--cutoff-check", "0", "--convergence-factor", "0", "--out", str(tmp_path / name),
+                "--reports-dir", str(tmp_path / f"{name}_reports"), "--", "pressures=[0]", *AL_LOOP]
+
+    run_script("bench_active_learning.py", args("whole"), timeout=1800)
+    whole = json.loads((tmp_path / "whole_reports" / "active_learning.json").read_text())["systems"]["li"]
+    assert list(whole["dft_reference"]) == ["0", "25"]
+    # bcc Li shrinks under 25 GPa with DFT and with every potential
+    assert whole["dft_reference"]["25"]["volume_per_atom"] < whole["dft_reference"]["0"]["volume_per_atom"]
+
+    eos_dft = tmp_path / "killed" / "eos_dft.json"
+
+    def one_point_done() -> bool:
+        try:
+            return len(json.loads(eos_dft.read_text())) >= 1
+        except (OSError, ValueError):
+            return False
+
+    kill_when([sys.executable, str(REPO / "scripts" / "bench_active_learning.py"), *args("killed")], one_point_done,
+              timeout=1800)
+    assert list(json.loads(eos_dft.read_text())) == ["0"] and not (tmp_path / "killed_reports").exists()
+    proc = run_script("bench_active_learning.py", args("killed"), timeout=1800)
+    assert "DFT 0 GPa" not in proc.stdout and "DFT 25 GPa" in proc.stdout  # the point done before the kill is reused
+    resumed = json.loads((tmp_path / "killed_reports" / "active_learning.json").read_text())["systems"]["li"]
+    timing = ("wall_s", "wall_time_s", "seconds", "dft_wall_s", "loop_wall_s", "loop_wall_s_this_run",
+              "eos_wall_s_this_run", "dft_eos_wall_s", "metadata", "committee", "threads", "config")
+    assert differences(whole, resumed, skip=timing) == []

@@ -36,8 +36,25 @@ from ase import Atoms
 
 from gencrystal.errors import GencrystalError
 
+#: Neighbour pairs the check may enumerate for a cell that already fails the volume check: a sample
+#: collapsed to a sliver (volume per atom ~1e-4 Å³) has ~10⁸ periodic images within 3 Å, whose
+#: neighbour list took 21 GB; such a cell is refused on its volume without listing them.
+MAX_PAIRS_OF_A_COLLAPSED_CELL = 2_000_000
+#: The densest packing of equal spheres (Kepler–Hales), π/√18: n atoms at least d apart need a
+#: volume of at least n·(4/3)·π·(d/2)³ / PACKING_DENSITY.
+PACKING_DENSITY = math.pi / math.sqrt(18.0)
+
 #: Flags :meth:`StructureChecks.flags` can return, in this order.
 FLAGS = ("non_finite", "degenerate_cell", "short_distance", "small_volume", "large_volume", "crowded")
+
+
+def periodic_images(cell: np.ndarray, radius: float) -> int:
+    """Cells of the periodic lattice within ``radius`` (Å) of one cell along every axis: the
+    image count a neighbour list to that radius searches, ∏ (2⌈radius / d_i⌉ + 1) with d_i the
+    spacing of the lattice planes spanned by the other two vectors."""
+    recip = np.linalg.inv(np.asarray(cell, dtype=float)).T  # rows b_i with a_i · b_j = δ_ij
+    spacing = 1.0 / np.linalg.norm(recip, axis=1)
+    return int(np.prod([2 * math.ceil(radius / d) + 1 for d in spacing]))
 
 
 @dataclass(frozen=True)
@@ -89,18 +106,26 @@ class StructureChecks:
         if volume <= 1e-8:
             return [("degenerate_cell", "cell has zero volume"), ("small_volume", "cell has zero volume")], math.nan, vpa
         out: list[tuple[str, str]] = []
+        outside = f"{vpa:.3g} Å³/atom outside [{self.min_volume_per_atom:g}, {self.max_volume_per_atom:g}]"
+        # one neighbour list to the largest radius needed; periodic images (also of the atom itself) count
+        radius = max(self.min_distance, self.neighbor_cutoff if self.max_neighbors is not None else 0.0)
+        if vpa < self.min_volume_per_atom and n * n * periodic_images(cell, radius) > MAX_PAIRS_OF_A_COLLAPSED_CELL:
+            # too many images to list: refused on its volume; the shortest distance is bounded by packing
+            d_bound = 2.0 * (3.0 * PACKING_DENSITY * vpa / (4.0 * math.pi)) ** (1.0 / 3.0)
+            if d_bound < self.min_distance:
+                out.append(("short_distance", f"atoms at most {d_bound:.3g} Å apart at {vpa:.3g} Å³/atom "
+                                              f"(min distance {self.min_distance:g} Å)"))
+            out.append(("small_volume", outside))
+            return out, math.nan, vpa
         from ase.neighborlist import neighbor_list
 
         from gencrystal.structures import min_interatomic_distance
 
-        # one neighbour list to the largest radius needed; periodic images (also of the atom itself) count
-        radius = max(self.min_distance, self.neighbor_cutoff if self.max_neighbors is not None else 0.0)
         probe = Atoms(atoms.numbers, positions=atoms.positions, cell=cell, pbc=True)
         i, d = neighbor_list("id", probe, radius, self_interaction=False) if radius > 0 else ([], np.zeros(0))
         dmin = float(d.min()) if len(d) else float(min_interatomic_distance(atoms))  # none within the radius
         if dmin < self.min_distance:
             out.append(("short_distance", f"atoms {dmin:.3g} Å apart (min distance {self.min_distance:g} Å)"))
-        outside = f"{vpa:.3g} Å³/atom outside [{self.min_volume_per_atom:g}, {self.max_volume_per_atom:g}]"
         if vpa < self.min_volume_per_atom:
             out.append(("small_volume", outside))
         if vpa > self.max_volume_per_atom:

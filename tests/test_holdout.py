@@ -88,6 +88,24 @@ def test_benchmark_model_training_ids_hold_no_known_phase():
     _scan_training_ids(HELDOUT)
 
 
+def test_benchmark_model_holds_out_every_searched_target_with_every_id_resolved(data_root):
+    """What bench_hp_phases shows per target: the benchmark model's every recorded training id resolves
+    (seed set, MP-20 CSV, the recipe's MP-20 seeds) and none of their sources is the target."""
+    import torch
+
+    from gencrystal.known_structures import TARGETS
+    from gencrystal.search.holdout import checkpoint_heldout
+
+    if not HELDOUT.is_file():
+        pytest.skip(f"checkpoint {HELDOUT.relative_to(REPO)} is missing")
+    ckpt = torch.load(HELDOUT, map_location="cpu", weights_only=False)
+    for key in ("li_ci16", "sio2_rutile", "b_alpha_ga"):
+        t = TARGETS[key]
+        res = checkpoint_heldout(ckpt, t.structure(), f"known:{t.structure_id}",
+                                 REPO / "data" / "fixtures" / "hp_seeds.extxyz", data_root)
+        assert res["unresolved"] == 0 and res["matches"] == [] and res["held_out"], (key, res)
+
+
 def _scan_training_ids(path: Path) -> None:
     import torch
 
@@ -164,6 +182,11 @@ def test_checkpoint_heldout_reads_the_recorded_ids_sources_and_the_holdout_recor
     leaked = check(["hp_seeds:SiO2-stishovite@50GPa"])
     assert not leaked["held_out"] and leaked["matches"] == ["hp_seeds:SiO2-stishovite"]
     assert not check(["mp20:val:mp-q@0GPa"], {"references": [], "removed": []})["held_out"]  # never compared
+    # the recipe's MP-20 seeds resolve to their MP-20 rows (they were 48 unresolved ids of the held-out model)
+    seeded = check(["mp20_seeds:mp20val-mp-q@50GPa", "mp20_seeds:mp20val-mp-q@100GPa"])
+    assert seeded["held_out"] and seeded["unresolved"] == 0
+    assert check(["mp20_seeds:mp20val-mp-s@50GPa"])["matches"] == ["mp20_seeds:mp20val-mp-s"]
+    assert check(["mp20_seeds:mp20val-mp-gone@50GPa"])["unresolved"] == 1
     unresolved = check(["mp20:val:mp-q@0GPa", "mp20:val:mp-gone@0GPa", "elsewhere:x@0GPa"])
     assert not unresolved["held_out"] and unresolved["unresolved"] == 2
     found, missing = training_sources(["mp20:val:mp-q@0GPa", "hp_seeds:Si-diamond@0GPa"], seeds, tmp_path, formula="Si")

@@ -14,6 +14,7 @@ thousands of rows is quick.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,11 @@ def find_known_phases(
     return found
 
 
+#: ids of the recipe's MP-20 seeds (``scripts/train_default.py``, stage ``mp20seeds``):
+#: ``mp20_seeds:mp20<split>-<material_id>``, the MP-20 row of that split relaxed at pressure
+_MP20_SEED = re.compile(r"^mp20_seeds:mp20(?P<split>train|val|test)-(?P<mid>\S+)$")
+
+
 def training_sources(
     ids: Iterable[str], seeds_path: str | Path, data_root: str | Path | None, formula: str | None = None
 ) -> tuple[list[tuple[str, Atoms]], list[str]]:
@@ -81,7 +87,8 @@ def training_sources(
 
     Ids are ``<source>@<P>GPa`` (``scripts/train_default.py``): ``hp_seeds:<id>`` is read from
     ``seeds_path`` (the committed seed set), ``mp20:<split>:<material_id>`` from
-    ``<data_root>/mp_20/<split>.csv``. The structures are the *sources* as stored there (the
+    ``<data_root>/mp_20/<split>.csv``, and so is ``mp20_seeds:mp20<split>-<material_id>`` (an MP-20
+    row the recipe's ``mp20seeds`` stage relaxed at pressure). The structures are the *sources* as stored there (the
     database row was relaxed from it at P); with ``formula`` (a reduced formula) only sources of
     that formula are read and returned, which keeps a scan of MP-20 quick.
 
@@ -91,6 +98,7 @@ def training_sources(
     from ase.io import read
 
     wanted = sorted({i.rsplit("@", 1)[0] for i in ids})
+    seed_alias: dict[tuple[str, str], str] = {}  # (split, material id) -> the id's own source name
     seeds: dict[str, Atoms] = {}
     if Path(seeds_path).is_file():
         seeds = {f"{Path(seeds_path).stem}:{a.info['id']}": a for a in read(str(seeds_path), index=":")}
@@ -104,12 +112,15 @@ def training_sources(
         elif src.startswith("mp20:") and src.count(":") == 2:
             _, split, mid = src.split(":")
             by_split.setdefault(split, set()).add(mid)
+        elif m := _MP20_SEED.match(src):  # an MP-20 structure the recipe relaxed at pressure (its mp20_seeds stage)
+            by_split.setdefault(m["split"], set()).add(m["mid"])
+            seed_alias[(m["split"], m["mid"])] = src
         else:
             missing.append(src)
     for split, mids in by_split.items():
         table_path = Path(data_root) / "mp_20" / f"{split}.csv" if data_root is not None else None
         if table_path is None or not table_path.is_file():
-            missing.extend(f"mp20:{split}:{m}" for m in sorted(mids))
+            missing.extend(seed_alias.get((split, m), f"mp20:{split}:{m}") for m in sorted(mids))
             continue
         from pymatgen.core import Composition, Structure
 
@@ -117,11 +128,14 @@ def training_sources(
 
         table = _read_table(str(table_path))
         table = table[table["material_id"].astype(str).isin(mids)]
-        missing.extend(f"mp20:{split}:{m}" for m in sorted(mids - set(table["material_id"].astype(str))))
+        absent = mids - set(table["material_id"].astype(str))
+        missing.extend(seed_alias.get((split, m), f"mp20:{split}:{m}") for m in sorted(absent))
         for row in table.itertuples():
             if formula is not None and Composition(str(row.pretty_formula)).reduced_formula != formula:
                 continue
-            found.append((f"mp20:{split}:{row.material_id}", to_atoms(Structure.from_str(str(row.cif), fmt="cif"))))
+            atoms = to_atoms(Structure.from_str(str(row.cif), fmt="cif"))
+            names = [f"mp20:{split}:{row.material_id}", seed_alias.get((split, str(row.material_id)))]
+            found.extend((name, atoms) for name in names if name in wanted)
     return found, missing
 
 

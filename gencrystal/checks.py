@@ -113,8 +113,12 @@ class StructureChecks:
             # too many images to list: refused on its volume; the shortest distance is bounded by packing
             d_bound = 2.0 * (3.0 * PACKING_DENSITY * vpa / (4.0 * math.pi)) ** (1.0 / 3.0)
             if d_bound < self.min_distance:
-                out.append(("short_distance", f"atoms at most {d_bound:.3g} Å apart at {vpa:.3g} Å³/atom "
-                                              f"(min distance {self.min_distance:g} Å)"))
+                out.append(
+                    (
+                        "short_distance",
+                        f"atoms at most {d_bound:.3g} Å apart at {vpa:.3g} Å³/atom (min distance {self.min_distance:g} Å)",
+                    )
+                )
             out.append(("small_volume", outside))
             return out, math.nan, vpa
         from ase.neighborlist import neighbor_list

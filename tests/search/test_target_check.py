@@ -99,16 +99,11 @@ def test_without_dft_the_check_is_unchecked(cu_target):
 def test_bench_hp_phases_reuses_finished_searches_and_reports_the_checks(tmp_path, monkeypatch):
     """The benchmark script: a search recorded as finished is not run again; the report has the
     potential check, the held-out check and the row of the reused search."""
-    import importlib.util
     import json
-    from pathlib import Path
 
     import gencrystal.reporting as reporting
 
-    repo = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("bench_hp_phases", repo / "scripts" / "bench_hp_phases.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench_module()
     monkeypatch.setattr(reporting, "REPORTS_DIR", tmp_path / "reports")
     work = tmp_path / "work"
     record = work / "sio2_rutile" / "chgnet-0.3.0" / "random-fmax0.1-steps150-seed0.json"

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 from torch_geometric.loader import DataLoader
 
 from gencrystal.data.dataset import CrystalDataset, load_split
+from gencrystal.data.resumable import EpochShuffle, ResumableLoader
 from gencrystal.data.stats import DatasetStats
 
 
@@ -22,6 +23,8 @@ class CrystalDataModule(pl.LightningDataModule):
         data_root: overrides the config's data root (else ``$GENCRYSTAL_DATA`` or ``data/``).
         eval_batch_size: batch size of val/test loaders (default ``batch_size``).
         pin_memory: passed to the DataLoaders.
+        seed: the training order's seed: epoch ``e`` is shuffled from ``(seed, e)`` alone, and the
+            training loader resumes mid-epoch from a checkpoint (:mod:`gencrystal.data.resumable`).
 
     ``.stats`` is the :class:`DatasetStats` of the training split (loading it if needed);
     ``.datasets`` holds the loaded :class:`CrystalDataset` per split.
@@ -35,6 +38,7 @@ class CrystalDataModule(pl.LightningDataModule):
         data_root: str | os.PathLike | None = None,
         eval_batch_size: int | None = None,
         pin_memory: bool = False,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.data_cfg = data_cfg
@@ -43,6 +47,7 @@ class CrystalDataModule(pl.LightningDataModule):
         self.num_workers = int(num_workers)
         self.data_root = data_root
         self.pin_memory = pin_memory
+        self.seed = int(seed)
         self.datasets: dict[str, CrystalDataset] = {}
 
     def dataset(self, split: str) -> CrystalDataset:
@@ -62,24 +67,32 @@ class CrystalDataModule(pl.LightningDataModule):
         """Statistics of the training split."""
         return self.dataset("train").stats
 
-    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
+    def _loader(self, split: str, batch_size: int) -> DataLoader:
         return DataLoader(
             self.dataset(split),
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True, self.batch_size)
+        ds = self.dataset("train")
+        return ResumableLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=EpochShuffle(len(ds), self.seed),
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False, self.eval_batch_size)
+        return self._loader("val", self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False, self.eval_batch_size)
+        return self._loader("test", self.eval_batch_size)
 
     def state_dict(self) -> dict[str, Any]:
         """Training statistics travel with Lightning checkpoints."""

@@ -283,7 +283,13 @@ class CrystalDiffusionModule(pl.LightningModule):
             self.log(f"train/loss_{k}", v, batch_size=bs)
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx):
+    def optimizer_step(self, *args, **kwargs):
+        """The optimizer step, then the EMA update of the step's weights.
+
+        Updated here rather than in ``on_train_batch_end``: Lightning saves step checkpoints in the
+        callbacks' ``on_train_batch_end``, before the module's, so an EMA updated there would be
+        one update short in every mid-run checkpoint (and in a run resumed from it)."""
+        super().optimizer_step(*args, **kwargs)
         self.ema.update_parameters(self.net)
 
     def validation_step(self, batch, batch_idx):

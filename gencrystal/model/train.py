@@ -264,6 +264,7 @@ def train(cfg: DictConfig, callbacks: Sequence | None = None) -> Path:
         num_workers=int(cfg.num_workers),
         data_root=cfg.data_root,
         eval_batch_size=int(cfg.eval_batch_size or per_device),
+        seed=int(cfg.seed),
     )
     train_ds = dm.dataset("train")  # bad data fails here, before anything is written
     if ckpt_path is not None:

@@ -109,14 +109,21 @@ def test_resume_after_kill_mid_epoch(tmp_path, data_root):
         assert torch.equal(got["exp_avg"], st["exp_avg"]) and torch.equal(got["exp_avg_sq"], st["exp_avg_sq"])
     # uninterrupted reference run
     ref = train(_cfg(tmp_path, data_root, "straight", *common))
-    step_r, opt_r, _ = _opt_state(resumed)
-    step_s, opt_s, _ = _opt_state(ref)
+    step_r, opt_r, ck_r = _opt_state(resumed)
+    step_s, opt_s, ck_s = _opt_state(ref)
     assert step_r == step_s == 12
     assert opt_r["state"].keys() == opt_s["state"].keys()
+    # the resumed run saw the same batches and drew the same noise: weights, EMA weights and Adam
+    # moments equal the uninterrupted run's bit for bit
     for pid in opt_s["state"]:
         assert float(opt_r["state"][pid]["step"]) == float(opt_s["state"][pid]["step"]) == 12.0
-        assert opt_r["state"][pid]["exp_avg"].shape == opt_s["state"][pid]["exp_avg"].shape
+        assert torch.equal(opt_r["state"][pid]["exp_avg"], opt_s["state"][pid]["exp_avg"]), pid
+        assert torch.equal(opt_r["state"][pid]["exp_avg_sq"], opt_s["state"][pid]["exp_avg_sq"]), pid
     assert opt_r["param_groups"] == opt_s["param_groups"]
+    assert ck_r["state_dict"].keys() == ck_s["state_dict"].keys()
+    assert any(k.startswith("ema.") for k in ck_s["state_dict"])
+    for key, value in ck_s["state_dict"].items():
+        assert torch.equal(ck_r["state_dict"][key], value), key
 
 
 def test_cli_train_end_to_end_and_sample_from_checkpoint(tmp_path, data_root, capsys):

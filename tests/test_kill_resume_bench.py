@@ -207,3 +207,29 @@ def test_bench_active_learning_resumes_after_sigkill_in_the_dft_eos(tmp_path):
     timing = ("wall_s", "wall_time_s", "seconds", "dft_wall_s", "loop_wall_s", "loop_wall_s_this_run",
               "eos_wall_s_this_run", "dft_eos_wall_s", "metadata", "committee", "threads", "config")
     assert differences(whole, resumed, skip=timing) == []
+
+
+def _samples_args(root: Path, name: str) -> list[str]:
+    return ["--ckpt", str(REPO / "checkpoints" / "gencrystal-hp-csp-heldout.ckpt"), "--targets", "li_ci16,b_alpha_ga",
+            "--num-samples", "2", "--work", str(root / name), "--reports-dir", str(root / f"{name}_reports")]
+
+
+@pytest.mark.slow
+def test_bench_hp_samples_resumes_after_sigkill_between_targets(tmp_path):
+    """scripts/bench_hp_samples.py (held-out model, two targets, two samples each) SIGKILLed once its
+    first target is on disk: the re-run reuses that target, samples only the second and writes the
+    uninterrupted run's report."""
+    run_script("bench_hp_samples.py", _samples_args(tmp_path, "whole"))
+    whole = json.loads((tmp_path / "whole_reports" / "hp_samples.json").read_text())
+    assert whole["reused_targets"] == 0 and [t["key"] for t in whole["targets"]] == ["li_ci16", "b_alpha_ga"]
+
+    killed = tmp_path / "killed"
+    script = [sys.executable, str(REPO / "scripts" / "bench_hp_samples.py"), *_samples_args(tmp_path, "killed")]
+    kill_when(script, lambda: len(list(killed.glob("*.json"))) >= 1, timeout=600)
+    assert [p.name.split("-")[0] for p in killed.glob("*.json")] == ["li_ci16"]
+    assert not (tmp_path / "killed_reports").exists()
+    proc = run_script("bench_hp_samples.py", _samples_args(tmp_path, "killed"))
+    assert "Li cI16: reused" in proc.stdout and proc.stdout.count("samples\n") == 1  # only B was sampled again
+    resumed = json.loads((tmp_path / "killed_reports" / "hp_samples.json").read_text())
+    assert resumed["reused_targets"] == 1
+    assert differences(whole, resumed, skip=("wall_s", "metadata", "reused_targets", "plot")) == []

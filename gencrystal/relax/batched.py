@@ -25,7 +25,7 @@ import numpy as np
 from ase import Atoms
 
 from gencrystal.potentials import Potential, Prediction
-from gencrystal.relax.ase_relax import RelaxGuard, _one_line, check_finite, finish_result
+from gencrystal.relax.ase_relax import RelaxAbort, RelaxGuard, _one_line, check_finite, finish_result
 from gencrystal.relax.result import RelaxResult
 from gencrystal.units import gpa_to_ev_per_a3
 
@@ -64,6 +64,11 @@ class _State:
     error: str | None = None
     done: bool = False
     t0: float = field(default_factory=time.perf_counter)
+
+    @property
+    def nsteps(self) -> int:
+        """Steps taken (the name ASE's optimizers use, so that observers read it alike)."""
+        return self.steps
 
 
 def fire_step(st: _State, p: FireParams) -> None:
@@ -125,6 +130,7 @@ def relax_batched(
     exp_cell_factor: float | None = None,
     symprec: float = 0.1,
     progress: Callable[[int], None] | None = None,
+    observers: Sequence[Sequence[Callable[[Atoms, Any], Any]]] | None = None,
 ) -> list[RelaxResult]:
     """Relax many structures together with batched potential calls and per-structure FIRE.
 
@@ -137,6 +143,13 @@ def relax_batched(
         steps: maximum FIRE steps per structure.
         guard: volume limits; NaN outputs and guard trips fail only that structure.
         progress: called with the number of structures that finished in an iteration.
+        observers: one sequence of observers per input structure, each called as
+            ``observer(atoms, state)`` at step 0 and after every step that the guard and the
+            potential accepted, exactly as :func:`~gencrystal.relax.ase_relax.relax_one`
+            calls its ASE-attached observers (``atoms`` carries the step's energy, forces and
+            stress; ``state.nsteps`` is the step; one that raises ``RelaxAbort`` stops that
+            structure with its message as the error), so that e.g. a
+            :class:`~gencrystal.relax.ase_relax.FrameRecorder` works with either loop.
 
     Returns:
         One :class:`RelaxResult` per input, same order.
@@ -147,6 +160,8 @@ def relax_batched(
     guard = guard or RelaxGuard()
     fire = fire or FireParams()
     ids = list(ids) if ids is not None else [str(i) for i in range(len(atoms_list))]
+    if observers is not None and len(observers) != len(atoms_list):
+        raise ValueError(f"observers: {len(observers)} sequences for {len(atoms_list)} structures")
     p_ev = gpa_to_ev_per_a3(pressure_gpa)
     states: list[_State] = []
     for a in atoms_list:
@@ -189,6 +204,11 @@ def relax_batched(
                 st.error = _one_line(exc)
                 continue
             st.converged = bool(np.linalg.norm(st.grad.reshape(-1, 3), axis=1).max() < fmax)
+            try:
+                for observer in observers[i] if observers is not None else ():
+                    observer(st.atoms, st)
+            except RelaxAbort as exc:  # an observer stops this structure only, as in relax_one
+                st.error = str(exc)
 
     def retire(active: list[int]) -> list[int]:
         still = []

@@ -50,3 +50,29 @@ def test_an_observer_can_stop_a_relaxation_and_observers_see_every_step():
     rec = FrameRecorder(0.0, every=1)
     res = relax_one(_cu(), EMT(), 0.0, "emt", fmax=0.05, steps=100, observers=[rec])
     assert res.ok and [f.info["step"] for f in rec.finish(res)] == list(range(res.steps + 1))
+
+
+def test_batched_fire_calls_each_structures_observers_like_relax_one():
+    from gencrystal.potentials import calculator_potential
+    from gencrystal.relax.batched import relax_batched
+
+    potential = calculator_potential(EMT, "emt")
+    stopped, seen = [], []
+
+    def stop_at_two(atoms, state):
+        stopped.append(state.nsteps)
+        if state.nsteps == 2:
+            raise RelaxAbort("stopped by observer at step 2")
+
+    rec = FrameRecorder(1.0, every=2, info={"origin": "seed0"})
+    structures = [_cu(), _cu()]
+    res = relax_batched(structures, potential, 1.0, fmax=0.05, steps=100,
+                        observers=[[rec, lambda atoms, state: seen.append(state.nsteps)], [stop_at_two]])
+    assert res[0].ok and seen == list(range(res[0].steps + 1))
+    frames = rec.finish(res[0])
+    assert [f.info["step"] for f in frames[:-1]] == list(range(0, res[0].steps + 1, 2))[: len(frames) - 1]
+    assert frames[-1].info["final"] and frames[-1].info["step"] == res[0].steps
+    assert frames[-1].get_volume() == pytest.approx(res[0].atoms.get_volume())
+    assert stopped == [0, 1, 2] and res[1].error == "stopped by observer at step 2" and not res[1].converged
+    with pytest.raises(ValueError, match="1 sequences for 2 structures"):
+        relax_batched(structures, potential, 1.0, observers=[[rec]])

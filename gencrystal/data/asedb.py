@@ -131,12 +131,12 @@ def load_db_split(
     url = str(url)
     if not url.startswith("postgres"):
         url = str(Path(url).expanduser().resolve())
-    protocol = str(cfg.get("protocol", "standard"))
+    protocol = str(cfg["protocol"])
     if protocol == "auto":
         protocol = "standard"
     if protocol not in ("standard", "offline"):
         raise GencrystalError(f"data.protocol={protocol!r}: use standard or offline")
-    splits = cfg.get("splits") or {}
+    splits = cfg["splits"]
     file_split = "val" if protocol == "offline" and split in ("train", "val") else split
     selection = _selection(cfg, splits.get(file_split, file_split))
     levels = _levels(cfg)
@@ -155,16 +155,14 @@ def load_db_split(
             )[:16]
             cache_file = cdir / "asedb" / f"{Path(url).stem}-{key}.pkl"
     parsed = cached_parse(
-        cache_file, lambda: read_db(url, selection, transform, progress=bool(cfg.get("progress", True)), levels=levels), url
+        cache_file, lambda: read_db(url, selection, transform, progress=bool(cfg["progress"]), levels=levels), url
     )
     indices = None
     if protocol == "offline" and split in ("train", "val") and len(parsed.num_atoms):
-        off = cfg.get("offline", {}) or {}
-        tr, ho = offline_indices(len(parsed.num_atoms), float(off.get("holdout_fraction", 0.1)), int(off.get("seed", 42)))
+        off = cfg["offline"]
+        tr, ho = offline_indices(len(parsed.num_atoms), float(off["holdout_fraction"]), int(off["seed"]))
         indices = tr if split == "train" else ho
-    ds = CrystalDataset(
-        parsed, indices, name=str(cfg.get("name", "asedb")), split=split, protocol=protocol, pressure_bins=pressure_bins
-    )
+    ds = CrystalDataset(parsed, indices, name=str(cfg["name"]), split=split, protocol=protocol, pressure_bins=pressure_bins)
     if len(ds) == 0:
         raise GencrystalError(
             f"dataset {url!r} split {split} (selection {selection!r}, levels {levels}) is empty: "

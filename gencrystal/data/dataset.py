@@ -53,6 +53,30 @@ def _plain(cfg: Any) -> dict:
     return dict(cfg)
 
 
+def complete_data_config(data_cfg: Any) -> dict:
+    """A ``conf/data`` node (DictConfig or mapping) as a plain dict holding every key of
+    ``conf/data/base.yaml``, the one place those keys' defaults are written.
+
+    A composed ``data=NAME`` already has them all (every dataset config lists ``- base``); a
+    node written by hand (a notebook, a test, a re-split's variant) gets the missing ones here,
+    merged as Hydra merges a dataset config over ``base``. Raises :class:`GencrystalError` when
+    a required key (``name``, ``folder``) is still unset.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    from gencrystal.config import conf_dir
+
+    base = OmegaConf.load(conf_dir() / "data" / "base.yaml")
+    merged = OmegaConf.merge(base, OmegaConf.create(_plain(data_cfg)))
+    try:
+        out = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as exc:
+        raise GencrystalError(f"data config: {exc.full_key} is not set (see conf/data/base.yaml)") from None
+    assert isinstance(out, dict)
+    return out  # type: ignore[return-value]
+
+
 def make_transform(cfg: Mapping | None) -> CrystalTransform:
     """The transform of a data config's ``transform`` node (Hydra ``_target_`` or plain keys)."""
     cfg = dict(cfg or {})
@@ -196,23 +220,23 @@ class CrystalDataset(Dataset):
 
 def resolve_protocol(cfg: Mapping, folder: Path) -> str:
     """``standard`` or ``offline`` for a config whose ``protocol`` may be ``auto``."""
-    protocol = str(cfg.get("protocol", "auto"))
+    protocol = str(cfg["protocol"])
     if protocol not in ("auto", "standard", "offline"):
         raise GencrystalError(f"data.protocol={protocol!r}: use auto, standard or offline")
     if protocol != "auto":
         return protocol
-    train_stem = cfg.get("splits", {}).get("train", "train")
-    if _find_file(folder, train_stem, cfg.get("format", "auto")) is not None:
+    train_stem = cfg["splits"]["train"]
+    if _find_file(folder, train_stem, cfg["format"]) is not None:
         return "standard"
     log.warning(
         "%s: no %s split in %s — using the offline protocol (train on a seeded %.0f %% of %s, "
         "validate on the rest, test on %s); set data.protocol=standard once the train split is there",
-        cfg.get("name"),
+        cfg["name"],
         train_stem,
         folder,
-        100 * (1 - float(cfg.get("offline", {}).get("holdout_fraction", 0.1))),
-        cfg.get("splits", {}).get("val", "val"),
-        cfg.get("splits", {}).get("test", "test"),
+        100 * (1 - float(cfg["offline"]["holdout_fraction"])),
+        cfg["splits"]["val"],
+        cfg["splits"]["test"],
     )
     return "offline"
 
@@ -239,7 +263,7 @@ def offline_indices(n: int, holdout_fraction: float, seed: int) -> tuple[np.ndar
 
 def cache_dir_for(cfg: Mapping, root: Path) -> Path | None:
     """``data.cache_dir`` (``false`` disables the cache) or the default beside the data root."""
-    value = cfg.get("cache_dir")
+    value = cfg["cache_dir"]
     if value is False or str(value).lower() == "false":
         return None
     if value in (None, "", "null"):
@@ -255,11 +279,11 @@ def load_table_for(path: Path, transform: CrystalTransform, cfg: Mapping, root: 
         path,
         transform,
         cache_dir_for(cfg, root),
-        id_column=str(cfg.get("id_column", "material_id")),
-        cif_column=str(cfg.get("cif_column", "cif")),
-        pressure_column=str(cfg.get("pressure_column", "pressure")),
-        workers=int(cfg.get("parse_workers", 1)),
-        progress=bool(cfg.get("progress", True)),
+        id_column=str(cfg["id_column"]),
+        cif_column=str(cfg["cif_column"]),
+        pressure_column=str(cfg["pressure_column"]),
+        workers=int(cfg["parse_workers"]),
+        progress=bool(cfg["progress"]),
     )
 
 
@@ -277,17 +301,14 @@ def load_split(data_cfg: Any, split: str, data_root: str | os.PathLike | None = 
     """
     from gencrystal.config import instantiate
 
-    cfg = _plain(data_cfg)  # a conf/data node: keys differ per dataset and format, hence .get with their defaults
-    name = str(cfg.get("name", "dataset"))
+    cfg = complete_data_config(data_cfg)
+    name = str(cfg["name"])
     if split not in SPLITS:
         raise GencrystalError(f"unknown split {split!r} for {name}: use train, val or test")
-    transform = make_transform(cfg.get("transform"))
-    bins = cfg.get("pressure_bins") or DEFAULT_PRESSURE_BINS
-    reader = instantiate(cfg.get("reader") or DEFAULT_READER, "data.reader")
+    transform = make_transform(cfg["transform"])
+    bins = cfg["pressure_bins"]
+    reader = instantiate(cfg["reader"], "data.reader")
     return reader(cfg, split, transform, data_root=data_root, pressure_bins=bins)
-
-
-DEFAULT_READER = {"_target_": "gencrystal.data.dataset.load_table_split", "_partial_": True}
 
 
 def load_table_split(
@@ -299,18 +320,19 @@ def load_table_split(
     pressure_bins: Sequence[float] = DEFAULT_PRESSURE_BINS,
 ) -> CrystalDataset:
     """One split of a CDVAE-style table dataset (``<root>/<folder>/<split>.feather|.csv``, one CIF
-    per row; pressure column in GPa): the default ``data.reader`` (see :func:`load_split`)."""
-    name = str(cfg.get("name", "dataset"))
-    fmt = str(cfg.get("format", "auto"))
+    per row; pressure column in GPa): the default ``data.reader`` (see :func:`load_split`);
+    ``cfg`` as :func:`complete_data_config` returns it."""
+    name = str(cfg["name"])
+    fmt = str(cfg["format"])
     bins = pressure_bins
     root = resolve_data_root(data_root, cfg)
-    folder = root / str(cfg.get("folder", name))
-    download = f"gencrystal data download {cfg.get('download_name', name)} data_root={root}"
+    folder = root / str(cfg["folder"])
+    download = f"gencrystal data download {cfg['download_name']} data_root={root}"
     if not root.is_dir():
         raise GencrystalError(f"data root {str(root)!r} does not exist; set data_root= or GENCRYSTAL_DATA, or run `{download}`")
     if not folder.is_dir():
         raise GencrystalError(f"dataset folder {str(folder)!r} does not exist; run `{download}`")
-    scheme = str(cfg.get("split_scheme") or "standard")
+    scheme = str(cfg["split_scheme"])
     if scheme != "standard":  # a group-disjoint re-split written by `gencrystal data split` (gencrystal.data.splits)
         from gencrystal.data.splits import SCHEMES, split_dir
 
@@ -321,11 +343,11 @@ def load_table_split(
         if not (folder / "split.json").is_file():
             raise GencrystalError(
                 f"no {scheme} split of {name} in {str(folder)!r}; run `gencrystal data split "
-                f"data={cfg.get('download_name', name)} by={by}` first"
+                f"data={cfg['download_name']} by={by}` first"
             )
         cfg = {**cfg, "protocol": "standard", "splits": {s: s for s in SPLITS}, "format": "csv"}
     protocol = resolve_protocol(cfg, folder)
-    stems = cfg.get("splits") or {s: s for s in SPLITS}
+    stems = cfg["splits"]
     indices = None
     file_split = split
     if protocol == "offline" and split in ("train", "val"):
@@ -339,10 +361,8 @@ def load_table_split(
         )
     parsed, key = load_table_for(path, transform, cfg, root)
     if protocol == "offline" and split in ("train", "val"):
-        off = cfg.get("offline", {}) or {}
-        train_idx, hold_idx = offline_indices(
-            len(parsed.num_atoms), float(off.get("holdout_fraction", 0.1)), int(off.get("seed", 42))
-        )
+        off = cfg["offline"]
+        train_idx, hold_idx = offline_indices(len(parsed.num_atoms), float(off["holdout_fraction"]), int(off["seed"]))
         indices = train_idx if split == "train" else hold_idx
     ds = CrystalDataset(
         parsed, indices, name=name, split=split, protocol=protocol if scheme == "standard" else scheme, pressure_bins=bins

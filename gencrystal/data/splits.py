@@ -51,7 +51,7 @@ def split_dir(data_cfg: Mapping, root: Path, scheme: str) -> Path:
     value = data_cfg.get("split_dir")
     if value not in (None, "", "null"):
         return Path(str(value)).expanduser().resolve()
-    folder = str(data_cfg.get("folder", data_cfg.get("name", "dataset")))
+    folder = str(data_cfg["folder"])
     base = root / folder
     if writable_dir(base) or (not base.exists() and writable_dir(root)):
         return base / "splits" / scheme
@@ -61,13 +61,13 @@ def split_dir(data_cfg: Mapping, root: Path, scheme: str) -> Path:
 def _source_files(cfg: Mapping, folder: Path, protocol: str) -> dict[str, Path]:
     from gencrystal.data.dataset import _find_file
 
-    stems = cfg.get("splits") or {s: s for s in SPLITS}
+    stems = cfg["splits"]
     names = SPLITS if protocol == "standard" else ("val", "test")
     out = {}
     for s in names:
-        p = _find_file(folder, str(stems.get(s, s)), str(cfg.get("format", "auto")))
+        p = _find_file(folder, str(stems.get(s, s)), str(cfg["format"]))
         if p is None:
-            raise GencrystalError(f"{cfg.get('name')}: no {stems.get(s, s)}.csv/.feather in {str(folder)!r} to re-split")
+            raise GencrystalError(f"{cfg['name']}: no {stems.get(s, s)}.csv/.feather in {str(folder)!r} to re-split")
         out[s] = p
     return out
 
@@ -99,20 +99,20 @@ def write_grouped_split(
     """
     import pandas as pd
 
-    from gencrystal.data.dataset import _plain, load_table_for, make_transform, resolve_protocol
+    from gencrystal.data.dataset import complete_data_config, load_table_for, make_transform, resolve_protocol
     from gencrystal.data.paths import resolve_data_root
     from gencrystal.data.readers import file_sha256
     from gencrystal.io import atomic_write, write_json
 
     if by not in SCHEMES:
         raise GencrystalError(f"unknown by={by!r}; choose from {', '.join(SCHEMES)}")
-    cfg = _plain(data_cfg)  # a conf/data node: keys differ per dataset and format, hence .get with their defaults
-    if str(cfg.get("format", "auto")) == "asedb":
+    cfg = complete_data_config(data_cfg)
+    if str(cfg["format"]) == "asedb":
         raise GencrystalError("data split re-splits CSV/feather datasets; for an ASE database use `gencrystal db export`")
     scheme = SCHEMES[by]
-    name = str(cfg.get("name", "dataset"))
+    name = str(cfg["name"])
     root = resolve_data_root(data_root, cfg)
-    folder = root / str(cfg.get("folder", name))
+    folder = root / str(cfg["folder"])
     if not folder.is_dir():
         raise GencrystalError(f"dataset folder {str(folder)!r} does not exist; run `gencrystal data download {name}`")
     target = (
@@ -122,7 +122,7 @@ def write_grouped_split(
         raise GencrystalError(f"a split already exists in {str(target)!r}; pass force=true to overwrite it")
     protocol = resolve_protocol({**cfg, "protocol": "auto"}, folder)
     sources = _source_files(cfg, folder, protocol)
-    transform = make_transform(cfg.get("transform"))
+    transform = make_transform(cfg["transform"])
     tables, original = [], {}
     for split, path in sources.items():
         parsed, _ = load_table_for(path, transform, cfg, root)
@@ -136,7 +136,7 @@ def write_grouped_split(
     if protocol == "standard":
         targets = [original["train"], original["val"], original["test"]]
     else:
-        hold = float((cfg.get("offline") or {}).get("holdout_fraction", 0.1))
+        hold = float(cfg["offline"]["holdout_fraction"])
         n_val = int(round(hold * original["val"]))
         targets = [original["val"] - n_val, n_val, original["test"]]
     n_comp = pool["_composition"].nunique()

@@ -200,7 +200,7 @@ def fit_lattice_prior(
     *,
     volume_model: str = "murnaghan",
     v: float | None = None,
-    bin_width_gpa: float = 10.0,
+    bin_width_gpa: float = 5.0,
     min_pressure_span_gpa: float = 1.0,
     pressure_bins: Sequence[tuple[float, float, int]] | None = None,
 ) -> LatticePriorParams:

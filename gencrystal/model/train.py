@@ -82,16 +82,15 @@ def fit_priors(train_ds, cfg: DictConfig) -> tuple[dict, dict]:
     Returns ``(lattice_prior params dict, {condition name: [mean, std]})``."""
     from gencrystal.model.lattice_prior import fit_lattice_prior
 
-    # model and data nodes are groups without a schema (``Any`` in TrainConfig): their keys differ per option
-    pcfg = cfg.model.get("lattice_prior") or {}
+    # the model's lattice_prior node (conf/model/cspnet.yaml) holds fit_lattice_prior's keyword arguments
+    pcfg = cfg.model.get("lattice_prior")
+    kwargs = OmegaConf.to_container(pcfg, resolve=True) if pcfg is not None else {}
+    assert isinstance(kwargs, dict)
     params = fit_lattice_prior(
         train_ds.lattices.double().numpy(),
         train_ds.num_atoms.numpy(),
         train_ds.pressure.double().numpy(),
-        volume_model=str(pcfg.get("volume_model", "murnaghan")),
-        v=pcfg.get("v"),
-        bin_width_gpa=float(pcfg.get("bin_width_gpa", 5.0)),
-        min_pressure_span_gpa=float(pcfg.get("min_pressure_span_gpa", 1.0)),
+        **{str(k): v for k, v in kwargs.items()},
     )
     scalers: dict[str, list[float]] = {}
     for name, node in (cfg.model.get("conditions") or {}).items():

@@ -58,3 +58,11 @@ def test_a_package_cycle_and_a_library_import_of_the_cli_are_found(tmp_path, nes
     graph = import_graph.build_graph("pkg", tmp_path)
     assert graph["pkg.c"] == {"pkg.cli"}  # the TYPE_CHECKING import is not counted
     assert graph["pkg.b"] == {"pkg.a.m"}
+
+
+def test_every_test_folder_is_a_package():
+    """Each folder of tests holds an __init__.py: test modules of equal names in two folders
+    would otherwise collide under pytest's rootdir-based import."""
+    tests = Path(__file__).resolve().parent
+    folders = [d for d in tests.rglob("*") if d.is_dir() and d.name != "__pycache__" and any(d.glob("test_*.py"))]
+    assert folders and [str(d.relative_to(tests)) for d in folders if not (d / "__init__.py").is_file()] == []

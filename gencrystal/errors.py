@@ -1,5 +1,10 @@
 """Errors that reach the user as one clear line and a non-zero exit code."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NoReturn
+
 
 class GencrystalError(Exception):
     """A user-facing error: bad input, missing file, unreachable download.
@@ -49,3 +54,19 @@ def system_error_message(exc: BaseException, db_paths: "list[str] | None" = None
     if exc.errno == _errno.EEXIST and path is not None and os.path.isdir(str(path)):
         hint = "already exists"
     return f"{named}: {hint}"
+
+
+def run_script(main: Callable[[], int | None]) -> NoReturn:
+    """Run a script's ``main()`` and exit with its return code (None: 0).
+
+    A :class:`GencrystalError` ends the script as it ends a CLI command: ``error: <message>``
+    on one line of stderr and exit code 2, no traceback. Other exceptions propagate.
+    """
+    import sys
+
+    try:
+        code = main()
+    except GencrystalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    raise SystemExit(code or 0)

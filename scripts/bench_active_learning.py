@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -752,4 +751,6 @@ def _markdown(systems: dict, plot_name: str, shipped: dict | None = None) -> str
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gencrystal.errors import run_script
+
+    run_script(main)

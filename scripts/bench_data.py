@@ -91,4 +91,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from gencrystal.errors import run_script
+
+    run_script(main)

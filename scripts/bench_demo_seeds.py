@@ -148,4 +148,6 @@ Per seed:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from gencrystal.errors import run_script
+
+    run_script(main)

@@ -416,4 +416,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gencrystal.errors import run_script
+
+    run_script(main)

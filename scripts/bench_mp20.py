@@ -827,12 +827,6 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
-    try:
-        raise SystemExit(main())
-    except Exception as exc:  # one line for the user, like the CLI
-        from gencrystal.errors import GencrystalError
+    from gencrystal.errors import run_script
 
-        if isinstance(exc, GencrystalError):
-            print(f"error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
-        raise
+    run_script(main)

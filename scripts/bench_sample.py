@@ -229,4 +229,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from gencrystal.errors import run_script
+
+    run_script(main)

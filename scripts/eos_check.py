@@ -35,4 +35,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    from gencrystal.errors import run_script
+
+    run_script(lambda: main(sys.argv[1:]))

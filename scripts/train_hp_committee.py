@@ -20,7 +20,6 @@ Resumable: a killed run keeps the finished trunk and heads. Energies eV, pressur
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,4 +100,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gencrystal.errors import run_script
+
+    run_script(main)

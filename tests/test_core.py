@@ -59,3 +59,20 @@ def test_polar_factor_is_symmetric_rotation_invariant_and_idempotent():
     np.testing.assert_allclose(s @ s.T, lat @ lat.T, atol=1e-10)
     t = polar_symmetric(torch.tensor(lat)[None])
     np.testing.assert_allclose(t[0].numpy(), s, atol=1e-10)
+
+
+def test_run_script_ends_a_script_like_a_cli_command(capsys):
+    from gencrystal.errors import GencrystalError, run_script
+
+    def bad():
+        raise GencrystalError("--budget 0: need at least 1")
+
+    with pytest.raises(SystemExit) as ended:
+        run_script(bad)
+    assert ended.value.code == 2 and capsys.readouterr().err == "error: --budget 0: need at least 1\n"
+    for result, code in ((None, 0), (0, 0), (3, 3)):
+        with pytest.raises(SystemExit) as ended:
+            run_script(lambda r=result: r)
+        assert ended.value.code == code
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        run_script(lambda: 1 // 0)

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from ase.build import bulk
 
+from tests.scripts import load_script
+
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "checkpoints" / "gencrystal-hp-csp-small.ckpt"
 HELDOUT = REPO / "checkpoints" / "gencrystal-hp-csp-heldout.ckpt"  # the known-phase benchmark's model
@@ -122,14 +124,11 @@ def _scan_training_ids(path: Path) -> None:
 
 def test_holdout_stage_moves_known_phases_out_of_every_split_and_ship_records_ids(tmp_path):
     import argparse
-    import importlib.util
     import json
 
     from gencrystal.db.schema import add_structure, connect
 
-    spec = importlib.util.spec_from_file_location("train_default", REPO / "scripts" / "train_default.py")
-    td = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(td)
+    td = load_script("train_default")
     db = connect(str(tmp_path / "hp.db"))
     stish = _proto("SiO2-stishovite")
     stish.set_cell(stish.cell * 0.95, scale_atoms=True)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
 from gencrystal.io import write_extxyz
 from gencrystal.structures import to_atoms
+from tests.scripts import load_script
 
 
 def _bench():
-    from gencrystal.reporting import REPO_ROOT
 
-    spec = importlib.util.spec_from_file_location("bench_mp20", REPO_ROOT / "scripts" / "bench_mp20.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("bench_mp20")
     return mod
 
 

@@ -10,6 +10,7 @@ import pytest
 from gencrystal.cli import main
 from gencrystal.io import write_cifs, write_extxyz
 from gencrystal.structures import to_atoms
+from tests.scripts import load_script
 
 
 def _frames(entries, key="id"):
@@ -197,13 +198,9 @@ def test_evaluate_dng_refuses_mixed_potentials(tmp_path, capsys):
 
 def test_bench_script_scores_existing_samples(tmp_path, mp20_slice, data_root):
     """scripts/bench_mp20.py --pred: the report path without a model (the model path needs training)."""
-    import importlib.util
 
-    from gencrystal.reporting import REPO_ROOT
 
-    spec = importlib.util.spec_from_file_location("bench_mp20", REPO_ROOT / "scripts" / "bench_mp20.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("bench_mp20")
     pred = tmp_path / "pred.extxyz"
     write_extxyz(_frames(mp20_slice[:10]), pred)
     rc = mod.main(["--pred", str(pred), "--pred-label", "test set itself", "--n-test", "10", "--subset", "first",

@@ -3,9 +3,7 @@ shipped hp_committee, scripts/train_hp_committee.py, at toy size)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-REPO = Path(__file__).resolve().parent.parent.parent
+from tests.scripts import load_script
 
 
 def _label_db(path, n=4):
@@ -36,9 +34,7 @@ def _label_db(path, n=4):
 
 @pytest.mark.slow
 def test_train_hp_committee_script_builds_a_loadable_committee_with_coverage(tmp_path):
-    spec = importlib.util.spec_from_file_location("train_hp_committee", REPO / "scripts" / "train_hp_committee.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("train_hp_committee")
     src = _label_db(tmp_path / "labels_src.db")
     out = tmp_path / "committee"
     assert mod.main(["--labels", str(src), "--out", str(out), "--heads", "2", "--epochs", "1", "--head-epochs", "1",

@@ -18,6 +18,7 @@ from gencrystal.search.target_check import (
     potential_check,
     space_group_number,
 )
+from tests.scripts import load_script
 
 
 @pytest.fixture
@@ -141,14 +142,7 @@ def test_bench_refuses_a_missing_checkpoint_in_one_line(tmp_path):
 
 
 def _bench_module():
-    import importlib.util
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("bench_hp_phases", repo / "scripts" / "bench_hp_phases.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_script("bench_hp_phases")
 
 
 def test_goal_verdict_charges_a_miss_its_budget():

@@ -69,14 +69,14 @@ def _flow_args(root: Path, name: str) -> list[str]:
     return [*FLOW, "--run-dir", str(root / name), "--reports-dir", str(root / f"{name}_reports")]
 
 
-def _frames_close(a: Path, b: Path) -> bool:
+def _frames_close(a: Path, b: Path, atol: float = 1e-6) -> bool:
     import numpy as np
     from ase.io import read
 
     fa, fb = read(str(a), ":"), read(str(b), ":")
     return len(fa) == len(fb) > 0 and all(
-        x.get_chemical_formula() == y.get_chemical_formula() and np.allclose(x.cell[:], y.cell[:], atol=1e-6)
-        and np.allclose(x.positions, y.positions, atol=1e-6) for x, y in zip(fa, fb))
+        x.get_chemical_formula() == y.get_chemical_formula() and np.allclose(x.cell[:], y.cell[:], atol=atol)
+        and np.allclose(x.positions, y.positions, atol=atol) for x, y in zip(fa, fb))
 
 
 @pytest.fixture(scope="module")
@@ -149,21 +149,27 @@ def test_bench_mp20_resumes_after_sigkill_in_the_mlp_stage(flow_whole):
     run_script("bench_mp20.py", _mp20_args(root, "mp_whole", ckpt))
     whole = json.loads((root / "mp_whole_reports" / "perov5_csp.json").read_text())
     assert whole["stages"]["mlp"]["n_samples"] == 3
+    n_relaxed = whole["stages"]["mlp"]["n_relaxed"]  # samples the structure check flags are not relaxed
+    assert n_relaxed >= 2 and len(list((root / "mp_whole" / "mlp_cache").glob("*.extxyz"))) == n_relaxed
 
     cache = root / "mp_killed" / "mlp_cache"
     kill_when([sys.executable, str(REPO / "scripts" / "bench_mp20.py"), *_mp20_args(root, "mp_killed", ckpt)],
               lambda: len(list(cache.glob("*.extxyz"))) >= 1, timeout=600)
     n_before = len(list(cache.glob("*.extxyz")))
-    assert 1 <= n_before < 3 and not (root / "mp_killed_reports").exists()
+    assert 1 <= n_before < n_relaxed and not (root / "mp_killed_reports").exists()
     assert not list(cache.glob(".*"))  # no half-written temporary file left behind as a cache entry
     run_script("bench_mp20.py", _mp20_args(root, "mp_killed", ckpt))
     resumed = json.loads((root / "mp_killed_reports" / "perov5_csp.json").read_text())
     assert resumed["stages"]["mlp"]["n_cached"] == n_before  # relaxed before the kill, not again
-    assert len(list(cache.glob("*.extxyz"))) == 3
+    assert len(list(cache.glob("*.extxyz"))) == n_relaxed
     skip = ("wall_s", "wall_s_this_invocation", "metadata", "run_dir", "reports_dir", "n_cached", "reused",
             "main_sampling_wall_s")
-    assert differences(whole, resumed, skip=skip) == []
-    assert _frames_close(root / "mp_whole" / "samples_mlp_relaxed.extxyz", root / "mp_killed" / "samples_mlp_relaxed.extxyz")
+    # the structure relaxed after the kill is relaxed in a fresh process: CHGNet (float32) moves
+    # atoms of an unconverged 6-step relaxation by up to ~1e-5 Å between processes, which shifts
+    # an RMSE by a few 1e-6 relative; the counts (nothing lost, nothing relaxed twice) are exact
+    assert differences(whole, resumed, skip=skip, rel=1e-4) == []
+    assert _frames_close(root / "mp_whole" / "samples_mlp_relaxed.extxyz", root / "mp_killed" / "samples_mlp_relaxed.extxyz",
+                         atol=1e-4)
 
 
 # the smallest loop `learn` runs (test-size GPAW labels; as in tests/test_kill_resume.py)

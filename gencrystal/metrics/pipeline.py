@@ -171,7 +171,10 @@ def _cached(path: Path, ref_id: str) -> dict | None:
 
 
 def _store(path: Path, ref_id: str, result) -> dict:
-    """Write one relaxation result atomically (extxyz) and return it in the cached form."""
+    """Write one relaxation result atomically (extxyz) and return it in the cached form.
+
+    The structure returned is the one read back from the file (extxyz keeps 8 decimals), so
+    that a run scores exactly what a resumed run reading the cache scores."""
     from gencrystal.io import write_extxyz
 
     b = result.atoms.copy()
@@ -185,8 +188,10 @@ def _store(path: Path, ref_id: str, result) -> dict:
         b.info["error"] = str(result.error)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_extxyz([b], path)
+    stored = _cached(path, ref_id)
+    assert stored is not None, path
     return {
-        "atoms": b,
+        "atoms": stored["atoms"],
         "ref_id": ref_id,
         "converged": bool(result.converged),
         "error": result.error,

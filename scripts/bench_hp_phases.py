@@ -532,8 +532,11 @@ def main(argv=None):
         potential, t_level = potential_of(key)
         print(f"[bench] {phase.name} at {phase.pressure_gpa:g} GPa (Z={phase.formula_units}): potential check", flush=True)
         backend, settings = dft_backend(args, key)
-        if backend is not None:
-            results["dft_level"] = backend.level_of_theory + (f" ({', '.join(args.dft_set)})" if args.dft_set else "")
+        if backend is not None:  # per-target cutoffs give per-target levels: the report names every one used
+            levels = results.setdefault("dft_levels", {})
+            levels[key] = backend.level_of_theory
+            results["dft_level"] = ", ".join(sorted(set(levels.values()), key=lambda v: (len(v), v))) + (
+                f" ({', '.join(args.dft_set)})" if args.dft_set else "")
         reference, check = potential_check(phase, potential, relax_options=opts, backend=backend, settings=settings,
                                            cache_dir=work / "dft_cache", volume_tol=args.volume_tol,
                                            cutoff_factor=args.cutoff_factor, cutoff_tol_gpa=args.cutoff_tol_gpa)

@@ -79,7 +79,8 @@ def dft_relax_cached(
     res = backend.relax(atoms, pressure_gpa, sid=sid)
     summary = _summary(res)
     b = res.atoms.copy()
-    b.info = {f"dft_{k}": v for k, v in summary.items() if v is not None}
+    # (an empty string does not survive the extxyz comment line: it would swallow the next key)
+    b.info = {f"dft_{k}": v for k, v in summary.items() if v is not None and v != ""}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_extxyz([b], path)
     summary["cached"] = False

@@ -164,3 +164,24 @@ def test_goal_verdict_charges_a_miss_its_budget():
     assert not bad["met"] and bad["n"]["generative"] == 34.0 and bad["lower_bound"]["generative"]
     md = "\n".join(bench.goal_lines([target([2, 2, 2]), target([1, 1, None])]))
     assert "Met on 1 of 2 targets: the goal is **not met**" in md and "| T | ≥34.0 |" in md
+
+
+def test_an_unconverged_dft_relaxation_without_a_space_group_reads_back_whole_from_the_cache(tmp_path):
+    """An unconverged relaxation has an empty space group; the cache's extxyz line must not let it
+    swallow the next key (it once read back as space group 'dft_level_of_theory=...')."""
+    from ase.build import bulk
+
+    from gencrystal.search.target_check import dft_relax_cached
+
+    class Unconverged(FakeDFT):
+        def relax(self, atoms, pressure_gpa, sid=""):
+            r = super().relax(atoms, pressure_gpa, sid)
+            return dataclasses.replace(r, converged=False, error="not converged in 2 steps", space_group="")
+
+    dft = Unconverged()
+    cu = bulk("Cu", "fcc", a=3.7)
+    _, first = dft_relax_cached(cu, 5.0, dft, {"steps": 2}, tmp_path, sid="cu")
+    _, again = dft_relax_cached(cu, 5.0, dft, {"steps": 2}, tmp_path, sid="cu")
+    assert dft.calls == 1 and again["cached"] and not again["converged"]
+    assert again.get("space_group") is None and again["level_of_theory"] == "fake-dft"
+    assert again["error"] == first["error"] == "not converged in 2 steps"

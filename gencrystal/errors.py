@@ -16,7 +16,7 @@ class GencrystalError(Exception):
     exit_code = 2
 
 
-def system_error_message(exc: BaseException, db_paths: "list[str] | None" = None) -> str:
+def system_error_message(exc: BaseException, db_paths: list[str] | None = None) -> str:
     """One line for an operating-system or database error, naming the path.
 
     Used by the CLI's single handler: an ``out=`` that is an existing file, an unwritable

@@ -116,7 +116,10 @@ def rms_distances(
     definitions) or ``None``, and ``status`` one of ``match``, ``no_match``, ``timeout``
     (over ``timeout_s`` seconds), ``error`` (pymatgen raised) or ``skipped`` (a structure
     is missing). ``workers`` > 1 fans out over forked processes; ``workers`` <= 0 uses
-    every available core.
+    every available core. With a ``timeout_s`` the pairs run in forked processes even for
+    ``workers`` = 1: SIGALRM cannot interrupt pymatgen's C code (a degenerate sampled lattice
+    kept a Niggli reduction in ``find_points_in_spheres`` for over 15 minutes), the pool's
+    watchdog can, by killing the worker; only ``timeout_s`` <= 0 matches in this process.
     """
     from tqdm.auto import tqdm
 
@@ -126,7 +129,7 @@ def rms_distances(
     workers = max(1, min(workers, n)) if n else 1
     out: list = [None] * n
     bar = tqdm(total=n, desc=desc, disable=not progress, unit="pair")
-    if workers == 1:
+    if workers == 1 and not (timeout_s and timeout_s > 0):
         global _WORKER_MATCHER, _WORKER_TIMEOUT
         saved = (_WORKER_MATCHER, _WORKER_TIMEOUT)
         _init_worker(matcher, overrides, timeout_s)

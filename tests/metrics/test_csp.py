@@ -225,3 +225,29 @@ def test_parallel_timeouts_are_reported():
     assert res[0][2] == TIMEOUT and res[2][2] == TIMEOUT and res[1][2] in (TIMEOUT, MATCH)
     res = rms_distances([(s, s), (s, _nacl2())], workers=2, timeout_s=30, progress=False)
     assert [r[2] for r in res] == [MATCH, NO_MATCH]
+
+
+def test_a_pair_stuck_where_sigalrm_cannot_reach_is_recovered_with_one_worker(monkeypatch):
+    """A matcher call that SIGALRM cannot interrupt (pymatgen's C code on a degenerate lattice;
+    here: the alarm blocked while it sleeps) becomes a timeout, and the other pairs still get
+    scored, with workers=1 too (the pairs run in a forked worker under the pool's watchdog)."""
+    import signal
+    import time
+
+    from gencrystal.metrics import matching
+
+    real = matching._one
+
+    def stuck_on_the_big_one(pair):
+        if pair[0] is not None and len(pair[0]) == 3:  # the 3-site "degenerate" structure
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            time.sleep(60)
+        return real(pair)
+
+    monkeypatch.setattr(matching, "_one", stuck_on_the_big_one)
+    s = _nacl()
+    odd = Structure(Lattice.cubic(4.0), ["Na", "Cl", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.2, 0.1, 0.3]])
+    t0 = time.time()
+    res = rms_distances([(s, s), (odd, s), (s, _nacl2())], workers=1, timeout_s=0.5, progress=False)
+    assert [r[2] for r in res] == [MATCH, TIMEOUT, NO_MATCH]
+    assert time.time() - t0 < 45  # the watchdog (3 x timeout + 30 s), not the 60 s sleep

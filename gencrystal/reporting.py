@@ -20,13 +20,15 @@ REPORTS_DIR = REPO_ROOT / "reports"
 
 
 def git_commit() -> str:
-    """The current commit hash, with ``+dirty`` when the tree has uncommitted changes."""
+    """The current commit hash, with ``+dirty`` when the tree has uncommitted changes outside
+    ``reports/`` (a benchmark rewrites its own report files, its plot first, before it takes
+    this: those are not a change to the code that made the numbers)."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports"], cwd=REPO_ROOT, capture_output=True, text=True
         ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except Exception:

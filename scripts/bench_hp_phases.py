@@ -526,9 +526,6 @@ def main(argv=None):
                             "dft_set": args.dft_set, "dft_targets": args.dft_targets, "search_targets": args.search_targets, "volume_tol": args.volume_tol}, "targets": []}
     work = Path(args.work)
     t_start = time.time()
-    from gencrystal.reporting import run_metadata
-
-    results["metadata"] = run_metadata()  # now: the plot written below must not mark the commit dirty
     for key in args.target_list:
         phase = TARGETS[key]
         budget = args.budget_map.get(key, args.budget)

@@ -196,7 +196,6 @@ def main(argv=None) -> int:
     refs = dft_volumes(args.check_report)
     gen = None
     work = Path(args.work)
-    metadata = run_metadata()  # before any report file is written (the plot would mark the commit dirty)
     out = {"ckpt": relativize(str(args.ckpt)), "sampler": args.sampler, "num_samples": args.num_samples,
            "seed": args.seed, "targets": [], "reused_targets": 0}
     for i, key in enumerate(args.target_list):
@@ -233,7 +232,7 @@ def main(argv=None) -> int:
     png = reports / f"{args.report}.png"
     plot(out, png)
     out["plot"] = png.name
-    out["metadata"] = metadata
+    out["metadata"] = run_metadata()
     jpath, mpath = write_report(args.report, out, markdown(args, out), reports_dir=reports)
     print(f"[samples] wrote {jpath}, {mpath}")
     return 0

@@ -76,3 +76,24 @@ def test_run_script_ends_a_script_like_a_cli_command(capsys):
         assert ended.value.code == code
     with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
         run_script(lambda: 1 // 0)
+
+
+def test_a_rewritten_report_does_not_mark_the_commit_dirty_but_a_code_change_does(tmp_path, monkeypatch):
+    import subprocess
+
+    from gencrystal import reporting
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "r.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(reporting, "REPO_ROOT", tmp_path)
+    (tmp_path / "reports" / "r.md").write_text("new\n")  # what a benchmark does before taking its metadata
+    assert not reporting.git_commit().endswith("+dirty")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert reporting.git_commit().endswith("+dirty")

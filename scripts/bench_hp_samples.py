@@ -196,6 +196,10 @@ def main(argv=None) -> int:
     refs = dft_volumes(args.check_report)
     gen = None
     work = Path(args.work)
+    try:  # before any sampling: an unusable --work is one line, not a traceback after the first target
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GencrystalError(f"--work {args.work}: cannot create it ({exc.strerror})") from None
     out = {"ckpt": relativize(str(args.ckpt)), "sampler": args.sampler, "num_samples": args.num_samples,
            "seed": args.seed, "targets": [], "reused_targets": 0}
     for i, key in enumerate(args.target_list):
@@ -223,7 +227,6 @@ def main(argv=None) -> int:
         row = {"key": key, "name": t.name, "formula": t.formula, "formula_units": t.formula_units,
                "pressure_gpa": t.pressure_gpa, "extrapolation": t.extrapolation, "v_ref": v_ref,
                "v_ref_source": source, "samples": d, "wall_s": round(time.time() - t0, 1)}
-        work.mkdir(parents=True, exist_ok=True)
         write_json(row, record)  # atomic: a kill leaves the target either whole or absent
         out["targets"].append(row)
     out["wall_s"] = round(sum(float(r.get("wall_s", 0.0)) for r in out["targets"]), 1)

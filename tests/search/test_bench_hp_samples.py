@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.scripts import load_script
 
 
@@ -43,3 +45,17 @@ def test_guard_kinds_and_reference_volumes_from_a_check_report(tmp_path):
     (tmp_path / "check.json").write_text(json.dumps(rep))
     assert bench.dft_volumes(str(tmp_path / "check.json")) == {"a": {"volume_per_atom": 7.1, "pressure_gpa": 50.0, "level": "gpaw"}}
     assert bench.dft_volumes(str(tmp_path / "absent.json")) == {}
+
+
+def test_an_unusable_work_folder_is_one_line_before_any_sampling(tmp_path, capsys):
+    import pytest
+
+    from gencrystal.errors import GencrystalError
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(GencrystalError, match="--work .*cannot create it"):
+        ckpt = Path(__file__).resolve().parents[2] / "checkpoints" / "gencrystal-hp-csp-heldout.ckpt"
+        _script().main(["--ckpt", str(ckpt), "--targets", "li_ci16",
+                        "--num-samples", "2", "--work", str(blocker / "x"), "--reports-dir", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()

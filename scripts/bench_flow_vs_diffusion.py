@@ -237,12 +237,18 @@ def goal_lines(res: dict) -> list[str]:
             continue
         best = max(flows, key=lambda r: (r["match_rate"], -r["rmse"] if _finite(r["rmse"]) else -math.inf))
         mr_ok = best["match_rate"] >= fast["match_rate"]
-        rmse_ok = _finite(best["rmse"]) and (not _finite(fast["rmse"]) or best["rmse"] < fast["rmse"])
-        verdict = "met" if (mr_ok and rmse_ok) else "NOT met"
+        comparable = _finite(best["rmse"]) and _finite(fast["rmse"])  # an RMSE over no matches is not a number
+        rmse_ok = comparable and best["rmse"] < fast["rmse"]
+        if not comparable:
+            rmse_word = "not comparable: " + ("diffusion fast" if _finite(best["rmse"]) else "the flow") + " matched nothing"
+            verdict = "not shown (the RMSE half needs matches on both sides)" if mr_ok else "NOT met"
+        else:
+            rmse_word = "lower" if rmse_ok else "not lower"
+            verdict = "met" if (mr_ok and rmse_ok) else "NOT met"
         out.append(f"- {DATASETS[ds]['title']}: best flow at <= 50 NFE is `{best['label']}` ({best['nfe']} NFE): "
                    f"match rate {_pct(best['match_rate'])} % against {_pct(fast['match_rate'])} % for diffusion "
                    f"fast at {fast['nfe']} NFE ({'>=' if mr_ok else '<'}), RMSE {_num(best['rmse'])} against "
-                   f"{_num(fast['rmse'])} ({'lower' if rmse_ok else 'not lower'}) -> goal **{verdict}**.")
+                   f"{_num(fast['rmse'])} ({rmse_word}) -> goal **{verdict}**.")
     return out
 
 

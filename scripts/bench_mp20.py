@@ -214,14 +214,18 @@ def sample_references(ckpt: Path, refs, sampler, k: int, args, cache: Path | Non
     from gencrystal.io import write_extxyz, write_json
     from gencrystal.sampling import Generator, expand_request
 
-    meta_path = cache.with_suffix(".json") if cache is not None else None
-    if cache is not None and cache.is_file() and meta_path.is_file():
+    def read_back(path: Path) -> list:
         from ase.io import read
 
-        frames = read(str(cache), index=":")
+        frames = read(str(path), index=":")
         for a in frames:  # (extxyz reads a numeric id back as an int; the references' ids are strings)
             if "ref_id" in a.info:
                 a.info["ref_id"] = str(a.info["ref_id"])
+        return frames
+
+    meta_path = cache.with_suffix(".json") if cache is not None else None
+    if cache is not None and cache.is_file() and meta_path.is_file():
+        frames = read_back(cache)
         meta = json.loads(meta_path.read_text())
         if len(frames) == len(refs) * k and [str(a.info.get("ref_id")) for a in frames[::k]] == [r.id for r in refs]:
             meta["reused"] = str(cache)
@@ -238,6 +242,9 @@ def sample_references(ckpt: Path, refs, sampler, k: int, args, cache: Path | Non
     if cache is not None:
         write_extxyz(frames, cache)
         write_json(meta, meta_path)
+        # the frames as a re-run reads them: the stages' per-structure caches key on the positions (1e-6 Å), and
+        # extxyz's text rounding moves some of them across that grid, so a resumed run would relax them again
+        frames = read_back(cache)
     return frames, meta
 
 

@@ -57,3 +57,41 @@ def test_unknown_dataset_is_refused():
     mod = _bench()
     with pytest.raises(SystemExit):
         mod.parse_args(["--dataset", "mpts52"])
+
+
+def test_sampled_frames_are_the_ones_a_rerun_reads(tmp_path, monkeypatch):
+    """The samples a first run hands to the stages equal, to the last bit, those a resumed run reads from
+    the sample file, so the per-structure relaxation caches (keyed on positions to 1e-6 Å) hit on resume:
+    a position just off the 1e-6 grid must not round one way in memory and the other after extxyz."""
+    import types
+
+    import numpy as np
+    from ase import Atoms
+
+    import gencrystal.sampling as sampling
+    from gencrystal.metrics.stability import structure_key
+
+    x = 1.8792954970928246  # 1.879295 at 1e-6 Å in memory; extxyz writes 1.87929550, which rounds to 1.879296
+    base = Atoms("NaCl", positions=[[0, 0, 0], [x, x, x]], cell=np.eye(3) * 4.1, pbc=True)
+
+    class FakeGenerator:
+        sampler_name = "fake"
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def run(self, requests, seed=None):
+            frames = [base.copy() for _ in requests]
+            return types.SimpleNamespace(frames=frames, nfe_per_sample=1, wall_time_s=0.0, flagged=[])
+
+    monkeypatch.setattr(sampling, "Generator", FakeGenerator)
+    mod = _bench()
+    ref = types.SimpleNamespace(id="r1", structure=None)
+    monkeypatch.setattr(mod, "cell_composition", lambda entry: {"Na": 1, "Cl": 1})
+    args = types.SimpleNamespace(device="cpu", sample_batch=8, seed=0)
+    cache = tmp_path / "samples.extxyz"
+    first, _ = mod.sample_references("unused.ckpt", [ref], "fake", 1, args, cache=cache)
+    again, meta = mod.sample_references("unused.ckpt", [ref], "fake", 1, args, cache=cache)
+    assert meta.get("reused") == str(cache)
+    assert np.array_equal(first[0].positions, again[0].positions)
+    assert structure_key(first[0], {}) == structure_key(again[0], {})

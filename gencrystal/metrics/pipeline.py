@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from gencrystal.errors import GencrystalError
+from gencrystal.fanout import progress_bar
 from gencrystal.metrics.io import Entry
 
 
@@ -311,15 +312,11 @@ def _within(seconds: float | None, func, *args, **kwargs):
         signal.signal(signal.SIGALRM, old)
 
 
-def run_dft_stage(
-    refs: Sequence[Entry], mlp: Sequence, run_dir: Path, s: StageSettings, backend, settings: Mapping
-) -> tuple[dict, list[Entry], list]:
-    """DFT relaxation of the MLP-relaxed samples of the ``s.dft_n`` smallest references (smallest
-    first, each cached); returns ``(summary, references done, DFT-relaxed samples)``."""
-    requested = smallest(refs, s.dft_n)
-    settings = {**dict(settings), "input_cell": "niggli", "pressure_gpa": s.pressure_gpa}
-    t0 = time.time()
-    done: dict[str, list] = {}
+def _dft_loop(
+    requested, mlp, run_dir: Path, s: StageSettings, backend, settings: Mapping, t0: float, done: dict[str, list], advance
+) -> str | None:
+    """Relax (or read from the cache) the MLP-relaxed samples of each requested reference in turn, filling
+    ``done[ref_id]``; returns the reference at which the DFT budget stopped the stage (None: all done)."""
     stopped_at = None
     for ref in requested:
         rows = []
@@ -340,6 +337,22 @@ def run_dft_stage(
         if stopped_at is not None:
             break
         done[ref.id] = rows
+        if advance is not None:
+            advance(1)
+    return stopped_at
+
+
+def run_dft_stage(
+    refs: Sequence[Entry], mlp: Sequence, run_dir: Path, s: StageSettings, backend, settings: Mapping
+) -> tuple[dict, list[Entry], list]:
+    """DFT relaxation of the MLP-relaxed samples of the ``s.dft_n`` smallest references (smallest
+    first, each cached); returns ``(summary, references done, DFT-relaxed samples)``."""
+    requested = smallest(refs, s.dft_n)
+    settings = {**dict(settings), "input_cell": "niggli", "pressure_gpa": s.pressure_gpa}
+    t0 = time.time()
+    done: dict[str, list] = {}
+    with progress_bar(len(requested), True, f"DFT [{backend.level_of_theory}]") as advance:
+        stopped_at = _dft_loop(requested, mlp, run_dir, s, backend, settings, t0, done, advance)
     dft_refs = [r for r in requested if r.id in done]
     ids = {r.id for r in dft_refs}
     flagged = [a.copy() for a in mlp if a.info["ref_id"] in ids and a.info.get("flagged")]

@@ -551,10 +551,11 @@ def markdown(res: dict) -> str:
             L += [f"DFT ({d['level_of_theory']}: GPAW PW {s.get('ecut')} eV, {s.get('xc')}, k-point density "
                   f"{s.get('kpt_density')} Å⁻¹, smearing {s.get('smearing')} eV, {s.get('optimizer')} fmax {s.get('fmax')} eV/Å, "
                   f"≤ {s.get('steps')} steps, symmetry {s.get('symmetry')}) on the MLP-relaxed samples of the N = "
-                  f"{d['n_ref']} smallest scored test crystals ({', '.join(d['ref_ids'])}); {d['converged']} of "
+                  f"{d['n_ref']} {'smallest ' if not d.get('left_out_by_budget') else ''}scored test crystals ({', '.join(d['ref_ids'])}); {d['converged']} of "
                   f"{d.get('n_computed', d['n_ref'])} converged, {d['wall_s']} s of DFT"
-                  + (f" (N = {d['n_requested']} was asked for; the {d['budget_s']:g} s DFT budget ran out before "
-                     f"{d['stopped_by_budget_before']})" if d.get("stopped_by_budget_before") else "")
+                  + (f" (the {d['n_requested']} smallest were asked for; the {d['budget_s']:g} s DFT budget ran out "
+                     f"before {', '.join(d.get('left_out_by_budget') or [d['stopped_by_budget_before']])}, left out; "
+                     "a re-run with a larger budget continues from the cache)" if d.get("stopped_by_budget_before") else "")
                   + (f"; errors: {'; '.join(d['errors'])}" if d.get("errors") else "") + ":", "",
                   *([f"Cutoff check on {c['formula']} ({c['ref_id']}, DFT-relaxed): stress pressure "
                      f"{c['pressure_low_gpa']:+.2f} GPa at {c['ecut_low_ev']:g} eV vs {c['pressure_high_gpa']:+.2f} GPa at "

@@ -314,32 +314,39 @@ def _within(seconds: float | None, func, *args, **kwargs):
 
 def _dft_loop(
     requested, mlp, run_dir: Path, s: StageSettings, backend, settings: Mapping, t0: float, done: dict[str, list], advance
-) -> str | None:
+) -> tuple[str | None, list[str]]:
     """Relax (or read from the cache) the MLP-relaxed samples of each requested reference in turn, filling
-    ``done[ref_id]``; returns the reference at which the DFT budget stopped the stage (None: all done)."""
-    stopped_at = None
+    ``done[ref_id]``. Once the DFT budget is spent nothing new starts, but references whose samples are all
+    cached (by an earlier invocation or a second worker) still count. Returns the first reference the budget
+    left out (None: all done) and every reference left out."""
+    stopped_at, left_out, spent = None, [], False
     for ref in requested:
-        rows = []
+        rows, missing = [], False
         for a in (a for a in mlp if a.info["ref_id"] == ref.id and not a.info.get("flagged")):
             path = _cache_path(run_dir, "dft", a, settings)
             hit = _cached(path, ref.id)
-            if hit is None:
+            if hit is None and not spent:
                 left = (s.dft_budget_s - (time.time() - t0)) if s.dft_budget_s else None
                 if left is not None and left <= 0:
-                    stopped_at = ref.id
-                    break
-                result = _within(left, backend.relax, niggli_copy(a), s.pressure_gpa, sid=ref.id)
-                if result is None:  # the budget ran out inside this relaxation: nothing cached, a re-run redoes it
-                    stopped_at = ref.id
-                    break
-                hit = _store(path, ref.id, result)
+                    spent = True
+                else:
+                    result = _within(left, backend.relax, niggli_copy(a), s.pressure_gpa, sid=ref.id)
+                    if result is None:  # the budget ran out inside this relaxation: nothing cached, a re-run redoes it
+                        spent = True
+                    else:
+                        hit = _store(path, ref.id, result)
+            if hit is None:
+                missing = True
+                continue
             rows.append(hit)
-        if stopped_at is not None:
-            break
+        if missing:
+            stopped_at = stopped_at or ref.id
+            left_out.append(ref.id)
+            continue
         done[ref.id] = rows
         if advance is not None:
             advance(1)
-    return stopped_at
+    return stopped_at, left_out
 
 
 def run_dft_stage(
@@ -352,7 +359,7 @@ def run_dft_stage(
     t0 = time.time()
     done: dict[str, list] = {}
     with progress_bar(len(requested), True, f"DFT [{backend.level_of_theory}]") as advance:
-        stopped_at = _dft_loop(requested, mlp, run_dir, s, backend, settings, t0, done, advance)
+        stopped_at, left_out = _dft_loop(requested, mlp, run_dir, s, backend, settings, t0, done, advance)
     dft_refs = [r for r in requested if r.id in done]
     ids = {r.id for r in dft_refs}
     flagged = [a.copy() for a in mlp if a.info["ref_id"] in ids and a.info.get("flagged")]
@@ -370,6 +377,7 @@ def run_dft_stage(
         "n_requested": len(requested),
         "budget_s": s.dft_budget_s,
         "stopped_by_budget_before": stopped_at,
+        "left_out_by_budget": left_out,
         "ref_ids": [r.id for r in dft_refs],
         "converged": sum(bool(h["converged"]) for h in dres),
         "n_computed": len(dres),

@@ -11,7 +11,7 @@ from ase import Atoms
 from ase.calculators.emt import EMT
 
 from gencrystal.metrics.io import Entry
-from gencrystal.metrics.pipeline import StageSettings, run_stages
+from gencrystal.metrics.pipeline import StageSettings, run_stages, smallest
 from gencrystal.potentials import calculator_potential
 from gencrystal.structures import to_structure
 
@@ -92,6 +92,25 @@ def test_dft_budget_stops_and_a_rerun_continues(tmp_path):
     res2 = run_stages(refs, frames, tmp_path, StageSettings(potential=pot, mlp_n=3, dft_n=3, workers=1), dft=backend)
     assert res2["dft"]["n_ref"] == 3 and res2["dft"]["n_cached"] == 1 and backend.calls == 3
     assert res2["dft"]["stopped_by_budget_before"] is None
+
+
+def test_a_spent_budget_still_takes_later_cached_crystals(tmp_path):
+    """A second worker (or an earlier run in another order) cached the largest crystal: with the budget
+    spent, the smallest (cached) and the largest count, the middle one is left out and named."""
+    refs, frames = _case()
+    pot = calculator_potential(EMT, "emt-test")
+    backend = EMTBackend()
+    run_stages(refs, frames, tmp_path, StageSettings(potential=pot, mlp_n=3, dft_n=1, workers=1), dft=backend)
+    order = [r.id for r in smallest(refs, 3)]
+    largest_only = [r for r in refs if r.id == order[2]]
+    run_stages(largest_only, [f for f in frames if f.info["ref_id"] == order[2]], tmp_path,
+               StageSettings(potential=pot, mlp_n=1, dft_n=1, workers=1), dft=backend)
+    calls = backend.calls
+    res = run_stages(refs, frames, tmp_path, StageSettings(potential=pot, mlp_n=3, dft_n=3, workers=1, dft_budget_s=1e-9),
+                     dft=backend)
+    assert backend.calls == calls  # nothing new started
+    assert res["dft"]["ref_ids"] == [order[0], order[2]] and res["dft"]["n_ref"] == 2
+    assert res["dft"]["left_out_by_budget"] == [order[1]] and res["dft"]["stopped_by_budget_before"] == order[1]
 
 
 def test_evaluate_pipeline_cli_raw_only_and_bad_input(tmp_path, capsys):

@@ -313,13 +313,15 @@ def _within(seconds: float | None, func, *args, **kwargs):
 
 
 def _dft_loop(
-    requested, mlp, run_dir: Path, s: StageSettings, backend, settings: Mapping, t0: float, done: dict[str, list], advance
-) -> tuple[str | None, list[str]]:
-    """Relax (or read from the cache) the MLP-relaxed samples of each requested reference in turn, filling
-    ``done[ref_id]``. Once the DFT budget is spent nothing new starts, but references whose samples are all
-    cached (by an earlier invocation or a second worker) still count. Returns the first reference the budget
-    left out (None: all done) and every reference left out."""
-    stopped_at, left_out, spent = None, [], False
+    requested, mlp, run_dir: Path, s: StageSettings, backend, settings: Mapping, advance
+) -> tuple[dict[str, list], list[str]]:
+    """Relax (or read from the cache) the MLP-relaxed samples of each requested reference in turn. Once the
+    DFT budget is spent nothing new starts, but references whose samples are all cached (by an earlier
+    invocation or a second worker) still count. Returns ``({ref_id: relaxations}, references left out)``."""
+    t0 = time.time()
+    done: dict[str, list] = {}
+    left_out: list[str] = []
+    spent = False
     for ref in requested:
         rows, missing = [], False
         for a in (a for a in mlp if a.info["ref_id"] == ref.id and not a.info.get("flagged")):
@@ -340,13 +342,12 @@ def _dft_loop(
                 continue
             rows.append(hit)
         if missing:
-            stopped_at = stopped_at or ref.id
             left_out.append(ref.id)
             continue
         done[ref.id] = rows
         if advance is not None:
             advance(1)
-    return stopped_at, left_out
+    return done, left_out
 
 
 def run_dft_stage(
@@ -357,9 +358,8 @@ def run_dft_stage(
     requested = smallest(refs, s.dft_n)
     settings = {**dict(settings), "input_cell": "niggli", "pressure_gpa": s.pressure_gpa}
     t0 = time.time()
-    done: dict[str, list] = {}
     with progress_bar(len(requested), True, f"DFT [{backend.level_of_theory}]") as advance:
-        stopped_at, left_out = _dft_loop(requested, mlp, run_dir, s, backend, settings, t0, done, advance)
+        done, left_out = _dft_loop(requested, mlp, run_dir, s, backend, settings, advance)
     dft_refs = [r for r in requested if r.id in done]
     ids = {r.id for r in dft_refs}
     flagged = [a.copy() for a in mlp if a.info["ref_id"] in ids and a.info.get("flagged")]
@@ -376,7 +376,7 @@ def run_dft_stage(
         "n_ref": len(dft_refs),
         "n_requested": len(requested),
         "budget_s": s.dft_budget_s,
-        "stopped_by_budget_before": stopped_at,
+        "stopped_by_budget_before": left_out[0] if left_out else None,
         "left_out_by_budget": left_out,
         "ref_ids": [r.id for r in dft_refs],
         "converged": sum(bool(h["converged"]) for h in dres),

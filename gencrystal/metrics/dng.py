@@ -189,28 +189,48 @@ def duplicate_groups(structures: Sequence[Structure | None], matcher: str = "nov
     return group_duplicates(structures, matcher)
 
 
+def _reduced(sm, s: Structure) -> Structure | None:
+    """The cell ``sm.fit`` would compare: Niggli-reduced, then primitive when the matcher asks for it
+    (pymatgen's own order); None for a cell pymatgen cannot reduce."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = s.get_reduced_structure(reduction_algo="niggli")
+            return r.get_primitive_structure() if sm._primitive_cell else r
+    except Exception:
+        return None
+
+
 def novelty_flags(structures: Sequence[Structure | None], train: Sequence[Structure], matcher: str = "novelty") -> list[bool]:
-    """True for each structure that matches no training structure (same reduced formula compared only)."""
+    """True for each structure that matches no training structure (same reduced formula compared only).
+
+    Each structure is reduced once (``fit(..., skip_structure_reduction=True)``: pymatgen's own cache holds
+    300 cells, so a large training pool was reduced again for every comparison), and without supercell or
+    subset matching only reduced cells with equal site counts are compared (``fit`` refuses the others).
+    """
     sm = make_matcher(matcher)
-    by_formula: dict[str, list[Structure]] = defaultdict(list)
+    same_size_only = not sm._supercell and not sm._subset
+    by_key: dict[tuple, list[Structure]] = defaultdict(list)
     for t in train:
-        if t is not None:
-            by_formula[_formula_key(t)].append(t)
+        if t is not None and (r := _reduced(sm, t)) is not None:
+            by_key[(_formula_key(t), len(r) if same_size_only else 0)].append(r)
     out = []
     for s in structures:
         if s is None:
             out.append(False)
             continue
+        r = _reduced(sm, s)
         novel = True
-        for t in by_formula.get(_formula_key(s), []):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    if sm.fit(s, t):
-                        novel = False
-                        break
-            except Exception:
-                continue
+        if r is not None:
+            for t in by_key.get((_formula_key(s), len(r) if same_size_only else 0), []):
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        if sm.fit(r, t, skip_structure_reduction=True):
+                            novel = False
+                            break
+                except Exception:
+                    continue
         out.append(novel)
     return out
 

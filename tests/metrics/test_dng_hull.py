@@ -85,6 +85,30 @@ def test_uniqueness_and_novelty():
     assert novel == [False, True, True]
 
 
+def test_novelty_agrees_with_pymatgen_fit_across_cells_and_sizes():
+    """Reducing each structure once and comparing equal-size cells only must not change a verdict: a
+    conventional cell and a 2x2x1 supercell of the pool's primitive rock salt still match it, a CsCl cell
+    and a 4-site distorted cell match their own pool members, a rattled cell matches none, exactly as a plain ``fit`` on the originals says."""
+    from gencrystal.matching import make_matcher
+
+    prim = _rocksalt(5.64).get_primitive_structure()
+    supercell = prim.copy()
+    supercell.make_supercell([2, 2, 1])
+    rattled = _rocksalt(5.64)
+    rattled.perturb(0.9, min_distance=0.6, seed=0)
+    cscl = Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.4), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    doubled = prim.copy()  # a 2x1x1 rock salt with one Na displaced: 4 sites after reduction, not 2
+    doubled.make_supercell([2, 1, 1])
+    doubled.translate_sites([0], [0.03, 0.0, 0.0])
+    doubled_rotated = doubled.copy()
+    doubled_rotated.apply_operation(SymmOp.from_axis_angle_and_translation([0, 0, 1], 50))
+    queries = [_rocksalt(5.7), supercell, cscl, rattled, doubled_rotated, None]
+    pool = [cscl.copy().scale_lattice(60.0), prim, doubled]
+    sm = make_matcher("novelty")
+    plain = [q is not None and not any(sm.fit(q, t) for t in pool) for q in queries]
+    assert novelty_flags(queries, pool) == plain == [False, False, False, True, False, False]
+
+
 def test_coverage_definitions():
     ref_s = [np.zeros(3), np.ones(3) * 10]
     ref_c = [np.zeros(2), np.array([1.0, 1.0])]

@@ -365,6 +365,14 @@ def _cells(r: dict) -> str:
             f"{_num(r.get('metre_crmse'))} |")
 
 
+def counted(lines: Sequence[str]) -> str:
+    """Distinct messages in first-seen order, each prefixed by its count when it repeats ("9 × not converged")."""
+    from collections import Counter
+
+    n = Counter(lines)
+    return "; ".join(f"{n[m]} × {m}" if n[m] > 1 else m for m in dict.fromkeys(lines))
+
+
 def _leakage_lines(lk: dict | None, split: str) -> list[str]:
     if not lk:
         return []
@@ -556,7 +564,7 @@ def markdown(res: dict) -> str:
                   + (f" (the {d['n_requested']} smallest were asked for; the {d['budget_s']:g} s DFT budget ran out "
                      f"before {', '.join(d.get('left_out_by_budget') or [d['stopped_by_budget_before']])}, left out; "
                      "a re-run with a larger budget continues from the cache)" if d.get("stopped_by_budget_before") else "")
-                  + (f"; errors: {'; '.join(d['errors'])}" if d.get("errors") else "") + ":", "",
+                  + (f"; errors: {counted(d['errors'])}" if d.get("errors") else "") + ":", "",
                   *([f"Cutoff check on {c['formula']} ({c['ref_id']}, DFT-relaxed): stress pressure "
                      f"{c['pressure_low_gpa']:+.2f} GPa at {c['ecut_low_ev']:g} eV vs {c['pressure_high_gpa']:+.2f} GPa at "
                      f"{c['ecut_high_ev']:g} eV (ΔP = {c['delta_gpa']:+.2f} GPa; energy {c['energy_low_ev_per_atom']:.4f} vs "

@@ -95,3 +95,10 @@ def test_sampled_frames_are_the_ones_a_rerun_reads(tmp_path, monkeypatch):
     assert meta.get("reused") == str(cache)
     assert np.array_equal(first[0].positions, again[0].positions)
     assert structure_key(first[0], {}) == structure_key(again[0], {})
+
+
+def test_repeated_error_lines_are_counted_once_in_first_seen_order():
+    counted = _bench().counted
+    lines = ["not converged in 10 steps", "no U setup", "not converged in 10 steps", "not converged in 10 steps"]
+    assert counted(lines) == "3 × not converged in 10 steps; no U setup"
+    assert counted(["only once"]) == "only once"

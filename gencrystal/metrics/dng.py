@@ -190,13 +190,12 @@ def duplicate_groups(structures: Sequence[Structure | None], matcher: str = "nov
 
 
 def _reduced(sm, s: Structure) -> Structure | None:
-    """The cell ``sm.fit`` would compare: Niggli-reduced, then primitive when the matcher asks for it
-    (pymatgen's own order); None for a cell pymatgen cannot reduce."""
+    """The cell ``sm.fit`` compares (pymatgen's own reduction: Niggli, then primitive when the matcher asks
+    for it); None for a cell pymatgen cannot reduce."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            r = s.get_reduced_structure(reduction_algo="niggli")
-            return r.get_primitive_structure() if sm._primitive_cell else r
+            return sm._get_reduced_structure(s, sm._primitive_cell, niggli=True)
     except Exception:
         return None
 

@@ -132,3 +132,54 @@ def test_evaluate_csp_protocol_metre_cli(tmp_path, capsys):
     assert main(["evaluate", "csp", f"pred={tmp_path / 'pred.extxyz'}", f"ref={tmp_path / 'ref.extxyz'}",
                  f"out={tmp_path / 'bad'}", "protocol=everyone"]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def _mixed_pool() -> list[Structure]:
+    """NaCl cells that reduce to 1, 2 and 8+ sites, rattled copies and supercells (so reduction matters)."""
+    rng = np.random.default_rng(3)
+    out = [rocksalt(), rocksalt(5.5), cscl(), cscl(3.6)]
+    big = rocksalt()
+    big.make_supercell([2, 1, 1])
+    out.append(big)
+    for base in (rocksalt(), cscl()):
+        r = base.copy()
+        r.perturb(0.15, min_distance=0.05, seed=int(rng.integers(1 << 30)))
+        out.append(r)
+    odd = Structure(Lattice.orthorhombic(3.9, 4.3, 5.1), ["Na", "Cl"] * 2, rng.random((4, 3)))
+    out.append(odd)
+    return out
+
+
+@pytest.mark.parametrize("workers, timeout_s", [(1, 0.0), (2, 30.0)])
+def test_reduce_once_gives_get_rms_dist_values(workers, timeout_s):
+    from gencrystal.metrics.matching import rms_distances
+
+    pool = _mixed_pool()
+    pairs = [(a, b) for a in pool for b in pool] + [(None, pool[0])]
+    plain = rms_distances(pairs, workers=workers, timeout_s=timeout_s, progress=False)
+    once = rms_distances(pairs, workers=workers, timeout_s=timeout_s, progress=False, reduce_once=True)
+    assert [r[2] for r in once] == [r[2] for r in plain]
+    assert {r[2] for r in plain} >= {"match", "no_match", "skipped"}
+    for a, b in zip(plain, once):
+        if a[2] == "match":
+            assert b[0] == pytest.approx(a[0], abs=1e-9) and b[1] == pytest.approx(a[1], abs=1e-9)
+
+
+def test_reduce_once_skips_pairs_of_different_reduced_size(monkeypatch):
+    """Cells whose reduced site counts differ are never handed to the matcher (no supercell matching)."""
+    from gencrystal.metrics import matching
+
+    calls = []
+    real = matching._rms_of_reduced
+    monkeypatch.setattr(matching, "_rms_of_reduced", lambda sm, p, r: calls.append((len(p), len(r))) or real(sm, p, r))
+    big = rocksalt()
+    big.make_supercell([2, 1, 1])
+    sizes = {"rs": rocksalt(), "rs_big": big, "cs": cscl()}
+    pairs = [(a, b) for a in sizes.values() for b in sizes.values()]
+    res = matching.rms_distances(pairs, workers=1, timeout_s=0.0, progress=False, reduce_once=True)
+    assert len(calls) == 9 and set(calls) == {(2, 2)}  # every rock-salt cell reduces to 2 sites, as CsCl
+    assert all(r[2] == "match" for r in res[:2])
+    odd = Structure(Lattice.cubic(4.0), ["Na", "Cl"] * 2, [[0, 0, 0], [0.5, 0.5, 0.5], [0.1, 0.2, 0.3], [0.6, 0.3, 0.8]])
+    calls.clear()
+    res = matching.rms_distances([(odd, cscl()), (odd, odd)], workers=1, timeout_s=0.0, progress=False, reduce_once=True)
+    assert [r[2] for r in res] == ["no_match", "match"] and calls == [(4, 4)]

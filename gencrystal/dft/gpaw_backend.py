@@ -94,6 +94,7 @@ class GPAWBackend:
         from gencrystal.relax.ase_relax import relax_one
 
         t0 = time.perf_counter()
+        atoms = gpaw_orientation(atoms)
         try:
             calc = self.calculator(atoms)
         except Exception as exc:
@@ -112,9 +113,28 @@ class GPAWBackend:
         """Energy (eV) and pressure −tr(σ)/3 (GPa) of ``atoms`` as given."""
         from gencrystal.units import ev_per_a3_to_gpa
 
-        a = atoms.copy()
+        a = gpaw_orientation(atoms)
         a.calc = self.calculator(a)
         return float(a.get_potential_energy()), -ev_per_a3_to_gpa(float(a.get_stress()[:3].mean()))
+
+
+def gpaw_orientation(atoms: Atoms) -> Atoms:
+    """A copy of ``atoms`` that GPAW accepts: an orthorhombic cell with a negative diagonal entry
+    (a Niggli-reduced cubic cell can come as diag(−a, −a, a)) is rotated to ASE's standard form.
+
+    GPAW's ASCII picture of the atoms in its log sizes its canvas from the cell diagonal and
+    raises ``ValueError: negative dimensions are not allowed`` for such a cell (pyrite-type SiO2
+    failed so before its first SCF step). The rotation is proper (the handedness is +1 when the
+    picture is drawn), so energies, stresses and fractional coordinates are unchanged.
+    """
+    import numpy as np
+
+    out = atoms.copy()
+    cell = out.cell
+    if cell.rank == 3 and cell.orthorhombic and (np.diag(cell[:]) < 0).any() and cell.handedness == 1:
+        standard, _ = cell.standard_form()
+        out.set_cell(standard, scale_atoms=True)
+    return out
 
 
 def _msg(exc: BaseException) -> str:

@@ -58,11 +58,17 @@ def _summary(res) -> dict[str, Any]:
     }
 
 
+#: Failures that the same inputs reproduce, so a re-run reads them from the cache: the step limit
+#: and an SCF that does not converge within its iteration limit. Any other error is not cached.
+_CACHED_FAILURES = ("not converged", "SCF not converged")
+
+
 def dft_relax_cached(
     atoms: Atoms, pressure_gpa: float, backend, settings: dict, cache_dir: str | Path, sid: str
 ) -> tuple[Atoms, dict[str, Any]]:
     """DFT relaxation of ``atoms`` at ``pressure_gpa`` (GPa), read from ``cache_dir`` when an earlier
-    run did it with the same structure and ``settings``; returns (relaxed Atoms, summary)."""
+    run did it with the same structure and ``settings``; returns (relaxed Atoms, summary). A relaxation
+    that crashed (an error other than :data:`_CACHED_FAILURES`) is returned but not cached."""
     from ase.io import read
 
     from gencrystal.io import write_extxyz
@@ -79,6 +85,9 @@ def dft_relax_cached(
     res = backend.relax(atoms, pressure_gpa, sid=sid)
     summary = _summary(res)
     b = res.atoms.copy()
+    if res.error is not None and not res.error.startswith(_CACHED_FAILURES):
+        summary["cached"] = False  # a crash (set-up, code or environment) is not replayed from the cache
+        return b, summary
     # (an empty string does not survive the extxyz comment line: it would swallow the next key)
     b.info = {f"dft_{k}": v for k, v in summary.items() if v is not None and v != ""}
     path.parent.mkdir(parents=True, exist_ok=True)

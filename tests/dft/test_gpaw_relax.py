@@ -38,3 +38,24 @@ def test_scf_non_convergence_is_a_recorded_failure(gpaw_test_backend):
     res = backend.relax(bulk("Si", "diamond", a=5.43), 0.0, sid="si")
     assert not res.converged and res.error is not None
     assert "SCF not converged" in res.error and "KohnShamConvergenceError" in res.error
+
+
+def test_cell_with_negative_diagonal_is_rotated_not_refused(gpaw_test_backend):
+    """A Niggli-reduced cubic cell can come as diag(-a, -a, a); GPAW's log picture refuses it
+    (ValueError: negative dimensions), so the backend rotates it: same crystal, same energy."""
+    import numpy as np
+
+    from gencrystal.dft.gpaw_backend import gpaw_orientation
+
+    li = bulk("Li", "bcc", a=2.8, cubic=True)
+    flipped = li.copy()
+    flipped.set_cell(np.diag([-1.0, -1.0, 1.0]) @ li.cell[:], scale_atoms=True)  # 180° about z
+    assert flipped.cell.handedness == 1 and flipped.cell.orthorhombic
+    fixed = gpaw_orientation(flipped)
+    assert (np.diag(fixed.cell[:]) > 0).all()
+    assert np.allclose(fixed.cell.cellpar(), li.cell.cellpar())
+    assert np.allclose(fixed.get_scaled_positions(), flipped.get_scaled_positions())
+    assert gpaw_orientation(li).cell[:] == pytest.approx(li.cell[:])  # a right-way-up cell is left alone
+    e_flipped, p_flipped = gpaw_test_backend.single_point(flipped)
+    e_li, p_li = gpaw_test_backend.single_point(li)
+    assert e_flipped == pytest.approx(e_li, abs=1e-4) and p_flipped == pytest.approx(p_li, abs=0.05)

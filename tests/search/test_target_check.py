@@ -185,3 +185,22 @@ def test_an_unconverged_dft_relaxation_without_a_space_group_reads_back_whole_fr
     assert dft.calls == 1 and again["cached"] and not again["converged"]
     assert again.get("space_group") is None and again["level_of_theory"] == "fake-dft"
     assert again["error"] == first["error"] == "not converged in 2 steps"
+
+
+def test_a_crashed_dft_relaxation_is_not_cached(tmp_path):
+    """A set-up crash (GPAW once refused a cell orientation) must not be replayed from the cache after the fix."""
+    from ase.build import bulk
+
+    from gencrystal.search.target_check import dft_relax_cached
+
+    class Crashing(FakeDFT):
+        def relax(self, atoms, pressure_gpa, sid=""):
+            r = super().relax(atoms, pressure_gpa, sid)
+            return dataclasses.replace(r, converged=False, error="ValueError: negative dimensions are not allowed")
+
+    dft = Crashing()
+    cu = bulk("Cu", "fcc", a=3.7)
+    _, first = dft_relax_cached(cu, 5.0, dft, {"steps": 2}, tmp_path, sid="cu")
+    assert not first["cached"] and not list(tmp_path.glob("*.extxyz"))
+    _, again = dft_relax_cached(cu, 5.0, dft, {"steps": 2}, tmp_path, sid="cu")
+    assert dft.calls == 2 and not again["cached"]

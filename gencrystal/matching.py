@@ -30,6 +30,13 @@ def make_matcher(kind: str = "csp", **overrides) -> StructureMatcher:
     return StructureMatcher(**kw)
 
 
+def reduced_like_matcher(sm: StructureMatcher, structure):
+    """The cell ``sm.fit`` / ``sm.get_rms_dist`` compare: pymatgen's own Niggli reduction, then the
+    primitive cell when the matcher asks for it (reuse with ``skip_structure_reduction``). Raises
+    what pymatgen raises."""
+    return sm._get_reduced_structure(structure, sm._primitive_cell, niggli=True)
+
+
 def group_duplicates(structures: Sequence[Any], kind: str = "csp") -> list[int]:
     """The one duplicate grouper: a label per structure, equal labels = duplicates.
 

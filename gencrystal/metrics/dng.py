@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 from pymatgen.core import Structure
 
-from gencrystal.matching import make_matcher
+from gencrystal.matching import make_matcher, reduced_like_matcher
 
 COV_CUTOFFS: dict[str, dict[str, float]] = {
     "mp20": {"struct": 0.4, "comp": 10.0},
@@ -195,7 +195,7 @@ def _reduced(sm, s: Structure) -> Structure | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return sm._get_reduced_structure(s, sm._primitive_cell, niggli=True)
+            return reduced_like_matcher(sm, s)
     except Exception:
         return None
 

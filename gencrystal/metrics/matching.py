@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from pymatgen.core import Structure
 
-from gencrystal.matching import make_matcher
+from gencrystal.matching import make_matcher, reduced_like_matcher
 
 if TYPE_CHECKING:
     from pymatgen.analysis.structure_matcher import StructureMatcher
@@ -103,8 +103,7 @@ def _reduce_one(structure: Structure) -> tuple[Structure | None, str]:
     try:
         with _Alarm(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sm = _matcher()
-            return sm._get_reduced_structure(structure, sm._primitive_cell, niggli=True), MATCH
+            return reduced_like_matcher(_matcher(), structure), MATCH
     except _PairTimeout:
         return None, TIMEOUT
     except Exception:

@@ -48,9 +48,11 @@ SYSTEMS: dict[str, dict] = {
            "seeds": "[" + ",".join(f"{{_target_:ase.build.bulk,name:Si,crystalstructure:diamond,a:{a}}}"
                                    for a in (5.43, 5.0, 4.72)) + "]"},
     "sio2": {"name": "SiO2", "seed": "rutile-type SiO2 (stishovite), 6 atoms, AFLOW prototype A2B_tP6_136_f_a",
-             "composition": "Si2O4", "pressures": "[0,25,50,100]", "seeds": f"[{_PROTO.format('sio2_rutile')}]"},
+             "composition": "Si2O4", "pressures": "[0,25,50,100]", "unsampled": {"α-PbO2 SiO2": "SiO2-aPbO2"},
+             "seeds": f"[{_PROTO.format('sio2_rutile')}]"},
     "b": {"name": "B", "seed": "α-B12, 12 atoms, AFLOW prototype A_hR12_166_2h", "composition": "B12",
-          "pressures": "[0,25,50,100]", "seeds": f"[{_PROTO.format('b_alpha12')}]"},
+          "pressures": "[0,25,50,100]", "unsampled": {"α-Ga B": "target:b_alpha_ga"},
+          "seeds": f"[{_PROTO.format('b_alpha12')}]"},
 }
 
 
@@ -236,12 +238,26 @@ def label_summary(path: Path) -> dict:
     """Count, volume range (Å³/atom), DFT stress-pressure range (GPa), k-grids and DFT wall time
     (s) of a loop's label store."""
     from gencrystal.learn.labels import LabelStore
+
+    return _summarise_labels(LabelStore(path).labels)
+
+
+def shipped_label_summary(committee_dir: Path, elements: set[str]) -> dict:
+    """:func:`label_summary` of the shipped committee's labels (``labels.db``) of one system: the
+    rows whose elements are exactly ``elements``."""
+    from gencrystal.db.schema import connect
+    from gencrystal.learn.labels import read_label_db
+
+    labels = read_label_db(connect(str(Path(committee_dir) / "labels.db")))
+    return _summarise_labels([a for a in labels if set(a.get_chemical_symbols()) == elements])
+
+
+def _summarise_labels(labels: list) -> dict:
     from gencrystal.units import ev_per_a3_to_gpa
 
-    labels = LabelStore(path).labels
     if not labels:
         return {"n": 0}
-    v = [a.get_volume() / len(a) for a in labels]
+    v = [float(a.get_volume() / len(a)) for a in labels]
     p = [-ev_per_a3_to_gpa(float(np.mean(a.calc.results["stress"][:3]))) for a in labels]
     return {"n": len(labels), "volume_per_atom": [round(min(v), 2), round(max(v), 2)],
             "dft_pressure_gpa": [round(min(p), 1), round(max(p), 1)],
@@ -257,7 +273,7 @@ def shipped_eos(args) -> dict:
     from omegaconf import OmegaConf
 
     from gencrystal.config import compose
-    from gencrystal.known_structures import _primitive, prototypes
+    from gencrystal.known_structures import _primitive, prototypes, target_structure
     from gencrystal.learn.loop import ActiveLearningLoop
     from gencrystal.potentials import load_potential
     from gencrystal.potentials.shared_trunk import load_shared_trunk
@@ -274,7 +290,9 @@ def shipped_eos(args) -> dict:
     eos_p = [float(p) for p in args.eos_pressures.split(",")] if args.eos_pressures else loop.pressures
     protos = {a.info["id"]: a for a in prototypes()}
     phases = {sysd["seed"].split(",")[0]: (loop.seeds[0], True)}
-    phases.update({name: (_primitive(protos[pid]), False) for name, pid in sysd.get("unsampled", {}).items()})
+    phases.update({name: (target_structure(pid.removeprefix("target:")) if pid.startswith("target:")
+                          else _primitive(protos[pid]), False)
+                   for name, pid in sysd.get("unsampled", {}).items()})
     t0 = time.perf_counter()
     refs = {}
     with single_threaded(1):  # DFT first (the seed's is shared with the loop's EOS, eos_dft.json)
@@ -310,7 +328,7 @@ def shipped_eos(args) -> dict:
                            "committee_energy_std_mev": ours[k].get("energy_std_at_minimum_mev")}
             result[name] = {"sampled_by_loop": sampled, "natoms": len(atoms), "eos": rows}
     return {"committee": str(args.shipped), "level_of_theory": committee.meta.get("level_of_theory"),
-            "convergence_check": conv, "labels": label_summary(loop.out / "labels.extxyz"),
+            "convergence_check": conv, "labels": shipped_label_summary(Path(args.shipped), set(loop.seeds[0].get_chemical_symbols())),
             "cost": evaluation_cost(committee) if args.system == "li" else None,
             "loop_config": {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("candidates", "relax", "select")},
             "n_labels": committee.meta.get("n_labels"), "n_heads": len(committee),

@@ -282,9 +282,20 @@ def training_record(args) -> dict:
     from gencrystal.db.schema import connect
 
     db = connect(str(Path(args.work) / "hp.db"))
-    ids = sorted(f"{r.get('source', r.id)}@{float(r.get('pressure_gpa', 0.0)):g}GPa" for r in db.select(split="train"))
+    ids = {f"{r.get('source', r.id)}@{float(r.get('pressure_gpa', 0.0)):g}GPa" for r in db.select(split="train")}
+    lineage = []
+    if getattr(args, "init_from", None):  # the weights started from another checkpoint: its training data is this one's too
+        import torch
+
+        init = torch.load(ROOT / args.init_from, map_location="cpu", weights_only=False)  # absolute paths pass through
+        if "gencrystal_training_ids" not in init:
+            raise SystemExit(f"--init-from {args.init_from} records no training ids: its training data cannot be "
+                             "checked for known phases")
+        ids.update(init["gencrystal_training_ids"])
+        lineage = [{"init_from": str(args.init_from), "shipped": init.get("gencrystal_shipped"),
+                    "n_training_ids": len(init["gencrystal_training_ids"])}, *init.get("gencrystal_lineage", [])]
     hold = Path(args.work) / "holdout.json"
-    return {"gencrystal_training_ids": ids,
+    return {"gencrystal_training_ids": sorted(ids), "gencrystal_lineage": lineage,
             "gencrystal_holdout": json.loads(hold.read_text()) if hold.is_file() else None}
 
 

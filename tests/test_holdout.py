@@ -147,6 +147,30 @@ def test_holdout_stage_moves_known_phases_out_of_every_split_and_ship_records_id
     assert rec["gencrystal_training_ids"] == ["mp20:val:x@50GPa"] and rec["gencrystal_holdout"]["removed"]
 
 
+def test_ship_records_the_training_ids_of_the_checkpoint_it_was_fine_tuned_from(tmp_path):
+    """A model fine-tuned with ``--init-from`` has seen its parent's training data: the shipped ids are
+    the union, the lineage names the parent, and a parent that records no ids cannot be shipped."""
+    import argparse
+    import json
+
+    import torch
+
+    from gencrystal.db.schema import add_structure, connect
+
+    td = load_script("train_default")
+    add_structure(connect(str(tmp_path / "hp.db")), bulk("NaCl", "rocksalt", a=5.6), pressure_gpa=25.0,
+                  level_of_theory="chgnet-0.3.0", source="mp20:val:x", split="train")
+    (tmp_path / "holdout.json").write_text(json.dumps({"removed": []}))
+    torch.save({"gencrystal_training_ids": ["mp20:val:parent@0GPa"], "gencrystal_shipped": {"source": "p"}},
+               tmp_path / "parent.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "orphan.ckpt")
+    rec = td.training_record(argparse.Namespace(work=str(tmp_path), init_from=str(tmp_path / "parent.ckpt")))
+    assert rec["gencrystal_training_ids"] == ["mp20:val:parent@0GPa", "mp20:val:x@25GPa"]
+    assert rec["gencrystal_lineage"][0]["n_training_ids"] == 1
+    with pytest.raises(SystemExit, match="records no training ids"):
+        td.training_record(argparse.Namespace(work=str(tmp_path), init_from=str(tmp_path / "orphan.ckpt")))
+
+
 def test_checkpoint_heldout_reads_the_recorded_ids_sources_and_the_holdout_record(tmp_path):
     """The benchmark's held-out check of a checkpoint: a recorded training id whose source is the
     phase (seed set or MP-20 CSV) fails it, so does a phase the hold-out never compared, or an id

@@ -81,24 +81,19 @@ class Potential:
     _calc: Any = field(default=None, repr=False)
 
     def coverage_warnings(self, atoms_list: Sequence[Atoms], pressure_gpa: float) -> list[str]:
-        """One line per way ``atoms_list`` at ``pressure_gpa`` (GPa) leaves :attr:`coverage`:
-        the elements outside its labels, named, and a pressure outside its label range."""
-        if not self.coverage:
-            return []
-        out = []
-        known = set(self.coverage.get("elements") or [])
-        outside = sorted({s for a in atoms_list for s in a.get_chemical_symbols()} - known) if known else []
-        if outside:
-            out.append(
-                f"{self.level_of_theory}: element {', '.join(outside)} is outside its DFT labels "
-                f"({', '.join(sorted(known))}); its predictions for {', '.join(outside)} are untested against DFT"
-            )
-        lo_hi = self.coverage.get("pressure_gpa")
-        if lo_hi and not float(lo_hi[0]) - 1e-9 <= float(pressure_gpa) <= float(lo_hi[1]) + 1e-9:
-            out.append(
-                f"{self.level_of_theory}: pressure {float(pressure_gpa):g} GPa is outside its DFT labels "
-                f"({float(lo_hi[0]):g}-{float(lo_hi[1]):g} GPa)"
-            )
+        """One line per way ``atoms_list`` at ``pressure_gpa`` (GPa) leaves :attr:`coverage`
+        (:func:`gencrystal.potentials.coverage.coverage_gaps`): an element outside its labels or an
+        element combination none of its labels has, named, and a pressure outside their range."""
+        from gencrystal.potentials.coverage import coverage_gaps
+
+        out: list[str] = []
+        for symbols in sorted({tuple(sorted(set(a.get_chemical_symbols()))) for a in atoms_list}):
+            for kind, gap in coverage_gaps(symbols, pressure_gpa, self.coverage):
+                line = f"{self.level_of_theory}: {gap}"
+                if kind != "pressure":
+                    line += "; its predictions for it are untested against DFT"
+                if line not in out:
+                    out.append(line)
         return out
 
     def unsupported(self, atoms: Atoms) -> str | None:

@@ -36,6 +36,41 @@ def potential_coverage(potential: str) -> dict | None:
     return json.loads(meta.read_text()).get("coverage")
 
 
+def coverage_gaps(
+    symbols: Sequence[str], pressure_gpa: float, coverage: dict | None, owner: str = "its"
+) -> list[tuple[str, str]]:
+    """``(kind, message)`` per way (kind ``element``, ``system`` or ``pressure``) a structure of these chemical ``symbols`` at ``pressure_gpa`` (GPa) leaves a potential's
+    ``coverage`` (empty: covered). A committee whose labels name their systems
+    (``dft_pressure_gpa_by_system``: element set → DFT pressure span) covers a structure only
+    when its element set is one labelled system (Li and Si labels do not make a Li–Si compound
+    covered), at a pressure inside that system's span (floored at 0 GPa, rounded outward to 1 GPa);
+    otherwise the elements and the common ``pressure_gpa`` range decide. ``owner`` names whose
+    labels the messages speak of ("its", "hp_committee's")."""
+    if not coverage:
+        return []
+    gaps = []
+    known = set(coverage.get("elements") or [])
+    have = set(symbols)
+    outside = sorted(have - known) if known else []
+    if outside:
+        gaps.append(("element", f"element {', '.join(outside)} is outside {owner} DFT labels ({', '.join(sorted(known))})"))
+    systems = coverage.get("dft_pressure_gpa_by_system") or {}
+    system = "-".join(sorted(have))
+    lo_hi = coverage.get("pressure_gpa")
+    if systems and not outside:
+        if system not in systems:
+            gaps.append(("system", f"element combination {system} is not one of {owner} labelled systems "
+                                   f"({'; '.join(sorted(systems))})"))
+            return gaps
+        span = systems[system]
+        lo_hi = [math.floor(max(float(span[0]), 0.0)), math.ceil(float(span[1]))]
+    if lo_hi and not float(lo_hi[0]) - 1e-9 <= float(pressure_gpa) <= float(lo_hi[1]) + 1e-9:
+        where = f" for {system}" if systems and not outside else ""
+        gaps.append(("pressure", f"pressure {float(pressure_gpa):g} GPa is outside {owner} DFT labels{where} "
+                                 f"({float(lo_hi[0]):g}-{float(lo_hi[1]):g} GPa)"))
+    return gaps
+
+
 def split_by_coverage(
     frames: Sequence[Atoms], potential: str, fallback: str, pressure_gpa: float
 ) -> tuple[list[Atoms], list[Atoms], list[str]]:
@@ -46,22 +81,15 @@ def split_by_coverage(
     from pymatgen.core import Composition
 
     cov = potential_coverage(potential)
-    lo, hi = (cov or {}).get("pressure_gpa") or (-math.inf, math.inf)
-    elements = set((cov or {}).get("elements") or [])
     covered: list[Atoms] = []
     rest: list[Atoms] = []
     messages: dict[str, str] = {}
     for a in frames:
         red = Composition(a.get_chemical_formula(mode="metal")).reduced_formula
-        outside = sorted(set(a.get_chemical_symbols()) - elements) if cov and elements else []
-        p_out = not (float(lo) <= float(pressure_gpa) <= float(hi))
-        if outside or p_out:
+        gaps = coverage_gaps(a.get_chemical_symbols(), pressure_gpa, cov, owner=f"{potential}'s")
+        if gaps:
             rest.append(a)
-            why = (
-                f"element {', '.join(outside)} is outside {potential}'s DFT labels ({', '.join(sorted(elements))})"
-                if outside
-                else f"{pressure_gpa:g} GPa is outside {potential}'s labels ({lo:g}-{hi:g} GPa)"
-            )
+            why = gaps[0][1]
             messages[red] = f"{red}: {why}; relaxed with the fallback potential {fallback} instead (no uncertainty)"
         else:
             covered.append(a)

@@ -52,6 +52,9 @@ def test_outside_its_labels_it_warns_naming_the_element_and_pressure(capsys):
     from gencrystal.relax import relax_structures
 
     pot = load_potential("hp_committee", device="cpu")
-    relax_structures([bulk("MgO", "rocksalt", a=4.2)], pressure_gpa=150.0, potential=pot, steps=1, progress=False)
+    relax_structures([bulk("NaCl", "rocksalt", a=5.0)], pressure_gpa=150.0, potential=pot, steps=1, progress=False)
     err = capsys.readouterr().err
-    assert "element Mg, O is outside its DFT labels" in err and "pressure 150 GPa is outside" in err
+    assert "element Cl, Na is outside its DFT labels" in err and "pressure 150 GPa is outside" in err
+    li_si = bulk("LiSi", "rocksalt", a=4.6)  # both elements labelled, never together
+    relax_structures([li_si], pressure_gpa=10.0, potential=pot, steps=1, progress=False)
+    assert "element combination Li-Si is not one of its labelled systems" in capsys.readouterr().err

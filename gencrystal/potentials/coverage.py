@@ -59,15 +59,21 @@ def coverage_gaps(
     lo_hi = coverage.get("pressure_gpa")
     if systems and not outside:
         if system not in systems:
-            gaps.append(("system", f"element combination {system} is not one of {owner} labelled systems "
-                                   f"({'; '.join(sorted(systems))})"))
+            gaps.append(
+                ("system", f"element combination {system} is not one of {owner} labelled systems ({'; '.join(sorted(systems))})")
+            )
             return gaps
         span = systems[system]
         lo_hi = [math.floor(max(float(span[0]), 0.0)), math.ceil(float(span[1]))]
     if lo_hi and not float(lo_hi[0]) - 1e-9 <= float(pressure_gpa) <= float(lo_hi[1]) + 1e-9:
         where = f" for {system}" if systems and not outside else ""
-        gaps.append(("pressure", f"pressure {float(pressure_gpa):g} GPa is outside {owner} DFT labels{where} "
-                                 f"({float(lo_hi[0]):g}-{float(lo_hi[1]):g} GPa)"))
+        gaps.append(
+            (
+                "pressure",
+                f"pressure {float(pressure_gpa):g} GPa is outside {owner} DFT labels{where} "
+                f"({float(lo_hi[0]):g}-{float(lo_hi[1]):g} GPa)",
+            )
+        )
     return gaps
 
 

@@ -38,19 +38,20 @@ import numpy as np
 REPORT_NAME = "active_learning"
 _PROTO = "{{_target_:gencrystal.known_structures.target_structure,key:{}}}"
 SYSTEMS: dict[str, dict] = {
-    "li": {"name": "Li", "seed": "bcc Li, conventional cubic cell (2 atoms)", "composition": "Li2",
+    "li": {"name": "Li", "seed": "bcc Li, conventional cubic cell (2 atoms)", "known_id": "Li-bcc", "composition": "Li2",
            "pressures": "[0,25,50,100]", "unsampled": {"fcc Li": "Li-fcc"},
            # the seed (the EOS structure) and two compressed copies (≈ the PBE volumes at 50 and 100 GPa)
            "seeds": "[" + ",".join(f"{{_target_:ase.build.bulk,name:Li,crystalstructure:bcc,a:{a},cubic:true}}"
                                    for a in (3.44, 2.6, 2.38)) + "]"},
-    "si": {"name": "Si", "seed": "diamond Si, primitive cell (2 atoms)", "composition": "Si2",
+    "si": {"name": "Si", "seed": "diamond Si, primitive cell (2 atoms)", "known_id": "Si-diamond", "composition": "Si2",
            "pressures": "[0,25,50,100]", "unsampled": {"β-Sn Si": "Si-betaSn"},
            "seeds": "[" + ",".join(f"{{_target_:ase.build.bulk,name:Si,crystalstructure:diamond,a:{a}}}"
                                    for a in (5.43, 5.0, 4.72)) + "]"},
     "sio2": {"name": "SiO2", "seed": "rutile-type SiO2 (stishovite), 6 atoms, AFLOW prototype A2B_tP6_136_f_a",
+             "known_id": "SiO2-stishovite",
              "composition": "Si2O4", "pressures": "[0,25,50,100]", "unsampled": {"α-PbO2 SiO2": "SiO2-aPbO2"},
              "seeds": f"[{_PROTO.format('sio2_rutile')}]"},
-    "b": {"name": "B", "seed": "α-B12, 12 atoms, AFLOW prototype A_hR12_166_2h", "composition": "B12",
+    "b": {"name": "B", "seed": "α-B12, 12 atoms, AFLOW prototype A_hR12_166_2h", "known_id": "B-alpha12", "composition": "B12",
           "pressures": "[0,25,50,100]", "unsampled": {"α-Ga B": "target:b_alpha_ga"},
           "seeds": f"[{_PROTO.format('b_alpha12')}]"},
 }
@@ -290,6 +291,9 @@ def shipped_eos(args) -> dict:
     eos_p = [float(p) for p in args.eos_pressures.split(",")] if args.eos_pressures else loop.pressures
     protos = {a.info["id"]: a for a in prototypes()}
     phases = {sysd["seed"].split(",")[0]: (loop.seeds[0], True)}
+    known_ids = {sysd["seed"].split(",")[0]: sysd["known_id"]}
+    known_ids.update({name: protos[pid].info["id"] if pid in protos else target_structure(pid.removeprefix("target:")).info.get("id", pid)
+                      for name, pid in sysd.get("unsampled", {}).items()})
     phases.update({name: (target_structure(pid.removeprefix("target:")) if pid.startswith("target:")
                           else _primitive(protos[pid]), False)
                    for name, pid in sysd.get("unsampled", {}).items()})
@@ -326,7 +330,9 @@ def shipped_eos(args) -> dict:
                            "committee_error_pct": 100 * (ours[k]["volume_per_atom"] - v) / v,
                            "committee_stress_std_gpa": ours[k].get("stress_std_at_minimum"),
                            "committee_energy_std_mev": ours[k].get("energy_std_at_minimum_mev")}
-            result[name] = {"sampled_by_loop": sampled, "natoms": len(atoms), "eos": rows}
+            result[name] = {"sampled_by_loop": sampled, "natoms": len(atoms), "formula": atoms.get_chemical_formula(),
+                            "known_id": known_ids[name],
+                            "eos": rows}
     return {"committee": str(args.shipped), "level_of_theory": committee.meta.get("level_of_theory"),
             "convergence_check": conv, "labels": shipped_label_summary(Path(args.shipped), set(loop.seeds[0].get_chemical_symbols())),
             "cost": evaluation_cost(committee) if args.system == "li" else None,

@@ -359,6 +359,50 @@ def volume_errors(refs, preds) -> dict:
     return {"volume_err_median_abs": float(np.median(np.abs(err))), "volume_err_mean": float(err.mean())}
 
 
+def dft_volume_references(path: Path, known: set[str]) -> list[dict]:
+    """The known phases' GPAW-PBE equilibrium volumes (Å³/atom) at each pressure (GPa) from the
+    shipped committee's EOS table (``reports/active_learning.json``, ``shipped``): one reference per
+    phase and pressure, ``{"phase", "formula", "pressure_gpa", "volume_per_atom", "held_out"}``;
+    ``held_out``: the phase (``known_id``) is one of the hold-out's references (``known``:
+    ``known:<id>`` of ``holdout.json``), so no structure of it reached the training data."""
+    if not path.is_file():
+        return []
+    shipped = json.loads(path.read_text()).get("shipped", {})
+    out = []
+    for system in shipped.values():
+        for phase, res in system.get("phases", {}).items():
+            if "formula" not in res:
+                continue
+            for p_gpa, row in res["eos"].items():
+                if row.get("dft_converged", True):
+                    out.append({"phase": phase, "formula": res["formula"], "pressure_gpa": float(p_gpa),
+                                "volume_per_atom": float(row["dft"]),
+                                "held_out": f"known:{res.get('known_id')}" in known})
+    return out
+
+
+def known_phase_volume_errors(gen, refs: list[dict], samples: int, seed: int) -> dict:
+    """Sample each reference's composition at its pressure ``samples`` times and compare the
+    volume per atom with the DFT one (V_pred/V_DFT − 1): median |err| over every sample, mean, and
+    the median per phase and pressure."""
+    import numpy as np
+    from pymatgen.core import Composition
+
+    from gencrystal.sampling.requests import SampleRequest
+
+    reqs = [SampleRequest(composition=Composition(r["formula"]), pressure_gpa=r["pressure_gpa"], num_samples=samples,
+                          formula=r["formula"]) for r in refs]
+    run = gen.run(reqs, seed=seed)
+    errs: dict[int, list[float]] = {}
+    for a in run.frames:
+        i = int(a.info["request_index"])
+        errs.setdefault(i, []).append((a.get_volume() / len(a)) / refs[i]["volume_per_atom"] - 1)
+    flat = np.array([e for v in errs.values() for e in v])
+    rows = [{**refs[i], "median_err": float(np.median(v)), "n": len(v)} for i, v in sorted(errs.items())]
+    return {"n_refs": len(refs), "n_samples": int(flat.size), "volume_err_median_abs": float(np.median(np.abs(flat))),
+            "volume_err_mean": float(flat.mean()), "all_held_out": all(r["held_out"] for r in refs), "rows": rows}
+
+
 @timed
 def stage_evaluate(args) -> None:
     from pymatgen.core import Composition
@@ -414,6 +458,11 @@ def stage_evaluate(args) -> None:
         m = json.loads((ev / "csp" / name / "metrics.json").read_text())
         results[name] = {"n": len(sub_r), **{k: v for k, v in m.items() if isinstance(v, (int, float, str))},
                          **volume_errors(sub_r, [a for a in preds if a.info["ref_id"] in ids])}
+    hold = Path(args.work) / "holdout.json"
+    known = set(json.loads(hold.read_text()).get("references", [])) if hold.is_file() else set()
+    dft_refs = dft_volume_references(ROOT / args.dft_volumes, known)
+    if dft_refs:
+        results["known_phases_dft"] = known_phase_volume_errors(gen, dft_refs, args.dft_volume_samples, args.seed)
     # validation loss of the shipped weights (EMA) from the training CSV log
     import pandas as pd
 
@@ -439,6 +488,15 @@ def stage_evaluate(args) -> None:
             r = results[name]
             md.append(f"| {name} | {r['n']} | {r.get('match_rate', float('nan')):.4f} | {r.get('rmse', float('nan'))} | "
                       f"{r.get('volume_err_median_abs', float('nan')):.3f} | {r.get('volume_err_mean', float('nan')):+.3f} |")
+    kp = results.get("known_phases_dft")
+    if kp:
+        md += ["", f"Known phases at their GPAW-PBE volumes (`{args.dft_volumes}`, the committee's EOS table): "
+               f"{kp['n_refs']} phase × pressure references, {args.dft_volume_samples} samples each; "
+               f"{'every phase held out of the training data' if kp['all_held_out'] else 'NOT every phase held out'}. "
+               f"Median |V_pred/V_DFT − 1| = **{kp['volume_err_median_abs']:.3f}** (mean {kp['volume_err_mean']:+.3f}).", "",
+               "| phase | formula | P (GPa) | V DFT (Å³/atom) | median error of the samples | held out |", "|---|---|---|---|---|---|"]
+        md += [f"| {r['phase']} | {r['formula']} | {r['pressure_gpa']:g} | {r['volume_per_atom']:.3f} | "
+               f"{r['median_err']:+.3f} | {'yes' if r['held_out'] else 'no'} |" for r in kp["rows"]]
     md += ["", (f"Validation loss (EMA): best {results.get('val_loss_best')}, last {results.get('val_loss_last')}"
                 if "val_loss_best" in results else "Validation loss: not from this work folder's training log (--ckpt given)"),
            f"Stage wall times (s): {json.dumps({k: round(v) for k, v in times.items()})}"]
@@ -474,6 +532,9 @@ def main(argv=None) -> int:
                    help="where the ship stage writes the checkpoint (default checkpoints/gencrystal-hp-csp-small.ckpt)")
     p.add_argument("--ckpt", default=None, help="checkpoint to evaluate (default: the shipped one)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate at most this many held-out references")
+    p.add_argument("--dft-volumes", default="reports/active_learning.json",
+                   help="evaluate: known phases' DFT volumes per pressure (the committee's EOS table), relative to the repository")
+    p.add_argument("--dft-volume-samples", type=int, default=4, help="evaluate: samples per known phase and pressure")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", default="default_model", help="report name")
     p.add_argument("--reports-dir", default=None, help="report folder (default: reports/)")

@@ -1,7 +1,11 @@
 #!/usr/bin/env python
 """Recipe of the shipped high-pressure committee ``checkpoints/hp_committee`` (``potential=hp_committee``).
 
-    python scripts/train_hp_committee.py --labels outputs/al_li/labels.db outputs/al_si/labels.db
+    python scripts/train_hp_committee.py --labels checkpoints/hp_committee/labels.db \
+        outputs/al_sio2/labels.db outputs/al_b/labels.db --heads 3 --name hp-committee-v2
+
+(the shipped v2: the Li and Si labels of v1, read back from its ``labels.db``, plus the SiO2 and B
+labels of one converged-settings loop iteration each; the calls are in ``reports/active_learning.md``)
 
 1. Every DFT label row of the ``--labels`` databases (written by ``gencrystal learn ... db=``,
    each row with its DFT settings: ``dft_code``, ``dft_xc``, ``dft_ecut_ev``,
@@ -67,7 +71,7 @@ def main(argv=None) -> int:
     p.add_argument("--head-epochs", type=int, default=10, help="epochs per head (trunk frozen)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--name", default="hp-committee-v1", help="level of theory written to databases")
+    p.add_argument("--name", default="hp-committee-v2", help="level of theory written to databases")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 

@@ -80,8 +80,8 @@ def coverage_gaps(
 def split_by_coverage(
     frames: Sequence[Atoms], potential: str, fallback: str, pressure_gpa: float
 ) -> tuple[list[Atoms], list[Atoms], list[str]]:
-    """Split ``frames`` into those ``potential`` covers (every element among its
-    labels' elements, ``pressure_gpa`` inside their range) and those relaxed with the named
+    """Split ``frames`` into those ``potential`` covers (no gap of :func:`coverage_gaps`) and
+    those relaxed with the named
     ``fallback`` instead; returns ``(covered, fallback_frames, messages)``, one message per
     reduced formula saying which potential relaxes it and, for a fallback, why."""
     from pymatgen.core import Composition

@@ -548,7 +548,8 @@ def main(argv=None):
             from gencrystal.search.holdout import checkpoint_heldout
 
             ck = checkpoint_heldout(ckpt_record, phase.structure(), f"known:{phase.structure_id}",
-                                    REPO / "data" / "fixtures" / "hp_seeds.extxyz", resolve_data_root())
+                                    [REPO / "data" / "fixtures" / f for f in ("hp_seeds.extxyz", "hp_random_seeds.extxyz")],
+                                    resolve_data_root())
             heldout = {**heldout, "checkpoint": ck, "held_out": heldout["held_out"] and ck["held_out"],
                        "matches": heldout["matches"] + [f"recorded training id {m}" for m in ck["matches"]]}
         runs = []

@@ -9,14 +9,20 @@ Stages (each resumable: re-run the same command after a kill, finished work is s
 ``seeds``
     ``data/fixtures/hp_seeds.extxyz``: 14 known Li/Si/SiO2/B prototypes plus 10 seeded
     pyxtal random crystals (:func:`gencrystal.demo.seed_structures`); written only when missing.
+``randomseeds``
+    ``data/fixtures/hp_random_seeds.extxyz``: ``--random-seeds`` pyxtal random crystals per
+    composition and cell size of :data:`RANDOM_SEED_SPECS` (Li, Si, SiO2, B at the known
+    phases' cell sizes), seeded; written only when missing (committed, so every training id
+    resolves to its source). Relaxed with the trusted committee, they give the model the
+    density of these systems under pressure while the known phases themselves are held out.
 ``mp20seeds``
     ``<work>/mp20_seeds.extxyz``: the first ``--mp20-seeds`` MP-20 val structures with at
     most ``--mp20-seed-max-atoms`` atoms (high-pressure relaxation seeds).
 ``db``
-    ``gencrystal db build`` of the seeds, then of the MP-20 seeds (if any; ``--db-sources
-    mp20,seeds`` swaps them, ``mp20`` or ``seeds`` builds one), at 50, 100, 25
+    ``gencrystal db build`` of the seeds, then of the MP-20 seeds (if any; ``--db-sources``
+    orders and chooses ``seeds``, ``random`` and ``mp20``), at 50, 100, 25
     and 0 GPa (``--pressures``, most wanted first) with the trusted committee
-    ``hp_committee`` where its DFT labels cover the structure (Li, Si; 0–100 GPa) and CHGNet
+    ``hp_committee`` where its DFT labels cover the structure (Li, Si, SiO2, B) and CHGNet
     for the rest (``--potential``, ``--fallback-potential``; fmax 0.1 eV/Å, ≤ 200 FIRE
     steps; every row keeps its ``level_of_theory``) into ``<work>/hp.db``; the build's task ledger makes it resumable, and
     ``--db-minutes`` caps its wall time on a busy machine.
@@ -25,12 +31,16 @@ Stages (each resumable: re-run the same command after a kill, finished work is s
     MP-20 *test* rows (split ``val`` / ``test``) at 0 GPa, DFT (PBE) labels as published,
     written unrelaxed (skipped by ``source`` when already present).
 ``splits``
-    CHGNet rows get a ``split`` key grouped by the seed they came from (every pressure of
-    one seed in the same split; seeded 80/10/10).
+    a seed relaxed at one pressure by more than one build (an earlier potential, e.g. CHGNet
+    before the committee covered it) keeps only its latest row; the relaxed rows get a
+    ``split`` key grouped by the seed they came from (every pressure of one seed in the same
+    split; seeded 80/10/10).
 ``holdout``
     the known phases out of the training data: every row (any split, MP-20 rows included)
     that StructureMatcher (stol 0.5, ltol 0.3, angle_tol 10°) equates with a known-phase
-    benchmark target or a seed prototype (:mod:`gencrystal.search.holdout`) gets
+    benchmark target or a seed prototype (:mod:`gencrystal.search.holdout`), and every relaxed
+    row whose *seed* it equates with one (``matched: source``; a random seed can be a known
+    phase even when its relaxation at P moved away from it), gets
     ``split=heldout_known`` and a ``known_phase`` key, so no split selects it; the list goes
     to ``<work>/holdout.json`` (``splits`` leaves such rows alone).
 ``train``
@@ -66,8 +76,17 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "data" / "fixtures" / "hp_seeds.extxyz"
+RANDOM_SEEDS = ROOT / "data" / "fixtures" / "hp_random_seeds.extxyz"
+#: (reduced formula, formula units Z) of the random seeds: the cell sizes of the known phases
+#: (bcc/fcc/cI16 Li, diamond/beta-Sn Si, rutile/CaCl2/alpha-PbO2/pyrite SiO2, alpha-Ga/alpha-B12 B) and their neighbours
+RANDOM_SEED_SPECS: tuple[tuple[str, int], ...] = (
+    ("Li", 2), ("Li", 4), ("Li", 8), ("Si", 2), ("Si", 4), ("Si", 8),
+    ("SiO2", 2), ("SiO2", 3), ("SiO2", 4), ("B", 4), ("B", 8), ("B", 12),
+)
 SHIPPED = ROOT / "checkpoints" / "gencrystal-hp-csp-small.ckpt"
-STAGES = ["seeds", "mp20seeds", "db", "mp20", "splits", "holdout", "train", "ship", "evaluate"]
+STAGES = ["seeds", "randomseeds", "mp20seeds", "db", "mp20", "splits", "holdout", "train", "ship", "evaluate"]
+#: evaluation subsets of the held-out test rows: (name, level-of-theory prefix; None: all)
+SUBSETS = (("all", None), ("mp20_test_0GPa", "mp20"), ("chgnet_highP", "chgnet"), ("committee_highP", "hp-committee"))
 GC = [sys.executable, "-m", "gencrystal"]
 
 
@@ -114,6 +133,26 @@ def stage_seeds(args) -> None:
     log(f"wrote {len(frames)} seeds to {SEEDS.relative_to(ROOT)}")
 
 
+def stage_randomseeds(args) -> None:
+    if RANDOM_SEEDS.is_file() or args.random_seeds <= 0:
+        if RANDOM_SEEDS.is_file():
+            log(f"{RANDOM_SEEDS.relative_to(ROOT)} exists")
+        return
+    from gencrystal.demo import random_structures
+    from gencrystal.io import write_extxyz
+
+    frames = random_structures([(f, z, args.random_seeds) for f, z in RANDOM_SEED_SPECS], seed=args.seed + 1)
+    write_extxyz(frames, RANDOM_SEEDS)
+    log(f"wrote {len(frames)} random seeds to {RANDOM_SEEDS.relative_to(ROOT)}")
+
+
+def seed_files(args) -> list[Path]:
+    """The seed files whose rows the database may hold: the seed set, the random seeds (when
+    written) and the work folder's MP-20 seeds (when written)."""
+    extra = [RANDOM_SEEDS, Path(args.work) / "mp20_seeds.extxyz"]
+    return [SEEDS] + [f for f in extra if f.is_file()]
+
+
 @timed
 def stage_mp20seeds(args) -> None:
     out = Path(args.work) / "mp20_seeds.extxyz"
@@ -152,8 +191,8 @@ def stage_db(args) -> None:
     # benchmark, whose random crystals stay in training when the prototypes are held out) and
     # the small MP-20 seeds (diverse chemistry, which the model's response to pressure needs
     # most); each source at every pressure before the next source
-    by_name = {"seeds": SEEDS, "mp20": mp20}
-    sources = [by_name[n] for n in args.db_sources.split(",") if n != "mp20" or mp20.is_file()]
+    by_name = {"seeds": SEEDS, "mp20": mp20, "random": RANDOM_SEEDS}
+    sources = [by_name[n] for n in args.db_sources.split(",") if by_name[n].is_file()]
     jobs = [(src, float(x)) for src in sources for x in args.pressures.split(",")]
     for src, p in jobs:
         cmd = GC + ["db", "build", f"source={src}", f"pressures=[{p:g}]"] + common
@@ -214,15 +253,16 @@ def stage_splits(args) -> None:
 
     db = connect(str(Path(args.work) / "hp.db"))
     # rows of seeds that are no longer in the seed files (a corrected seed gets a new id) go
-    seed_ids = {f"{SEEDS.stem}:{a.info['id']}" for a in read(str(SEEDS), index=":")}
-    extra = Path(args.work) / "mp20_seeds.extxyz"
-    if extra.is_file():
-        seed_ids |= {f"{extra.stem}:{a.info['id']}" for a in read(str(extra), index=":")}
+    seed_ids = {f"{f.stem}:{a.info['id']}" for f in seed_files(args) for a in read(str(f), index=":")}
     orphans = [r.id for r in db.select() if not str(r.get("level_of_theory", "")).startswith("mp20")
                and str(r.get("material_id")) not in seed_ids]
     if orphans:
         db.delete(orphans)
         log(f"removed {len(orphans)} rows of seeds no longer in the seed files")
+    superseded = superseded_rows(db)
+    if superseded:
+        db.delete(superseded)
+        log(f"removed {len(superseded)} rows superseded by a later relaxation of the same seed at the same pressure")
     from gencrystal.search.holdout import HELDOUT_SPLIT
 
     rows = [r for r in db.select() if not str(r.get("level_of_theory", "")).startswith("mp20")
@@ -246,7 +286,25 @@ def stage_splits(args) -> None:
             counts[s] = counts.get(s, 0) + 1
             if r.get("split") != s:
                 db.update(r.id, split=s)
-    log(f"CHGNet rows by split: {counts} ({len(groups)} seed groups)")
+    log(f"relaxed rows by split: {counts} ({len(groups)} seed groups)")
+
+
+def superseded_rows(db) -> list[int]:
+    """Row ids of relaxed rows whose seed (``material_id``) was relaxed again at the same
+    pressure (GPa) by a later build: only the latest row (highest id) of each pair stays, so a
+    seed relabelled by the trusted committee does not keep its earlier CHGNet row."""
+    latest: dict[tuple[str, float], int] = {}
+    out: list[int] = []
+    for r in db.select():
+        if str(r.get("level_of_theory", "")).startswith("mp20"):
+            continue
+        key = (str(r.get("material_id", r.id)), round(float(r.get("pressure_gpa", 0.0)), 6))
+        if key in latest:
+            out.append(min(latest[key], r.id))
+            latest[key] = max(latest[key], r.id)
+        else:
+            latest[key] = r.id
+    return sorted(out)
 
 
 @timed
@@ -255,19 +313,32 @@ def stage_holdout(args) -> None:
     from gencrystal.db.schema import connect
     from gencrystal.io import write_json
     from gencrystal.matching import MATCHER_SETTINGS
-    from gencrystal.search.holdout import HELDOUT_SPLIT, find_known_phases, known_phase_structures
+    from gencrystal.search.holdout import HELDOUT_SPLIT, find_known_phases, known_phase_structures, training_sources
 
     db = connect(str(Path(args.work) / "hp.db"))
     rows = list(db.select())
     refs = known_phase_structures()
     found = find_known_phases(((str(r.id), r.toatoms()) for r in rows), refs)
+    # a relaxed row also goes when the seed it was relaxed from is a known phase (the relaxation
+    # may have moved it away at this pressure, but the recorded training id names that seed)
+    sources, _ = training_sources({str(r.get("source", "")) + "@0GPa" for r in rows
+                                   if not str(r.get("level_of_theory", "")).startswith("mp20")},
+                                  seed_files(args), getattr(args, "data_root", None))
+    known_sources = find_known_phases(sources, refs)
+    matched_by = {sid: "row" for sid in found}
+    for r in rows:
+        src = str(r.get("source", ""))
+        if str(r.id) not in found and src in known_sources:
+            found[str(r.id)] = known_sources[src]
+            matched_by[str(r.id)] = "source"
     removed = []
     with db:
         for r in rows:
             if str(r.id) not in found:
                 continue
             removed.append({"source": str(r.get("source", "")), "pressure_gpa": float(r.get("pressure_gpa", 0.0)),
-                            "split_before": str(r.get("split", "")), "known_phase": found[str(r.id)]})
+                            "split_before": str(r.get("split", "")), "known_phase": found[str(r.id)],
+                            "matched": matched_by[str(r.id)]})
             if r.get("split") != HELDOUT_SPLIT:
                 db.update(r.id, split=HELDOUT_SPLIT, known_phase=found[str(r.id)])
     record = {"matcher": MATCHER_SETTINGS["csp"], "references": sorted(refs), "n_rows_scanned": len(rows),
@@ -446,7 +517,7 @@ def stage_evaluate(args) -> None:
     if (ev / "csp").exists():
         shutil.rmtree(ev / "csp")
     results: dict = {"sample_wall_s": sample_s, "sampler": args.sampler, "n_refs": len(refs)}
-    for name, sel in (("all", None), ("mp20_test_0GPa", "mp20"), ("chgnet_highP", "chgnet")):
+    for name, sel in SUBSETS:
         sub_r = [a for a in refs if sel is None or a.info["level_of_theory"].startswith(sel)]
         if not sub_r:
             continue
@@ -483,7 +554,7 @@ def stage_evaluate(args) -> None:
           "Volume error: V/atom of the sample against the reference's at the same pressure (V_pred/V_ref − 1); "
           "the matcher rescales volumes, so the match rate does not see it.", "",
           "| subset | n | match rate | RMSE | median abs volume error | mean volume error |", "|---|---|---|---|---|---|"]
-    for name in ("all", "mp20_test_0GPa", "chgnet_highP"):
+    for name, _ in SUBSETS:
         if name in results:
             r = results[name]
             md.append(f"| {name} | {r['n']} | {r.get('match_rate', float('nan')):.4f} | {r.get('rmse', float('nan'))} | "
@@ -504,6 +575,15 @@ def stage_evaluate(args) -> None:
     log(json.dumps({k: v for k, v in results.items() if k != "stage_wall_s"}, indent=1, default=str))
 
 
+def db_sources(text: str) -> str:
+    """``--db-sources``: a comma-separated order of ``seeds``, ``random``, ``mp20``, each at most once."""
+    names = text.split(",")
+    bad = [n for n in names if n not in ("seeds", "random", "mp20")]
+    if bad or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"--db-sources {text!r}: give seeds, random and/or mp20, each once")
+    return text
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("stages", nargs="*", default=[], help=f"stages to run, of {' '.join(STAGES)} (default: all)")
@@ -520,8 +600,11 @@ def main(argv=None) -> int:
     p.add_argument("--fmax", type=float, default=0.1, help="eV/Å")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--pressures", default="50,100,25,0", help="GPa, comma-separated, built in this order")
-    p.add_argument("--db-sources", default="seeds,mp20", choices=["seeds,mp20", "mp20,seeds", "mp20", "seeds"],
-                   help="structures the db stage relaxes, in this order: the Li/Si/SiO2/B seeds, the MP-20 seeds")
+    p.add_argument("--db-sources", default="seeds,random,mp20", type=db_sources,
+                   help="structures the db stage relaxes, in this order (comma-separated, of seeds, random, mp20): "
+                        "the Li/Si/SiO2/B seed set, the random Li/Si/SiO2/B seeds, the MP-20 seeds")
+    p.add_argument("--random-seeds", type=int, default=0,
+                   help="random seeds per entry of RANDOM_SEED_SPECS (randomseeds stage; 0: none)")
     p.add_argument("--db-minutes", type=float, default=None, help="wall-time cap of the db stage (minutes)")
     p.add_argument("--workers", type=int, default=2, help="relaxation processes of the db stage (Dask LocalCluster)")
     p.add_argument("--max-time", default="00:00:40:00", help="training wall-clock cap DD:HH:MM:SS")

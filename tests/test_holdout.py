@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+from ase import Atoms
 from ase.build import bulk
 
 from tests.scripts import load_script
@@ -18,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "checkpoints" / "gencrystal-hp-csp-small.ckpt"
 HELDOUT = REPO / "checkpoints" / "gencrystal-hp-csp-heldout.ckpt"  # the known-phase benchmark's model
 SEEDS = REPO / "data" / "fixtures" / "hp_seeds.extxyz"
+RANDOM_SEEDS = REPO / "data" / "fixtures" / "hp_random_seeds.extxyz"  # the recipe's random Li/Si/SiO2/B seeds
 
 
 def _proto(name):
@@ -52,7 +54,7 @@ def _leaked_sources() -> dict[str, str]:
 
     from gencrystal.search.holdout import find_known_phases
 
-    seeds = [(f"{SEEDS.stem}:{a.info['id']}", a) for a in read(str(SEEDS), index=":")]
+    seeds = [(f"{f.stem}:{a.info['id']}", a) for f in (SEEDS, RANDOM_SEEDS) if f.is_file() for a in read(str(f), index=":")]
     leaked = find_known_phases(seeds)
     val = Path(os.environ.get("GENCRYSTAL_DATA", REPO.parent / "shared" / "data")) / "mp_20" / "val.csv"
     if val.is_file():
@@ -135,15 +137,20 @@ def test_holdout_stage_moves_known_phases_out_of_every_split_and_ship_records_id
     db = connect(str(tmp_path / "hp.db"))
     stish = _proto("SiO2-stishovite")
     stish.set_cell(stish.cell * 0.95, scale_atoms=True)
+    # a relaxation that moved away from its seed, diamond Si (a known phase): a 3-atom triclinic cell
+    moved = Atoms("Si3", cell=[[4.1, 0, 0], [0.6, 4.4, 0], [0.3, 0.2, 5.2]],
+                  scaled_positions=[[0, 0, 0], [0.31, 0.12, 0.47], [0.63, 0.71, 0.18]], pbc=True)
     for atoms, src, split in ((stish, "hp_seeds:SiO2-stishovite", "train"), (bulk("NaCl", "rocksalt", a=5.6), "mp20:val:x", "train"),
-                              (bulk("Li", "bcc", a=3.0, cubic=True), "mp20:test:y", "test")):
+                              (bulk("Li", "bcc", a=3.0, cubic=True), "mp20:test:y", "test"), (moved, "hp_seeds:Si-diamond", "train")):
         add_structure(db, atoms, pressure_gpa=50.0, level_of_theory="chgnet-0.3.0", source=src, split=split)
     args = argparse.Namespace(work=str(tmp_path))
     td.stage_holdout(args)
     splits = {r.source: r.split for r in connect(str(tmp_path / "hp.db")).select()}
-    assert splits == {"hp_seeds:SiO2-stishovite": "heldout_known", "mp20:val:x": "train", "mp20:test:y": "heldout_known"}
+    assert splits == {"hp_seeds:SiO2-stishovite": "heldout_known", "mp20:val:x": "train", "mp20:test:y": "heldout_known",
+                      "hp_seeds:Si-diamond": "heldout_known"}
     record = json.loads((tmp_path / "holdout.json").read_text())
-    assert {r["source"] for r in record["removed"]} == {"hp_seeds:SiO2-stishovite", "mp20:test:y"}
+    assert {r["source"]: r["matched"] for r in record["removed"]} == {
+        "hp_seeds:SiO2-stishovite": "row", "mp20:test:y": "row", "hp_seeds:Si-diamond": "source"}
     assert record["matcher"] == {"stol": 0.5, "ltol": 0.3, "angle_tol": 10.0}
     td.stage_holdout(args)  # idempotent
     rec = td.training_record(args)
@@ -217,3 +224,39 @@ def test_checkpoint_heldout_reads_the_recorded_ids_sources_and_the_holdout_recor
     assert not unresolved["held_out"] and unresolved["unresolved"] == 2
     found, missing = training_sources(["mp20:val:mp-q@0GPa", "hp_seeds:Si-diamond@0GPa"], seeds, tmp_path, formula="Si")
     assert [s for s, _ in found] == ["hp_seeds:Si-diamond"] and missing == []
+    # several seed files: each id resolves in the file its stem names
+    rand = tmp_path / "hp_random_seeds.extxyz"
+    c = bulk("Li", "fcc", a=4.3)
+    c.info = {"id": "LiZ1-rand0-sg225"}
+    write_extxyz([c], rand)
+    ids = ["hp_seeds:Si-diamond@0GPa", "hp_random_seeds:LiZ1-rand0-sg225@50GPa", "hp_random_seeds:Si-diamond@0GPa"]
+    found, missing = training_sources(ids, [seeds, rand], tmp_path)
+    assert sorted(s for s, _ in found) == ["hp_random_seeds:LiZ1-rand0-sg225", "hp_seeds:Si-diamond"]
+    assert missing == ["hp_random_seeds:Si-diamond"]
+    assert training_sources(ids[1:2], seeds, tmp_path)[1] == ["hp_random_seeds:LiZ1-rand0-sg225"]  # its file not given
+
+
+def test_the_latest_relaxation_of_a_seed_at_a_pressure_supersedes_earlier_ones(tmp_path):
+    """A seed relaxed again at the same pressure (the committee after CHGNet) keeps only its
+    latest row; other pressures, other seeds and the unrelaxed MP-20 rows stay."""
+    from gencrystal.db.schema import add_structure, connect
+
+    td = load_script("train_default")
+    db = connect(str(tmp_path / "hp.db"))
+    li = bulk("Li", "bcc", a=3.0)
+    rows = [("hp_seeds:a", "a", 50.0, "chgnet-0.3.0"), ("hp_seeds:a", "a", 100.0, "chgnet-0.3.0"),
+            ("hp_seeds:b", "b", 50.0, "chgnet-0.3.0"), ("hp_seeds:a", "a", 50.0, "hp-committee-v2"),
+            ("mp20:val:x", "x", 0.0, "mp20-dft-pbe"), ("mp20:val:x", "x", 0.0, "mp20-dft-pbe")]
+    ids = [add_structure(db, li, pressure_gpa=p, level_of_theory=lot, source=src, material_id=mid)
+           for src, mid, p, lot in rows]
+    assert td.superseded_rows(db) == [ids[0]]
+
+
+def test_db_sources_takes_an_order_of_known_sources_each_once():
+    import argparse
+
+    td = load_script("train_default")
+    assert td.db_sources("random,seeds") == "random,seeds"
+    for bad in ("seeds,seeds", "mp20,cif", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="--db-sources"):
+            td.db_sources(bad)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,9 @@ from ase import Atoms
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
+
+#: one seed file or several (``<stem>.extxyz``; a training id ``<stem>:<id>@<P>GPa`` names one)
+SeedPaths = str | Path | Sequence[str | Path]
 
 #: ``split`` value given to database rows held out because they are a known phase
 HELDOUT_SPLIT = "heldout_known"
@@ -81,12 +84,13 @@ _MP20_SEED = re.compile(r"^mp20_seeds:mp20(?P<split>train|val|test)-(?P<mid>\S+)
 
 
 def training_sources(
-    ids: Iterable[str], seeds_path: str | Path, data_root: str | Path | None, formula: str | None = None
+    ids: Iterable[str], seeds_path: SeedPaths, data_root: str | Path | None, formula: str | None = None
 ) -> tuple[list[tuple[str, Atoms]], list[str]]:
     """The source structures of a checkpoint's recorded training ids, and the ids not resolved.
 
-    Ids are ``<source>@<P>GPa`` (``scripts/train_default.py``): ``hp_seeds:<id>`` is read from
-    ``seeds_path`` (the committed seed set), ``mp20:<split>:<material_id>`` from
+    Ids are ``<source>@<P>GPa`` (``scripts/train_default.py``): ``<stem>:<id>`` is read from the
+    seed file ``<stem>.extxyz`` of ``seeds_path`` (one path or several: the committed seed set
+    ``hp_seeds``, the random seeds ``hp_random_seeds``), ``mp20:<split>:<material_id>`` from
     ``<data_root>/mp_20/<split>.csv``, and so is ``mp20_seeds:mp20<split>-<material_id>`` (an MP-20
     row the recipe's ``mp20seeds`` stage relaxed at pressure). The structures are the *sources* as stored there (the
     database row was relaxed from it at P); with ``formula`` (a reduced formula) only sources of
@@ -100,8 +104,9 @@ def training_sources(
     wanted = sorted({i.rsplit("@", 1)[0] for i in ids})
     seed_alias: dict[tuple[str, str], str] = {}  # (split, material id) -> the id's own source name
     seeds: dict[str, Atoms] = {}
-    if Path(seeds_path).is_file():
-        seeds = {f"{Path(seeds_path).stem}:{a.info['id']}": a for a in read(str(seeds_path), index=":")}
+    for path in [seeds_path] if isinstance(seeds_path, (str, Path)) else seeds_path:
+        if Path(path).is_file():
+            seeds.update({f"{Path(path).stem}:{a.info['id']}": a for a in read(str(path), index=":")})
     by_split: dict[str, set[str]] = {}
     found: list[tuple[str, Atoms]] = []
     missing: list[str] = []
@@ -148,7 +153,7 @@ def _read_table(path: str) -> Any:
 
 
 def checkpoint_heldout(
-    ckpt: Mapping[str, Any], reference: Atoms, reference_name: str, seeds_path: str | Path, data_root: str | Path | None
+    ckpt: Mapping[str, Any], reference: Atoms, reference_name: str, seeds_path: SeedPaths, data_root: str | Path | None
 ) -> dict[str, Any]:
     """Was ``reference`` (a known phase named ``known:<id>``) held out of a checkpoint's training data?
 

@@ -34,7 +34,9 @@ Stages (each resumable: re-run the same command after a kill, finished work is s
     a seed relaxed at one pressure by more than one build (an earlier potential, e.g. CHGNet
     before the committee covered it) keeps only its latest row; the relaxed rows get a
     ``split`` key grouped by the seed they came from (every pressure of one seed in the same
-    split; seeded 80/10/10).
+    split; 80/10/10 by a seeded hash of the seed's id, so adding seeds moves no earlier row);
+    a seed that the ``--init-from`` checkpoint (or its lineage) trained on always trains, so
+    fine-tuning never validates or tests on rows its starting weights saw.
 ``holdout``
     the known phases out of the training data: every row (any split, MP-20 rows included)
     that StructureMatcher (stol 0.5, ltol 0.3, angle_tol 10°) equates with a known-phase
@@ -54,8 +56,9 @@ Stages (each resumable: re-run the same command after a kill, finished work is s
     ``split=train`` row of the database at ship time) and the hold-out record
     (``gencrystal_holdout``) that ``tests/test_holdout.py`` scans.
 ``evaluate``
-    one sample per held-out ``test`` row (MP-20 test at 0 GPa and held-out CHGNet rows at
-    their pressure) → ``gencrystal evaluate csp``; metrics and the validation loss go to
+    one sample per held-out ``test`` row (MP-20 test at 0 GPa and held-out relaxed rows at
+    their pressure; rows among the checkpoint's recorded training ids are left out and
+    counted) → ``gencrystal evaluate csp``; metrics and the validation loss go to
     ``reports/default_model.{json,md}``.
 
 Pressures in GPa. Work folder (git-ignored): ``runs/default_model``.
@@ -64,6 +67,7 @@ Pressures in GPa. Work folder (git-ignored): ``runs/default_model``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -246,7 +250,6 @@ def stage_mp20(args) -> None:
 
 @timed
 def stage_splits(args) -> None:
-    import numpy as np
     from ase.io import read
 
     from gencrystal.db.schema import connect
@@ -268,13 +271,10 @@ def stage_splits(args) -> None:
     rows = [r for r in db.select() if not str(r.get("level_of_theory", "")).startswith("mp20")
             and r.get("split") != HELDOUT_SPLIT]
     groups = sorted({str(r.get("material_id", r.id)) for r in rows})
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(groups))
-    n_val = max(1, round(0.1 * len(groups)))
-    n_test = max(1, round(0.1 * len(groups)))
-    split_of = {}
-    for rank, gi in enumerate(order):
-        split_of[groups[gi]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+    # a seed the starting weights (--init-from and its lineage) trained on cannot be held out
+    trained = {i.rsplit("@", 1)[0] for i in parent_training_ids(args)}
+    parent_groups = {str(r.get("material_id", r.id)) for r in rows if str(r.get("source", "")) in trained}
+    split_of = {g: "train" if g in parent_groups else group_split(g, args.seed) for g in groups}
     # the demo's known phases always train: Li and SiO2 prototypes are never held out
     for g in groups:
         if g.split(":")[-1].startswith(("Li-", "SiO2-")):
@@ -287,6 +287,28 @@ def stage_splits(args) -> None:
             if r.get("split") != s:
                 db.update(r.id, split=s)
     log(f"relaxed rows by split: {counts} ({len(groups)} seed groups)")
+
+
+def group_split(group: str, seed: int = 0) -> str:
+    """The split of one seed group, ``val`` / ``test`` / ``train`` with odds 1 : 1 : 8 from a hash
+    of ``seed`` and the group's id: the same group always lands in the same split, whichever
+    other groups the database holds (so a later build does not move earlier rows between splits)."""
+    digit = int(hashlib.sha256(f"{seed}:{group}".encode()).hexdigest(), 16) % 10
+    return "val" if digit == 0 else "test" if digit == 1 else "train"
+
+
+def parent_training_ids(args) -> set[str]:
+    """The recorded training ids (``<source>@<P>GPa``) of the ``--init-from`` checkpoint (its
+    lineage included); empty without ``--init-from``."""
+    if not getattr(args, "init_from", None):
+        return set()
+    import torch
+
+    init = torch.load(ROOT / args.init_from, map_location="cpu", weights_only=False)  # absolute paths pass through
+    if "gencrystal_training_ids" not in init:
+        raise SystemExit(f"--init-from {args.init_from} records no training ids: its training data cannot be "
+                         "kept out of the validation and test splits")
+    return set(init["gencrystal_training_ids"])
 
 
 def superseded_rows(db) -> list[int]:
@@ -499,6 +521,13 @@ def stage_evaluate(args) -> None:
         hp = [a for a in refs if not a.info["level_of_theory"].startswith("mp20")]
         refs = hp + [a for a in refs if a.info["level_of_theory"].startswith("mp20")][: max(0, args.eval_limit - len(hp))]
     ckpt = Path(args.ckpt) if args.ckpt else SHIPPED
+    import torch
+
+    seen = set(torch.load(ckpt, map_location="cpu", weights_only=False).get("gencrystal_training_ids", []))
+    n_all = len(refs)
+    refs = [a for a in refs if a.info["id"] not in seen]  # rows its weights (or its parents') trained on
+    if len(refs) < n_all:
+        log(f"evaluate: {n_all - len(refs)} test rows are among {ckpt.name}'s training ids and are left out")
     gen = Generator(str(ckpt), device="cpu", sampler=args.sampler, batch_size=64, progress=False)
     reqs = [SampleRequest(composition=Composition(a.get_chemical_formula(mode="metal")),
                           pressure_gpa=a.info["pressure_gpa"], num_samples=1, formula=a.get_chemical_formula(mode="metal"))
@@ -516,7 +545,8 @@ def stage_evaluate(args) -> None:
     write_extxyz(preds, ev / "preds.extxyz")
     if (ev / "csp").exists():
         shutil.rmtree(ev / "csp")
-    results: dict = {"sample_wall_s": sample_s, "sampler": args.sampler, "n_refs": len(refs)}
+    results: dict = {"sample_wall_s": sample_s, "sampler": args.sampler, "n_refs": len(refs),
+                     "n_left_out_trained": n_all - len(refs)}
     for name, sel in SUBSETS:
         sub_r = [a for a in refs if sel is None or a.info["level_of_theory"].startswith(sel)]
         if not sub_r:

@@ -260,3 +260,37 @@ def test_db_sources_takes_an_order_of_known_sources_each_once():
     for bad in ("seeds,seeds", "mp20,cif", ""):
         with pytest.raises(argparse.ArgumentTypeError, match="--db-sources"):
             td.db_sources(bad)
+
+
+def test_group_split_is_stable_when_groups_are_added_and_near_80_10_10():
+    td = load_script("train_default")
+    groups = [f"hp_random_seeds:g{i}" for i in range(2000)]
+    first = {g: td.group_split(g) for g in groups[:100]}
+    assert all(td.group_split(g) == s for g, s in first.items())  # whatever else is in the db
+    counts = {s: sum(td.group_split(g) == s for g in groups) for s in ("train", "val", "test")}
+    assert 1500 < counts["train"] < 1700 and 150 < counts["val"] < 250 and 150 < counts["test"] < 250
+    assert [td.group_split("x", seed) for seed in range(20)] != [td.group_split("x", 0)] * 20  # the seed matters
+
+
+def test_splits_stage_trains_every_seed_the_parent_checkpoint_trained_on(tmp_path):
+    import argparse
+
+    import torch
+    from ase.io import read
+
+    from gencrystal.db.schema import add_structure, connect
+
+    td = load_script("train_default")
+    db = connect(str(tmp_path / "hp.db"))
+    li = bulk("Li", "bcc", a=3.0)
+    seeds = [a.info["id"] for a in read(str(td.SEEDS), index=":")]
+    rand = [s for s in seeds if "rand" in s]
+    test_group = next(s for s in rand if td.group_split(f"hp_seeds:{s}") != "train")
+    for p in (50.0, 100.0):
+        add_structure(db, li, pressure_gpa=p, level_of_theory="hp-committee-v2", source=f"hp_seeds:{test_group}",
+                      material_id=f"hp_seeds:{test_group}")
+    torch.save({"gencrystal_training_ids": [f"hp_seeds:{test_group}@50GPa"]}, tmp_path / "parent.ckpt")
+    td.stage_splits(argparse.Namespace(work=str(tmp_path), seed=0, init_from=None))
+    assert {r.split for r in connect(str(tmp_path / "hp.db")).select()} == {td.group_split(f"hp_seeds:{test_group}")}
+    td.stage_splits(argparse.Namespace(work=str(tmp_path), seed=0, init_from=str(tmp_path / "parent.ckpt")))
+    assert {r.split for r in connect(str(tmp_path / "hp.db")).select()} == {"train"}  # 100 GPa too: the same seed
